@@ -1,0 +1,222 @@
+"""Input checks and their messages.
+
+Each public function validates its arguments once, here, and hands a private body clean
+arrays. Messages name the parameter, state the rule and echo the value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from typing import Any, TypeVar
+
+import numpy as np
+
+from lowrank._numerics import STORAGE_EPS
+from lowrank._typing import Array, ArrayLike, RNGLike
+from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError
+
+__all__ = [
+    "as_matrix",
+    "as_vector",
+    "check_choice",
+    "check_finite_array",
+    "check_fraction",
+    "check_int",
+    "check_positive_float",
+    "check_rank",
+    "compute_dtype",
+    "normalize_rng",
+]
+
+T = TypeVar("T")
+
+
+def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
+    """The dtype a computation on data of ``dtype`` runs in.
+
+    ``float32``, ``float64``, ``complex64`` and ``complex128`` are kept; ``float16``,
+    ``bfloat16`` and the float8 types are computed in ``float32``; integers in ``float64``.
+    Booleans, objects, strings and extended precision raise :class:`~lowrank.errors.DTypeError`.
+    """
+    dt = np.dtype(dtype)
+    if dt.name in STORAGE_EPS or dt == np.float16:
+        return np.dtype(np.float32)
+    if dt in (np.float32, np.float64, np.complex64, np.complex128):
+        return dt
+    if dt.kind in "iu":
+        return np.dtype(np.float64)
+    if dt.kind in "fc":
+        raise DTypeError(
+            f"{name} has dtype {dt.name}, which LAPACK does not support; "
+            f"convert it to float64 or complex128 first"
+        )
+    raise DTypeError(
+        f"{name} must have a numeric dtype (float, complex or integer); got {dt.name}"
+    )
+
+
+def _asarray(value: ArrayLike, name: str) -> Array:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+
+
+def check_finite_array(a: Array, *, name: str = "A") -> None:
+    """Raise :class:`~lowrank.errors.NonFiniteError` if ``a`` holds NaN or infinity."""
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise NonFiniteError(
+            f"{name} must contain only finite values; got {bad} NaN or infinite "
+            f"entr{'y' if bad == 1 else 'ies'} out of {a.size}"
+        )
+
+
+def as_matrix(
+    A: ArrayLike,
+    *,
+    name: str = "A",
+    allow_empty: bool = False,
+    check_finite: bool = True,
+) -> Array:
+    """Return ``A`` as a 2-D array in its compute dtype, copying only when the dtype changes.
+
+    Raises
+    ------
+    ShapeError
+        ``A`` is not 2-D, or has a zero dimension and ``allow_empty`` is false.
+    DTypeError
+        ``A`` is not numeric.
+    NonFiniteError
+        ``A`` holds NaN or infinity (when ``check_finite``).
+    """
+    arr = _asarray(A, name)
+    if arr.ndim != 2:
+        raise ShapeError(f"{name} must be a 2-D matrix; got ndim={arr.ndim} with shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ShapeError(f"{name} must not be empty; got shape {arr.shape}")
+    target = compute_dtype(arr.dtype, name=name)
+    if arr.dtype != target:
+        arr = arr.astype(target)
+    if check_finite:
+        check_finite_array(arr, name=name)
+    return arr
+
+
+def as_vector(
+    x: ArrayLike, *, name: str, allow_empty: bool = True, check_finite: bool = True
+) -> Array:
+    """Return ``x`` as a 1-D array in its compute dtype (see :func:`as_matrix`)."""
+    arr = _asarray(x, name)
+    if arr.ndim != 1:
+        raise ShapeError(f"{name} must be 1-D; got ndim={arr.ndim} with shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ShapeError(f"{name} must not be empty")
+    target = compute_dtype(arr.dtype, name=name)
+    if arr.dtype != target:
+        arr = arr.astype(target)
+    if check_finite:
+        check_finite_array(arr, name=name)
+    return arr
+
+
+def check_int(
+    value: object,
+    *,
+    name: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    maximum_text: str | None = None,
+) -> int:
+    """Return ``value`` as an ``int`` if it is an integer within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}")
+    result = int(value)
+    bound = maximum_text or (str(maximum) if maximum is not None else None)
+    if minimum is not None and maximum is not None and not minimum <= result <= maximum:
+        raise InputError(f"{name} must satisfy {minimum} <= {name} <= {bound}; got {result}")
+    if minimum is not None and result < minimum:
+        raise InputError(f"{name} must be >= {minimum}; got {result}")
+    if maximum is not None and result > maximum:
+        raise InputError(f"{name} must be <= {bound}; got {result}")
+    return result
+
+
+def check_rank(
+    rank: object,
+    *,
+    upper: int,
+    name: str = "rank",
+    upper_text: str = "min(A.shape)",
+    lower: int = 0,
+) -> int:
+    """Return ``rank`` as an ``int`` if ``lower <= rank <= upper``, else raise ``RankError``."""
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+        raise RankError(
+            f"{name} must be an integer; got {rank!r} of type {type(rank).__name__}"
+        )
+    result = int(rank)
+    if not lower <= result <= upper:
+        raise RankError(
+            f"{name} must satisfy {lower} <= {name} <= {upper_text} = {upper}; got {result}"
+        )
+    return result
+
+
+def check_fraction(
+    value: object,
+    *,
+    name: str,
+    low: float = 0.0,
+    high: float = 1.0,
+    low_inclusive: bool = False,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a float in the interval given (open or closed at each end)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a real number; got {value!r}")
+    result = float(value)
+    lo_ok = result >= low if low_inclusive else result > low
+    hi_ok = result <= high if high_inclusive else result < high
+    if not (math.isfinite(result) and lo_ok and hi_ok):
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        raise InputError(f"{name} must lie in {left}{low:g}, {high:g}{right}; got {value!r}")
+    return result
+
+
+def check_positive_float(value: object, *, name: str, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float that is positive (or non-negative)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a real number; got {value!r}")
+    result = float(value)
+    ok = result >= 0.0 if allow_zero else result > 0.0
+    if not (math.isfinite(result) and ok):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"{name} must be finite and {rule}; got {value!r}")
+    return result
+
+
+def check_choice(value: T, *, name: str, choices: Collection[T]) -> T:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InputError(f"{name} must be one of {listed}; got {value!r}")
+    return value
+
+
+def normalize_rng(rng: RNGLike) -> np.random.Generator:
+    """Normalise ``rng`` once with :func:`numpy.random.default_rng`."""
+    if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        raise InputError(
+            f"rng must be None, an int seed or a numpy.random.Generator; got {rng!r}"
+        )
+    if int(rng) < 0:
+        raise InputError(f"rng seed must be a non-negative integer; got {rng}")
+    return np.random.default_rng(int(rng))
