@@ -1,0 +1,181 @@
+"""Atomic file writes: a temporary file in the target's directory, fsync, then ``os.replace``.
+
+Readers therefore see either the old file or the complete new one, never a half-written
+file, even if the process dies mid-write. The temporary file lives in the *same directory*
+because ``os.replace`` is atomic only within one file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from lowrank.errors import InputError, MissingFileError
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+_TEMP_ATTEMPTS = 16
+
+
+def _target(path: str | os.PathLike[str]) -> Path:
+    # abspath rather than resolve(): a symlinked target is replaced as a link, and messages
+    # keep the name the caller gave instead of a content-addressed cache path.
+    target = Path(os.path.abspath(os.fspath(path)))
+    if target.is_dir():
+        raise InputError(f"path must name a file, not a directory; got '{target}'")
+    if not target.parent.is_dir():
+        raise MissingFileError(
+            f"the directory of path must exist; '{target.parent}' does not (path '{target}')"
+        )
+    return target
+
+
+def _create_temp(target: Path) -> Path:
+    for _ in range(_TEMP_ATTEMPTS):
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            # Mode 0o666 lets the umask decide the permissions, as for a plain open().
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits colliding
+            continue
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            # Overwriting keeps the old file's permissions.
+            os.chmod(temp, stat.S_IMODE(target.stat().st_mode))
+        return temp
+    raise FileExistsError(
+        f"could not create a temporary file next to '{target}'"
+    )  # pragma: no cover
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable on POSIX; Windows cannot open a directory, and a
+    # failure here cannot undo a rename that already happened, so it is best effort.
+    if os.name == "nt":  # pragma: no cover
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` atomically when the block succeeds.
+
+    Write the new content to the yielded path (with ``open``, ``numpy.save``, a library's
+    ``save_file`` ...). On normal exit the temporary file is flushed to disk (``fsync``) and
+    moved over ``path`` with :func:`os.replace`; if the block raises, the temporary file is
+    deleted and ``path`` is left exactly as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace. Its directory must exist.
+
+    Yields
+    ------
+    pathlib.Path
+        An empty file ``.<name>.<random>.tmp`` in the same directory as ``path``.
+
+    Raises
+    ------
+    MissingFileError
+        The directory of ``path`` does not exist.
+    InputError
+        ``path`` is an existing directory.
+
+    Notes
+    -----
+    A symbolic link at ``path`` is replaced by a regular file (the link's target is not
+    touched). A replaced file keeps its permission bits; a new one gets the umask's. Only a
+    hard kill between creating and renaming the temporary file can leave it behind; it never
+    leaves a partial ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with atomic_path(Path(d) / "report.txt") as tmp:
+    ...         _ = tmp.write_text("done")
+    ...     print((Path(d) / "report.txt").read_text(), sorted(p.name for p in Path(d).iterdir()))
+    done ['report.txt']
+    """
+    target = _target(path)
+    temp = _create_temp(target)
+    try:
+        yield temp
+        _fsync_file(temp)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    _fsync_directory(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace; its directory must exist.
+    data : bytes, bytearray or memoryview
+        The complete new content.
+
+    Raises
+    ------
+    InputError
+        ``data`` is not bytes-like, or ``path`` is a directory.
+    MissingFileError
+        The directory of ``path`` does not exist.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"data must be bytes, bytearray or memoryview; got {type(data).__name__}")
+    with atomic_path(path) as temp, open(temp, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Line endings are written as given (no ``\\n`` → ``\\r\\n`` translation on Windows), so
+    the file's bytes do not depend on the platform.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace; its directory must exist.
+    text : str
+        The complete new content.
+    encoding : str, default "utf-8"
+        Text encoding.
+
+    Raises
+    ------
+    InputError
+        ``text`` is not a ``str``, or ``path`` is a directory.
+    MissingFileError
+        The directory of ``path`` does not exist.
+    """
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str; got {type(text).__name__}")
+    data = text.encode(encoding)
+    with atomic_path(path) as temp, open(temp, "wb") as fh:
+        fh.write(data)

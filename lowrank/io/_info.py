@@ -1,0 +1,56 @@
+"""What a weight file says about one tensor, read from its header without loading data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+__all__ = ["FileKind", "TensorInfo"]
+
+FileKind: TypeAlias = Literal["safetensors", "npy", "npz"]
+"""The container a tensor is stored in."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape and dtype of one stored tensor, and where to find it.
+
+    Everything needed to load the tensor again: a ``TensorInfo`` is picklable, so a worker
+    process can call :func:`lowrank.io.load_tensor` or :func:`lowrank.io.load_matrix` with it
+    and nothing else.
+
+    Attributes
+    ----------
+    name : str
+        Tensor name: the safetensors key, the ``.npz`` member without ``.npy``, or the stem
+        of a ``.npy`` file.
+    shape : tuple of int
+        Shape as stored.
+    dtype : str
+        NumPy / ``ml_dtypes`` name of the stored element type, e.g. ``"bfloat16"``.
+    file : pathlib.Path
+        Absolute path of the file holding the data (a shard for sharded checkpoints).
+    nbytes : int
+        Size of the stored data in bytes.
+    format : {"safetensors", "npy", "npz"}
+        The container format of ``file``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    file: Path
+    nbytes: int
+    format: FileKind
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
