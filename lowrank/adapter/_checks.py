@@ -1,0 +1,130 @@
+"""Input checks shared by the adapter modules, with the package's message style.
+
+Layer-0 helpers (:mod:`lowrank._validation`) do the generic work; this module adds the checks
+that know about layers: feature counts, factor shapes and the layer's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, as_vector, check_finite_array, compute_dtype
+from lowrank.errors import DTypeError, InputError, ShapeError
+
+__all__ = [
+    "as_float_array",
+    "check_adapter_name",
+    "check_bias",
+    "check_factors",
+    "check_features",
+    "check_weight",
+    "layer_dtype",
+]
+
+
+def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
+    """The real floating dtype a layer with parameters of ``dtype`` computes in."""
+    dt = compute_dtype(dtype, name=name)
+    if dt.kind != "f":
+        raise DTypeError(
+            f"{name} must have a real dtype (float32, float64, float16 or an integer type); "
+            f"got {np.dtype(dtype).name}"
+        )
+    return dt
+
+
+def check_weight(weight: ArrayLike, *, name: str = "W") -> Array:
+    """A private float copy of a weight matrix ``(out_features, in_features)``."""
+    arr = as_matrix(weight, name=name)
+    dt = layer_dtype(arr.dtype, name=name)
+    # Always a copy: merge and optimiser steps update parameters in place, and the caller's
+    # arrays must not change behind their back.
+    return np.array(arr, dtype=dt, copy=True, order="C")
+
+
+def check_bias(bias: ArrayLike, *, out_features: int, dtype: np.dtype[Any]) -> Array:
+    """A private copy of a bias vector of length ``out_features`` in ``dtype``."""
+    arr = as_vector(bias, name="bias")
+    if arr.shape != (out_features,):
+        raise ShapeError(
+            f"bias must have shape ({out_features},) to match W's out_features={out_features}; "
+            f"got {arr.shape}"
+        )
+    layer_dtype(arr.dtype, name="bias")
+    return np.array(arr, dtype=dtype, copy=True)
+
+
+def check_factors(
+    lora_A: ArrayLike,
+    lora_B: ArrayLike,
+    *,
+    in_features: int,
+    out_features: int,
+    dtype: np.dtype[Any],
+) -> tuple[Array, Array]:
+    """Private copies of ``lora_A`` ``(r, in)`` and ``lora_B`` ``(out, r)`` with ``r >= 1``."""
+    A = as_matrix(lora_A, name="lora_A", allow_empty=True)
+    B = as_matrix(lora_B, name="lora_B", allow_empty=True)
+    layer_dtype(A.dtype, name="lora_A")
+    layer_dtype(B.dtype, name="lora_B")
+    if A.shape[0] < 1 or A.shape[1] != in_features:
+        raise ShapeError(
+            f"lora_A must have shape (r, {in_features}) with r >= 1 to match W's "
+            f"in_features={in_features}; got {A.shape}"
+        )
+    rank = A.shape[0]
+    if B.shape != (out_features, rank):
+        raise ShapeError(
+            f"lora_B must have shape ({out_features}, {rank}) to match W's "
+            f"out_features={out_features} and lora_A's r={rank}; got {B.shape}"
+        )
+    return (
+        np.array(A, dtype=dtype, copy=True, order="C"),
+        np.array(B, dtype=dtype, copy=True, order="C"),
+    )
+
+
+def as_float_array(x: ArrayLike, *, name: str, dtype: np.dtype[Any] | None) -> Array:
+    """``x`` as a finite floating array; float data must already be in ``dtype``.
+
+    Integers are converted; a float array of another precision raises rather than being
+    silently rounded (a float64 reference run fed to a float32 layer is usually a bug).
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{name} could not be read as an array: {exc}") from None
+    target = compute_dtype(arr.dtype, name=name)
+    if target.kind != "f":
+        raise DTypeError(f"{name} must have a real dtype; got {arr.dtype.name}")
+    if dtype is not None and target != dtype and arr.dtype.kind == "f" and arr.dtype != np.float16:
+        raise DTypeError(
+            f"{name} has dtype {arr.dtype.name} but the layer computes in {dtype.name}; "
+            f"convert it with .astype(numpy.{dtype.name}) or build the layer in {arr.dtype.name}"
+        )
+    out_dtype = dtype if dtype is not None else target
+    if arr.dtype != out_dtype:
+        arr = arr.astype(out_dtype)
+    check_finite_array(arr, name=name)
+    return arr
+
+
+def check_features(x: Array, *, name: str, features: int, owner: str) -> None:
+    """Raise unless ``x`` has shape ``(..., features)``."""
+    if x.ndim < 1 or x.shape[-1] != features:
+        raise ShapeError(
+            f"{name} must have shape (..., {features}) to match {owner}={features}; got {x.shape}"
+        )
+
+
+def check_adapter_name(name: object) -> str:
+    """An adapter name: a non-empty string without dots (dots separate parameter keys)."""
+    if not isinstance(name, str) or not name or "." in name:
+        raise InputError(f"adapter name must be a non-empty string without '.'; got {name!r}")
+    return name

@@ -1,0 +1,451 @@
+r"""A LoRA linear layer: frozen base weight and bias, named low-rank adapters, merging.
+
+Parameters are named as in PEFT's ``lora.Linear`` state dict, so that arrays move between
+the two without renaming:
+
+==========================  ===============  ================================
+key                         shape            trainable by default
+==========================  ===============  ================================
+``base_layer.weight``       ``(out, in)``    no
+``base_layer.bias``         ``(out,)``       no
+``lora_A.<name>.weight``    ``(r, in)``      yes
+``lora_B.<name>.weight``    ``(out, r)``     yes
+==========================  ===============  ================================
+
+Notes
+-----
+With active (unmerged) adapters :math:`a`, each with factors :math:`A_a, B_a`, scaling
+:math:`s_a` and dropout mask :math:`M_a`,
+
+.. math::
+
+    y = x W^\top + b + \sum_a s_a \big((x \odot M_a) A_a^\top\big) B_a^\top ,
+
+and the backward pass is that of :func:`lowrank.adapter.functional.lora_backward`, summed over
+adapters for :math:`\partial L/\partial x`. The dense :math:`B_a A_a` is formed only by
+:meth:`LoRALinear.merge`, :meth:`LoRALinear.unmerge` and :meth:`LoRALinear.delta_weight`.
+
+Merging adds :math:`s_a B_a A_a` to :math:`W` and unmerging subtracts it again (in reverse
+order), so a round trip restores :math:`W` up to one rounding per addition. While an adapter
+is merged its contribution lives in :math:`W` (whether or not it is active) and it is skipped
+in the forward pass; training its factors is refused, because their gradients would no longer
+reach the output through them and a later unmerge would subtract a different product.
+
+References
+----------
+.. [1] E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022,
+   arXiv:2106.09685.
+.. [2] F. Meng, Z. Wang and M. Zhang, "PiSSA: Principal Singular Values and Singular Vectors
+   Adaptation of Large Language Models", NeurIPS 2024, arXiv:2404.02948.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import check_fraction, normalize_rng
+from lowrank.adapter._checks import (
+    check_adapter_name,
+    check_bias,
+    check_factors,
+    check_weight,
+)
+from lowrank.adapter.base import Layer
+from lowrank.adapter.functional import (
+    _adapter_backward,
+    _adapter_forward,
+    _delta_weight,
+    _dropout_mask,
+    lora_scaling,
+)
+from lowrank.errors import InputError
+
+__all__ = ["AdapterConfig", "LoRALinear"]
+
+_WEIGHT = "base_layer.weight"
+_BIAS = "base_layer.bias"
+
+
+def _a_key(name: str) -> str:
+    return f"lora_A.{name}.weight"
+
+
+def _b_key(name: str) -> str:
+    return f"lora_B.{name}.weight"
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Hyper-parameters of one adapter, as PEFT's ``LoraConfig`` names them.
+
+    Attributes
+    ----------
+    rank : int
+        ``r``, the number of rows of ``lora_A``.
+    alpha : float
+        ``lora_alpha``.
+    use_rslora : bool
+    dropout : float
+        ``lora_dropout``, the drop probability on the adapter's input.
+    scaling : float
+        ``alpha / r`` or ``alpha / sqrt(r)``.
+    """
+
+    rank: int
+    alpha: float
+    use_rslora: bool
+    dropout: float
+    scaling: float
+
+
+@dataclass
+class _Cache:
+    x2: Array
+    x_shape: tuple[int, ...]
+    # (adapter name, dropped input, z = dropped input @ A.T, mask or None)
+    adapters: list[tuple[str, Array, Array, Array | None]]
+
+
+class LoRALinear(Layer):
+    r"""A linear layer with a frozen base and any number of named LoRA adapters.
+
+    Parameters
+    ----------
+    weight : array_like, shape ``(out_features, in_features)``
+        The base weight :math:`W` (for PiSSA, the residual :math:`W_\mathrm{res}`). Copied;
+        its dtype is the layer's (float32 or float64; float16 and integers are promoted).
+    bias : array_like, shape ``(out_features,)``, optional
+    train_base : bool, default False
+        Make ``base_layer.weight`` and ``base_layer.bias`` trainable (full fine-tuning of
+        the base alongside the adapters). LoRA proper keeps them frozen.
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError
+        A weight that is not a finite real matrix, or a bias of the wrong length.
+
+    See Also
+    --------
+    LoRALinear.from_factors : a layer with one adapter in one call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W = np.eye(3)
+    >>> layer = LoRALinear.from_factors(W, np.ones((1, 3)), np.ones((3, 1)), alpha=2.0)
+    >>> layer.forward(np.array([[1.0, 0.0, 0.0]]))
+    array([[3., 2., 2.]])
+    >>> layer.num_trainable_parameters()  # r * (in + out)
+    6
+    >>> layer.merge(); layer.forward(np.array([[1.0, 0.0, 0.0]]))
+    array([[3., 2., 2.]])
+    >>> layer.unmerge(); bool(np.array_equal(layer.parameters()["base_layer.weight"], W))
+    True
+    """
+
+    def __init__(
+        self, weight: ArrayLike, bias: ArrayLike | None = None, *, train_base: bool = False
+    ) -> None:
+        super().__init__()
+        W = check_weight(weight)
+        self._add_parameter(_WEIGHT, W, requires_grad=train_base)
+        if bias is not None:
+            b = check_bias(bias, out_features=W.shape[0], dtype=W.dtype)
+            self._add_parameter(_BIAS, b, requires_grad=train_base)
+        self._configs: dict[str, AdapterConfig] = {}
+        self._active: tuple[str, ...] = ()
+        self._merged: list[str] = []
+        self._cache: _Cache | None = None
+
+    @classmethod
+    def from_factors(
+        cls,
+        weight: ArrayLike,
+        lora_A: ArrayLike,
+        lora_B: ArrayLike,
+        *,
+        alpha: float,
+        bias: ArrayLike | None = None,
+        use_rslora: bool = False,
+        dropout: float = 0.0,
+        adapter_name: str = "default",
+        train_base: bool = False,
+    ) -> LoRALinear:
+        """A layer with one active adapter ``adapter_name`` (PEFT's ``"default"``).
+
+        This is how LoRA and PiSSA layers are built: for PiSSA pass the residual as
+        ``weight`` and the principal factors as ``lora_A``, ``lora_B`` (the initialisers are
+        in :mod:`lowrank.lora`). Parameters are those of the constructor and
+        :meth:`add_adapter`.
+        """
+        layer = cls(weight, bias, train_base=train_base)
+        layer.add_adapter(
+            adapter_name, lora_A, lora_B, alpha=alpha, use_rslora=use_rslora, dropout=dropout
+        )
+        return layer
+
+    # -- adapters -----------------------------------------------------------------------
+
+    def add_adapter(
+        self,
+        name: str,
+        lora_A: ArrayLike,
+        lora_B: ArrayLike,
+        *,
+        alpha: float,
+        use_rslora: bool = False,
+        dropout: float = 0.0,
+        trainable: bool = True,
+        activate: bool | None = None,
+    ) -> None:
+        """Add adapter ``name`` with factors ``lora_A`` ``(r, in)`` and ``lora_B`` ``(out, r)``.
+
+        Parameters
+        ----------
+        name : str
+            Non-empty, without ``.``, not already used.
+        lora_A, lora_B : array_like
+            Copied and converted to the layer's dtype.
+        alpha : float
+            ``lora_alpha`` > 0; the scaling is ``alpha / r`` (``alpha / sqrt(r)`` with
+            ``use_rslora``).
+        use_rslora : bool, default False
+        dropout : float, default 0.0
+            Drop probability in ``[0, 1)`` on this adapter's input in training mode.
+        trainable : bool, default True
+            ``requires_grad`` of both factors.
+        activate : bool or None, default None
+            Add the adapter to the active set. None follows PEFT: the first adapter becomes
+            active, later ones do not until :meth:`set_active_adapters`.
+
+        Raises
+        ------
+        InputError
+            A bad or duplicate name, ``alpha`` not finite and > 0, ``dropout`` outside
+            ``[0, 1)``.
+        ShapeError, DTypeError, NonFiniteError
+            Factors of the wrong shape (``r >= 1`` rows in ``lora_A``, ``lora_B`` of shape
+            ``(out, r)``), dtype or with non-finite entries.
+        """
+        key = check_adapter_name(name)
+        if key in self._configs:
+            raise InputError(f"adapter name must be new; {key!r} already exists on this layer")
+        p = check_fraction(
+            dropout, name="dropout", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False
+        )
+        W = self._params[_WEIGHT]
+        A, B = check_factors(
+            lora_A, lora_B, in_features=W.shape[1], out_features=W.shape[0], dtype=W.dtype
+        )
+        scaling = lora_scaling(alpha, A.shape[0], use_rslora=use_rslora)
+        self._configs[key] = AdapterConfig(
+            rank=A.shape[0],
+            alpha=float(alpha),
+            use_rslora=bool(use_rslora),
+            dropout=p,
+            scaling=scaling,
+        )
+        self._add_parameter(_a_key(key), A, requires_grad=trainable)
+        self._add_parameter(_b_key(key), B, requires_grad=trainable)
+        if activate if activate is not None else len(self._configs) == 1:
+            self._active = (*self._active, key)
+
+    def _check_adapter_names(self, names: str | Sequence[str]) -> tuple[str, ...]:
+        listed = (names,) if isinstance(names, str) else tuple(names)
+        for n in listed:
+            if n not in self._configs:
+                known = ", ".join(repr(k) for k in self._configs) or "none"
+                raise InputError(f"adapter name must be one of {known}; got {n!r}")
+        if len(set(listed)) != len(listed):
+            raise InputError(f"adapter names must not repeat; got {list(listed)}")
+        return listed
+
+    def set_active_adapters(self, names: str | Sequence[str]) -> None:
+        """Make exactly ``names`` active (an empty sequence leaves only the base layer).
+
+        The forward pass sums the contributions of the active adapters that are not merged.
+        ``requires_grad`` flags are not changed.
+
+        Raises
+        ------
+        InputError
+            An unknown or repeated name.
+        """
+        self._active = self._check_adapter_names(names)
+
+    @property
+    def active_adapters(self) -> tuple[str, ...]:
+        """Names of the active adapters, in activation order."""
+        return self._active
+
+    @property
+    def adapter_names(self) -> tuple[str, ...]:
+        """Names of all adapters, in the order they were added."""
+        return tuple(self._configs)
+
+    @property
+    def merged_adapters(self) -> tuple[str, ...]:
+        """Names of the adapters merged into the base weight, in merge order."""
+        return tuple(self._merged)
+
+    @property
+    def merged(self) -> bool:
+        """Whether any adapter is merged into the base weight."""
+        return bool(self._merged)
+
+    def adapter_config(self, name: str) -> AdapterConfig:
+        """Rank, alpha, rsLoRA flag, dropout and scaling of adapter ``name``.
+
+        Raises
+        ------
+        InputError
+            Unknown name.
+        """
+        (key,) = self._check_adapter_names(name)
+        return self._configs[key]
+
+    def delta_weight(self, name: str) -> Array:
+        """The dense update ``scaling · lora_B @ lora_A`` of adapter ``name``, ``(out, in)``.
+
+        Raises
+        ------
+        InputError
+            Unknown name.
+        """
+        (key,) = self._check_adapter_names(name)
+        return _delta_weight(
+            self._params[_a_key(key)], self._params[_b_key(key)], self._configs[key].scaling
+        )
+
+    def merge(self, adapter_names: str | Sequence[str] | None = None) -> None:
+        r"""Add :math:`s_a B_a A_a` to the base weight for each adapter (default: the active
+        ones), in order.
+
+        Raises
+        ------
+        InputError
+            An unknown or repeated name, nothing to merge, or an adapter that is already
+            merged (merging twice would add its update twice).
+        """
+        names = self._active if adapter_names is None else self._check_adapter_names(adapter_names)
+        if not names:
+            raise InputError("merge needs at least one adapter; none is active and none was named")
+        for n in names:
+            if n in self._merged:
+                raise InputError(
+                    f"adapter {n!r} is already merged into base_layer.weight; merging it again "
+                    f"would add its update twice (call unmerge() first)"
+                )
+        W = self._params[_WEIGHT]
+        for n in names:
+            W += self.delta_weight(n)
+            self._merged.append(n)
+
+    def unmerge(self) -> None:
+        """Subtract the merged adapters' updates from the base weight, last merged first.
+
+        Raises
+        ------
+        InputError
+            No adapter is merged.
+        """
+        if not self._merged:
+            raise InputError("unmerge needs a merged adapter; no adapter is merged")
+        W = self._params[_WEIGHT]
+        while self._merged:
+            W -= self.delta_weight(self._merged.pop())
+
+    def _default_trainable(self) -> list[str]:
+        return [k for n in self._configs for k in (_a_key(n), _b_key(n))]
+
+    # -- shape and dtype ----------------------------------------------------------------
+
+    @property
+    def in_features(self) -> int:
+        return int(self._params[_WEIGHT].shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self._params[_WEIGHT].shape[0])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._params[_WEIGHT].dtype
+
+    # -- forward and backward -----------------------------------------------------------
+
+    def _forward(self, x: Array, *, training: bool, rng: np.random.Generator | None) -> Array:
+        if training:
+            stuck = [
+                n
+                for n in self._merged
+                if self._requires_grad[_a_key(n)] or self._requires_grad[_b_key(n)]
+            ]
+            if stuck:
+                raise InputError(
+                    f"cannot train adapters {stuck} while they are merged into "
+                    f"base_layer.weight; call unmerge() first or freeze them"
+                )
+        W = self._params[_WEIGHT]
+        x2 = x.reshape(-1, W.shape[1])
+        y: Array = x2 @ W.T
+        if _BIAS in self._params:
+            y += self._params[_BIAS]
+        caches: list[tuple[str, Array, Array, Array | None]] = []
+        for name in self._active:
+            if name in self._merged:
+                continue
+            cfg = self._configs[name]
+            mask = None
+            if training and cfg.dropout > 0.0:
+                gen = rng if rng is not None else normalize_rng(None)
+                mask = _dropout_mask(x2.shape, cfg.dropout, gen, W.dtype)
+            contribution, xd, z = _adapter_forward(
+                x2, self._params[_a_key(name)], self._params[_b_key(name)], cfg.scaling, mask
+            )
+            y += contribution
+            caches.append((name, xd, z, mask))
+        self._cache = _Cache(x2=x2, x_shape=x.shape, adapters=caches)
+        return y.reshape((*x.shape[:-1], W.shape[0]))
+
+    def _backward(self, g: Array, *, need_input_grad: bool) -> Array | None:
+        cache = self._cache
+        if cache is None:  # pragma: no cover - guarded by Layer.backward / Network
+            raise RuntimeError("backward before forward")
+        W = self._params[_WEIGHT]
+        g2 = g.reshape(-1, W.shape[0])
+        grads: dict[str, Array] = {}
+        if self._requires_grad[_WEIGHT]:
+            grads[_WEIGHT] = g2.T @ cache.x2
+        if _BIAS in self._params and self._requires_grad[_BIAS]:
+            grads[_BIAS] = g2.sum(axis=0)
+        dx = g2 @ W if need_input_grad else None
+        for name, xd, z, mask in cache.adapters:
+            ka, kb = _a_key(name), _b_key(name)
+            need_a, need_b = self._requires_grad[ka], self._requires_grad[kb]
+            if not (need_a or need_b or need_input_grad):
+                continue
+            dA, dB, dx_lora = _adapter_backward(
+                g2, xd, z, self._params[ka], self._params[kb], self._configs[name].scaling, mask
+            )
+            if need_a:
+                grads[ka] = dA
+            if need_b:
+                grads[kb] = dB
+            if dx is not None:
+                dx += dx_lora
+        self._grads = grads
+        return None if dx is None else dx.reshape(cache.x_shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"LoRALinear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"adapters={list(self._configs)}, active={list(self._active)}, "
+            f"merged={self._merged}, dtype={self.dtype.name}, "
+            f"trainable={self.num_trainable_parameters()})"
+        )

@@ -1,0 +1,261 @@
+r"""Optimisers over named parameters: SGD with momentum, and AdamW.
+
+An optimiser updates, in place, the parameters it is given gradients for, and keeps state
+(momentum, moment estimates) only for those: frozen parameters receive no gradient, so they
+are neither updated nor decayed and cost no memory. For a LoRA layer of rank ``r`` the AdamW
+state is therefore ``2 r (in + out)`` scalars, not ``2 out·in``.
+
+Notes
+-----
+SGD with momentum :math:`\mu` (PyTorch's form, no dampening):
+
+.. math:: v_t = \mu v_{t-1} + g_t \;(v_1 = g_1), \qquad \theta_t = \theta_{t-1} - \eta v_t .
+
+AdamW with decoupled weight decay :math:`\lambda`, per parameter step count :math:`t`:
+
+.. math::
+
+    \theta &\leftarrow \theta (1 - \eta\lambda), \\
+    m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \\
+    \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
+        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon},
+
+the bias-corrected update of ``torch.optim.AdamW``. The step count is kept per parameter, so a
+parameter unfrozen late (gradual unfreezing) gets its own bias correction from its first step.
+
+References
+----------
+.. [1] D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015,
+   arXiv:1412.6980.
+.. [2] I. Loshchilov and F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019,
+   arXiv:1711.05101.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from lowrank._typing import Array
+from lowrank._validation import check_finite_array, check_fraction, check_positive_float
+from lowrank.errors import DTypeError, InputError, ShapeError
+
+__all__ = ["SGD", "AdamW", "Optimizer"]
+
+
+class Optimizer(abc.ABC):
+    """Base class: validates a step, then updates parameters in place."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = check_positive_float(lr, name="lr")
+        self._state: dict[str, dict[str, Array]] = {}
+
+    def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        """Update ``params[k]`` in place for every ``k`` in ``grads``.
+
+        Parameters
+        ----------
+        params : mapping of str to ndarray
+            Writable float arrays (for example ``network.trainable_parameters()``).
+        grads : mapping of str to ndarray
+            Gradients by the same keys, same shapes and dtypes (``network.gradients()``).
+            Parameters without a gradient are left alone.
+
+        Raises
+        ------
+        InputError
+            A gradient key that is not in ``params``, or a read-only parameter.
+        ShapeError
+            A gradient or stored state whose shape differs from its parameter.
+        DTypeError
+            A gradient whose dtype differs from its parameter, or a non-float parameter.
+        NonFiniteError
+            A gradient with NaN or infinity.
+        """
+        for k, g in grads.items():
+            if k not in params:
+                raise InputError(f"grads has key {k!r}, which is not in params")
+            p = params[k]
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise DTypeError(f"params[{k!r}] must be a float ndarray; got {type(p).__name__}")
+            if not p.flags.writeable:
+                raise InputError(f"params[{k!r}] must be writable; it is updated in place")
+            g_arr = np.asarray(g)
+            if g_arr.shape != p.shape:
+                raise ShapeError(
+                    f"grads[{k!r}] must have the parameter's shape {p.shape}; got {g_arr.shape}"
+                )
+            if g_arr.dtype != p.dtype:
+                raise DTypeError(
+                    f"grads[{k!r}] must have the parameter's dtype {p.dtype.name}; "
+                    f"got {g_arr.dtype.name}"
+                )
+            check_finite_array(g_arr, name=f"grads[{k!r}]")
+            for field, value in self._state.get(k, {}).items():
+                if value.shape != p.shape:
+                    raise ShapeError(
+                        f"optimizer state {field!r} for {k!r} has shape {value.shape} but the "
+                        f"parameter has shape {p.shape}; use a new optimizer for a new network"
+                    )
+        self._step(params, grads)
+
+    @abc.abstractmethod
+    def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        """Update on clean inputs."""
+
+    def state_size(self) -> int:
+        """Number of scalars held in the optimiser's state."""
+        return sum(int(v.size) for s in self._state.values() for v in s.values())
+
+    def state_nbytes(self) -> int:
+        """Bytes held in the optimiser's state arrays."""
+        return sum(int(v.nbytes) for s in self._state.values() for v in s.values())
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (heavy-ball) momentum.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate :math:`\\eta > 0`.
+    momentum : float, default 0.0
+        :math:`\\mu \\in [0, 1)`; 0 keeps no state.
+
+    Raises
+    ------
+    InputError
+        ``lr`` not finite and > 0, ``momentum`` outside ``[0, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = {"w": np.array([1.0])}
+    >>> SGD(0.5).step(p, {"w": np.array([2.0])}); p["w"]
+    array([0.])
+    """
+
+    def __init__(self, lr: float, *, momentum: float = 0.0) -> None:
+        super().__init__(lr)
+        self.momentum = check_fraction(
+            momentum, name="momentum", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False
+        )
+
+    def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        for k, g in grads.items():
+            p = params[k]
+            lr = p.dtype.type(self.lr)
+            if self.momentum == 0.0:
+                p -= lr * g
+                continue
+            state = self._state.get(k)
+            if state is None:
+                buf = np.array(g, copy=True)
+                self._state[k] = {"momentum_buffer": buf}
+            else:
+                buf = state["momentum_buffer"]
+                buf *= p.dtype.type(self.momentum)
+                buf += g
+            p -= lr * buf
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr!r}, momentum={self.momentum!r})"
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``'s update).
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate :math:`\\eta > 0`.
+    betas : (float, float), default (0.9, 0.999)
+        :math:`\\beta_1, \\beta_2 \\in [0, 1)`.
+    eps : float, default 1e-8
+        :math:`\\epsilon > 0`, added to the bias-corrected :math:`\\sqrt{v}`.
+    weight_decay : float, default 1e-2
+        :math:`\\lambda \\ge 0`, applied as :math:`\\theta \\leftarrow \\theta(1-\\eta\\lambda)`
+        to the parameters that receive gradients, that is, the trainable ones only.
+
+    Raises
+    ------
+    InputError
+        A hyper-parameter outside its range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = {"w": np.array([1.0, 1.0])}
+    >>> opt = AdamW(0.1, weight_decay=0.0)
+    >>> opt.step(p, {"w": np.array([3.0, -0.5])})
+    >>> p["w"].round(6)  # the first step moves each entry by lr * sign(g)
+    array([0.9, 1.1])
+    >>> opt.state_size()  # first and second moments
+    4
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise InputError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        self.betas = (
+            check_fraction(
+                betas[0],
+                name="betas[0]",
+                low=0.0,
+                high=1.0,
+                low_inclusive=True,
+                high_inclusive=False,
+            ),
+            check_fraction(
+                betas[1],
+                name="betas[1]",
+                low=0.0,
+                high=1.0,
+                low_inclusive=True,
+                high_inclusive=False,
+            ),
+        )
+        self.eps = check_positive_float(eps, name="eps")
+        self.weight_decay = check_positive_float(weight_decay, name="weight_decay", allow_zero=True)
+        self._steps: dict[str, int] = {}
+
+    def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        beta1, beta2 = self.betas
+        for k, g in grads.items():
+            p = params[k]
+            t = p.dtype.type
+            state = self._state.get(k)
+            if state is None:
+                state = {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+                self._state[k] = state
+            step = self._steps.get(k, 0) + 1
+            self._steps[k] = step
+            if self.weight_decay:
+                p *= t(1.0 - self.lr * self.weight_decay)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m *= t(beta1)
+            m += t(1.0 - beta1) * g
+            v *= t(beta2)
+            v += t(1.0 - beta2) * (g * g)
+            denom = np.sqrt(v)
+            denom /= t(math.sqrt(1.0 - beta2**step))
+            denom += t(self.eps)
+            p -= t(self.lr / (1.0 - beta1**step)) * (m / denom)
+
+    def __repr__(self) -> str:
+        return (
+            f"AdamW(lr={self.lr!r}, betas={self.betas!r}, eps={self.eps!r}, "
+            f"weight_decay={self.weight_decay!r})"
+        )
