@@ -40,7 +40,7 @@ def _create_temp(target: Path) -> Path:
         try:
             # Mode 0o666 lets the umask decide the permissions, as for a plain open().
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:  # pragma: no cover - 48 random bits colliding
+        except FileExistsError:  # 48 random bits colliding: try another name
             continue
         os.close(fd)
         with contextlib.suppress(OSError):

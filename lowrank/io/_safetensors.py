@@ -274,12 +274,10 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _read_raw(path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Array:
-    count = math.prod(shape)
     with open(path, "rb") as fh:
         fh.seek(offset)
-        flat = np.fromfile(fh, dtype=dtype, count=count)
-    if flat.size != count:  # only if the file shrank after its header was validated
-        raise ValueError(f"the file ends after {flat.size} of {count} elements")
+        flat = np.fromfile(fh, dtype=dtype, count=math.prod(shape))
+    # A short read (the file shrank after validation) makes reshape raise ValueError.
     return flat.reshape(shape)
 
 
@@ -355,8 +353,8 @@ def _prepare(tensors: Mapping[str, Array]) -> dict[str, Array]:
                 f"store; supported: {', '.join(sorted(SAFETENSORS_SAVABLE))}"
             )
         # The library reads raw memory from data_ptr and nbytes, so a strided view would be
-        # written as garbage.
-        prepared[name] = np.ascontiguousarray(value)
+        # written as garbage. (Not np.ascontiguousarray: it turns 0-D arrays into 1-D.)
+        prepared[name] = value if value.flags.c_contiguous else value.copy(order="C")
     return prepared
 
 

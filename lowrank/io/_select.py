@@ -3,7 +3,7 @@
 Rules, applied in this order to every tensor; the first that fails gives the skip reason:
 
 1. **Names.** Kept if it matches any ``include`` pattern (all names if ``include`` is
-   ``None``) and no ``exclude`` pattern. Patterns are globs (:func:`fnmatch.fnmatchcase`:
+   ``None`` or empty) and no ``exclude`` pattern. Patterns are globs (:func:`fnmatch.fnmatchcase`:
    case-sensitive, ``*`` also matches dots) or, with ``regex=True``, regular expressions that
    must match the *whole* name (:func:`re.fullmatch`, as PEFT's ``target_modules``).
 2. **Dimensions.** 0-D and 1-D tensors (biases, norm scales) are skipped. Tensors with 3 or
@@ -190,7 +190,8 @@ def select(
     source : str, os.PathLike or iterable of TensorInfo
         A path as accepted by :func:`list_tensors`, or tensors it listed before.
     include : str or sequence of str, optional
-        Keep only tensors whose name matches one of these patterns (default: all).
+        Keep only tensors whose name matches one of these patterns (``None`` or an empty
+        sequence: all names).
     exclude : str or sequence of str, optional
         Drop tensors whose name matches one of these patterns (applied after ``include``).
     regex : bool, default False
