@@ -1,0 +1,121 @@
+"""A uniform view of the inputs a truncated SVD accepts: dense arrays, SciPy sparse matrices
+and SciPy ``LinearOperator`` objects, validated once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lowrank._numerics import frobenius_norm, scaled_sum_of_squares
+from lowrank._typing import Array
+from lowrank._validation import as_matrix, check_finite_array, compute_dtype
+from lowrank.errors import InputError, ShapeError
+
+__all__ = ["MatrixInput", "as_matrix_input", "is_operator_like"]
+
+# Columns of the identity applied at once when the Frobenius norm of a LinearOperator is
+# computed exactly.
+_IDENTITY_BLOCK = 256
+
+
+def _is_sparse(A: object) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a hard dependency
+        return False
+    return bool(sp.issparse(A))
+
+
+def _is_linear_operator(A: object) -> bool:
+    from scipy.sparse.linalg import LinearOperator
+
+    return isinstance(A, LinearOperator)
+
+
+def is_operator_like(A: object) -> bool:
+    """True for SciPy sparse matrices and ``LinearOperator`` objects."""
+    return _is_sparse(A) or _is_linear_operator(A)
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixInput:
+    """A validated matrix: ``dense`` is set for arrays, ``operator`` for the others."""
+
+    kind: str  # "dense", "sparse" or "operator"
+    shape: tuple[int, int]
+    dtype: np.dtype[Any]
+    dense: Array | None
+    operator: Any
+    norm_fro: float | None
+
+    def matmat(self, X: Array) -> Array:
+        """``A @ X``."""
+        if self.dense is not None:
+            return self.dense @ X
+        if self.kind == "sparse":
+            return np.asarray(self.operator @ X, dtype=self.dtype)
+        return np.asarray(self.operator.matmat(X), dtype=self.dtype)
+
+    def rmatmat(self, Y: Array) -> Array:
+        """``A^H @ Y``."""
+        if self.dense is not None:
+            if self.dtype.kind == "c":
+                # (Y^H A)^H: conjugating the small operand avoids a copy of A.
+                return (Y.conj().T @ self.dense).conj().T
+            return self.dense.T @ Y
+        if self.kind == "sparse":
+            return np.asarray(self.operator.conj().T @ Y, dtype=self.dtype)
+        return np.asarray(self.operator.rmatmat(Y), dtype=self.dtype)
+
+    def frobenius_norm(self) -> float:
+        """``||A||_F``: stored, or computed exactly for a LinearOperator (``n`` products)."""
+        if self.norm_fro is not None:
+            return self.norm_fro
+        m, n = self.shape
+        scale_ssq: list[tuple[float, float]] = []
+        for start in range(0, n, _IDENTITY_BLOCK):
+            stop = min(n, start + _IDENTITY_BLOCK)
+            eye = np.zeros((n, stop - start), dtype=self.dtype)
+            eye[np.arange(start, stop), np.arange(stop - start)] = 1
+            scale_ssq.append(scaled_sum_of_squares(self.matmat(eye)))
+        top = max(s for s, _ in scale_ssq)
+        total = sum(q * (s / top) ** 2 for s, q in scale_ssq)
+        return top * math.sqrt(total)
+
+
+def _check_shape(shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    if len(shape) != 2:
+        raise ShapeError(f"{name} must be a 2-D matrix; got shape {shape}")
+    m, n = int(shape[0]), int(shape[1])
+    if m == 0 or n == 0:
+        raise ShapeError(f"{name} must not be empty; got shape {shape}")
+    return m, n
+
+
+def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -> MatrixInput:
+    """Validate ``A`` (array-like, sparse matrix or ``LinearOperator``) once.
+
+    Dense inputs are converted to their compute dtype (see
+    :func:`lowrank._validation.compute_dtype`), sparse ones too; a ``LinearOperator`` is
+    trusted to produce finite values, and its Frobenius norm is computed lazily.
+    """
+    if _is_sparse(A):
+        shape = _check_shape(tuple(A.shape), name)
+        dtype = compute_dtype(A.dtype, name=name)
+        csr = A.tocsr().astype(dtype)
+        csr.sum_duplicates()
+        check_finite_array(csr.data, name=name)
+        return MatrixInput("sparse", shape, dtype, None, csr, frobenius_norm(csr.data))
+    if _is_linear_operator(A):
+        shape = _check_shape(tuple(A.shape), name)
+        dtype = compute_dtype(A.dtype, name=name)
+        if norm_fro is not None and not (math.isfinite(norm_fro) and norm_fro >= 0):
+            raise InputError(f"norm_fro must be finite and >= 0; got {norm_fro!r}")
+        return MatrixInput("operator", shape, dtype, None, A, norm_fro)
+    dense = as_matrix(A, name=name)
+    m, n = dense.shape
+    return MatrixInput("dense", (m, n), dense.dtype, dense, None, frobenius_norm(dense))

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Set-up and entry points for a fresh machine that has only Python >= 3.10 and pip.
+
+    python3 tasks.py demo          # create .venv, install, run the main job on a real example
+    python3 tasks.py test          # create .venv, install the test extras, run the test suite
+    python3 tasks.py test-interop  # create .venv-interop with PyTorch + PEFT, run the interop tests
+    python3 tasks.py lint          # ruff check, ruff format --check, mypy --strict
+    python3 tasks.py bench [ARGS]  # run the benchmarks (see benchmarks/README.md)
+
+Only the standard library is used here. Each environment is re-installed when
+pyproject.toml changes (a stamp file records its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _python(env_dir: Path) -> Path:
+    sub = "Scripts" if os.name == "nt" else "bin"
+    return env_dir / sub / ("python.exe" if os.name == "nt" else "python")
+
+
+def _run(*args: object, env: dict[str, str] | None = None) -> None:
+    printable = " ".join(str(a) for a in args)
+    print(f"+ {printable}", flush=True)
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_env(extras: str, *, name: str = ".venv", pre: tuple[str, ...] = ()) -> Path:
+    """Create ``name`` (once) and install the package with ``extras`` (when they change)."""
+    env_dir = ROOT / name
+    python = _python(env_dir)
+    if not python.exists():
+        print(f"creating {name} ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    key = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + extras.encode() + " ".join(pre).encode()
+    ).hexdigest()
+    stamp = env_dir / f".lowrank-{extras.replace(',', '-') or 'core'}.stamp"
+    if not stamp.exists() or stamp.read_text() != key:
+        pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        if pre:
+            _run(*pip, *pre)
+        target = f".[{extras}]" if extras else "."
+        _run(*pip, "-e", target)
+        stamp.write_text(key)
+    return python
+
+
+def demo(argv: list[str]) -> None:
+    python = ensure_env("cli")
+    _run(python, "-m", "lowrank._demo", *argv)
+
+
+def test(argv: list[str]) -> None:
+    python = ensure_env("test")
+    env = dict(os.environ)
+    env.setdefault("HYPOTHESIS_PROFILE", "ci" if env.get("CI") else "dev")
+    env.setdefault("MPLBACKEND", "Agg")
+    _run(python, "-m", "pytest", "-m", "not interop", "--doctest-modules", "lowrank", "tests",
+         *argv, env=env)
+
+
+def test_interop(argv: list[str]) -> None:
+    python = ensure_env("test", name=".venv-interop", pre=("torch==2.13.0", "peft"))
+    env = dict(os.environ)
+    env.setdefault("HYPOTHESIS_PROFILE", "ci" if env.get("CI") else "dev")
+    _run(python, "-m", "pytest", "-m", "interop", "tests", *argv, env=env)
+
+
+def lint(argv: list[str]) -> None:
+    python = ensure_env("dev")
+    _run(python, "-m", "ruff", "check", "lowrank", "tests", "benchmarks", "tasks.py")
+    _run(python, "-m", "ruff", "format", "--check", "lowrank", "tests", "benchmarks", "tasks.py")
+    _run(python, "-m", "mypy", "--strict", "lowrank")
+
+
+def bench(argv: list[str]) -> None:
+    python = ensure_env("dev")
+    _run(python, "-m", "benchmarks", *argv)
+
+
+COMMANDS = {
+    "demo": demo,
+    "test": test,
+    "test-interop": test_interop,
+    "lint": lint,
+    "bench": bench,
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    COMMANDS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
