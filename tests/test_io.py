@@ -54,11 +54,6 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 # helpers
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20240611)
-
-
 def write_raw_safetensors(
     path: Path, header: Mapping[str, Any] | bytes, data: bytes = b"", *, length: int | None = None
 ) -> Path:
@@ -293,6 +288,15 @@ def test_directory_reads_all_supported_files_sorted(tmp_path: Path) -> None:
     assert names(infos) == ["a", "b", "c1", "c0"]
     assert [i.format for i in infos] == ["safetensors", "npy", "npz", "npz"]
     assert set(load_tensors(tmp_path)) == {"a", "b", "c1", "c0"}
+
+
+def test_hand_built_tensor_info_is_normalised_and_loads(tmp_path: Path) -> None:
+    W = np.arange(6, dtype=np.float32).reshape(2, 3)
+    save_safetensors(tmp_path / "w.safetensors", {"W": W})
+    info = TensorInfo("W", [2, 3], "float32", str(tmp_path / "w.safetensors"), 24, "safetensors")  # type: ignore[arg-type]
+    assert info == list_tensors(tmp_path / "w.safetensors")[0]
+    assert hash(info) == hash(list_tensors(tmp_path / "w.safetensors")[0])
+    np.testing.assert_array_equal(load_matrix(info), W)
 
 
 def test_str_paths_are_accepted_and_made_absolute(

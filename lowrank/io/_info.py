@@ -45,6 +45,12 @@ class TensorInfo:
     nbytes: int
     format: FileKind
 
+    def __post_init__(self) -> None:
+        # A hand-built TensorInfo may carry a str path or a list shape; normalise so that
+        # equality, hashing and loading behave as for listed ones.
+        object.__setattr__(self, "file", Path(self.file))
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
     @property
     def ndim(self) -> int:
         """Number of dimensions."""

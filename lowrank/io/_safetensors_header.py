@@ -1,0 +1,225 @@
+"""Parsing and validating a ``.safetensors`` header, in Python, without the library.
+
+Listing then needs no tensor data and no ``safetensors`` import, and a corrupt file is
+reported with its path and the rule it breaks, instead of the library's "invalid offset for
+tensor" or "file not fully covered".
+
+The format: an 8-byte little-endian unsigned header length ``N``, ``N`` bytes of UTF-8 JSON
+mapping each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (plus an
+optional ``"__metadata__"`` string-to-string map), then the data region. Offsets are
+relative to the data region, and the tensors must tile it exactly: no gaps, no overlaps, no
+trailing bytes (the library enforces the same rules, so a file accepted here opens there).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lowrank.errors import FileFormatError, MissingFileError
+from lowrank.io._dtypes import SAFETENSORS_CODES
+from lowrank.io._info import TensorInfo
+
+__all__ = ["METADATA_KEY", "Entry", "Header", "read_header"]
+
+# The library's own limit; a larger "header" is a corrupt length field.
+_MAX_HEADER_BYTES = 100_000_000
+METADATA_KEY = "__metadata__"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One validated header entry."""
+
+    info: TensorInfo
+    code: str
+    begin: int  # absolute byte offset of the data in the file
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated header."""
+
+    entries: dict[str, Entry]  # in header order
+    metadata: dict[str, str]
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of repeated keys silently; in a header that hides a tensor.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_entry(
+    path: Path, name: str, spec: object, data_size: int
+) -> tuple[str, list[int], int, int]:
+    where = f"safetensors file '{path}': tensor '{name}'"
+    if not isinstance(spec, dict):
+        raise FileFormatError(f"{where} must be described by a JSON object; got {spec!r}")
+    code = spec.get("dtype")
+    shape = spec.get("shape")
+    offsets = spec.get("data_offsets")
+    if not isinstance(code, str) or code not in SAFETENSORS_CODES:
+        raise FileFormatError(
+            f"{where} has unknown dtype {code!r}; "
+            f"known safetensors dtypes are {', '.join(SAFETENSORS_CODES)}"
+        )
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise FileFormatError(
+            f"{where} shape must be a list of non-negative integers; got {shape!r}"
+        )
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise FileFormatError(
+            f"{where} data_offsets must be [begin, end] with 0 <= begin <= end; got {offsets!r}"
+        )
+    begin, end = offsets
+    bits = math.prod(shape) * SAFETENSORS_CODES[code].bits
+    if bits % 8:
+        raise FileFormatError(f"{where} shape {shape} of dtype {code} does not fill whole bytes")
+    if end > data_size:
+        raise FileFormatError(
+            f"{where} data_offsets [{begin}, {end}] point past the end of the data region, "
+            f"which holds {data_size} bytes: the file is truncated or its header is corrupt"
+        )
+    if end - begin != bits // 8:
+        raise FileFormatError(
+            f"{where} data_offsets [{begin}, {end}] span {end - begin} bytes, but shape "
+            f"{shape} of dtype {code} needs {bits // 8} bytes"
+        )
+    return code, shape, begin, end
+
+
+def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int) -> None:
+    expected, previous = 0, ""
+    for begin, end, name in sorted(spans):
+        if begin < expected:
+            raise FileFormatError(
+                f"safetensors file '{path}': tensor '{name}' (bytes [{begin}, {end})) "
+                f"overlaps tensor '{previous}', which ends at byte {expected}"
+            )
+        if begin > expected:
+            raise FileFormatError(
+                f"safetensors file '{path}': bytes [{expected}, {begin}) of the data region "
+                f"before tensor '{name}' belong to no tensor; the format requires the tensors "
+                "to tile the data region"
+            )
+        expected, previous = end, name
+    if expected != data_size:
+        raise FileFormatError(
+            f"safetensors file '{path}': the tensors cover {expected} bytes, but the data "
+            f"region holds {data_size}; the file has trailing bytes or is corrupt"
+        )
+
+
+def _read_header_uncached(path: Path, file_size: int) -> Header:
+    with open(path, "rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise FileFormatError(
+                f"safetensors file '{path}' is truncated: it holds {len(prefix)} bytes, "
+                "fewer than the 8-byte header length"
+            )
+        (length,) = struct.unpack("<Q", prefix)
+        if length > file_size - 8:
+            raise FileFormatError(
+                f"safetensors file '{path}' is truncated or not a safetensors file: its header "
+                f"length field says {length} bytes, but only {file_size - 8} bytes follow it"
+            )
+        if length > _MAX_HEADER_BYTES:
+            raise FileFormatError(
+                f"safetensors file '{path}' has a header length of {length} bytes, more than "
+                f"the format's limit of {_MAX_HEADER_BYTES}; the file is corrupt"
+            )
+        raw = fh.read(length)
+    try:
+        parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header that is not UTF-8 text ({exc.reason} at "
+            f"byte {8 + exc.start}); the file is corrupt or not a safetensors file"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header that is not valid JSON ({exc.msg} at "
+            f"header character {exc.pos}); the file is corrupt or not a safetensors file"
+        ) from None
+    except _DuplicateKeyError as exc:
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header that names '{exc.args[0]}' twice"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise FileFormatError(
+            f"safetensors file '{path}' must have a JSON object as header; "
+            f"got {type(parsed).__name__}"
+        )
+    metadata = parsed.pop(METADATA_KEY, {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FileFormatError(
+            f"safetensors file '{path}': {METADATA_KEY} must map strings to strings; "
+            f"got {metadata!r}"
+        )
+    data_start = 8 + length
+    data_size = file_size - data_start
+    entries: dict[str, Entry] = {}
+    spans: list[tuple[int, int, str]] = []
+    for name, spec in parsed.items():
+        code, shape, begin, end = _parse_entry(path, name, spec, data_size)
+        info = TensorInfo(
+            name=name,
+            shape=tuple(shape),
+            dtype=SAFETENSORS_CODES[code].name,
+            file=path,
+            nbytes=end - begin,
+            format="safetensors",
+        )
+        entries[name] = Entry(info=info, code=code, begin=data_start + begin)
+        spans.append((begin, end, name))
+    _check_tiling(path, spans, data_size)
+    return Header(entries=entries, metadata=metadata)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_header_cached(path: Path, file_size: int, mtime_ns: int) -> Header:
+    # Keyed by size and mtime so that a rewritten file is parsed again; a worker that loads
+    # many tensors of one shard parses its (possibly megabyte-sized) header once.
+    del mtime_ns
+    return _read_header_uncached(path, file_size)
+
+
+def read_header(path: Path) -> Header:
+    """The validated header of the safetensors file at the absolute ``path``.
+
+    Raises
+    ------
+    MissingFileError
+        ``path`` does not exist.
+    FileFormatError
+        The header is truncated, not JSON, or inconsistent (see the module docstring).
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MissingFileError(f"safetensors file '{path}' does not exist") from None
+    return _read_header_cached(path, st.st_size, st.st_mtime_ns)
