@@ -48,8 +48,12 @@ class TensorInfo:
     def __post_init__(self) -> None:
         # A hand-built TensorInfo may carry a str path or a list shape; normalise so that
         # equality, hashing and loading behave as for listed ones.
-        object.__setattr__(self, "file", Path(self.file))
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        # (Checked first: listing a header of thousands of tensors builds thousands of these.)
+        file: object = self.file  # typed as Path, but callers may pass a str
+        if not isinstance(file, Path):
+            object.__setattr__(self, "file", Path(self.file))
+        if type(self.shape) is not tuple or not all(type(d) is int for d in self.shape):
+            object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
 
     @property
     def ndim(self) -> int:

@@ -55,11 +55,13 @@ class _DuplicateKeyError(Exception):
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json keeps the last of repeated keys silently; in a header that hides a tensor.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(key)
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
     return result
 
 
