@@ -246,19 +246,22 @@ def train(
         trainable_counts.append(count)
         order = gen.permutation(n) if shuffle else np.arange(n)
         total = 0.0
-        for start in range(0, n, size):
-            rows = order[start : start + size]
-            prediction = network._forward(xa[rows], training=True, rng=gen)
-            result = _loss(loss, prediction, ya[rows])
-            if not math.isfinite(result.value):
-                raise NonFiniteError(
-                    f"loss must stay finite; it became {result.value} at epoch {epoch}, "
-                    f"step {len(step_losses)} (training diverged: lower the learning rate)"
-                )
-            network._backward(result.gradient)
-            optimizer._step(network.trainable_parameters(), network.gradients())
-            step_losses.append(result.value)
-            total += result.value * rows.size
+        # A diverging run overflows somewhere (forward, backward or the update); the loss
+        # check reports it with the epoch and step, which a bare RuntimeWarning would not.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, n, size):
+                rows = order[start : start + size]
+                prediction = network._forward(xa[rows], training=True, rng=gen)
+                result = _loss(loss, prediction, ya[rows])
+                if not math.isfinite(result.value):
+                    raise NonFiniteError(
+                        f"loss must stay finite; it became {result.value} at epoch {epoch}, "
+                        f"step {len(step_losses)} (training diverged: lower the learning rate)"
+                    )
+                network._backward(result.gradient)
+                optimizer._step(network.trainable_parameters(), network.gradients())
+                step_losses.append(result.value)
+                total += result.value * rows.size
         epoch_losses.append(total / n)
     return TrainResult(
         step_losses=tuple(step_losses),
