@@ -67,8 +67,18 @@ def test(argv: list[str]) -> None:
     env = dict(os.environ)
     env.setdefault("HYPOTHESIS_PROFILE", "ci" if env.get("CI") else "dev")
     env.setdefault("MPLBACKEND", "Agg")
-    _run(python, "-m", "pytest", "-m", "not interop", "--doctest-modules", "lowrank", "tests",
-         *argv, env=env)
+    _run(
+        python,
+        "-m",
+        "pytest",
+        "-m",
+        "not interop",
+        "--doctest-modules",
+        "lowrank",
+        "tests",
+        *argv,
+        env=env,
+    )
 
 
 def test_interop(argv: list[str]) -> None:

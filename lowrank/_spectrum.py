@@ -21,7 +21,8 @@ def as_singular_values(S: ArrayLike, *, name: str = "singular_values") -> Array:
     s = np.asarray(s, dtype=np.float64)
     if s.size and float(s.min()) < 0.0:
         raise InputError(f"{name} must be non-negative; got minimum {float(s.min())!r}")
-    return np.sort(s)[::-1].copy()
+    ordered: Array = np.sort(s)[::-1].copy()
+    return ordered
 
 
 def reverse_cumulative_sum_of_squares(s: Array, scale: float) -> Array:

@@ -25,7 +25,7 @@ FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 ArrayLike: TypeAlias = npt.ArrayLike
 """Anything :func:`numpy.asarray` accepts."""
 
-RNGLike: TypeAlias = "None | int | np.random.Generator | np.random.SeedSequence"
+RNGLike: TypeAlias = "int | np.random.Generator | np.random.SeedSequence | None"
 """Seed or generator; normalised once with :func:`numpy.random.default_rng`."""
 
 SVDMethod: TypeAlias = Literal["auto", "exact", "randomized", "arpack", "propack", "lobpcg"]

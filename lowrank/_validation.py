@@ -40,7 +40,7 @@ def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
     ``bfloat16`` and the float8 types are computed in ``float32``; integers in ``float64``.
     Booleans, objects, strings and extended precision raise :class:`~lowrank.errors.DTypeError`.
     """
-    dt = np.dtype(dtype)
+    dt: np.dtype[Any] = np.dtype(dtype)
     if dt.name in STORAGE_EPS or dt == np.float16:
         return np.dtype(np.float32)
     if dt in (np.float32, np.float64, np.complex64, np.complex128):
@@ -52,9 +52,7 @@ def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
             f"{name} has dtype {dt.name}, which LAPACK does not support; "
             f"convert it to float64 or complex128 first"
         )
-    raise DTypeError(
-        f"{name} must have a numeric dtype (float, complex or integer); got {dt.name}"
-    )
+    raise DTypeError(f"{name} must have a numeric dtype (float, complex or integer); got {dt.name}")
 
 
 def _asarray(value: ArrayLike, name: str) -> Array:
@@ -156,9 +154,7 @@ def check_rank(
 ) -> int:
     """Return ``rank`` as an ``int`` if ``lower <= rank <= upper``, else raise ``RankError``."""
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
-        raise RankError(
-            f"{name} must be an integer; got {rank!r} of type {type(rank).__name__}"
-        )
+        raise RankError(f"{name} must be an integer; got {rank!r} of type {type(rank).__name__}")
     result = int(rank)
     if not lower <= result <= upper:
         raise RankError(
@@ -213,10 +209,9 @@ def normalize_rng(rng: RNGLike) -> np.random.Generator:
     """Normalise ``rng`` once with :func:`numpy.random.default_rng`."""
     if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
         return np.random.default_rng(rng)
-    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
-        raise InputError(
-            f"rng must be None, an int seed or a numpy.random.Generator; got {rng!r}"
-        )
+    seed: object = rng  # callers may pass anything; check it as such
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InputError(f"rng must be None, an int seed or a numpy.random.Generator; got {rng!r}")
     if int(rng) < 0:
         raise InputError(f"rng seed must be a non-negative integer; got {rng}")
     return np.random.default_rng(int(rng))

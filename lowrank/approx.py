@@ -184,8 +184,7 @@ def _as_factors(candidate: Any, shape: tuple[int, int]) -> tuple[Array, Array] |
         R = as_matrix(candidate[1], name="candidate R", allow_empty=True)
         if L.shape[1] != R.shape[0]:
             raise ShapeError(
-                "candidate (L, R) must have shapes (m, r) and (r, n); got "
-                f"{L.shape} and {R.shape}"
+                f"candidate (L, R) must have shapes (m, r) and (r, n); got {L.shape} and {R.shape}"
             )
     else:
         dense = as_matrix(candidate, name="candidate")
@@ -203,9 +202,11 @@ def _as_factors(candidate: Any, shape: tuple[int, int]) -> tuple[Array, Array] |
 def _residual_blocks(a: Array, candidate: tuple[Array, Array] | Array) -> Any:
     """Yield row blocks of ``A - candidate`` in float64 (complex128 for complex)."""
     m, n = a.shape
-    complex_ = a.dtype.kind == "c" or (
-        isinstance(candidate, tuple) and any(x.dtype.kind == "c" for x in candidate)
-    ) or (not isinstance(candidate, tuple) and candidate.dtype.kind == "c")
+    complex_ = (
+        a.dtype.kind == "c"
+        or (isinstance(candidate, tuple) and any(x.dtype.kind == "c" for x in candidate))
+        or (not isinstance(candidate, tuple) and candidate.dtype.kind == "c")
+    )
     wide = np.complex128 if complex_ else np.float64
     rows = max(1, _RESIDUAL_BLOCK_ELEMENTS // max(n, 1))
     for start in range(0, m, rows):

@@ -125,7 +125,9 @@ def rank_error_curve(
         return _fro_curve(s)
     if norm == "ky_fan":
         if k is None:
-            raise InputError("norm='ky_fan' needs k, the number of singular values summed; got k=None")
+            raise InputError(
+                "norm='ky_fan' needs k, the number of singular values summed; got k=None"
+            )
         kk = check_int(k, name="k", minimum=1)
         padded = np.concatenate([s, np.zeros(kk)])
         csum = np.concatenate([[0.0], np.cumsum(padded)])
@@ -174,7 +176,9 @@ def _fro_curve(s: Array) -> RankErrorCurve:
 def _partial_curve(s: Array, norm: str, norm_fro: float) -> RankErrorCurve:
     if norm == "spectral":
         absolute = np.concatenate([[s[0] if s.size else 0.0], s[1:]]) if s.size else np.zeros(1)
-        return _finish(absolute, None, "spectral", False, 4.0 * compute_eps(np.float64) * float(absolute[0]))
+        return _finish(
+            absolute, None, "spectral", False, 4.0 * compute_eps(np.float64) * float(absolute[0])
+        )
     if norm != "fro":
         raise InputError(
             f"norm={norm!r} needs the whole spectrum; with norm_fro (a partial spectrum) "
@@ -243,8 +247,9 @@ def select_rank(
     1
     """
     if (rel_tol is None) == (energy is None):
-        raise InputError("give exactly one of rel_tol and energy; got "
-                         f"rel_tol={rel_tol!r}, energy={energy!r}")
+        raise InputError(
+            f"give exactly one of rel_tol and energy; got rel_tol={rel_tol!r}, energy={energy!r}"
+        )
     if energy is not None:
         fraction = check_fraction(energy, name="energy", low_inclusive=True)
         target = math.sqrt(max(1.0 - fraction, 0.0))

@@ -88,7 +88,8 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     total = float(np.sum(s[::-1]))
     if total == 0.0:
         return 0.0
-    p = s[s > 0] / total
+    p = s / total
+    p = p[p > 0]  # a subnormal sigma can underflow to p = 0, whose term is 0 in the limit
     return float(math.exp(-float(np.sum(p * np.log(p)))))
 
 
@@ -106,9 +107,7 @@ def condition_number(singular_values: ArrayLike) -> float:
     return float(s[0] / s[-1])
 
 
-def storage_noise_level(
-    *, shape: tuple[int, int], norm_fro: float, storage_dtype: Any
-) -> float:
+def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtype: Any) -> float:
     r"""Expected spectral norm of the rounding noise of storing a matrix in ``storage_dtype``.
 
     Rounding each entry to a format with unit roundoff :math:`u = \varepsilon/2` perturbs it
@@ -174,7 +173,8 @@ def numerical_rank(
         if storage_dtype is not None:
             norm = float(np.sqrt(np.sum((s[::-1] / s[0]) ** 2))) * float(s[0]) if s[0] > 0 else 0.0
             threshold = max(
-                threshold, storage_noise_level(shape=(m, n), norm_fro=norm, storage_dtype=storage_dtype)
+                threshold,
+                storage_noise_level(shape=(m, n), norm_fro=norm, storage_dtype=storage_dtype),
             )
     return int(np.count_nonzero(s > threshold))
 
@@ -231,7 +231,9 @@ def spectrum_summary(
         stable_rank=stable_rank(s),
         entropy_effective_rank=entropy_effective_rank(s),
         numerical_rank=numerical_rank(s, shape=a.shape, dtype=a.dtype),
-        numerical_rank_storage=numerical_rank(s, shape=a.shape, dtype=a.dtype, storage_dtype=stored),
+        numerical_rank_storage=numerical_rank(
+            s, shape=a.shape, dtype=a.dtype, storage_dtype=stored
+        ),
         condition_number=condition_number(s),
     )
     return summary, s

@@ -101,8 +101,9 @@ def test_full_rank_and_zero_rank(method, shape, rng):
     k = min(shape)
     full = truncated_svd(A, k, method=method, rng=0)
     assert_valid_svd(full, A, rank=k)
-    np.testing.assert_allclose(full.to_dense(), A, atol=tolerance(A.dtype, size=max(shape),
-                                                                   scale=full.S[0]))
+    np.testing.assert_allclose(
+        full.to_dense(), A, atol=tolerance(A.dtype, size=max(shape), scale=full.S[0])
+    )
     assert full.residual_fro <= full.residual_fro_error + tolerance(
         A.dtype, size=max(shape), scale=full.norm_fro
     )
@@ -124,8 +125,9 @@ def test_sign_rule_and_determinism(rng):
     # The same rule makes different methods agree on the vectors themselves.
     exact = truncated_svd(A, 5, method="exact")
     for method in ("randomized", "arpack", "propack"):
-        other = truncated_svd(A, 5, method=method, n_iter=20 if method == "randomized" else None,
-                              rng=0)
+        other = truncated_svd(
+            A, 5, method=method, n_iter=20 if method == "randomized" else None, rng=0
+        )
         np.testing.assert_allclose(other.U, exact.U, atol=1e-6)
         np.testing.assert_allclose(other.Vh, exact.Vh, atol=1e-6)
 
@@ -214,8 +216,13 @@ def test_sparse_and_operator_inputs(rng):
     for method in ("randomized", "arpack", "propack", "lobpcg"):
         for form in (dense, sp.csr_array(dense), aslinearoperator(dense)):
             res = truncated_svd(form, 4, method=method, rng=0)
-            assert_valid_svd(res, A, rank=4, rtol=method_tol(method, np.float64)[0],
-                             factor=method_tol(method, np.float64)[1])
+            assert_valid_svd(
+                res,
+                A,
+                rank=4,
+                rtol=method_tol(method, np.float64)[0],
+                factor=method_tol(method, np.float64)[1],
+            )
             assert res.norm_fro == pytest.approx(np.linalg.norm(A), rel=1e-12)
     exact = truncated_svd(dense, 4, method="exact")
     assert_valid_svd(exact, A, rank=4)
@@ -413,15 +420,16 @@ def test_bad_options():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 def test_singular_values_gram_and_lapack(dtype, rng):
     A = with_spectrum(rng, 70, 50, np.geomspace(1e3, 1e-2, 50), dtype=dtype)
-    ref = np.linalg.svd(A.astype(np.complex128 if A.dtype.kind == "c" else np.float64),
-                        compute_uv=False)
+    ref = np.linalg.svd(
+        A.astype(np.complex128 if A.dtype.kind == "c" else np.float64), compute_uv=False
+    )
     for method in ("auto", "lapack", "gram"):
         s = singular_values(A, method=method)
         assert s.dtype == np.float64 and s.shape == (50,)
         # Gram route: absolute error ~ eps64 * sqrt(n) * sigma_1^2 / sigma_i, tiny here;
         # LAPACK in the input's precision: eps(dtype) * sqrt(n) * sigma_1.
-        used = "gram" if method == "gram" or (method == "auto" and np.finfo(dtype).bits <= 32
-                                               or method == "auto" and dtype == np.complex64) else "lapack"
+        single = np.finfo(dtype).bits <= 32
+        used = "gram" if method == "gram" or (method == "auto" and single) else "lapack"
         eps_dtype = np.float64 if used == "gram" else dtype
         tol = tolerance(eps_dtype, size=70, scale=ref[0])
         np.testing.assert_allclose(s, ref, atol=tol * (ref[0] / ref[-1] if used == "gram" else 1))
