@@ -23,11 +23,6 @@ from lowrank.adapter import (
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20240611)
-
-
 def _layer_arrays(rng, out=7, inp=5, rank=3, dtype=np.float64):
     W = rng.standard_normal((out, inp)).astype(dtype)
     b = rng.standard_normal(out).astype(dtype)

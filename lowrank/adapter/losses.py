@@ -50,7 +50,9 @@ class LossResult:
 def _mse(prediction: Array, target: Array) -> LossResult:
     diff = prediction - target
     scale, ssq = scaled_sum_of_squares(diff)
-    value = scale * scale * ssq / diff.size
+    # Divide before multiplying back the scale: the sum may exceed the float range when
+    # the mean does not.
+    value = scale * (scale * (ssq / diff.size))
     gradient = diff * diff.dtype.type(2.0 / diff.size)
     return LossResult(value=float(value), gradient=gradient)
 
