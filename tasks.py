@@ -74,8 +74,10 @@ def test(argv: list[str]) -> None:
         "-m",
         "not interop",
         "--doctest-modules",
+        "--nbmake",
         "lowrank",
         "tests",
+        "notebooks",
         *argv,
         env=env,
     )
