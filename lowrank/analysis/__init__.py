@@ -1,0 +1,67 @@
+"""How low-rank are the weight matrices of a checkpoint (layer 5: joins ``io`` and the core).
+
+:func:`analyze` selects the matrices of a weight file (:func:`lowrank.io.select`), sends
+one task per matrix to an executor (worker processes by default, or a Dask cluster), each
+task loading its own matrix, and gathers a :class:`Report`: per matrix the norms, stable
+and entropy effective ranks, numerical ranks (NumPy's rule and the stored dtype's noise
+level), the rank for each energy level, the relative error at each rank, and all singular
+values. Reports are written and read as JSON (exactly), CSV, Markdown and ``.npz``.
+
+Typical use::
+
+    from lowrank.analysis import analyze
+    report = analyze("model.safetensors", include="*.weight", ranks=[8, 64],
+                     checkpoint="report.json")     # kept valid even if interrupted
+    print(report.to_text())
+
+:func:`start_analysis` gives the same as an iterator of results in completion order.
+"""
+
+from __future__ import annotations
+
+from lowrank.analysis._compute import analyze_matrix, analyze_tensor
+from lowrank.analysis._executors import (
+    SchedulerError,
+    available_cores,
+    dask_executor,
+    describe_executor,
+    local_executor,
+)
+from lowrank.analysis._layers import LayerGrid, LayerName, layer_grid, parse_layer_name
+from lowrank.analysis._report import REPORT_FORMAT, REPORT_FORMAT_VERSION, Report, RunInfo
+from lowrank.analysis._results import (
+    DEFAULT_ENERGIES,
+    DEFAULT_RANKS,
+    AnalysisOptions,
+    MatrixResult,
+    SkippedTensor,
+)
+from lowrank.analysis._run import AnalysisError, AnalysisRun, Outcome, analyze, start_analysis
+
+__all__ = [
+    "DEFAULT_ENERGIES",
+    "DEFAULT_RANKS",
+    "REPORT_FORMAT",
+    "REPORT_FORMAT_VERSION",
+    "AnalysisError",
+    "AnalysisOptions",
+    "AnalysisRun",
+    "LayerGrid",
+    "LayerName",
+    "MatrixResult",
+    "Outcome",
+    "Report",
+    "RunInfo",
+    "SchedulerError",
+    "SkippedTensor",
+    "analyze",
+    "analyze_matrix",
+    "analyze_tensor",
+    "available_cores",
+    "dask_executor",
+    "describe_executor",
+    "layer_grid",
+    "local_executor",
+    "parse_layer_name",
+    "start_analysis",
+]

@@ -1,0 +1,182 @@
+"""The numbers of one matrix, from an array or from a :class:`~lowrank.io.TensorInfo`.
+
+:func:`analyze_tensor` is the task sent to executors: it takes only picklable arguments,
+loads its own matrix (so a worker's memory follows the matrix it handles, never the
+checkpoint), and returns a small result (the singular values and scalars).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, check_choice
+from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor
+from lowrank.curves import rank_error_curve, select_rank
+from lowrank.errors import InputError, LowRankError
+from lowrank.io import NDPolicy, TensorInfo, load_matrix
+from lowrank.metrics import spectrum_summary
+
+__all__ = ["analyze_matrix", "analyze_tensor"]
+
+
+def analyze_matrix(
+    A: ArrayLike,
+    *,
+    name: str = "A",
+    file: str = "",
+    options: AnalysisOptions | None = None,
+    storage_dtype: Any = None,
+) -> MatrixResult:
+    r"""Norms, effective ranks, energy ranks and rank errors of one matrix.
+
+    Parameters
+    ----------
+    A : array_like, shape (m, n)
+        The matrix. float16 and bfloat16 are computed in float32, integers in float64.
+    name, file : str
+        Recorded in the result.
+    options : AnalysisOptions, optional
+        Ranks and energies to report (default :class:`AnalysisOptions()`).
+    storage_dtype : dtype, optional
+        The dtype ``A`` was stored in, for :attr:`MatrixResult.numerical_rank_storage`
+        (default: the dtype of ``A``).
+
+    Returns
+    -------
+    MatrixResult
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError
+        ``A`` is not a non-empty 2-D numeric matrix of finite values.
+    InputError
+        ``options`` is not an :class:`AnalysisOptions`.
+
+    Notes
+    -----
+    The singular values come from :func:`lowrank.singular_values` (eigenvalues of the Gram
+    matrix accumulated in float64 for single and lower precision, LAPACK for float64). For
+    each requested energy :math:`e` the rank is :func:`lowrank.select_rank` with
+    ``energy=e``; for each rank :math:`r` the error is
+    :math:`(\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F`, evaluated from the tail (not by
+    subtraction), 0 when :math:`r \ge \min(m, n)`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = analyze_matrix(np.diag([3.0, 4.0, 0.0]), options=AnalysisOptions(ranks=[1]))
+    >>> res.spectral_norm, res.stable_rank, res.numerical_rank
+    (4.0, 1.5625, 2)
+    >>> res.energy_ranks, res.rank_errors
+    (((0.9, 2), (0.99, 2)), ((1, 0.6),))
+    """
+    start = time.perf_counter()
+    options = _check_options(options)
+    raw = np.asarray(A)
+    stored = raw.dtype if storage_dtype is None else np.dtype(storage_dtype)
+    return _analyze(
+        as_matrix(raw), name=name, file=file, options=options, stored=stored, start=start
+    )
+
+
+def _check_options(options: object) -> AnalysisOptions:
+    if options is None:
+        return AnalysisOptions()
+    if not isinstance(options, AnalysisOptions):
+        raise InputError(f"options must be an AnalysisOptions; got {type(options).__name__}")
+    return options
+
+
+def _analyze(
+    a: Array,
+    *,
+    name: str,
+    file: str,
+    options: AnalysisOptions,
+    stored: np.dtype[Any],
+    start: float,
+) -> MatrixResult:
+    """The body of :func:`analyze_matrix` for a matrix already in its compute dtype."""
+    summary, s = spectrum_summary(a, storage_dtype=stored)
+    curve = rank_error_curve(s)
+    full = s.size
+    return MatrixResult(
+        name=name,
+        file=file,
+        shape=summary.shape,
+        dtype=stored.name,
+        compute_dtype=a.dtype.name,
+        norm_fro=summary.norm_fro,
+        spectral_norm=summary.spectral_norm,
+        stable_rank=summary.stable_rank,
+        entropy_effective_rank=summary.entropy_effective_rank,
+        numerical_rank=summary.numerical_rank,
+        numerical_rank_storage=summary.numerical_rank_storage,
+        energy_ranks=tuple((e, select_rank(s, energy=e)) for e in options.energies),
+        rank_errors=tuple((r, float(curve.relative[min(r, full)])) for r in options.ranks),
+        singular_values=np.asarray(s, dtype=np.float64),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def analyze_tensor(
+    info: TensorInfo, *, nd_policy: NDPolicy = "skip", options: AnalysisOptions | None = None
+) -> MatrixResult | SkippedTensor:
+    """Load the matrix ``info`` names and analyse it; the task run by executors.
+
+    Parameters
+    ----------
+    info : TensorInfo
+        One of :attr:`lowrank.io.Selection.matrices`.
+    nd_policy : {"skip", "flatten"}, default "skip"
+        The selection's policy for tensors of 3 or more dimensions.
+    options : AnalysisOptions, optional
+        Ranks and energies to report.
+
+    Returns
+    -------
+    MatrixResult or SkippedTensor
+        A :class:`SkippedTensor` with ``code="error"`` when the data cannot be analysed
+        (a :class:`~lowrank.errors.LowRankError` such as corrupt data or NaN entries, or
+        running out of memory): one bad matrix does not stop the others.
+
+    Raises
+    ------
+    InputError
+        ``info`` is not a TensorInfo, ``nd_policy`` is unknown, or ``options`` is not an
+        :class:`AnalysisOptions`.
+    """
+    start = time.perf_counter()
+    if not isinstance(info, TensorInfo):
+        raise InputError(f"info must be a TensorInfo; got {type(info).__name__}")
+    check_choice(nd_policy, name="nd_policy", choices=("skip", "flatten"))
+    options = _check_options(options)
+    try:
+        return _load_and_analyze(info, nd_policy, options, start)
+    except (LowRankError, MemoryError) as exc:
+        return SkippedTensor(
+            name=info.name,
+            file=str(info.file),
+            shape=info.shape,
+            dtype=info.dtype,
+            code="error",
+            reason=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def _load_and_analyze(
+    info: TensorInfo, nd_policy: NDPolicy, options: AnalysisOptions, start: float
+) -> MatrixResult:
+    # The stored array is referenced only here and dropped right after conversion, so peak
+    # memory is the stored matrix plus its compute-dtype copy, and then the copy alone.
+    stored = load_matrix(info, nd_policy=nd_policy)
+    dtype = stored.dtype
+    a = as_matrix(stored)
+    del stored
+    return _analyze(
+        a, name=info.name, file=str(info.file), options=options, stored=dtype, start=start
+    )

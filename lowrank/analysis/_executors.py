@@ -1,0 +1,161 @@
+"""Executors for an analysis: local worker processes, or a Dask cluster.
+
+Any :class:`concurrent.futures.Executor` works (a ``ThreadPoolExecutor`` too); these two
+helpers set up the usual ones well:
+
+* :func:`local_executor`: a ``ProcessPoolExecutor`` whose workers are started with
+  ``spawn`` (no fork of a process that may hold threads), ignore Ctrl-C (the parent
+  handles it and stops them), and limit their BLAS/OpenMP thread pools with
+  ``threadpoolctl`` so that workers × threads does not exceed the cores.
+* :func:`dask_executor`: a ``dask.distributed`` client's executor. Dask's nanny starts
+  workers with ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``, so each worker
+  thread runs single-threaded BLAS, as a local worker with one thread does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from lowrank._validation import check_int, check_positive_float
+from lowrank.errors import InputError, LowRankError
+
+__all__ = [
+    "SchedulerError",
+    "available_cores",
+    "dask_executor",
+    "describe_executor",
+    "local_executor",
+]
+
+# The threadpoolctl limiter of a worker process, kept alive for the worker's lifetime.
+_WORKER_LIMITS: list[Any] = []
+
+
+class SchedulerError(LowRankError, ConnectionError):
+    """The Dask scheduler cannot be reached, or ``dask.distributed`` is not installed."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS and Windows
+
+
+def _init_worker(threads: int) -> None:
+    # Ctrl-C goes to the whole process group; the parent stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with the cli extra
+        return
+    _WORKER_LIMITS.append(threadpool_limits(limits=threads))
+
+
+def local_executor(
+    *, workers: int | None = None, threads_per_worker: int | None = None
+) -> ProcessPoolExecutor:
+    """A process pool for :func:`analyze`, with BLAS threads limited in each worker.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Number of worker processes (default: the available cores).
+    threads_per_worker : int, optional
+        BLAS/OpenMP threads per worker (default: ``max(1, cores // workers)``, so that
+        workers × threads does not exceed the cores).
+
+    Returns
+    -------
+    concurrent.futures.ProcessPoolExecutor
+        Owned by the caller: use it in a ``with`` block or call ``shutdown()``.
+
+    Raises
+    ------
+    InputError
+        ``workers`` or ``threads_per_worker`` is not a positive integer.
+
+    Examples
+    --------
+    >>> with local_executor(workers=1) as pool:
+    ...     pool.submit(abs, -3).result()
+    3
+    """
+    cores = available_cores()
+    n = cores if workers is None else check_int(workers, name="workers", minimum=1)
+    threads = (
+        max(1, cores // n)
+        if threads_per_worker is None
+        else check_int(threads_per_worker, name="threads_per_worker", minimum=1)
+    )
+    return ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    )
+
+
+@contextmanager
+def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
+    """Connect to a Dask scheduler and yield an executor running tasks on its workers.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler, e.g. ``"tcp://10.0.0.5:8786"``. Workers must be able to read the
+        checkpoint's files at the same paths (each loads its own matrices).
+    timeout : float, default 30
+        Seconds to wait for the connection.
+
+    Yields
+    ------
+    concurrent.futures.Executor
+        ``Client(address).get_executor(pure=False)``; the client is closed on exit.
+
+    Raises
+    ------
+    InputError
+        ``address`` is not a non-empty string, or ``timeout`` is not positive.
+    SchedulerError
+        ``dask.distributed`` is not installed, or the scheduler cannot be reached.
+    """
+    if not isinstance(address, str) or not address.strip():
+        raise InputError(
+            f"address must be a scheduler address like 'tcp://host:8786'; got {address!r}"
+        )
+    seconds = check_positive_float(timeout, name="timeout")
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - the test extra installs dask
+        raise SchedulerError(
+            "a Dask scheduler needs dask.distributed: pip install 'lowrank[dask]'"
+        ) from None
+    try:
+        client = Client(address, timeout=seconds, set_as_default=False)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise SchedulerError(
+            f"could not connect to the Dask scheduler at {address!r}: {detail}"
+        ) from None
+    try:
+        yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def describe_executor(executor: Executor) -> str:
+    """A short description of ``executor`` for reports."""
+    workers = getattr(executor, "_max_workers", None)
+    client = getattr(executor, "_client", None)
+    if client is not None:
+        address = getattr(getattr(client, "scheduler", None), "address", None)
+        return f"dask scheduler {address}" if address else "dask"
+    name = type(executor).__name__
+    return f"{name} ({workers} workers)" if isinstance(workers, int) else name

@@ -1,0 +1,193 @@
+"""Reports as text: CSV, Markdown and a fixed-width table for terminals."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lowrank.analysis._report import Report
+
+__all__ = ["to_csv", "to_markdown", "to_text"]
+
+
+def _energy_label(e: float) -> str:
+    return f"{100 * e:g}%"
+
+
+def _columns(report: Report) -> list[str]:
+    return (
+        [
+            "name",
+            "rows",
+            "cols",
+            "dtype",
+            "norm_fro",
+            "spectral_norm",
+            "stable_rank",
+            "entropy_effective_rank",
+            "numerical_rank",
+            "numerical_rank_storage",
+        ]
+        + [f"rank_energy_{e!r}" for e in report.run.energies]
+        + [f"rel_error_rank_{r}" for r in report.run.ranks]
+        + ["seconds", "file"]
+    )
+
+
+def to_csv(report: Report) -> str:
+    """One row per analysed matrix, floats written with ``repr`` (exact)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_columns(report))
+    for m in report.matrices:
+        writer.writerow(
+            [
+                m.name,
+                m.shape[0],
+                m.shape[1],
+                m.dtype,
+                repr(m.norm_fro),
+                repr(m.spectral_norm),
+                repr(m.stable_rank),
+                repr(m.entropy_effective_rank),
+                m.numerical_rank,
+                m.numerical_rank_storage,
+            ]
+            + [r for _, r in m.energy_ranks]
+            + [repr(err) for _, err in m.rank_errors]
+            + [repr(m.seconds), m.file]
+        )
+    return buffer.getvalue()
+
+
+def _md_cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    header = (
+        [
+            "name",
+            "shape",
+            "dtype",
+            "‖A‖_F",
+            "‖A‖_2",
+            "stable rank",
+            "eff. rank",
+            "num. rank",
+            "num. rank (storage)",
+        ]
+        + [f"r@{_energy_label(e)}" for e in report.run.energies]
+        + [f"err@{r}" for r in report.run.ranks]
+    )
+    rows = [
+        [
+            m.name,
+            f"{m.shape[0]}x{m.shape[1]}",
+            m.dtype,
+            f"{m.norm_fro:.4g}",
+            f"{m.spectral_norm:.4g}",
+            f"{m.stable_rank:.2f}",
+            f"{m.entropy_effective_rank:.1f}",
+            str(m.numerical_rank),
+            str(m.numerical_rank_storage),
+        ]
+        + [str(r) for _, r in m.energy_ranks]
+        + [f"{err:.4f}" for _, err in m.rank_errors]
+        for m in report.matrices
+    ]
+    return header, rows
+
+
+def _status_line(report: Report) -> str:
+    done = len(report.matrices) + sum(s.code == "error" for s in report.skipped)
+    total = done + len(report.pending)
+    if report.partial:
+        return f"PARTIAL: {done} of {total} matrices done, {len(report.pending)} pending"
+    return f"complete: {total} matrices"
+
+
+def to_markdown(report: Report) -> str:
+    """A Markdown document: run information, the results table, the skipped tensors."""
+    run = report.run
+    lines = [
+        f"# Low-rank analysis of `{run.source}`",
+        "",
+        f"- status: {_status_line(report)}",
+        f"- selection: include {list(run.include) or 'all'}, exclude {list(run.exclude)}"
+        f"{' (regex)' if run.regex else ''}, nd_policy {run.nd_policy}",
+        f"- ranks {list(run.ranks)}, energies {list(run.energies)}",
+        f"- lowrank {run.lowrank_version}, started {run.created}, "
+        f"{run.elapsed_seconds:.2f} s on {run.executor}",
+        "",
+        "`r@e`: smallest rank capturing the fraction e of ‖A‖_F²; `err@r`: relative Frobenius "
+        "error of the best rank-r approximation; numerical rank by NumPy's rule, and above the "
+        "rounding noise of the stored dtype.",
+        "",
+    ]
+    header, rows = _summary_rows(report)
+    lines += _md_table(header, rows)
+    if report.skipped:
+        lines += ["", "## Skipped tensors", ""]
+        lines += _md_table(
+            ["name", "shape", "dtype", "reason"],
+            [
+                [s.name, "x".join(map(str, s.shape)) or "scalar", s.dtype, s.reason]
+                for s in report.skipped
+            ],
+        )
+    if report.pending:
+        lines += ["", "## Pending (run interrupted)", ""]
+        lines += [f"- `{name}`" for name in report.pending]
+    return "\n".join(lines) + "\n"
+
+
+def to_text(report: Report, *, max_name: int = 48) -> str:
+    """A fixed-width table for a terminal, with a line per skip reason at the end."""
+    header, rows = _summary_rows(report)
+    short = ["name", "shape", "dtype", "‖A‖_F", "‖A‖_2", "stable", "erank", "rank", "rank*"]
+    short_header = [*short, *header[len(short) :]]
+    cut = [[r[0] if len(r[0]) <= max_name else "…" + r[0][-(max_name - 1) :], *r[1:]] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cut]) for i, h in enumerate(short_header)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [line(short_header), line(["-" * w for w in widths])]
+    out += [line(r) for r in cut]
+    out.append("")
+    out.append(
+        "rank: NumPy rule; rank*: above the rounding noise of the stored dtype; "
+        "r@e: rank for energy e; err@r: relative Frobenius error at rank r"
+    )
+    if report.skipped:
+        out.append(f"skipped {len(report.skipped)} tensors:")
+        out += _skip_lines(report)
+    out.append(_status_line(report) + f" in {report.run.elapsed_seconds:.2f} s")
+    return "\n".join(out) + "\n"
+
+
+def _skip_lines(report: Report, *, listed: int = 3) -> list[str]:
+    """Skipped tensors grouped by code; names and reasons listed for rare codes."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for s in report.skipped:
+        groups.setdefault(s.code, []).append((s.name, s.reason))
+    lines: list[str] = []
+    for code, items in groups.items():
+        if code == "ndim" or len(items) > listed:
+            names = ", ".join(name for name, _ in items[:listed])
+            more = f", … ({len(items) - listed} more)" if len(items) > listed else ""
+            lines.append(f"  {code} ({len(items)}): {names}{more}; e.g. {items[0][1]}")
+        else:
+            lines += [f"  {code}: {name}: {reason}" for name, reason in items]
+    return lines

@@ -1,0 +1,302 @@
+"""The report of an analysis: what it ran on, the results, and its files.
+
+A :class:`Report` is written as JSON (and read back exactly: every float is written by
+``repr``, which round-trips), CSV, Markdown and, for the singular values, ``.npz``. Every
+write is atomic (:func:`lowrank.io.atomic_path`): a reader sees the previous file or the
+complete new one, never a torn file. A report of an interrupted run is *partial*: it lists
+the matrices still pending, and it is a valid report all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array
+from lowrank.analysis._render import to_csv, to_markdown, to_text
+from lowrank.analysis._results import MatrixResult, SkippedTensor
+from lowrank.errors import FileFormatError, InputError, MissingFileError
+from lowrank.io import atomic_path, atomic_write_text
+
+__all__ = ["REPORT_FORMAT", "REPORT_FORMAT_VERSION", "Report", "RunInfo"]
+
+REPORT_FORMAT = "lowrank-analysis-report"
+"""The ``"format"`` tag of a report's JSON file."""
+
+REPORT_FORMAT_VERSION = 1
+"""The ``"format_version"`` written; readers accept this version only."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What an analysis ran on and how.
+
+    Attributes
+    ----------
+    source : str
+        Absolute path of the analysed file, index or directory.
+    include, exclude : tuple of str
+        The name patterns of the selection.
+    regex : bool
+        Patterns are regular expressions (else globs).
+    nd_policy : str
+        ``"skip"`` or ``"flatten"`` for tensors of 3 or more dimensions.
+    ranks : tuple of int
+        Ranks whose relative error was reported.
+    energies : tuple of float
+        Energy fractions whose rank was reported.
+    executor : str
+        How the matrices were processed, e.g. ``"local processes: 2 workers x 1 BLAS
+        thread"``.
+    lowrank_version : str
+        Version of :mod:`lowrank` that computed the report.
+    created : str
+        Start time, ISO 8601 in UTC.
+    elapsed_seconds : float
+        Wall time from start to the last result.
+    """
+
+    source: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    regex: bool
+    nd_policy: str
+    ranks: tuple[int, ...]
+    energies: tuple[float, ...]
+    executor: str
+    lowrank_version: str
+    created: str
+    elapsed_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "source": self.source,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "regex": self.regex,
+            "nd_policy": self.nd_policy,
+            "ranks": list(self.ranks),
+            "energies": list(self.energies),
+            "executor": self.executor,
+            "lowrank_version": self.lowrank_version,
+            "created": self.created,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        return cls(
+            source=str(data["source"]),
+            include=tuple(str(p) for p in data["include"]),
+            exclude=tuple(str(p) for p in data["exclude"]),
+            regex=bool(data["regex"]),
+            nd_policy=str(data["nd_policy"]),
+            ranks=tuple(int(r) for r in data["ranks"]),
+            energies=tuple(float(e) for e in data["energies"]),
+            executor=str(data["executor"]),
+            lowrank_version=str(data["lowrank_version"]),
+            created=str(data["created"]),
+            elapsed_seconds=float(data["elapsed_seconds"]),
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """The results of an analysis, in the checkpoint's storage order.
+
+    Attributes
+    ----------
+    run : RunInfo
+        What was analysed, with which options, by which version, when.
+    matrices : tuple of MatrixResult
+        One result per analysed matrix, singular values included.
+    skipped : tuple of SkippedTensor
+        Tensors passed over by the selection, and matrices whose analysis failed
+        (``code="error"``), each with its reason.
+    pending : tuple of str
+        Names of the selected matrices not analysed because the run was interrupted;
+        empty for a complete report.
+    """
+
+    run: RunInfo
+    matrices: tuple[MatrixResult, ...]
+    skipped: tuple[SkippedTensor, ...] = ()
+    pending: tuple[str, ...] = field(default=())
+
+    @property
+    def partial(self) -> bool:
+        """True when the run stopped before every selected matrix was analysed."""
+        return bool(self.pending)
+
+    def result(self, name: str) -> MatrixResult:
+        """The result of the matrix called ``name``.
+
+        Raises
+        ------
+        InputError
+            No analysed matrix has that name.
+        """
+        for m in self.matrices:
+            if m.name == name:
+                return m
+        raise InputError(
+            f"name must be one of the {len(self.matrices)} analysed matrices; got {name!r}"
+        )
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document as a dict (see :meth:`write_json`)."""
+        return {
+            "format": REPORT_FORMAT,
+            "format_version": REPORT_FORMAT_VERSION,
+            "partial": self.partial,
+            "run": self.run.to_dict(),
+            "matrices": [m.to_dict() for m in self.matrices],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "pending": list(self.pending),
+        }
+
+    def to_json(self) -> str:
+        """The report as JSON text; :meth:`from_json` reads it back exactly."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str = "report") -> Report:
+        """Rebuild a report from :meth:`to_dict` output.
+
+        Raises
+        ------
+        FileFormatError
+            ``data`` is not a lowrank analysis report of a known format version, or a
+            field is missing or of the wrong type.
+        """
+        if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+            raise FileFormatError(
+                f'{where} is not a lowrank analysis report (no "format": "{REPORT_FORMAT}")'
+            )
+        version = data.get("format_version")
+        if version != REPORT_FORMAT_VERSION:
+            raise FileFormatError(
+                f"{where} has format_version {version!r}; this lowrank reads version "
+                f"{REPORT_FORMAT_VERSION}"
+            )
+        try:
+            report = cls(
+                run=RunInfo.from_dict(data["run"]),
+                matrices=tuple(MatrixResult.from_dict(m) for m in data["matrices"]),
+                skipped=tuple(SkippedTensor.from_dict(s) for s in data["skipped"]),
+                pending=tuple(str(n) for n in data["pending"]),
+            )
+        except KeyError as exc:
+            raise FileFormatError(f"{where} is malformed: missing field {exc}") from None
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise FileFormatError(f"{where} is malformed: {exc}") from None
+        if data.get("partial") != report.partial:
+            raise FileFormatError(
+                f'{where} is malformed: "partial" is {data.get("partial")!r} but '
+                f"{len(report.pending)} matrices are pending"
+            )
+        return report
+
+    @classmethod
+    def from_json(cls, text: str, *, where: str = "report") -> Report:
+        """Parse :meth:`to_json` output.
+
+        Raises
+        ------
+        FileFormatError
+            ``text`` is not JSON, or not a report (see :meth:`from_dict`).
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FileFormatError(f"{where} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, where=where)
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the report as JSON, atomically.
+
+        Raises
+        ------
+        MissingFileError
+            The directory of ``path`` does not exist.
+        InputError
+            ``path`` is a directory.
+        """
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def read_json(cls, path: str | os.PathLike[str]) -> Report:
+        """Read a report written by :meth:`write_json`.
+
+        Raises
+        ------
+        MissingFileError
+            ``path`` does not exist.
+        FileFormatError
+            The file is not UTF-8 JSON or not a report.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise MissingFileError(f"report file must exist; got '{file}'")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(f"report file '{file}' is not UTF-8 text: {exc}") from None
+        return cls.from_json(text, where=f"report file '{file}'")
+
+    # -- other formats --------------------------------------------------------------------
+
+    def to_csv(self) -> str:
+        """One row per analysed matrix; floats written exactly (``repr``)."""
+        return to_csv(self)
+
+    def to_markdown(self) -> str:
+        """A Markdown document: run information, the results table, the skipped tensors."""
+        return to_markdown(self)
+
+    def to_text(self, *, max_name: int = 48) -> str:
+        """A fixed-width summary table for a terminal (names cut to ``max_name`` chars)."""
+        return to_text(self, max_name=max_name)
+
+    def write_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_csv` atomically (errors as :meth:`write_json`)."""
+        atomic_write_text(path, self.to_csv())
+
+    def write_markdown(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_markdown` atomically (errors as :meth:`write_json`)."""
+        atomic_write_text(path, self.to_markdown())
+
+    def spectra(self) -> dict[str, Array]:
+        """Singular values of every analysed matrix, by name (float64, descending)."""
+        return {m.name: m.singular_values for m in self.matrices}
+
+    def write_spectra(self, path: str | os.PathLike[str]) -> None:
+        """Save :meth:`spectra` as an ``.npz`` archive (one array per tensor name), atomically.
+
+        The name is used as given (``numpy.savez`` would add ``.npz`` to a path without it)
+        and any tensor name is a valid key (even ``"file"``, which ``numpy.savez`` rejects);
+        read it with ``numpy.load(path)``.
+
+        Raises
+        ------
+        MissingFileError, InputError
+            As :meth:`write_json`.
+        """
+        with (
+            atomic_path(path) as temp,
+            zipfile.ZipFile(temp, mode="w", compression=zipfile.ZIP_STORED) as archive,
+        ):
+            # What numpy.savez does, without its keyword arguments shadowing tensor names.
+            for name, values in self.spectra().items():
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, values, allow_pickle=False)

@@ -1,0 +1,267 @@
+"""The frozen result types of an analysis: options, one matrix, one skipped tensor."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array
+from lowrank.errors import InputError
+
+__all__ = [
+    "DEFAULT_ENERGIES",
+    "DEFAULT_RANKS",
+    "AnalysisOptions",
+    "MatrixResult",
+    "SkippedTensor",
+]
+
+DEFAULT_RANKS: tuple[int, ...] = (8, 16, 64)
+"""Ranks at which the relative Frobenius error is reported by default."""
+
+DEFAULT_ENERGIES: tuple[float, ...] = (0.9, 0.99)
+"""Energy fractions whose rank is reported by default."""
+
+
+def _check_ranks(ranks: object) -> tuple[int, ...]:
+    if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Iterable):
+        raise InputError(f"ranks must be a sequence of positive integers; got {ranks!r}")
+    values = list(ranks)
+    for r in values:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or int(r) < 1:
+            raise InputError(f"ranks must be positive integers; got {r!r} in {values!r}")
+    return tuple(sorted({int(r) for r in values}))
+
+
+def _check_energies(energies: object) -> tuple[float, ...]:
+    if isinstance(energies, (str, bytes)) or not isinstance(energies, Iterable):
+        raise InputError(f"energies must be a sequence of numbers in (0, 1]; got {energies!r}")
+    values = list(energies)
+    for e in values:
+        ok = isinstance(e, numbers.Real) and not isinstance(e, bool)
+        if not (ok and math.isfinite(float(e)) and 0.0 < float(e) <= 1.0):
+            raise InputError(f"energies must lie in (0, 1]; got {e!r} in {values!r}")
+    return tuple(sorted({float(e) for e in values}))
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    r"""What is computed for each matrix besides the fixed metrics.
+
+    Parameters
+    ----------
+    ranks : sequence of int, default (8, 16, 64)
+        Ranks ``r >= 1`` at which the relative Frobenius error of the best rank-r
+        approximation is reported. Stored sorted and without duplicates.
+    energies : sequence of float, default (0.9, 0.99)
+        Energy fractions ``0 < e <= 1`` for which the smallest rank capturing that share of
+        :math:`\|A\|_F^2` is reported. Stored sorted and without duplicates.
+
+    Raises
+    ------
+    InputError
+        A rank is not a positive integer, or an energy is outside (0, 1].
+
+    Examples
+    --------
+    >>> AnalysisOptions(ranks=[64, 8, 8], energies=[0.99, 0.9])
+    AnalysisOptions(ranks=(8, 64), energies=(0.9, 0.99))
+    """
+
+    ranks: tuple[int, ...] = DEFAULT_RANKS
+    energies: tuple[float, ...] = DEFAULT_ENERGIES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ranks", _check_ranks(self.ranks))
+        object.__setattr__(self, "energies", _check_energies(self.energies))
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixResult:
+    r"""Everything computed for one weight matrix.
+
+    Attributes
+    ----------
+    name : str
+        Tensor name in the checkpoint.
+    file : str
+        The file that holds it (a shard, for sharded checkpoints).
+    shape : tuple of int
+        ``(m, n)`` as analysed (after ``nd_policy="flatten"``, if used).
+    dtype : str
+        The stored dtype, e.g. ``"bfloat16"``.
+    compute_dtype : str
+        The dtype the singular values were computed from: ``"float32"`` for float16,
+        bfloat16 and float32 storage, ``"float64"`` for float64.
+    norm_fro, spectral_norm : float
+        :math:`\|A\|_F` (summed from the entries in float64) and :math:`\|A\|_2 = \sigma_1`.
+    stable_rank : float
+        :math:`\|A\|_F^2/\|A\|_2^2`.
+    entropy_effective_rank : float
+        Roy and Vetterli's :math:`\exp(-\sum_k p_k\ln p_k)`, :math:`p_k=\sigma_k/\sum\sigma`.
+    numerical_rank : int
+        :math:`\#\{\sigma_i > \sigma_1\max(m,n)\,\varepsilon\}`, NumPy's rule with the epsilon
+        of ``compute_dtype``.
+    numerical_rank_storage : int
+        The same count with the threshold raised to the rounding noise of ``dtype``
+        (:func:`lowrank.metrics.storage_noise_level`).
+    energy_ranks : tuple of (float, int)
+        ``(e, r)``: the smallest ``r`` with :math:`\sum_{i\le r}\sigma_i^2 \ge e\|A\|_F^2`.
+    rank_errors : tuple of (int, float)
+        ``(r, err)``: the relative Frobenius error :math:`(\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F`
+        of the best rank-r approximation (0 for ``r >= min(m, n)``).
+    singular_values : ndarray, shape (min(m, n),)
+        All singular values, float64, descending.
+    seconds : float
+        Wall time spent on this matrix (loading included).
+    """
+
+    name: str
+    file: str
+    shape: tuple[int, int]
+    dtype: str
+    compute_dtype: str
+    norm_fro: float
+    spectral_norm: float
+    stable_rank: float
+    entropy_effective_rank: float
+    numerical_rank: int
+    numerical_rank_storage: int
+    energy_ranks: tuple[tuple[float, int], ...]
+    rank_errors: tuple[tuple[int, float], ...]
+    singular_values: Array
+    seconds: float
+
+    def __eq__(self, other: object) -> bool:
+        """Exact equality of every field (arrays compared element by element)."""
+        if not isinstance(other, MatrixResult):
+            return NotImplemented
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if not (a.dtype == b.dtype and np.array_equal(a, b)):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def rank_for_energy(self, energy: float) -> int:
+        """The rank reported for ``energy`` (one of the energies the analysis was run with).
+
+        Raises
+        ------
+        InputError
+            ``energy`` was not one of the analysed energies.
+        """
+        for e, r in self.energy_ranks:
+            if e == energy:
+                return r
+        known = ", ".join(f"{e:g}" for e, _ in self.energy_ranks) or "none"
+        raise InputError(f"energy must be one of the analysed energies ({known}); got {energy!r}")
+
+    def error_at_rank(self, rank: int) -> float:
+        """The relative Frobenius error reported for ``rank`` (one of the analysed ranks).
+
+        Raises
+        ------
+        InputError
+            ``rank`` was not one of the analysed ranks.
+        """
+        for r, err in self.rank_errors:
+            if r == rank:
+                return err
+        known = ", ".join(str(r) for r, _ in self.rank_errors) or "none"
+        raise InputError(f"rank must be one of the analysed ranks ({known}); got {rank!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, tuple):
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MatrixResult:
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        return cls(
+            name=str(data["name"]),
+            file=str(data["file"]),
+            shape=(int(data["shape"][0]), int(data["shape"][1])),
+            dtype=str(data["dtype"]),
+            compute_dtype=str(data["compute_dtype"]),
+            norm_fro=float(data["norm_fro"]),
+            spectral_norm=float(data["spectral_norm"]),
+            stable_rank=float(data["stable_rank"]),
+            entropy_effective_rank=float(data["entropy_effective_rank"]),
+            numerical_rank=int(data["numerical_rank"]),
+            numerical_rank_storage=int(data["numerical_rank_storage"]),
+            energy_ranks=tuple((float(e), int(r)) for e, r in data["energy_ranks"]),
+            rank_errors=tuple((int(r), float(err)) for r, err in data["rank_errors"]),
+            singular_values=np.asarray(data["singular_values"], dtype=np.float64).reshape(-1),
+            seconds=float(data["seconds"]),
+        )
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor of the checkpoint that has no result, and why.
+
+    Attributes
+    ----------
+    name : str
+        Tensor name.
+    file : str
+        The file that holds it.
+    shape : tuple of int
+        Shape as stored.
+    dtype : str
+        Stored dtype.
+    code : str
+        ``"name"``, ``"ndim"``, ``"dtype"`` or ``"empty"`` for tensors the selection passed
+        over (see :func:`lowrank.io.select`); ``"error"`` for a matrix whose analysis
+        failed (unreadable data, NaN or infinite entries...).
+    reason : str
+        A sentence for people.
+    """
+
+    name: str
+    file: str
+    shape: tuple[int, ...]
+    dtype: str
+    code: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly."""
+        return {
+            "name": self.name,
+            "file": self.file,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SkippedTensor:
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        return cls(
+            name=str(data["name"]),
+            file=str(data["file"]),
+            shape=tuple(int(d) for d in data["shape"]),
+            dtype=str(data["dtype"]),
+            code=str(data["code"]),
+            reason=str(data["reason"]),
+        )

@@ -1,0 +1,456 @@
+"""Running an analysis over many matrices on an executor, streaming results as they finish."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+import lowrank
+from lowrank._validation import check_int, check_positive_float
+from lowrank.analysis._compute import analyze_tensor
+from lowrank.analysis._executors import available_cores, describe_executor, local_executor
+from lowrank.analysis._report import Report, RunInfo
+from lowrank.analysis._results import (
+    DEFAULT_ENERGIES,
+    DEFAULT_RANKS,
+    AnalysisOptions,
+    MatrixResult,
+    SkippedTensor,
+)
+from lowrank.errors import InputError, LowRankError
+from lowrank.io import NDPolicy, Patterns, Selection, select
+
+__all__ = ["AnalysisError", "AnalysisRun", "Outcome", "analyze", "start_analysis"]
+
+Outcome = MatrixResult | SkippedTensor
+"""What one task gives: a result, or a matrix whose analysis failed (``code="error"``)."""
+
+
+class AnalysisError(LowRankError, RuntimeError):
+    """The run stopped before the end: a worker process died, a scheduler was lost...
+
+    Attributes
+    ----------
+    report : Report
+        The partial report at the moment of the failure (already written to the run's
+        checkpoint file, if it has one).
+    """
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _patterns(value: Patterns) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _terminate_workers(executor: Executor) -> None:
+    """Stop the processes of a pool we own without waiting for their current task."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
+    if callable(terminate):  # pragma: no cover - newer Pythons
+        terminate()
+        return
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        process.terminate()
+
+
+class AnalysisRun:
+    """A started analysis: iterate to receive outcomes as they finish.
+
+    Made by :func:`start_analysis`. Each iteration step returns the next finished
+    :data:`Outcome` (completion order, not storage order); :meth:`report` gives, at any
+    moment, the report of what has finished, in storage order, marked partial while
+    matrices are pending. Use it as a context manager (or call :meth:`close`): leaving
+    early cancels what is pending, stops the workers of an executor the run owns, and
+    writes the partial report to the checkpoint file.
+
+    Attributes
+    ----------
+    selection : Selection
+        The matrices analysed and the tensors passed over.
+    options : AnalysisOptions
+        Ranks and energies reported.
+    checkpoint : pathlib.Path or None
+        A JSON report kept up to date atomically while the run goes on (see
+        :func:`start_analysis`).
+    """
+
+    def __init__(
+        self,
+        *,
+        selection: Selection,
+        options: AnalysisOptions,
+        info: RunInfo,
+        executor: Executor | None,
+        owns_executor: bool,
+        checkpoint: Path | None,
+        checkpoint_interval: float,
+    ) -> None:
+        self.selection = selection
+        self.options = options
+        self.checkpoint = checkpoint
+        self._info = info
+        self._executor = executor
+        self._owns_executor = owns_executor
+        self._interval = checkpoint_interval
+        self._start = time.perf_counter()
+        self._last_write = -float("inf")
+        self._outcomes: dict[int, Outcome] = {}
+        self._ready: deque[Future[Outcome]] = deque()
+        self._closed = False
+        self._end: float | None = None
+        self._futures: dict[Future[Outcome], int] = {}
+        if executor is not None:
+            # Largest first: the longest tasks start early, so workers finish together.
+            order = sorted(
+                range(len(selection.matrices)), key=lambda i: -selection.matrices[i].size
+            )
+            for i in order:
+                future = executor.submit(
+                    analyze_tensor,
+                    selection.matrices[i],
+                    nd_policy=selection.nd_policy,
+                    options=options,
+                )
+                self._futures[future] = i
+        self._pending: set[Future[Outcome]] = set(self._futures)
+        self._write_checkpoint(force=True)
+
+    # -- progress -------------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        """Number of matrices to analyse."""
+        return len(self.selection.matrices)
+
+    @property
+    def done(self) -> int:
+        """Number of matrices finished (analysed or failed)."""
+        return len(self._outcomes)
+
+    def report(self) -> Report:
+        """The report of what has finished so far (partial while matrices are pending)."""
+        matrices: list[MatrixResult] = []
+        failed: list[SkippedTensor] = []
+        pending: list[str] = []
+        for i, info in enumerate(self.selection.matrices):
+            outcome = self._outcomes.get(i)
+            if outcome is None:
+                pending.append(info.name)
+            elif isinstance(outcome, MatrixResult):
+                matrices.append(outcome)
+            else:
+                failed.append(outcome)
+        skipped = tuple(
+            SkippedTensor(
+                name=s.info.name,
+                file=str(s.info.file),
+                shape=s.info.shape,
+                dtype=s.info.dtype,
+                code=s.code,
+                reason=s.reason,
+            )
+            for s in self.selection.skipped
+        )
+        end = self._end if self._end is not None else time.perf_counter()
+        return Report(
+            run=replace(self._info, elapsed_seconds=end - self._start),
+            matrices=tuple(matrices),
+            skipped=skipped + tuple(failed),
+            pending=tuple(pending),
+        )
+
+    # -- iteration ------------------------------------------------------------------------
+
+    def __iter__(self) -> AnalysisRun:
+        return self
+
+    def __next__(self) -> Outcome:
+        if self._closed and not self._ready:
+            raise StopIteration
+        if not self._ready:
+            if not self._pending:
+                self._finish()
+                raise StopIteration
+            try:
+                done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
+            except BaseException:
+                self.close()
+                raise
+            # Storage order among futures that finished together, for reproducible streams.
+            self._ready.extend(sorted(done, key=lambda f: self._futures[f]))
+        future = self._ready.popleft()
+        try:
+            outcome = future.result()
+        except BaseException as exc:
+            self.close()
+            if not isinstance(exc, Exception):
+                raise
+            name = self.selection.matrices[self._futures[future]].name
+            detail = " ".join(str(exc).split())
+            raise AnalysisError(
+                f"the analysis stopped after {self.done} of {self.total} matrices: the task "
+                f"for '{name}' failed with {type(exc).__name__}"
+                + (f": {detail}" if detail else ""),
+                self.report(),
+            ) from exc
+        self._outcomes[self._futures[future]] = outcome
+        self._write_checkpoint(force=False)
+        return outcome
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def _write_checkpoint(self, *, force: bool) -> None:
+        if self.checkpoint is None:
+            return
+        now = time.perf_counter()
+        if force or now - self._last_write >= self._interval:
+            self.report().write_json(self.checkpoint)
+            self._last_write = now
+
+    def _finish(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._end = time.perf_counter()
+            if self._owns_executor and self._executor is not None:
+                self._executor.shutdown(wait=True)
+            self._write_checkpoint(force=True)
+
+    def close(self) -> None:
+        """Cancel what is pending, stop owned workers, write the checkpoint (if any).
+
+        Safe to call more than once; a finished run is left as it is.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._end = time.perf_counter()
+        for future in self._pending:
+            future.cancel()
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._pending and isinstance(self._executor, ProcessPoolExecutor):
+                _terminate_workers(self._executor)
+        # Whatever had finished is kept even if its result was not yet taken.
+        for future in list(self._ready) + list(self._pending):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._outcomes[self._futures[future]] = future.result()
+        self._write_checkpoint(force=True)
+
+    def __enter__(self) -> AnalysisRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def start_analysis(
+    source: str | os.PathLike[str],
+    *,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    regex: bool = False,
+    nd_policy: NDPolicy = "skip",
+    ranks: Sequence[int] = DEFAULT_RANKS,
+    energies: Sequence[float] = DEFAULT_ENERGIES,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_interval: float = 5.0,
+) -> AnalysisRun:
+    """Select the matrices of a checkpoint and submit one task per matrix.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        A weight file, a sharded checkpoint's index, or a directory
+        (:func:`lowrank.io.list_tensors`).
+    include, exclude, regex, nd_policy
+        The selection (:func:`lowrank.io.select`).
+    ranks : sequence of int, default (8, 16, 64)
+        Ranks whose relative Frobenius error is reported.
+    energies : sequence of float, default (0.9, 0.99)
+        Energy fractions whose rank is reported.
+    executor : concurrent.futures.Executor, optional
+        Where tasks run: a process pool, a thread pool, a Dask client's executor
+        (:func:`dask_executor`)... It is not shut down by the run. Default: a
+        :func:`local_executor` owned by the run (started only if there is a matrix).
+    workers : int, optional
+        Worker processes of the default executor (default: the available cores, at most
+        one per matrix). Only without ``executor``.
+    checkpoint : str or os.PathLike, optional
+        A JSON report file written atomically at the start, at most every
+        ``checkpoint_interval`` seconds as results arrive, and at the end; after a crash
+        or Ctrl-C it holds a valid report marked partial.
+    checkpoint_interval : float, default 5
+        Minimum seconds between checkpoint writes during the run.
+
+    Returns
+    -------
+    AnalysisRun
+
+    Raises
+    ------
+    InputError
+        Invalid options, patterns or ``nd_policy``; ``workers`` with ``executor``; an
+        ``executor`` that is not an Executor.
+    MissingFileError, FileFormatError
+        As :func:`lowrank.io.list_tensors`, and for a checkpoint in a missing directory.
+    """
+    options = AnalysisOptions(ranks=tuple(ranks), energies=tuple(energies))
+    if executor is not None and not isinstance(executor, Executor):
+        raise InputError(
+            f"executor must be a concurrent.futures.Executor; got {type(executor).__name__}"
+        )
+    if executor is not None and workers is not None:
+        raise InputError(f"give workers or executor, not both; got workers={workers!r}")
+    n_workers = None if workers is None else check_int(workers, name="workers", minimum=1)
+    interval = check_positive_float(
+        checkpoint_interval, name="checkpoint_interval", allow_zero=True
+    )
+    selection = select(source, include=include, exclude=exclude, regex=regex, nd_policy=nd_policy)
+    owns = executor is None
+    description = ""
+    if executor is None and selection.matrices:
+        cores = available_cores()
+        n = n_workers if n_workers is not None else min(cores, len(selection.matrices))
+        threads = max(1, cores // n)
+        executor = local_executor(workers=n, threads_per_worker=threads)
+        description = (
+            f"local processes: {n} worker{'s' if n > 1 else ''} x "
+            f"{threads} BLAS thread{'s' if threads > 1 else ''}"
+        )
+    elif executor is not None:
+        description = describe_executor(executor)
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    info = RunInfo(
+        source=os.path.abspath(os.fspath(source)),
+        include=_patterns(include),
+        exclude=_patterns(exclude),
+        regex=regex,
+        nd_policy=nd_policy,
+        ranks=options.ranks,
+        energies=options.energies,
+        executor=description or "none (no matrix selected)",
+        lowrank_version=lowrank.__version__,
+        created=created,
+        elapsed_seconds=0.0,
+    )
+    target = None if checkpoint is None else Path(os.path.abspath(os.fspath(checkpoint)))
+    try:
+        return AnalysisRun(
+            selection=selection,
+            options=options,
+            info=info,
+            executor=executor,
+            owns_executor=owns,
+            checkpoint=target,
+            checkpoint_interval=interval,
+        )
+    except BaseException:
+        if owns and executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def analyze(
+    source: str | os.PathLike[str],
+    *,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    regex: bool = False,
+    nd_policy: NDPolicy = "skip",
+    ranks: Sequence[int] = DEFAULT_RANKS,
+    energies: Sequence[float] = DEFAULT_ENERGIES,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_interval: float = 5.0,
+    on_result: Callable[[Outcome, AnalysisRun], None] | None = None,
+) -> Report:
+    r"""Analyse every selected matrix of a checkpoint: norms, effective ranks, rank errors.
+
+    Parameters are those of :func:`start_analysis`, and
+
+    on_result : callable, optional
+        Called as ``on_result(outcome, run)`` in the calling thread as each matrix
+        finishes (completion order), e.g. to update a progress bar; ``run.done`` and
+        ``run.total`` tell how far it is.
+
+    Returns
+    -------
+    Report
+        Results in storage order, the skipped tensors with reasons, the run's settings.
+
+    Raises
+    ------
+    AnalysisError
+        A task failed for a reason other than its matrix's data (a worker process died,
+        the Dask cluster was lost...). Its ``report`` attribute holds the partial report,
+        also written to ``checkpoint``.
+    KeyboardInterrupt
+        Re-raised after pending work is cancelled and the partial report written to
+        ``checkpoint``.
+    InputError, MissingFileError, FileFormatError
+        As :func:`start_analysis`.
+
+    Notes
+    -----
+    Each task loads its own matrix from a picklable :class:`~lowrank.io.TensorInfo`, so
+    the calling process never holds a matrix and a worker's peak memory follows the
+    largest matrix it handles (stored copy + float32/float64 copy), not the checkpoint.
+    The numbers do not depend on the executor: each matrix is computed by the same code
+    with BLAS limited to the same number of threads (one, when workers fill the cores).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> from pathlib import Path
+    >>> from lowrank.io import save_safetensors
+    >>> rng = np.random.default_rng(0)
+    >>> with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(1) as pool:
+    ...     path = Path(d) / "m.safetensors"
+    ...     save_safetensors(path, {"q.weight": np.eye(4, dtype=np.float32),
+    ...                             "q.bias": np.zeros(4, np.float32)})
+    ...     report = analyze(path, ranks=[2], executor=pool)
+    >>> m = report.matrices[0]
+    >>> m.name, m.stable_rank, m.energy_ranks, m.rank_errors
+    ('q.weight', 4.0, ((0.9, 4), (0.99, 4)), ((2, 0.7071067811865476),))
+    >>> [(s.name, s.code) for s in report.skipped], report.partial
+    ([('q.bias', 'ndim')], False)
+    """
+    run = start_analysis(
+        source,
+        include=include,
+        exclude=exclude,
+        regex=regex,
+        nd_policy=nd_policy,
+        ranks=ranks,
+        energies=energies,
+        executor=executor,
+        workers=workers,
+        checkpoint=checkpoint,
+        checkpoint_interval=checkpoint_interval,
+    )
+    with run:
+        for outcome in run:
+            if on_result is not None:
+                on_result(outcome, run)
+        return run.report()

@@ -1,0 +1,361 @@
+r"""Figures of an analysis: rank–error curves, spectra, and a layer × module rank heatmap.
+
+Each function draws from a :class:`~lowrank.analysis.Report` (a fresh one, or one read
+back with :meth:`Report.read_json <lowrank.analysis.Report.read_json>`: nothing is
+recomputed) or from a sequence of :class:`~lowrank.analysis.MatrixResult`, on a new figure
+or on the ``ax`` given, and returns the :class:`matplotlib.figure.Figure`.
+
+matplotlib is imported inside the functions (``import lowrank`` never loads it), and
+figures are made with :class:`matplotlib.figure.Figure` directly, not ``pyplot``: no GUI
+backend is touched and no global figure list grows; PNG files are rendered by Agg.
+
+Typical use::
+
+    from lowrank.analysis import Report
+    from lowrank.plot import plot_curves, save_figure
+    fig = plot_curves(Report.read_json("report.json"))
+    save_figure(fig, "curves.png")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import numpy as np
+
+from lowrank._typing import Array
+from lowrank._validation import check_choice, check_int
+from lowrank.analysis import MatrixResult, Report, layer_grid
+from lowrank.errors import InputError
+from lowrank.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "FIGURE_FORMATS",
+    "PLOT_KINDS",
+    "PlotKind",
+    "ResultsLike",
+    "curve_colors",
+    "plot_curves",
+    "plot_heatmap",
+    "plot_report",
+    "plot_spectra",
+    "save_figure",
+]
+
+PlotKind: TypeAlias = Literal["curves", "spectra", "heatmap"]
+PLOT_KINDS: tuple[PlotKind, ...] = ("curves", "spectra", "heatmap")
+"""The figures :func:`plot_report` draws."""
+
+FIGURE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+"""File formats :func:`save_figure` writes, chosen by the file's suffix."""
+
+ResultsLike: TypeAlias = "Report | Iterable[MatrixResult]"
+"""A report, or the results to draw."""
+
+# Legends with more entries than this would hide the curves; the title counts them instead.
+_LEGEND_MAX = 12
+
+
+def _results(data: ResultsLike, names: Sequence[str] | None = None) -> list[MatrixResult]:
+    items = list(data.matrices) if isinstance(data, Report) else list(data)
+    bad = [type(m).__name__ for m in items if not isinstance(m, MatrixResult)]
+    if bad:
+        raise InputError(
+            f"results must be a Report or MatrixResult objects; got an item of type {bad[0]}"
+        )
+    if names is not None:
+        wanted = list(names)
+        by_name = {m.name: m for m in items}
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise InputError(f"names must be analysed matrices; got unknown name {missing[0]!r}")
+        items = [by_name[n] for n in wanted]
+    if not items:
+        raise InputError("there is nothing to plot: the report has no analysed matrix")
+    return items
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure, SubFigure
+
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, fig.add_subplot()
+    parent = ax.figure
+    while isinstance(parent, SubFigure):
+        parent = parent.figure
+    if not isinstance(parent, Figure):
+        raise InputError("ax must be a matplotlib Axes placed on a figure")
+    return parent, ax
+
+
+def curve_colors(count: int) -> Array:
+    """``count`` distinct RGBA colours: ``tab10``/``tab20`` when they suffice, else ``turbo``.
+
+    Examples
+    --------
+    >>> curve_colors(3).shape
+    (3, 4)
+    """
+    from matplotlib import colormaps
+
+    n = check_int(count, name="count", minimum=0)
+    if n <= 10:
+        return np.asarray(colormaps["tab10"](np.arange(n)))
+    if n <= 20:
+        return np.asarray(colormaps["tab20"](np.arange(n)))
+    return np.asarray(colormaps["turbo"](np.linspace(0.03, 0.97, n)))
+
+
+def _finish_lines(ax: Axes, count: int, legend: bool | None, what: str) -> None:
+    show = count <= _LEGEND_MAX if legend is None else legend
+    if show:
+        ax.legend(fontsize="x-small", loc="best")
+    else:
+        ax.set_title(f"{what} of {count} matrices", fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_curves(
+    data: ResultsLike,
+    *,
+    ax: Axes | None = None,
+    names: Sequence[str] | None = None,
+    max_rank: int | None = None,
+    fraction: bool = False,
+    legend: bool | None = None,
+) -> Figure:
+    r"""Relative Frobenius error of the best rank-r approximation against r, one curve per matrix.
+
+    Parameters
+    ----------
+    data : Report or iterable of MatrixResult
+        What to draw.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    names : sequence of str, optional
+        Only these matrices, in this order.
+    max_rank : int, optional
+        Draw ranks ``0..max_rank`` only.
+    fraction : bool, default False
+        x is ``r / min(m, n)`` instead of ``r``, to compare matrices of different sizes.
+    legend : bool, optional
+        Show a legend (default: when there are at most 12 curves).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, an unknown name, or a bad ``max_rank``.
+
+    Notes
+    -----
+    The curve is :math:`e_r = (\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F` (Eckart–Young–Mirsky) on a
+    log y axis; the exact zero at full rank cannot be drawn on it and is left out.
+    """
+    from lowrank.curves import rank_error_curve
+
+    items = _results(data, names)
+    limit = None if max_rank is None else check_int(max_rank, name="max_rank", minimum=1)
+    fig, ax = _new_axes(ax, (7.0, 4.5))
+    for m, color in zip(items, curve_colors(len(items)), strict=True):
+        curve = rank_error_curve(m.singular_values)
+        ranks, errors = curve.ranks.astype(float), curve.relative.copy()
+        if limit is not None:
+            ranks, errors = ranks[: limit + 1], errors[: limit + 1]
+        errors[errors <= 0.0] = np.nan
+        x = ranks / max(min(m.shape), 1) if fraction else ranks
+        ax.plot(x, errors, color=color, linewidth=1.2, label=m.name)
+    ax.set_yscale("log")
+    ax.set_xlabel("rank / min(m, n)" if fraction else "rank r")
+    ax.set_ylabel("relative error ‖A − A_r‖_F / ‖A‖_F")
+    _finish_lines(ax, len(items), legend, "Rank–error curves")
+    return fig
+
+
+def plot_spectra(
+    data: ResultsLike,
+    *,
+    ax: Axes | None = None,
+    names: Sequence[str] | None = None,
+    normalize: bool = True,
+    legend: bool | None = None,
+) -> Figure:
+    r"""Singular values against their index on log–log axes, one line per matrix.
+
+    Parameters
+    ----------
+    data : Report or iterable of MatrixResult
+        What to draw.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    names : sequence of str, optional
+        Only these matrices, in this order.
+    normalize : bool, default True
+        Draw :math:`\sigma_i/\sigma_1` (else :math:`\sigma_i`).
+    legend : bool, optional
+        Show a legend (default: when there are at most 12 lines).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, or an unknown name.
+
+    Notes
+    -----
+    Zero singular values cannot be drawn on a log axis and are left out. A power-law
+    tail :math:`\sigma_i \propto i^{-a}` shows as a straight line of slope :math:`-a`.
+    """
+    items = _results(data, names)
+    fig, ax = _new_axes(ax, (7.0, 4.5))
+    for m, color in zip(items, curve_colors(len(items)), strict=True):
+        s = np.asarray(m.singular_values, dtype=np.float64)
+        y = s / s[0] if normalize and s.size and s[0] > 0 else s.copy()
+        y[y <= 0.0] = np.nan
+        ax.plot(np.arange(1, s.size + 1), y, color=color, linewidth=1.2, label=m.name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("σ_i / σ_1" if normalize else "σ_i")
+    _finish_lines(ax, len(items), legend, "Singular values")
+    return fig
+
+
+def plot_heatmap(
+    data: ResultsLike,
+    *,
+    energy: float | None = None,
+    ax: Axes | None = None,
+    relative: bool = False,
+    annotate: bool = True,
+    cmap: str = "viridis",
+) -> Figure:
+    r"""Rank needed for an energy level, per layer (rows) and module (columns).
+
+    Layer index and module come from the tensor names
+    (:func:`lowrank.analysis.parse_layer_name`): ``encoder.layer.3.attention.self.query.weight``
+    is layer 3, module ``attention.self.query``. Matrices without a layer index
+    (embeddings, heads) are left out; missing cells stay blank.
+
+    Parameters
+    ----------
+    data : Report or iterable of MatrixResult
+        What to draw.
+    energy : float, optional
+        One of the analysed energies (default: the first one).
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    relative : bool, default False
+        Show ``rank / min(m, n)`` instead of the rank.
+    annotate : bool, default True
+        Write the value in each cell.
+    cmap : str, default "viridis"
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, no name with a layer index, an energy that was not analysed, or an
+        unknown colormap.
+    """
+    from matplotlib import colormaps
+
+    items = _results(data)
+    if energy is None:
+        if not items[0].energy_ranks:
+            raise InputError("the report has no energy level to plot (analysed energies: none)")
+        energy = items[0].energy_ranks[0][0]
+    if cmap not in colormaps:
+        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r}")
+    grid = layer_grid(items, energy=energy)
+    values = grid.ranks / grid.full_ranks if relative else grid.ranks
+    fig, ax = _new_axes(ax, (1.2 + 1.1 * len(grid.modules), 1.4 + 0.45 * len(grid.rows)))
+    image = ax.imshow(
+        np.ma.masked_invalid(values), aspect="auto", cmap=cmap, interpolation="nearest"
+    )
+    ax.set_xticks(range(len(grid.modules)), grid.modules, rotation=35, ha="right", fontsize="small")
+    ax.set_yticks(range(len(grid.rows)), grid.rows, fontsize="small")
+    ax.set_ylabel("layer")
+    label = "rank / min(m, n)" if relative else "rank"
+    ax.set_title(f"{label} for {100 * grid.energy:g}% of ‖A‖_F²", fontsize="medium")
+    fig.colorbar(image, ax=ax, label=label)
+    if annotate:
+        norm, colormap = image.norm, colormaps[cmap]
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                r, g, b, _ = colormap(norm(v))
+                ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}" if relative else f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    color=ink,
+                    fontsize="x-small",
+                )
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> None:
+    """Save ``fig`` atomically as PNG, SVG or PDF, chosen by the suffix of ``path``.
+
+    Raises
+    ------
+    InputError
+        The suffix is not ``.png``, ``.svg`` or ``.pdf``, or ``dpi`` is not positive.
+    MissingFileError
+        The directory of ``path`` does not exist.
+    """
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise InputError(f"path must end in .png, .svg or .pdf (the figure's format); got '{path}'")
+    resolution = check_int(dpi, name="dpi", minimum=1)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format=fmt, dpi=resolution)
+
+
+def plot_report(
+    data: ResultsLike,
+    *,
+    kind: PlotKind,
+    path: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Figure:
+    """Draw one of the :data:`PLOT_KINDS` and, with ``path``, save it (see :func:`save_figure`).
+
+    ``options`` go to :func:`plot_curves`, :func:`plot_spectra` or :func:`plot_heatmap`.
+
+    Raises
+    ------
+    InputError
+        ``kind`` is unknown, or as the drawing function and :func:`save_figure`.
+    """
+    check_choice(kind, name="kind", choices=PLOT_KINDS)
+    if kind == "curves":
+        fig = plot_curves(data, **options)
+    elif kind == "spectra":
+        fig = plot_spectra(data, **options)
+    else:
+        fig = plot_heatmap(data, **options)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
