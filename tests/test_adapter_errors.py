@@ -304,6 +304,8 @@ def test_functional_errors(call, error, match):
         call()
 
 
+_SHARED_ACT = Tanh()
+
 # -- network ------------------------------------------------------------------------------
 
 
@@ -313,6 +315,11 @@ def test_functional_errors(call, error, match):
         ([], InputError, "layers must contain at least one layer"),
         ([Linear(W), "relu"], InputError, r"layers\[1\] must be a lowrank.adapter Layer; got str"),
         ([ReLU(), Tanh()], InputError, "layers must include a Linear or LoRALinear layer"),
+        (
+            [Linear(W), _SHARED_ACT, Linear(np.ones((4, 4))), _SHARED_ACT],
+            InputError,
+            re.escape("layers[3] is the same object as layers[1]; use a separate layer instance"),
+        ),
         (
             [Linear(W), ReLU(), Linear(np.ones((2, 5)))],
             ShapeError,
@@ -515,3 +522,13 @@ def test_divergence_is_reported_not_propagated():
 def test_gradual_unfreezing_argument():
     with pytest.raises(InputError, match="every must be >= 1; got 0"):
         GradualUnfreezing(every=0)
+
+
+@pytest.mark.parametrize(
+    "layer", [Linear(W), LoRALinear.from_factors(W, A, B, alpha=1.0), ReLU(), Tanh(), GELU()]
+)
+def test_private_backward_before_forward_is_a_programming_error(layer):
+    # The public backward() checks this and raises InputError (tested above); the private
+    # body, called by Network only after a forward pass, still refuses loudly.
+    with pytest.raises(RuntimeError, match="backward before forward"):
+        layer._backward(np.ones((5, 4)), need_input_grad=True)

@@ -20,9 +20,23 @@ __all__ = [
     "check_bias",
     "check_factors",
     "check_features",
+    "check_finite",
     "check_weight",
     "layer_dtype",
 ]
+
+
+def check_finite(arr: Array, *, name: str) -> None:
+    """Raise :class:`~lowrank.errors.NonFiniteError` if ``arr`` holds NaN or infinity.
+
+    ``min`` and ``max`` propagate NaN and expose ±inf without allocating anything, where
+    ``isfinite(arr).all()`` would allocate a boolean array of the full size (16 MiB for a
+    4096 × 4096 weight) on every call; the count for the message is taken only on failure.
+    """
+    if arr.dtype.kind in "fc" and arr.size:
+        lo, hi = arr.min(), arr.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            check_finite_array(arr, name=name)
 
 
 def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
@@ -36,13 +50,19 @@ def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
     return dt
 
 
-def check_weight(weight: ArrayLike, *, name: str = "W") -> Array:
-    """A private float copy of a weight matrix ``(out_features, in_features)``."""
-    arr = as_matrix(weight, name=name)
+def check_weight(weight: ArrayLike, *, name: str = "W", copy: bool = True) -> Array:
+    """A weight matrix ``(out_features, in_features)`` in its float compute dtype.
+
+    Layers ask for a private copy (``copy=True``): merging and optimiser steps update
+    parameters in place, and the caller's arrays must not change behind their back. The
+    stateless functions read the caller's array as it is (no ``out × in`` copy per call).
+    """
+    arr = as_matrix(weight, name=name, check_finite=False)
     dt = layer_dtype(arr.dtype, name=name)
-    # Always a copy: merge and optimiser steps update parameters in place, and the caller's
-    # arrays must not change behind their back.
-    return np.array(arr, dtype=dt, copy=True, order="C")
+    check_finite(arr, name=name)
+    if copy:
+        return np.array(arr, dtype=dt, copy=True, order="C")
+    return arr.astype(dt, copy=False)
 
 
 def check_bias(bias: ArrayLike, *, out_features: int, dtype: np.dtype[Any]) -> Array:
@@ -64,12 +84,16 @@ def check_factors(
     in_features: int,
     out_features: int,
     dtype: np.dtype[Any],
+    copy: bool = True,
 ) -> tuple[Array, Array]:
-    """Private copies of ``lora_A`` ``(r, in)`` and ``lora_B`` ``(out, r)`` with ``r >= 1``."""
-    A = as_matrix(lora_A, name="lora_A", allow_empty=True)
-    B = as_matrix(lora_B, name="lora_B", allow_empty=True)
+    """``lora_A`` ``(r, in)`` and ``lora_B`` ``(out, r)`` with ``r >= 1`` in ``dtype``
+    (private copies unless ``copy`` is false, as for :func:`check_weight`)."""
+    A = as_matrix(lora_A, name="lora_A", allow_empty=True, check_finite=False)
+    B = as_matrix(lora_B, name="lora_B", allow_empty=True, check_finite=False)
     layer_dtype(A.dtype, name="lora_A")
     layer_dtype(B.dtype, name="lora_B")
+    check_finite(A, name="lora_A")
+    check_finite(B, name="lora_B")
     if A.shape[0] < 1 or A.shape[1] != in_features:
         raise ShapeError(
             f"lora_A must have shape (r, {in_features}) with r >= 1 to match W's "
@@ -81,6 +105,8 @@ def check_factors(
             f"lora_B must have shape ({out_features}, {rank}) to match W's "
             f"out_features={out_features} and lora_A's r={rank}; got {B.shape}"
         )
+    if not copy:
+        return A.astype(dtype, copy=False), B.astype(dtype, copy=False)
     return (
         np.array(A, dtype=dtype, copy=True, order="C"),
         np.array(B, dtype=dtype, copy=True, order="C"),
@@ -111,7 +137,7 @@ def as_float_array(x: ArrayLike, *, name: str, dtype: np.dtype[Any] | None) -> A
     out_dtype = dtype if dtype is not None else target
     if arr.dtype != out_dtype:
         arr = arr.astype(out_dtype)
-    check_finite_array(arr, name=name)
+    check_finite(arr, name=name)
     return arr
 
 

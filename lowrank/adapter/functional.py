@@ -190,9 +190,9 @@ def _check_scaling(scaling: object) -> float:
 def _check_layer_arrays(
     weight: ArrayLike, lora_A: ArrayLike, lora_B: ArrayLike
 ) -> tuple[Array, Array, Array]:
-    W = check_weight(weight)
+    W = check_weight(weight, copy=False)
     A, B = check_factors(
-        lora_A, lora_B, in_features=W.shape[1], out_features=W.shape[0], dtype=W.dtype
+        lora_A, lora_B, in_features=W.shape[1], out_features=W.shape[0], dtype=W.dtype, copy=False
     )
     return W, A, B
 
@@ -430,7 +430,7 @@ def lora_delta_weight(lora_A: ArrayLike, lora_B: ArrayLike, *, scaling: float) -
         layer_dtype(A_in.dtype, name="lora_A"), layer_dtype(B_in.dtype, name="lora_B")
     )
     A, B = check_factors(
-        A_in, B_in, in_features=A_in.shape[1], out_features=B_in.shape[0], dtype=dt
+        A_in, B_in, in_features=A_in.shape[1], out_features=B_in.shape[0], dtype=dt, copy=False
     )
     return _delta_weight(A, B, s)
 

@@ -43,8 +43,8 @@ class Network:
     Raises
     ------
     InputError
-        An empty sequence, an element that is not a :class:`~lowrank.adapter.base.Layer`, or
-        no layer with features.
+        An empty sequence, an element that is not a :class:`~lowrank.adapter.base.Layer`, the
+        same layer object twice, or no layer with features.
     ShapeError
         Consecutive feature counts do not match.
     DTypeError
@@ -70,6 +70,16 @@ class Network:
                 raise InputError(
                     f"layers[{i}] must be a lowrank.adapter Layer; got {type(layer).__name__}"
                 )
+        seen: dict[int, int] = {}
+        for i, layer in enumerate(checked):
+            if id(layer) in seen:
+                # One object twice would share its forward cache between the two positions,
+                # and backward would then use the wrong inputs.
+                raise InputError(
+                    f"layers[{i}] is the same object as layers[{seen[id(layer)]}]; "
+                    f"use a separate layer instance for each position"
+                )
+            seen[id(layer)] = i
         featured = [(i, layer) for i, layer in enumerate(checked) if layer.in_features is not None]
         if not featured:
             raise InputError(

@@ -41,7 +41,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank._validation import check_finite_array, check_fraction, check_positive_float
+from lowrank._validation import check_fraction, check_positive_float
+from lowrank.adapter._checks import check_finite
 from lowrank.errors import DTypeError, InputError, ShapeError
 
 __all__ = ["SGD", "AdamW", "Optimizer"]
@@ -94,7 +95,7 @@ class Optimizer(abc.ABC):
                     f"grads[{k!r}] must have the parameter's dtype {p.dtype.name}; "
                     f"got {g_arr.dtype.name}"
                 )
-            check_finite_array(g_arr, name=f"grads[{k!r}]")
+            check_finite(g_arr, name=f"grads[{k!r}]")
             for field, value in self._state.get(k, {}).items():
                 if value.shape != p.shape:
                     raise ShapeError(
