@@ -532,3 +532,26 @@ def test_private_backward_before_forward_is_a_programming_error(layer):
     # body, called by Network only after a forward pass, still refuses loudly.
     with pytest.raises(RuntimeError, match="backward before forward"):
         layer._backward(np.ones((5, 4)), need_input_grad=True)
+
+
+def test_load_parameters_errors():
+    layer = lora()
+    with pytest.raises(InputError, match="parameter name must be one of"):
+        layer.load_parameters({"weight": W})
+    with pytest.raises(
+        ShapeError, match=re.escape("base_layer.weight must have shape (4, 3); got (3, 4)")
+    ):
+        layer.load_parameters({"base_layer.weight": W.T})
+    with pytest.raises(
+        NonFiniteError, match=re.escape("lora_A.default.weight must contain only finite")
+    ):
+        layer.load_parameters({"lora_A.default.weight": A * np.nan})
+    with pytest.raises(DTypeError, match=re.escape("lora_B.default.weight must have a real dtype")):
+        layer.load_parameters({"lora_B.default.weight": B.astype(complex)})
+    layer.merge()
+    with pytest.raises(
+        InputError, match=re.escape("cannot load parameters while adapters ['default'] are merged")
+    ):
+        layer.load_parameters({"lora_A.default.weight": A})
+    with pytest.raises(InputError, match=re.escape("parameter key must be one of '0.weight'")):
+        Network([Linear(W)]).load_parameters({"1.weight": W})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from lowrank.adapter import (
     AdapterConfig,
     Linear,
     LoRALinear,
+    Network,
     ReLU,
     Tanh,
     dropout_mask,
@@ -19,6 +22,7 @@ from lowrank.adapter import (
     lora_forward,
     lora_scaling,
 )
+from lowrank.errors import ShapeError
 
 DTYPES = [np.float32, np.float64]
 
@@ -365,3 +369,41 @@ def test_reprs_mention_the_essentials(rng):
     layer = LoRALinear.from_factors(W, A, B, alpha=3.0, bias=b)
     assert "adapters=['default']" in repr(layer)
     assert "in_features=5" in repr(Linear(W))
+
+
+def test_load_parameters_round_trips_a_peft_style_state_dict(rng):
+    W, b, A, B = _layer_arrays(rng)
+    layer = LoRALinear.from_factors(W, A, B, alpha=3.0, bias=b)
+    new = {k: rng.standard_normal(v.shape) for k, v in layer.parameters().items()}
+    layer.load_parameters(new)
+    for k, v in layer.parameters().items():
+        np.testing.assert_array_equal(v, new[k])
+    reference = LoRALinear.from_factors(
+        new["base_layer.weight"],
+        new["lora_A.default.weight"],
+        new["lora_B.default.weight"],
+        alpha=3.0,
+        bias=new["base_layer.bias"],
+    )
+    x = rng.standard_normal((2, 5))
+    np.testing.assert_array_equal(layer.forward(x), reference.forward(x))
+
+
+def test_load_parameters_is_all_or_nothing_and_casts_to_the_layer_dtype(rng):
+    W, b, _, _ = _layer_arrays(rng, dtype=np.float32)
+    lora = LoRALinear.from_factors(
+        np.eye(7, dtype=np.float32),
+        rng.standard_normal((3, 7)).astype(np.float32),
+        rng.standard_normal((7, 3)).astype(np.float32),
+        alpha=1.0,
+    )
+    net = Network([Linear(W, b), Tanh(), lora])
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    bad = {"0.weight": np.zeros((7, 5)), "2.lora_A.default.weight": np.zeros((9, 9))}
+    with pytest.raises(ShapeError, match=re.escape("lora_A.default.weight must have shape (3, 7)")):
+        net.load_parameters(bad)
+    for k, v in net.parameters().items():
+        np.testing.assert_array_equal(v, before[k])
+    net.load_parameters({"0.weight": np.zeros((7, 5))})  # float64 in, float32 kept
+    assert net.parameters()["0.weight"].dtype == np.float32
+    assert not net.parameters()["0.weight"].any()

@@ -9,7 +9,7 @@ gradients of its last backward pass (for trainable parameters only). Public ``fo
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -85,6 +85,37 @@ class Layer(abc.ABC):
         LoRA layer that is the adapter factors, not the base weight)."""
         for n in self._check_names(self._default_trainable() if names is None else names):
             self._requires_grad[n] = True
+
+    def load_parameters(self, values: Mapping[str, ArrayLike]) -> None:
+        """Copy ``values`` into the parameters of the same names, in place.
+
+        For a LoRA layer the names are PEFT's state-dict keys (``"base_layer.weight"``,
+        ``"lora_A.default.weight"``, ...), so a PEFT module's tensors (as NumPy arrays) load
+        unchanged. Values are converted to the layer's dtype. Either every value is loaded
+        or, if one is invalid, none is.
+
+        Raises
+        ------
+        InputError
+            An unknown name (or, for a LoRA layer, any load while adapters are merged).
+        ShapeError, DTypeError, NonFiniteError
+            A value of the wrong shape, a non-real dtype, or NaN or infinity.
+        """
+        self._write_parameters(self._prepare_load(values))
+
+    def _prepare_load(self, values: Mapping[str, ArrayLike]) -> dict[str, Array]:
+        checked: dict[str, Array] = {}
+        for n in self._check_names(values):
+            current = self._params[n]
+            arr = as_float_array(values[n], name=n, dtype=None)
+            if arr.shape != current.shape:
+                raise ShapeError(f"{n} must have shape {current.shape}; got {arr.shape}")
+            checked[n] = arr
+        return checked
+
+    def _write_parameters(self, checked: Mapping[str, Array]) -> None:
+        for n, arr in checked.items():
+            self._params[n][...] = arr
 
     def num_parameters(self) -> int:
         """Number of scalars in all parameters."""

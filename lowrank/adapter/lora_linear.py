@@ -41,7 +41,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -359,6 +359,15 @@ class LoRALinear(Layer):
         W = self._params[_WEIGHT]
         while self._merged:
             W -= self.delta_weight(self._merged.pop())
+
+    def _prepare_load(self, values: Mapping[str, ArrayLike]) -> dict[str, Array]:
+        if self._merged:
+            raise InputError(
+                f"cannot load parameters while adapters {self._merged} are merged into "
+                f"base_layer.weight (unmerge would then subtract a different update); "
+                f"call unmerge() first"
+            )
+        return super()._prepare_load(values)
 
     def _default_trainable(self) -> list[str]:
         return [k for n in self._configs for k in (_a_key(n), _b_key(n))]

@@ -15,7 +15,7 @@ layers (head-only fine-tuning, gradual unfreezing) also saves their backward cos
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -143,6 +143,29 @@ class Network:
     def gradients(self) -> dict[str, Array]:
         """Gradients of the last backward pass by key (trainable parameters only)."""
         return self._collect("gradients")
+
+    def load_parameters(self, values: Mapping[str, ArrayLike]) -> None:
+        """Copy ``values`` (keys ``"<index>.<layer key>"``, as :meth:`parameters` gives them)
+        into the layers' parameters, in place; all or nothing.
+
+        Raises
+        ------
+        InputError
+            A key that names no parameter; a LoRA layer with merged adapters.
+        ShapeError, DTypeError, NonFiniteError
+            As for :meth:`~lowrank.adapter.base.Layer.load_parameters`.
+        """
+        per_layer: dict[int, dict[str, ArrayLike]] = {}
+        known = self.parameters()
+        for key, value in values.items():
+            if key not in known:
+                listed = ", ".join(repr(k) for k in known)
+                raise InputError(f"parameter key must be one of {listed}; got {key!r}")
+            index, name = key.split(".", 1)
+            per_layer.setdefault(int(index), {})[name] = value
+        prepared = {i: self._layers[i]._prepare_load(v) for i, v in per_layer.items()}
+        for i, checked in prepared.items():
+            self._layers[i]._write_parameters(checked)
 
     def num_parameters(self) -> int:
         """Number of scalars in all parameters."""
