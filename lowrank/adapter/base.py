@@ -173,6 +173,17 @@ class Layer(abc.ABC):
         Returns
         -------
         ndarray of shape ``(..., out_features)``
+
+        Raises
+        ------
+        ShapeError
+            The last axis of ``x`` is not ``in_features``.
+        DTypeError
+            ``x`` is not real, or is a float of another precision than the layer's.
+        NonFiniteError
+            ``x`` holds NaN or infinity.
+        InputError
+            ``x`` cannot be read as an array; training merged LoRA adapters.
         """
         arr = self._check_input(x)
         gen = normalize_rng(rng) if training else None
@@ -182,7 +193,15 @@ class Layer(abc.ABC):
 
     def backward(self, grad_output: ArrayLike) -> Array:
         """Input gradient for ``grad_output`` :math:`= \\partial L/\\partial y` of the last
-        forward pass; parameter gradients are stored (see :meth:`gradients`)."""
+        forward pass; parameter gradients are stored (see :meth:`gradients`).
+
+        Raises
+        ------
+        InputError
+            No forward pass was run.
+        ShapeError, DTypeError, NonFiniteError
+            ``grad_output`` does not have the last output's shape or dtype, or is not finite.
+        """
         if self._output_shape is None:
             raise InputError("backward() needs a preceding forward(); none was run")
         g = as_float_array(grad_output, name="grad_output", dtype=self.dtype)
