@@ -1,0 +1,445 @@
+r"""PiSSA (or MiLoRA, OLoRA) adapters to plain LoRA, and SVDs of factored products.
+
+An adapter trained from a residual base, :math:`W = W_\mathrm{res} + sB_0A_0` at
+initialisation and :math:`W_\mathrm{res} + sBA` after training, changes the original weight by
+
+.. math::
+
+    \Delta W = s\,(BA - B_0A_0) = s\,[B,\ -B_0]\begin{bmatrix}A\\ A_0\end{bmatrix}
+             = s'\,B'A' ,
+
+a plain LoRA for the *original* base of rank :math:`2r` with ``lora_alpha`` doubled (times
+:math:`\sqrt2` under rsLoRA) so that :math:`s' = s` (PEFT's
+``save_pretrained(path_initial_model_for_weight_conversion=...)``). Concatenation and negation
+are exact in floating point, so the conversion is exact.
+
+:math:`\Delta W` often has numerical rank below :math:`2r`. :func:`factored_svd` gives its SVD
+without forming the ``out × in`` product: with economic QRs :math:`B' = Q_B R_B` and
+:math:`A'^\top = Q_A R_A`,
+
+.. math:: B'A' = Q_B\,(R_B R_A^\top)\,Q_A^\top, \qquad R_B R_A^\top = U_c \Sigma V_c^\top ,
+
+so :math:`B'A' = (Q_B U_c)\,\Sigma\,(Q_A V_c)^\top` is an SVD (orthonormal times orthonormal),
+at cost :math:`O((out + in)\,r^2)`. Truncating it is the Eckart–Young–Mirsky optimum among
+rank-:math:`k` adapters, with the exact error :math:`s(\sum_{i>k}\sigma_i^2)^{1/2}`.
+
+References
+----------
+.. [1] F. Meng, Z. Wang and M. Zhang, "PiSSA", NeurIPS 2024, arXiv:2404.02948 (§ on
+   converting PiSSA to LoRA).
+.. [2] C. Eckart and G. Young, Psychometrika 1(3), 1936; L. Mirsky, Q. J. Math. 11, 1960.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+
+from lowrank._numerics import frobenius_norm
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, check_positive_float
+from lowrank.curves import select_rank
+from lowrank.errors import ConvergenceError, InputError, ShapeError
+from lowrank.lora._common import (
+    check_alpha,
+    check_bool,
+    check_lora_rank,
+    lora_scaling,
+    split_triplets,
+    storage_dtype,
+)
+from lowrank.lora.config import LoRAConfig
+from lowrank.svd import TruncatedSVD, _fix_signs
+
+__all__ = [
+    "ConvertedAdapter",
+    "LoRAConversion",
+    "convert_pissa_adapter",
+    "factored_svd",
+    "pissa_to_lora",
+]
+
+
+def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
+    raw = x if isinstance(x, np.ndarray) else np.asarray(x)
+    storage = storage_dtype(raw.dtype, name=name)
+    return as_matrix(raw, name=name), storage
+
+
+def _svd_small(core: Array) -> tuple[Array, Array, Array]:
+    try:
+        return sla.svd(core, full_matrices=False, lapack_driver="gesdd", check_finite=False)  # type: ignore[no-any-return]
+    except np.linalg.LinAlgError:  # pragma: no cover - gesdd failing on a tiny matrix
+        try:
+            return sla.svd(core, full_matrices=False, lapack_driver="gesvd", check_finite=False)  # type: ignore[no-any-return]
+        except np.linalg.LinAlgError as exc:
+            raise ConvergenceError(f"LAPACK failed on the {core.shape} core: {exc}") from None
+
+
+def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
+    """Body of :func:`factored_svd` on validated arrays of one compute dtype."""
+    out, k = B.shape
+    n_in = A.shape[1]
+    QB, RB = sla.qr(B, mode="economic", check_finite=False)
+    QA, RA = sla.qr(A.T, mode="economic", check_finite=False)
+    # The small core in float64: its singular values are those of B @ A.
+    core = (RB.astype(np.float64) * scaling) @ RA.astype(np.float64).T
+    Uc, Sc, Vch = _svd_small(core)
+    p = min(out, n_in, k)
+    cd = B.dtype
+    U = QB @ Uc[:, :p].astype(cd)
+    Vh = (QA @ Vch[:p].T.astype(cd)).T
+    S = Sc[:p].astype(cd)
+    U, S, Vh = _fix_signs(U, S, Vh)
+    spectrum = np.zeros(min(out, n_in), dtype=cd)
+    spectrum[:p] = Sc[:p]
+    return TruncatedSVD(
+        U=np.ascontiguousarray(U),
+        S=S,
+        Vh=np.ascontiguousarray(Vh),
+        method="factored",
+        shape=(out, n_in),
+        norm_fro=frobenius_norm(Sc),
+        spectrum=spectrum,
+        spectrum_complete=True,
+    )
+
+
+def factored_svd(lora_B: ArrayLike, lora_A: ArrayLike, *, scaling: float = 1.0) -> TruncatedSVD:
+    r"""The SVD of :math:`s\,BA` from its factors, never forming the ``out × in`` product.
+
+    Parameters
+    ----------
+    lora_B : array_like, shape (out, k)
+    lora_A : array_like, shape (k, in)
+    scaling : float, default 1.0
+        :math:`s > 0`.
+
+    Returns
+    -------
+    TruncatedSVD
+        All :math:`p = \min(out, in, k)` triplets (``method="factored"``), in the compute
+        dtype of the factors (float32 for float16/bfloat16), signed by the core's sign rule.
+        ``spectrum`` is complete (zeros beyond :math:`p`), so ``residual_fro`` after keeping
+        fewer triplets is the exact Eckart–Young–Mirsky error.
+
+    Raises
+    ------
+    ShapeError
+        Factors that are not 2-D, empty, or whose inner dimensions differ.
+    DTypeError, NonFiniteError, InputError
+        Unsupported dtypes, NaN/infinity, or a bad ``scaling``.
+
+    Notes
+    -----
+    See the module docstring. The QRs run in the compute dtype and the :math:`k\times k`
+    core in float64, so the singular values are accurate to about
+    :math:`\varepsilon\sqrt{\max(out, in)}\,\sigma_1` of the compute dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> B = np.array([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]); A = np.array([[3.0, 0.0], [0.0, 4.0]])
+    >>> res = factored_svd(B, A)            # B @ A = [[3, 4], [0, 0], [0, 0]]
+    >>> res.S, res.residual_fro
+    (array([5., 0.]), 0.0)
+    """
+    Bm, _ = _factor(lora_B, "lora_B")
+    Am, _ = _factor(lora_A, "lora_A")
+    if Bm.shape[1] != Am.shape[0]:
+        raise ShapeError(
+            f"lora_B (out, k) and lora_A (k, in) must share k; got {Bm.shape} and {Am.shape}"
+        )
+    s = check_positive_float(scaling, name="scaling")
+    cd = np.result_type(Bm.dtype, Am.dtype)
+    return _factored_svd(Bm.astype(cd, copy=False), Am.astype(cd, copy=False), s)
+
+
+@dataclass(frozen=True, eq=False)
+class LoRAConversion:
+    r"""A plain LoRA for the original base, converted from a residual-base adapter.
+
+    Attributes
+    ----------
+    lora_A : ndarray, shape (k, in)
+    lora_B : ndarray, shape (out, k)
+    rank : int
+        ``k``: :math:`2r` for the exact conversion, else the rank asked for.
+    alpha : float
+        ``lora_alpha`` giving the trained adapter's scaling at rank ``k``.
+    scaling : float
+        Unchanged from the trained adapter.
+    use_rslora : bool
+    delta_fro : float
+        :math:`\|\Delta W\|_F`, the norm of the change to the original weight.
+    error_fro : float
+        :math:`\|\Delta W - s\,B'A'\|_F`: 0 for the exact conversion (up to rounding), the
+        exact EYM error :math:`s(\sum_{i>k}\sigma_i^2)^{1/2}` after recompression.
+    relative_error : float
+        ``error_fro / delta_fro`` (0 when :math:`\Delta W = 0`).
+    singular_values : ndarray, shape (p,)
+        All singular values of :math:`\Delta W` (:math:`p = \min(out, in, 2r)`), descending:
+        how many directions training really used.
+    recompressed : bool
+    """
+
+    lora_A: Array
+    lora_B: Array
+    rank: int
+    alpha: float
+    scaling: float
+    use_rslora: bool
+    delta_fro: float
+    error_fro: float
+    relative_error: float
+    singular_values: Array
+    recompressed: bool
+
+
+def _check_pair(A: Array, B: Array, names: tuple[str, str]) -> int:
+    if A.shape[0] != B.shape[1] or A.shape[0] < 1:
+        raise ShapeError(
+            f"{names[0]} (r, in) and {names[1]} (out, r) must share r >= 1; got {A.shape} "
+            f"and {B.shape}"
+        )
+    return int(A.shape[0])
+
+
+def pissa_to_lora(
+    lora_A: ArrayLike,
+    lora_B: ArrayLike,
+    initial_A: ArrayLike,
+    initial_B: ArrayLike,
+    *,
+    alpha: float | None = None,
+    use_rslora: bool = False,
+    rank: int | None = None,
+    rel_tol: float | None = None,
+    energy: float | None = None,
+) -> LoRAConversion:
+    r"""Convert an adapter trained from a residual base into a LoRA for the original base.
+
+    Parameters
+    ----------
+    lora_A, lora_B : array_like, shapes (r, in) and (out, r)
+        The trained factors.
+    initial_A, initial_B : array_like, shapes (r, in) and (out, r)
+        The factors at initialisation (e.g. :func:`~lowrank.lora.pissa_init`'s), the ones
+        removed from the base: :math:`W_\mathrm{res} = W - sB_0A_0`.
+    alpha : float, optional
+        The trained adapter's ``lora_alpha``; default ``r`` (``sqrt(r)`` with rsLoRA).
+    use_rslora : bool, default False
+    rank, rel_tol, energy : optional
+        At most one. None of them: the exact rank-:math:`2r` conversion
+        :math:`A' = [A; A_0]`, :math:`B' = [B, -B_0]`, ``alpha`` doubled (:math:`\sqrt2`
+        times under rsLoRA), in the factors' dtype. ``rank=k``: recompress to the optimal
+        rank-``k`` adapter (``1 <= k <= min(out, in, 2r)``); ``rel_tol``/``energy``: the
+        smallest such ``k`` meeting the target (as :func:`lowrank.select_rank`, at least 1).
+        Recompressed factors are in the compute dtype cast back to the factors' dtype, with
+        the same scaling :math:`s` (``alpha`` becomes :math:`s\,k` or :math:`s\sqrt k`).
+
+    Returns
+    -------
+    LoRAConversion
+
+    Raises
+    ------
+    ShapeError
+        Factors that do not pair up, or trained and initial factors of different shapes.
+    RankError
+        ``rank`` out of range.
+    InputError
+        More than one of ``rank``, ``rel_tol``, ``energy``; a bad ``alpha`` or target.
+    DTypeError, NonFiniteError
+        Unsupported dtypes or non-finite entries.
+
+    Notes
+    -----
+    Recompression never forms :math:`\Delta W`: see :func:`factored_svd`. For the exact
+    conversion the singular values are computed the same way (cost
+    :math:`O((out+in)\,r^2)`), to report how many of the :math:`2r` directions matter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A0, B0 = rng.standard_normal((2, 5)), rng.standard_normal((4, 2))
+    >>> A, B = A0 + 0.1, B0.copy()          # training moved A only
+    >>> conv = pissa_to_lora(A, B, A0, B0, alpha=4.0)
+    >>> conv.rank, conv.alpha, conv.scaling
+    (4, 8.0, 2.0)
+    >>> bool(np.allclose(conv.scaling * conv.lora_B @ conv.lora_A, 2.0 * (B @ A - B0 @ A0)))
+    True
+    >>> small = pissa_to_lora(A, B, A0, B0, alpha=4.0, rank=2)   # ΔW = B0 (0.1 J) has rank 1
+    >>> small.rank, small.alpha, bool(small.relative_error < 1e-12)
+    (2, 4.0, True)
+    """
+    A, a_storage = _factor(lora_A, "lora_A")
+    B, b_storage = _factor(lora_B, "lora_B")
+    A0, a0_storage = _factor(initial_A, "initial_A")
+    B0, b0_storage = _factor(initial_B, "initial_B")
+    r = _check_pair(A, B, ("lora_A", "lora_B"))
+    _check_pair(A0, B0, ("initial_A", "initial_B"))
+    if A.shape != A0.shape or B.shape != B0.shape:
+        raise ShapeError(
+            "the trained and initial factors must have the same shapes; got lora_A "
+            f"{A.shape} vs initial_A {A0.shape}, lora_B {B.shape} vs initial_B {B0.shape}"
+        )
+    rslora = check_bool(use_rslora, name="use_rslora")
+    a = check_alpha(alpha, r, use_rslora=rslora)
+    s = lora_scaling(a, r, use_rslora=rslora)
+    targets = {"rank": rank, "rel_tol": rel_tol, "energy": energy}
+    chosen = {k: v for k, v in targets.items() if v is not None}
+    if len(chosen) > 1:
+        raise InputError(f"give at most one of rank, rel_tol and energy; got {chosen}")
+    storage = np.result_type(a_storage, b_storage, a0_storage, b0_storage)
+    cd = np.result_type(A.dtype, B.dtype, A0.dtype, B0.dtype)
+    A_cat = np.concatenate([A.astype(cd, copy=False), A0.astype(cd, copy=False)], axis=0)
+    B_cat = np.concatenate([B.astype(cd, copy=False), -B0.astype(cd, copy=False)], axis=1)
+    full = _factored_svd(B_cat, A_cat, s)
+    p = full.rank
+    values = full.S.astype(np.float64)
+    delta = full.norm_fro
+    if not chosen:
+        raw = [np.asarray(x) for x in (lora_A, initial_A, lora_B, initial_B)]
+        exact_A = np.concatenate([raw[0], raw[1]], axis=0).astype(storage, copy=False)
+        exact_B = np.concatenate([raw[2], -raw[3]], axis=1).astype(storage, copy=False)
+        alpha2 = a * (np.sqrt(2.0) if rslora else 2.0)
+        return LoRAConversion(
+            lora_A=np.ascontiguousarray(exact_A),
+            lora_B=np.ascontiguousarray(exact_B),
+            rank=2 * r,
+            alpha=float(alpha2),
+            scaling=s,
+            use_rslora=rslora,
+            delta_fro=delta,
+            error_fro=0.0,
+            relative_error=0.0,
+            singular_values=values,
+            recompressed=False,
+        )
+    if rank is not None:
+        k = check_lora_rank(rank, upper=p, upper_text="min(out, in, 2r)")
+    else:
+        k = max(1, select_rank(full.spectrum, rel_tol=rel_tol, energy=energy))
+    kept = TruncatedSVD(
+        U=full.U[:, :k],
+        S=full.S[:k],
+        Vh=full.Vh[:k],
+        method=full.method,
+        shape=full.shape,
+        norm_fro=full.norm_fro,
+        spectrum=full.spectrum,
+        spectrum_complete=True,
+    )
+    new_alpha = s * (np.sqrt(k) if rslora else k)
+    A_k, B_k = split_triplets(kept.U, kept.S, kept.Vh, s)
+    error = kept.residual_fro
+    return LoRAConversion(
+        lora_A=np.ascontiguousarray(A_k.astype(storage, copy=False)),
+        lora_B=np.ascontiguousarray(B_k.astype(storage, copy=False)),
+        rank=k,
+        alpha=float(new_alpha),
+        scaling=s,
+        use_rslora=rslora,
+        delta_fro=delta,
+        error_fro=error,
+        relative_error=error / delta if delta > 0 else 0.0,
+        singular_values=values,
+        recompressed=True,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ConvertedAdapter:
+    """A whole residual-base adapter converted to plain LoRA.
+
+    Attributes
+    ----------
+    modules : dict of str to LoRAConversion
+        By module name, in the input order.
+    config : LoRAConfig
+        :meth:`LoRAConfig.doubled` of the input config for the exact conversion; the input
+        config (``init_lora_weights=True``) when recompressed to the original ranks.
+    """
+
+    modules: Mapping[str, LoRAConversion]
+    config: LoRAConfig
+
+
+def convert_pissa_adapter(
+    trained: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    initial: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    config: LoRAConfig,
+    *,
+    recompress: bool = False,
+) -> ConvertedAdapter:
+    r"""Convert every module of a PiSSA/MiLoRA/OLoRA adapter with :func:`pissa_to_lora`.
+
+    Parameters
+    ----------
+    trained, initial : mapping of module name to ``(lora_A, lora_B)``
+        The trained and initial factors, with the same module names.
+    config : LoRAConfig
+        The adapter's config (ranks and alphas per module, rsLoRA).
+    recompress : bool, default False
+        False: the exact rank-:math:`2r` conversion and :meth:`LoRAConfig.doubled`. True:
+        each module recompressed to its original rank (the optimal rank-r LoRA of its
+        :math:`\Delta W`; see each module's ``relative_error``), and the original config.
+
+    Returns
+    -------
+    ConvertedAdapter
+
+    Raises
+    ------
+    InputError
+        The two mappings name different modules, or ``config`` is not a :class:`LoRAConfig`.
+    ShapeError
+        A module whose factors do not have the rank the config gives it.
+    And the errors of :func:`pissa_to_lora`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cfg = LoRAConfig(r=2, lora_alpha=2, init_lora_weights="pissa")
+    >>> A0, B0 = np.ones((2, 3)), np.ones((4, 2))
+    >>> out = convert_pissa_adapter({"fc": (2 * A0, B0)}, {"fc": (A0, B0)}, cfg)
+    >>> out.modules["fc"].lora_A.shape, out.config.r, out.config.lora_alpha
+    ((4, 3), 4, 4.0)
+    """
+    if not isinstance(config, LoRAConfig):
+        raise InputError(f"config must be a LoRAConfig; got {type(config).__name__}")
+    check_bool(recompress, name="recompress")
+    if set(trained) != set(initial):
+        raise InputError(
+            "trained and initial must name the same modules; only in trained: "
+            f"{sorted(set(trained) - set(initial))}, only in initial: "
+            f"{sorted(set(initial) - set(trained))}"
+        )
+    modules: dict[str, LoRAConversion] = {}
+    for name, (A, B) in trained.items():
+        A0, B0 = initial[name]
+        r = config.rank_for(name)
+        if np.shape(A)[0] != r:
+            raise ShapeError(
+                f"module {name!r}: lora_A has {np.shape(A)[0]} rows but the config gives rank {r}"
+            )
+        modules[name] = pissa_to_lora(
+            A,
+            B,
+            A0,
+            B0,
+            alpha=config.alpha_for(name),
+            use_rslora=config.use_rslora,
+            rank=r if recompress else None,
+        )
+    if recompress:
+        out_config = replace(config, init_lora_weights=True)
+    else:
+        out_config = config.doubled()
+    return ConvertedAdapter(modules=modules, config=out_config)

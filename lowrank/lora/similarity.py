@@ -1,0 +1,315 @@
+r"""The LoRA paper's analysis of learned adapters (Hu et al. 2021, §7 and Appendices G, H).
+
+**Normalised subspace similarity** (§7.2, eq. 4). For two learned factors with top-:math:`i`
+and top-:math:`j` singular-vector matrices :math:`U^i_1` and :math:`U^j_2`,
+
+.. math::
+
+    \phi(X_1, X_2, i, j) = \frac{\|{U^i_1}^\top U^j_2\|_F^2}{\min(i, j)}
+                         = \frac{1}{\min(i,j)}\sum_k \sigma_k^2({U^i_1}^\top U^j_2)
+                         \in [0, 1] ,
+
+1 when one span contains the other, 0 when they are orthogonal. The paper takes the **right**
+singular vectors of the ``lora_A`` matrices (``side="right"``); its footnote notes the same can
+be done with ``lora_B`` and left singular vectors (``side="left"``). (Appendix G prints the
+right-hand side as :math:`(1 - d^2)/p` with the projection metric :math:`d`; algebraically it is
+:math:`1 - d^2/p`, which is what the formula above computes.)
+
+**Amplification factor** (§7.3, Appendix H.4): with :math:`U_r, V_r` the top-:math:`r`
+left/right singular vectors of :math:`\Delta W`, the factor
+:math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` says how strongly the adapter amplifies
+directions that :math:`W` itself barely uses (about 21.5 for GPT-3's :math:`W_q` at
+:math:`r = 4`).
+
+Letters: the paper's :math:`A` is ``lora_A`` ``(r, in)`` and its :math:`B` is ``lora_B``
+``(out, r)``, as in PEFT.
+
+References
+----------
+.. [1] E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022,
+   arXiv:2106.09685, §7.2–7.3, Appendices G and H.
+.. [2] J. Hamm and D. D. Lee, "Grassmann discriminant analysis", ICML 2008 (projection metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from lowrank._numerics import frobenius_norm
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, check_choice, check_positive_float, check_rank
+from lowrank.errors import InputError, ShapeError
+from lowrank.lora._common import storage_dtype
+from lowrank.lora.convert import _factored_svd
+from lowrank.svd import truncated_svd
+
+__all__ = [
+    "Amplification",
+    "amplification_factor",
+    "subspace_similarity",
+    "subspace_similarity_grid",
+]
+
+Side = Literal["right", "left"]
+
+
+def _singular_vectors(X: ArrayLike, side: str, name: str) -> Array:
+    """Orthonormal columns: the right (rows of Vh, transposed) or left singular vectors,
+    all ``min(X.shape)`` of them, in float64."""
+    raw = X if isinstance(X, np.ndarray) else np.asarray(X)
+    storage_dtype(raw.dtype, name=name)
+    m = as_matrix(raw, name=name).astype(np.float64, copy=False)
+    res = truncated_svd(m, min(m.shape), method="exact")
+    return res.Vh.T if side == "right" else res.U
+
+
+def subspace_similarity_grid(
+    X1: ArrayLike,
+    X2: ArrayLike,
+    *,
+    side: Side = "right",
+) -> Array:
+    r"""All :math:`\phi(X_1, X_2, i, j)` at once: the grid of the LoRA paper's Figure 3.
+
+    Parameters
+    ----------
+    X1, X2 : array_like
+        Two learned factors: ``lora_A`` matrices ``(r1, in)``, ``(r2, in)`` with
+        ``side="right"``, or ``lora_B`` matrices ``(out, r1)``, ``(out, r2)`` with
+        ``side="left"``.
+    side : {"right", "left"}, default "right"
+        Which singular vectors span the subspaces.
+
+    Returns
+    -------
+    ndarray, shape (k1, k2)
+        ``grid[i - 1, j - 1]`` is :math:`\phi(i, j)`, for :math:`k = \min(X.shape)`.
+
+    Raises
+    ------
+    InputError
+        Unknown ``side``.
+    ShapeError
+        The singular vectors live in spaces of different dimensions (``X1.shape[1] !=
+        X2.shape[1]`` for ``"right"``, ``X1.shape[0] != X2.shape[0]`` for ``"left"``), or a
+        factor that is not 2-D or is empty.
+    DTypeError, NonFiniteError
+        Unsupported dtype or non-finite entries.
+
+    Notes
+    -----
+    With :math:`M = U_1^\top U_2` (all vectors), :math:`\phi(i, j)` is the sum of
+    :math:`M_{ab}^2` over :math:`a \le i, b \le j` divided by :math:`\min(i, j)`: one SVD per
+    factor and two cumulative sums give the whole grid. Singular vectors of repeated or zero
+    singular values are not unique, and neither is :math:`\phi` at such an :math:`i` or
+    :math:`j` (for a factor of rank below ``k`` the trailing vectors are an arbitrary basis of
+    its null space).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A1 = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])   # distinct singular values
+    >>> A2 = np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> subspace_similarity_grid(A1, A2)
+    array([[0. , 0. ],
+           [1. , 0.5]])
+    """
+    check_choice(side, name="side", choices=("right", "left"))
+    U1 = _singular_vectors(X1, side, "X1")
+    U2 = _singular_vectors(X2, side, "X2")
+    if U1.shape[0] != U2.shape[0]:
+        axis = "columns" if side == "right" else "rows"
+        raise ShapeError(
+            f"X1 and X2 must have the same number of {axis} for side={side!r} (their "
+            f"singular vectors must live in one space); got {np.shape(X1)} and {np.shape(X2)}"
+        )
+    M2 = (U1.T @ U2) ** 2
+    cumulative = np.cumsum(np.cumsum(M2, axis=0), axis=1)
+    i = np.arange(1, M2.shape[0] + 1)[:, None]
+    j = np.arange(1, M2.shape[1] + 1)[None, :]
+    grid: Array = np.clip(cumulative / np.minimum(i, j), 0.0, 1.0)
+    return grid
+
+
+def subspace_similarity(
+    X1: ArrayLike,
+    X2: ArrayLike,
+    i: int,
+    j: int,
+    *,
+    side: Side = "right",
+) -> float:
+    r"""The normalised subspace similarity :math:`\phi(X_1, X_2, i, j)` of the LoRA paper.
+
+    Parameters
+    ----------
+    X1, X2 : array_like
+        ``lora_A`` matrices (``side="right"``) or ``lora_B`` matrices (``side="left"``).
+    i, j : int
+        Numbers of leading singular vectors, ``1 <= i <= min(X1.shape)``,
+        ``1 <= j <= min(X2.shape)``.
+    side : {"right", "left"}, default "right"
+
+    Returns
+    -------
+    float
+        In :math:`[0, 1]`.
+
+    Raises
+    ------
+    RankError
+        ``i`` or ``j`` out of range.
+    And the errors of :func:`subspace_similarity_grid`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((4, 4000))
+    >>> round(subspace_similarity(A, 3.0 * A, 4, 4), 12)         # same row space
+    1.0
+    >>> round(subspace_similarity(A, rng.standard_normal((4, 4000)), 1, 1), 2)   # unrelated
+    0.0
+    """
+    grid = subspace_similarity_grid(X1, X2, side=side)
+    ii = check_rank(i, upper=grid.shape[0], lower=1, name="i", upper_text="min(X1.shape)")
+    jj = check_rank(j, upper=grid.shape[1], lower=1, name="j", upper_text="min(X2.shape)")
+    return float(grid[ii - 1, jj - 1])
+
+
+@dataclass(frozen=True)
+class Amplification:
+    r"""How much an adapter amplifies directions of :math:`W` (LoRA paper, §7.3).
+
+    Attributes
+    ----------
+    rank : int
+        :math:`r`, the number of singular directions of :math:`\Delta W` projected on.
+    delta_fro : float
+        :math:`\|\Delta W\|_F`.
+    projection_fro : float
+        :math:`\|U_r^\top W V_r\|_F`, with :math:`U_r, V_r` from :math:`\Delta W`.
+    weight_fro : float
+        :math:`\|W\|_F`.
+    factor : float
+        ``delta_fro / projection_fro`` (``inf`` if the projection is 0 and
+        :math:`\Delta W \ne 0`, 0 if :math:`\Delta W = 0`).
+    """
+
+    rank: int
+    delta_fro: float
+    projection_fro: float
+    weight_fro: float
+    factor: float
+
+
+def amplification_factor(
+    W: ArrayLike,
+    delta_W: Any,
+    *,
+    rank: int | None = None,
+    scaling: float = 1.0,
+) -> Amplification:
+    r"""The LoRA paper's amplification factor :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F`.
+
+    Parameters
+    ----------
+    W : array_like, shape (out, in)
+        The pre-trained weight.
+    delta_W : array_like (out, in), or a pair ``(lora_B, lora_A)``
+        The update, dense or factored (:math:`\Delta W = s\,BA`; the dense product is never
+        formed for a pair).
+    rank : int, optional
+        :math:`r`, ``1 <= rank``; default the inner dimension of a factored update. Required
+        for a dense one.
+    scaling : float, default 1.0
+        :math:`s` for a factored update (must stay 1.0 for a dense one).
+
+    Returns
+    -------
+    Amplification
+
+    Raises
+    ------
+    InputError
+        ``rank`` missing for a dense update, or ``scaling`` given with one.
+    RankError
+        ``rank`` out of range.
+    ShapeError
+        ``W`` and :math:`\Delta W` of different shapes, or factors that do not pair up.
+    DTypeError, NonFiniteError
+        Unsupported dtypes or non-finite entries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W = np.diag([10.0, 1.0, 0.0])
+    >>> amp = amplification_factor(W, np.diag([0.0, 0.0, 2.0]), rank=1)
+    >>> amp.projection_fro, amp.factor                 # ΔW lives where W is 0
+    (0.0, inf)
+    >>> B, A = np.array([[0.0], [1.0], [0.0]]), np.array([[0.0, 2.0, 0.0]])
+    >>> amplification_factor(W, (B, A)).factor         # ||ΔW|| = 2 on W's value 1
+    2.0
+    """
+    raw_W = W if isinstance(W, np.ndarray) else np.asarray(W)
+    storage_dtype(raw_W.dtype, name="W")
+    Wm = as_matrix(raw_W, name="W")
+    if isinstance(delta_W, tuple):
+        if len(delta_W) != 2:
+            raise InputError(
+                f"delta_W must be an (out, in) array or a pair (lora_B, lora_A); got a tuple "
+                f"of length {len(delta_W)}"
+            )
+        B = as_matrix(delta_W[0], name="lora_B")
+        A = as_matrix(delta_W[1], name="lora_A")
+        for x, nm in ((delta_W[0], "lora_B"), (delta_W[1], "lora_A")):
+            storage_dtype(np.asarray(x).dtype, name=nm)
+        if B.shape[1] != A.shape[0]:
+            raise ShapeError(
+                f"lora_B (out, r) and lora_A (r, in) must share r; got {B.shape} and {A.shape}"
+            )
+        shape = (B.shape[0], A.shape[1])
+        s = check_positive_float(scaling, name="scaling")
+        cd = np.result_type(B.dtype, A.dtype, Wm.dtype)
+        if shape != Wm.shape:
+            raise ShapeError(f"delta_W must have the shape of W, {Wm.shape}; got {shape}")
+        full = _factored_svd(B.astype(cd, copy=False), A.astype(cd, copy=False), s)
+        r = check_rank(
+            rank if rank is not None else A.shape[0],
+            upper=full.rank,
+            lower=1,
+            upper_text="min(out, in, inner dimension)",
+        )
+        U, Vh, delta_fro = full.U[:, :r], full.Vh[:r], full.norm_fro
+    else:
+        if rank is None:
+            raise InputError("rank is required for a dense delta_W (the LoRA rank r)")
+        if scaling != 1.0:
+            raise InputError(f"scaling applies to a factored delta_W only; got {scaling!r}")
+        raw = delta_W if isinstance(delta_W, np.ndarray) else np.asarray(delta_W)
+        storage_dtype(raw.dtype, name="delta_W")
+        D = as_matrix(raw, name="delta_W")
+        if D.shape != Wm.shape:
+            raise ShapeError(f"delta_W must have the shape of W, {Wm.shape}; got {D.shape}")
+        cd = np.result_type(D.dtype, Wm.dtype)
+        r = check_rank(rank, upper=min(D.shape), lower=1)
+        res = truncated_svd(D.astype(cd, copy=False), r, method="exact")
+        U, Vh, delta_fro = res.U, res.Vh, res.norm_fro
+    projection = U.T @ (Wm.astype(cd, copy=False) @ Vh.T)
+    projection_fro = frobenius_norm(projection)
+    if delta_fro == 0.0:
+        factor = 0.0
+    elif projection_fro == 0.0:
+        factor = float("inf")
+    else:
+        factor = delta_fro / projection_fro
+    return Amplification(
+        rank=r,
+        delta_fro=delta_fro,
+        projection_fro=projection_fro,
+        weight_fro=frobenius_norm(Wm),
+        factor=factor,
+    )
