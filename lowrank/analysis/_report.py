@@ -166,8 +166,20 @@ class Report:
         }
 
     def to_json(self) -> str:
-        """The report as JSON text; :meth:`from_json` reads it back exactly."""
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        """The report as JSON text; :meth:`from_json` reads it back exactly.
+
+        One line per top-level field and per matrix (its singular values included), so the
+        file stays readable with line-oriented tools however long the spectra are.
+        """
+        fields = []
+        for key, value in self.to_dict().items():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                items = ",\n".join("  " + json.dumps(v, allow_nan=False) for v in value)
+                text = f"[\n{items}\n ]"
+            else:
+                text = json.dumps(value, allow_nan=False)
+            fields.append(f" {json.dumps(key)}: {text}")
+        return "{\n" + ",\n".join(fields) + "\n}\n"
 
     @classmethod
     def from_dict(cls, data: object, *, where: str = "report") -> Report:

