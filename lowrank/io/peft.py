@@ -1,0 +1,735 @@
+r"""PEFT LoRA adapter folders: ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+A folder written by ``peft.PeftModel.save_pretrained`` for a plain LoRA holds
+
+* ``adapter_config.json``: ``json.dumps(asdict(config), indent=2, sort_keys=True)`` with at
+  least ``peft_type = "LORA"``, ``r``, ``lora_alpha``, ``target_modules`` and the optional
+  ``use_rslora``, ``rank_pattern``, ``alpha_pattern``, ``fan_in_fan_out``, ...;
+* ``adapter_model.safetensors`` (metadata ``{"format": "pt"}``) with, for every adapted
+  module ``<module>`` (its name inside the base model),
+  ``base_model.model.<module>.lora_A.weight`` of shape ``(r, in)`` and
+  ``base_model.model.<module>.lora_B.weight`` of shape ``(out, r)``.
+
+Each module's rank and alpha come from ``rank_pattern``/``alpha_pattern`` by PEFT's rule
+(``re.match(rf"(.*\.)?({key})$", module)``, first matching key wins, else ``r`` /
+``lora_alpha``); its scaling is ``alpha / r`` or ``alpha / sqrt(r)`` with ``use_rslora``.
+With ``fan_in_fan_out`` the factors keep their shapes and the update of the stored
+``(in, out)`` weight is :math:`(sBA)^\top`.
+
+Only plain LoRA is read: DoRA (``use_dora``, ``lora_magnitude_vector``), embedding LoRA
+(``lora_embedding_A/B``), LoRA biases, full-rank ``modules_to_save``, other ``peft_type``
+values, legacy pickled ``adapter_model.bin`` files and the other variants are refused with a
+:class:`~lowrank.errors.FileFormatError` naming the file and the key. So are a factor without
+its partner, ranks that disagree with the config and corrupt files.
+
+Writing goes through :func:`lowrank.io.atomic_path`: a new folder is assembled under a
+temporary name next to it and renamed into place; in an existing folder both files are
+written to temporary files first and renamed only once both are complete. A failure leaves
+nothing half-written.
+
+This module knows no linear algebra: it moves arrays and checks shapes. Use
+:mod:`lowrank.lora` to make or convert factors and :mod:`lowrank.adapter` to run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from lowrank._typing import Array
+from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
+from lowrank.io._atomic import atomic_path
+from lowrank.io._info import TensorInfo
+from lowrank.io._safetensors import read_safetensors_metadata, save_safetensors
+from lowrank.io._sources import list_tensors, load_tensor
+
+__all__ = [
+    "ADAPTER_CONFIG_NAME",
+    "ADAPTER_WEIGHTS_NAME",
+    "PeftAdapter",
+    "PeftModule",
+    "SupportsPeftDict",
+    "load_peft_adapter",
+    "read_peft_config",
+    "save_peft_adapter",
+]
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+_LEGACY_WEIGHTS_NAME = "adapter_model.bin"
+_PREFIX = "base_model.model."
+_KEY = re.compile(r"base_model\.model\.(?P<module>.+)\.(?P<factor>lora_A|lora_B)\.weight")
+_MODULE = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+_FACTOR_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# Keys that make an adapter something other than plain LoRA when set (truthy).
+_VARIANTS = (
+    "use_dora",
+    "lora_bias",
+    "layer_replication",
+    "target_parameters",
+    "alora_invocation_tokens",
+    "use_qalora",
+    "trainable_token_indices",
+    "modules_to_save",
+    "use_bdlora",
+    "arrow_config",
+    "kasa_config",
+    "monteclora_config",
+    "velora_config",
+)
+# init_lora_weights values whose adapters were trained from a modified base.
+_RESIDUAL_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga", "milora")
+
+
+@runtime_checkable
+class SupportsPeftDict(Protocol):
+    """Anything with ``to_peft_dict()`` returning ``adapter_config.json`` keys, such as
+    :class:`lowrank.lora.LoRAConfig`."""
+
+    def to_peft_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class PeftModule:
+    """The LoRA factors of one adapted module and their resolved hyper-parameters.
+
+    Attributes
+    ----------
+    name : str
+        The module's name in the base model (the key without ``base_model.model.`` and
+        ``.lora_A.weight``).
+    lora_A : ndarray, shape (r, in)
+    lora_B : ndarray, shape (out, r)
+        In the stored dtype (bfloat16 as an ``ml_dtypes`` array) unless ``dtype`` was given.
+    rank : int
+    alpha : float
+        From ``alpha_pattern`` or ``lora_alpha``.
+    scaling : float
+        ``alpha / rank`` (``alpha / sqrt(rank)`` with rsLoRA).
+    """
+
+    name: str
+    lora_A: Array
+    lora_B: Array
+    rank: int
+    alpha: float
+    scaling: float
+
+
+@dataclass(frozen=True, eq=False)
+class PeftAdapter:
+    """A PEFT LoRA adapter folder, read and checked.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The folder.
+    config : dict
+        The whole ``adapter_config.json`` as read (unknown keys kept).
+    modules : dict of str to PeftModule
+        By module name, sorted.
+    metadata : dict of str to str
+        The safetensors header metadata (PEFT writes ``{"format": "pt"}``).
+    """
+
+    path: Path
+    config: Mapping[str, Any]
+    modules: Mapping[str, PeftModule]
+    metadata: Mapping[str, str]
+
+    @property
+    def r(self) -> int:
+        """The default rank ``r``."""
+        return int(self.config["r"])
+
+    @property
+    def lora_alpha(self) -> float:
+        """The default ``lora_alpha``."""
+        return float(self.config["lora_alpha"])
+
+    @property
+    def use_rslora(self) -> bool:
+        return bool(self.config.get("use_rslora", False))
+
+    @property
+    def fan_in_fan_out(self) -> bool:
+        """Whether the adapted weights are stored ``(in, out)``: then the update of the stored
+        weight is ``(scaling * lora_B @ lora_A).T``."""
+        return bool(self.config.get("fan_in_fan_out", False))
+
+    @property
+    def init_lora_weights(self) -> bool | str:
+        value = self.config.get("init_lora_weights", True)
+        return value if isinstance(value, (bool, str)) else True
+
+    @property
+    def needs_residual_base(self) -> bool:
+        """True for an adapter saved with ``init_lora_weights`` ``"pissa"``, ``"olora"``,
+        ``"corda"``, ``"loftq"``... and not converted: it applies to the base *minus* its
+        initial adapter, which PEFT recomputes when loading. Rebuild that base with
+        :mod:`lowrank.lora` (e.g. ``pissa_init(W, r).residual``), or convert the adapter to
+        plain LoRA (``lowrank.lora.pissa_to_lora``)."""
+        init = self.init_lora_weights
+        return isinstance(init, str) and init.split("_niter_")[0] in _RESIDUAL_INITS
+
+
+# -- config -------------------------------------------------------------------------------
+
+
+def _pattern_key(patterns: Mapping[str, Any], name: str) -> str | None:
+    # PEFT's get_pattern_key (peft.utils.other); lowrank.lora.pattern_key is the same rule.
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return key
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_positive_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(float(value)) and float(value) > 0
+
+
+def _check_pattern(config: Mapping[str, Any], key: str, source: str, rank: bool) -> None:
+    pattern = config.get(key)
+    if pattern is None:
+        return
+    if not isinstance(pattern, Mapping):
+        raise FileFormatError(f"{source}: {key!r} must be an object mapping patterns to values")
+    for k, v in pattern.items():
+        ok = _is_int(v) and int(v) >= 1 if rank else _is_positive_number(v)
+        if not isinstance(k, str) or not k or not ok:
+            rule = "an integer >= 1" if rank else "a positive number"
+            raise FileFormatError(f"{source}: {key}[{k!r}] must be {rule}; got {v!r}")
+        try:
+            re.compile(k)
+        except re.error as exc:
+            raise FileFormatError(
+                f"{source}: {key} key {k!r} is not a valid regular expression: {exc}"
+            ) from None
+
+
+def _check_config(
+    config: object, source: str, error: type[Exception] = FileFormatError
+) -> dict[str, Any]:
+    """Validate a parsed ``adapter_config.json``; ``source`` names it in messages.
+
+    Raises ``error`` (FileFormatError for a file, InputError for a config being written)."""
+    try:
+        return _check_config_body(config, source)
+    except FileFormatError as exc:
+        if error is FileFormatError:
+            raise
+        raise error(str(exc)) from None
+
+
+def _check_config_body(config: object, source: str) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{source} must hold a JSON object; got {type(config).__name__}")
+    if "peft_type" not in config:
+        raise FileFormatError(f"{source} has no 'peft_type'; it is not a PEFT adapter config")
+    if config["peft_type"] != "LORA":
+        raise FileFormatError(
+            f"{source}: peft_type is {config['peft_type']!r}; only plain LoRA ('LORA') is supported"
+        )
+    for key in ("r", "lora_alpha"):
+        if key not in config:
+            raise FileFormatError(f"{source} has no {key!r}")
+    if not (_is_int(config["r"]) and int(config["r"]) >= 1):
+        raise FileFormatError(f"{source}: 'r' must be an integer >= 1; got {config['r']!r}")
+    if not _is_positive_number(config["lora_alpha"]):
+        raise FileFormatError(
+            f"{source}: 'lora_alpha' must be a positive number; got {config['lora_alpha']!r}"
+        )
+    for key in ("use_rslora", "fan_in_fan_out", "inference_mode"):
+        if key in config and not isinstance(config[key], bool):
+            raise FileFormatError(f"{source}: {key!r} must be true or false; got {config[key]!r}")
+    _check_pattern(config, "rank_pattern", source, rank=True)
+    _check_pattern(config, "alpha_pattern", source, rank=False)
+    for key in _VARIANTS:
+        if config.get(key):
+            raise FileFormatError(
+                f"{source}: {key} = {config[key]!r} is not plain LoRA, which is all that is "
+                "supported"
+            )
+    if config.get("bias", "none") != "none":
+        raise FileFormatError(
+            f"{source}: bias = {config['bias']!r} saves trained base-layer biases; only "
+            "bias = 'none' (plain LoRA) is supported"
+        )
+    for key in ("target_modules", "exclude_modules"):
+        value = config.get(key)
+        ok = (
+            value is None
+            or isinstance(value, str)
+            or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        )
+        if not ok:
+            raise FileFormatError(
+                f"{source}: {key!r} must be null, a string or a list of strings; got {value!r}"
+            )
+    return config
+
+
+def _matches(spec: object, name: str) -> bool:
+    """PEFT's target/exclude rule: a string is a full-match regex, a list exact or suffix."""
+    if isinstance(spec, str):
+        return spec == "all-linear" or re.fullmatch(spec, name) is not None
+    if isinstance(spec, list):
+        return any(name == t or name.endswith("." + t) for t in spec)
+    return False
+
+
+def _resolve(config: Mapping[str, Any], name: str) -> tuple[int, float, float]:
+    ranks = config.get("rank_pattern") or {}
+    alphas = config.get("alpha_pattern") or {}
+    rk = _pattern_key(ranks, name)
+    ak = _pattern_key(alphas, name)
+    rank = int(config["r"] if rk is None else ranks[rk])
+    alpha = float(config["lora_alpha"] if ak is None else alphas[ak])
+    root = math.sqrt(rank) if config.get("use_rslora", False) else rank
+    return rank, alpha, alpha / root
+
+
+def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check the ``adapter_config.json`` of a PEFT adapter folder.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The adapter folder (or the ``adapter_config.json`` file itself).
+
+    Returns
+    -------
+    dict
+        The parsed JSON object, all keys kept.
+
+    Raises
+    ------
+    MissingFileError
+        No such folder or no ``adapter_config.json`` in it.
+    FileFormatError
+        Not JSON, not an object, or not a plain-LoRA config (see the module docstring).
+    """
+    path = Path(os.path.abspath(os.fspath(directory)))
+    file = path if path.is_file() else path / ADAPTER_CONFIG_NAME
+    if not path.exists():
+        raise MissingFileError(f"adapter folder '{path}' does not exist")
+    if not file.is_file():
+        raise MissingFileError(f"adapter folder '{path}' has no {ADAPTER_CONFIG_NAME}")
+    try:
+        parsed = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"'{file}' is not valid JSON: {exc}") from None
+    return _check_config(parsed, f"'{file}'")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _refusal(key: str, file: Path) -> FileFormatError:
+    if "lora_embedding_" in key:
+        what = "an embedding LoRA factor (lora_embedding_A/B)"
+    elif "lora_magnitude_vector" in key:
+        what = "a DoRA magnitude vector"
+    elif key.endswith("lora_B.bias"):
+        what = "a LoRA bias (lora_bias=True)"
+    elif re.search(r"\.lora_[AB]\.[^.]+\.weight$", key):
+        what = "a factor with an adapter name in its key (PEFT strips it when saving)"
+    elif not key.startswith(_PREFIX):
+        what = f"not under the '{_PREFIX}' prefix"
+    else:
+        what = "not a LoRA factor (a full-rank module saved with modules_to_save?)"
+    return FileFormatError(
+        f"'{file}' holds tensor '{key}': {what}; only plain LoRA "
+        "(base_model.model.<module>.lora_A.weight / .lora_B.weight) is supported"
+    )
+
+
+def _plan(
+    infos: tuple[TensorInfo, ...], config: Mapping[str, Any], file: Path, config_file: Path
+) -> dict[str, tuple[TensorInfo, TensorInfo, int, float, float]]:
+    """Check every key, pair, dtype, shape and rank from the header alone."""
+    found: dict[str, dict[str, TensorInfo]] = {}
+    for info in infos:
+        matched = _KEY.fullmatch(info.name)
+        if matched is None or not _MODULE.fullmatch(matched.group("module")):
+            raise _refusal(info.name, file)
+        found.setdefault(matched.group("module"), {})[matched.group("factor")] = info
+    if not found:
+        raise FileFormatError(f"'{file}' holds no LoRA factors")
+    plan: dict[str, tuple[TensorInfo, TensorInfo, int, float, float]] = {}
+    for module in sorted(found):
+        pair = found[module]
+        for have, lack in (("lora_A", "lora_B"), ("lora_B", "lora_A")):
+            if have in pair and lack not in pair:
+                raise FileFormatError(
+                    f"'{file}' holds '{pair[have].name}' but not "
+                    f"'{_PREFIX}{module}.{lack}.weight': module {module!r} has {have} "
+                    f"without {lack}"
+                )
+        A, B = pair["lora_A"], pair["lora_B"]
+        for info in (A, B):
+            if info.dtype not in _FACTOR_DTYPES:
+                raise FileFormatError(
+                    f"'{file}': tensor '{info.name}' has dtype {info.dtype}; LoRA factors must "
+                    f"be {', '.join(_FACTOR_DTYPES)}"
+                )
+            if info.ndim != 2:
+                raise FileFormatError(
+                    f"'{file}': tensor '{info.name}' must be 2-D; got shape {info.shape}"
+                )
+        if A.shape[0] != B.shape[1]:
+            raise FileFormatError(
+                f"'{file}': module {module!r} has lora_A of shape {A.shape} (r, in) and "
+                f"lora_B of shape {B.shape} (out, r), whose ranks differ "
+                f"('{A.name}', '{B.name}')"
+            )
+        rank, alpha, scaling = _resolve(config, module)
+        if A.shape[0] != rank:
+            raise FileFormatError(
+                f"rank mismatch: '{config_file}' gives module {module!r} rank {rank} (r or "
+                f"rank_pattern), but '{file}' holds '{A.name}' with {A.shape[0]} rows"
+            )
+        if not _matches(config.get("target_modules"), module) or _matches(
+            config.get("exclude_modules"), module
+        ):
+            raise FileFormatError(
+                f"'{file}' holds factors for module {module!r}, which target_modules / "
+                f"exclude_modules of '{config_file}' do not select (PEFT would ignore them)"
+            )
+        plan[module] = (A, B, rank, alpha, scaling)
+    return plan
+
+
+def _target_dtype(dtype: DTypeLike | None) -> np.dtype[Any] | None:
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise InputError(f"dtype must be a NumPy dtype; got {dtype!r} ({exc})") from None
+    if dt.name not in _FACTOR_DTYPES:
+        raise DTypeError(f"dtype must be one of {', '.join(_FACTOR_DTYPES)}; got {dt.name}")
+    return dt
+
+
+def load_peft_adapter(
+    directory: str | os.PathLike[str], *, dtype: DTypeLike | None = None
+) -> PeftAdapter:
+    """Read a PEFT LoRA adapter folder and check it against its config.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        A folder with ``adapter_config.json`` and ``adapter_model.safetensors``.
+    dtype : dtype, optional
+        Convert the factors to this dtype (float16, bfloat16, float32 or float64); default:
+        as stored.
+
+    Returns
+    -------
+    PeftAdapter
+
+    Raises
+    ------
+    MissingFileError
+        The folder or one of its two files does not exist.
+    InputError
+        ``directory`` is a file, or ``dtype`` is not a dtype.
+    DTypeError
+        ``dtype`` is not a floating dtype LoRA factors can have.
+    FileFormatError
+        A corrupt or non-LoRA config or weights file; a legacy ``adapter_model.bin``
+        without a safetensors file; a tensor that is not a plain LoRA factor; ``lora_A``
+        without ``lora_B`` (or the reverse); factors that are not 2-D floats or whose ranks
+        disagree with each other or with the config; factors for a module the config does
+        not target. Messages name the file and the key.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> A, B = np.ones((2, 3), np.float32), np.zeros((4, 2), np.float32)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = save_peft_adapter(Path(d) / "ad", {"model.fc": (A, B)}, {"r": 2, "lora_alpha": 4})
+    ...     adapter = load_peft_adapter(Path(d) / "ad")
+    >>> module = adapter.modules["model.fc"]
+    >>> module.lora_A.shape, module.lora_B.shape, module.scaling
+    ((2, 3), (4, 2), 2.0)
+    """
+    target = _target_dtype(dtype)
+    path = Path(os.path.abspath(os.fspath(directory)))
+    if path.exists() and not path.is_dir():
+        raise InputError(f"directory must be an adapter folder, not a file; got '{path}'")
+    config = read_peft_config(path)
+    config_file = path / ADAPTER_CONFIG_NAME
+    weights = path / ADAPTER_WEIGHTS_NAME
+    if not weights.is_file():
+        if (path / _LEGACY_WEIGHTS_NAME).is_file():
+            raise FileFormatError(
+                f"adapter folder '{path}' holds only the legacy pickled {_LEGACY_WEIGHTS_NAME}, "
+                "which is not read (unpickling can run code); save it again with PEFT's "
+                "safe_serialization=True"
+            )
+        raise MissingFileError(f"adapter folder '{path}' has no {ADAPTER_WEIGHTS_NAME}")
+    plan = _plan(list_tensors(weights), config, weights, config_file)
+    modules: dict[str, PeftModule] = {}
+    for module, (A_info, B_info, rank, alpha, scaling) in plan.items():
+        A, B = load_tensor(A_info), load_tensor(B_info)
+        if target is not None:
+            A, B = A.astype(target), B.astype(target)
+        modules[module] = PeftModule(module, A, B, rank, alpha, scaling)
+    return PeftAdapter(
+        path=path,
+        config=config,
+        modules=modules,
+        metadata=read_safetensors_metadata(weights),
+    )
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def _factors_of(name: str, value: object) -> tuple[Array, Array]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        A, B = value
+    elif hasattr(value, "lora_A") and hasattr(value, "lora_B"):
+        A, B = value.lora_A, value.lora_B
+    else:
+        raise InputError(
+            f"modules[{name!r}] must be a pair (lora_A, lora_B) or have lora_A and lora_B "
+            f"attributes; got {type(value).__name__}"
+        )
+    arrays = []
+    for label, x in (("lora_A", A), ("lora_B", B)):
+        if not isinstance(x, np.ndarray):
+            raise InputError(
+                f"modules[{name!r}] {label} must be a numpy.ndarray; got {type(x).__name__}"
+            )
+        if x.dtype.name not in _FACTOR_DTYPES:
+            raise DTypeError(
+                f"modules[{name!r}] {label} has dtype {x.dtype.name}; LoRA factors must be "
+                f"{', '.join(_FACTOR_DTYPES)}"
+            )
+        if x.ndim != 2 or x.size == 0:
+            raise ShapeError(
+                f"modules[{name!r}] {label} must be a non-empty 2-D array; got shape {x.shape}"
+            )
+        arrays.append(x)
+    A, B = arrays
+    if A.shape[0] != B.shape[1]:
+        raise ShapeError(
+            f"modules[{name!r}]: lora_A (r, in) and lora_B (out, r) must share r; got "
+            f"{A.shape} and {B.shape}"
+        )
+    return A, B
+
+
+def _full_config(
+    config: Mapping[str, Any] | SupportsPeftDict, names: list[str], extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    if isinstance(config, SupportsPeftDict):
+        given = config.to_peft_dict()
+    elif isinstance(config, Mapping):
+        given = dict(config)
+    else:
+        raise InputError(
+            f"config must be a mapping of adapter_config.json keys or have to_peft_dict(); "
+            f"got {type(config).__name__}"
+        )
+    full: dict[str, Any] = {
+        "alpha_pattern": {},
+        "base_model_name_or_path": None,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+        "init_lora_weights": True,
+        "lora_dropout": 0.0,
+        "modules_to_save": None,
+        "peft_type": "LORA",
+        "rank_pattern": {},
+        "revision": None,
+        "target_modules": sorted(names),
+        "task_type": None,
+        "use_dora": False,
+        "use_rslora": False,
+    }
+    # None keeps the default (e.g. target_modules=None means "the modules written").
+    full.update({k: v for k, v in given.items() if v is not None or k not in full})
+    full.update(extra)
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(full.get(key), (tuple, set, frozenset)):
+            full[key] = sorted(full[key])
+    return full
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set, frozenset)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise InputError(f"config values must be JSON-serialisable; got {value!r}")
+
+
+def _write_pair(directory: Path, tensors: dict[str, Array], config_text: str) -> None:
+    # Both files go to temporary names first; atomic_path renames them only when the whole
+    # block succeeded (config first, then weights), and deletes them otherwise.
+    with (
+        atomic_path(directory / ADAPTER_WEIGHTS_NAME) as weights_tmp,
+        atomic_path(directory / ADAPTER_CONFIG_NAME) as config_tmp,
+    ):
+        save_safetensors(weights_tmp, tensors, metadata={"format": "pt"})
+        config_tmp.write_bytes(config_text.encode("utf-8"))
+
+
+def save_peft_adapter(
+    directory: str | os.PathLike[str],
+    modules: Mapping[str, Any],
+    config: Mapping[str, Any] | SupportsPeftDict,
+    *,
+    base_model_name_or_path: str | None = None,
+    task_type: str | None = None,
+    dtype: DTypeLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a PEFT LoRA adapter folder that ``PeftModel.from_pretrained`` loads.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder to create (parents are created) or, with ``overwrite``, to update.
+    modules : mapping of str to ``(lora_A, lora_B)``
+        Module names in the base model (e.g. ``"model.layers.0.self_attn.q_proj"``, or
+        ``"0"`` for the first layer of an ``nn.Sequential``) to NumPy factors of shapes
+        ``(r, in)`` and ``(out, r)``; values may also be objects with ``lora_A`` and
+        ``lora_B`` attributes (:class:`lowrank.lora.LoRAInit`, ``Extraction``,
+        ``LoRAConversion``, :class:`PeftModule`).
+    config : mapping or object with ``to_peft_dict()``
+        ``adapter_config.json`` keys; ``r`` and ``lora_alpha`` are required, e.g.
+        :class:`lowrank.lora.LoRAConfig` or ``{"r": 8, "lora_alpha": 16}``. Missing keys get
+        PEFT's defaults (``peft_type="LORA"``, ``bias="none"``, ``inference_mode=true``,
+        ...); ``target_modules`` defaults to the sorted module names.
+    base_model_name_or_path, task_type : str, optional
+        Written to the config when given.
+    dtype : dtype, optional
+        Convert the factors (float16, bfloat16, float32 or float64); default as given.
+    overwrite : bool, default False
+        Replace the adapter files of an existing folder (other files in it are kept).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    InputError
+        ``modules`` empty or malformed, a bad module name, ``config`` of the wrong type,
+        ``directory`` an existing file, or an existing adapter without ``overwrite``.
+    ShapeError
+        Factors that are not 2-D or do not pair up, or a rank that disagrees with the
+        config's ``r``/``rank_pattern`` for that module.
+    DTypeError
+        Factors or ``dtype`` not float16, bfloat16, float32 or float64.
+    InputError
+        Also: the completed config is not a plain-LoRA config (e.g. ``use_dora``), holds
+        values JSON cannot store, or does not target a module.
+
+    Notes
+    -----
+    The JSON is written as PEFT writes it: ``indent=2``, ``sort_keys=True``. Tensor keys are
+    ``base_model.model.<module>.lora_A.weight`` and ``.lora_B.weight``, with metadata
+    ``{"format": "pt"}``.
+    """
+    if not isinstance(modules, Mapping) or not modules:
+        raise InputError("modules must be a non-empty mapping of module names to factor pairs")
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise InputError(f"overwrite must be True or False; got {overwrite!r}")
+    target_dtype = _target_dtype(dtype)
+    names: list[str] = []
+    factors: dict[str, tuple[Array, Array]] = {}
+    for name, value in modules.items():
+        if not isinstance(name, str) or not _MODULE.fullmatch(name):
+            raise InputError(
+                "module names must be dot-separated names without spaces or empty parts, "
+                f"like 'model.layers.0.q_proj'; got {name!r}"
+            )
+        A, B = _factors_of(name, value)
+        if target_dtype is not None:
+            A, B = A.astype(target_dtype), B.astype(target_dtype)
+        names.append(name)
+        factors[name] = (A, B)
+    extra = {
+        k: v
+        for k, v in (("base_model_name_or_path", base_model_name_or_path), ("task_type", task_type))
+        if v is not None
+    }
+    full = _check_config(_full_config(config, names, extra), "config", InputError)
+    for name, (A, _B) in factors.items():
+        rank, _, _ = _resolve(full, name)
+        if A.shape[0] != rank:
+            raise ShapeError(
+                f"module {name!r} has rank {A.shape[0]} but the config gives it rank {rank} "
+                f"(r={full['r']}, rank_pattern={full.get('rank_pattern')}); add a rank_pattern "
+                "entry or change r"
+            )
+        if not _matches(full.get("target_modules"), name) or _matches(
+            full.get("exclude_modules"), name
+        ):
+            raise InputError(
+                f"config: target_modules / exclude_modules do not select module {name!r}, so "
+                "PEFT would ignore its factors"
+            )
+    tensors: dict[str, Array] = {}
+    for name, (A, B) in factors.items():
+        tensors[f"{_PREFIX}{name}.lora_A.weight"] = A
+        tensors[f"{_PREFIX}{name}.lora_B.weight"] = B
+    config_text = json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return _write_folder(
+        Path(os.path.abspath(os.fspath(directory))), tensors, config_text, overwrite
+    )
+
+
+def _write_folder(path: Path, tensors: dict[str, Array], config_text: str, overwrite: bool) -> Path:
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"directory must be a folder; '{path}' is an existing file")
+        existing = [n for n in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME) if (path / n).exists()]
+        if existing and not overwrite:
+            raise InputError(
+                f"adapter folder '{path}' already holds {', '.join(existing)}; pass "
+                "overwrite=True to replace them"
+            )
+        _write_pair(path, tensors, config_text)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.mkdir(staging)  # mode 0o777 minus the umask, like a plain mkdir
+    try:
+        _write_pair(staging, tensors, config_text)
+        os.rename(staging, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise
+    return path
