@@ -1,0 +1,189 @@
+"""lowrank.analysis.Report: JSON round trip (exact), CSV, Markdown, text, .npz, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from lowrank.analysis import (
+    REPORT_FORMAT,
+    Report,
+    analyze,
+)
+from lowrank.errors import FileFormatError, InputError, MissingFileError
+from lowrank.io import save_safetensors
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Report:
+    rng = np.random.default_rng(7)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_safetensors(
+        path,
+        {
+            "encoder.layer.0.attention.self.query.weight": rng.standard_normal((24, 16)).astype(
+                np.float32
+            ),
+            "encoder.layer.0.output.dense.weight": rng.standard_normal((16, 40)).astype(
+                ml_dtypes.bfloat16
+            ),
+            "encoder.layer.1.attention.self.query.weight": rng.standard_normal((24, 16)),
+            "encoder.layer.0.output.dense.bias": np.zeros(16, np.float32),
+            "embeddings.position_ids": np.arange(8, dtype=np.int64).reshape(1, 8),
+            "odd|name": np.eye(3, dtype=np.float16) * 1e-3,
+        },
+    )
+    with ThreadPoolExecutor(2) as pool:
+        return analyze(path, ranks=[2, 8], energies=[0.5, 0.9], executor=pool, exclude="*.bias")
+
+
+def test_run_information(report):
+    run = report.run
+    assert run.source.endswith("model.safetensors")
+    assert run.include == () and run.exclude == ("*.bias",)
+    assert run.ranks == (2, 8) and run.energies == (0.5, 0.9)
+    assert run.lowrank_version and run.created.endswith("+00:00")
+    assert run.executor == "ThreadPoolExecutor (2 workers)"
+    assert run.elapsed_seconds > 0
+    assert not report.partial and report.pending == ()
+    skipped = {s.name: (s.code, s.reason) for s in report.skipped}
+    assert skipped["embeddings.position_ids"] == (
+        "dtype",
+        "dtype int64 is an integer type, not floating",
+    )
+    assert skipped["encoder.layer.0.output.dense.bias"][0] == "name"
+
+
+def test_json_round_trip_is_exact(report, tmp_path):
+    path = tmp_path / "r.json"
+    report.write_json(path)
+    back = Report.read_json(path)
+    assert back == report
+    for a, b in zip(back.matrices, report.matrices, strict=True):
+        assert a.singular_values.dtype == np.float64
+        assert np.array_equal(a.singular_values, b.singular_values)
+    # The file is plain JSON with one line per matrix.
+    data = json.loads(path.read_text())
+    assert data["format"] == REPORT_FORMAT and data["partial"] is False
+    # "{", 4 scalar fields, the matrices and skipped lists (2 lines each plus one per
+    # item), "pending", "}".
+    assert path.read_text().count("\n") == 11 + len(report.matrices) + len(report.skipped)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_equality_sees_one_ulp(report):
+    m = report.matrices[0]
+    nudged = m.singular_values.copy()
+    nudged[-1] = np.nextafter(nudged[-1], 1.0)
+    assert replace(m, singular_values=nudged) != m
+    assert replace(m, seconds=m.seconds) == m
+    assert m != "not a result"
+
+
+def test_csv_holds_exact_values(report):
+    rows = list(csv.DictReader(io.StringIO(report.to_csv())))
+    assert [r["name"] for r in rows] == [m.name for m in report.matrices]
+    for row, m in zip(rows, report.matrices, strict=True):
+        assert (int(row["rows"]), int(row["cols"])) == m.shape
+        assert float(row["stable_rank"]) == m.stable_rank
+        assert float(row["entropy_effective_rank"]) == m.entropy_effective_rank
+        assert int(row["rank_energy_0.9"]) == m.rank_for_energy(0.9)
+        assert float(row["rel_error_rank_8"]) == m.error_at_rank(8)
+        assert row["dtype"] == m.dtype
+
+
+def test_markdown_and_text(report):
+    md = report.to_markdown()
+    assert md.startswith("# Low-rank analysis of `")
+    assert "| encoder.layer.0.output.dense.weight | 16x40 | bfloat16 |" in md
+    assert "odd\\|name" in md  # the pipe is escaped, the table keeps its columns
+    assert "## Skipped tensors" in md and "dtype int64 is an integer type" in md
+    header = next(line for line in md.splitlines() if line.startswith("| name"))
+    assert header.count("|") == 9 + 2 + 2 + 1  # fixed columns, energies, ranks; one per edge
+    text = report.to_text()
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["name", "shape", "dtype"]
+    assert lines[0].split()[-4:] == ["r@50%", "r@90%", "err@2", "err@8"]
+    assert "complete: 4 matrices" in lines[-1]
+    assert "dtype: embeddings.position_ids: dtype int64 is an integer type, not floating" in text
+    short = report.to_text(max_name=10)
+    assert "…" in short
+
+
+def test_spectra_npz(report, tmp_path):
+    path = tmp_path / "spectra"  # no suffix added: the name is used as given
+    report.write_spectra(path)
+    with np.load(path) as archive:
+        assert sorted(archive.files) == sorted(m.name for m in report.matrices)
+        for m in report.matrices:
+            np.testing.assert_array_equal(archive[m.name], m.singular_values)
+
+
+def test_spectra_npz_accepts_names_that_numpy_savez_rejects(report, tmp_path):
+    m = replace(report.matrices[0], name="file")
+    odd = replace(report, matrices=(m,))
+    odd.write_spectra(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as archive:
+        np.testing.assert_array_equal(archive["file"], m.singular_values)
+
+
+def test_result_lookup(report):
+    assert report.result("odd|name").dtype == "float16"
+    with pytest.raises(InputError, match="name must be one of the 4 analysed matrices; got 'q'"):
+        report.result("q")
+
+
+def test_writes_need_an_existing_directory(report, tmp_path):
+    for write in (report.write_json, report.write_csv, report.write_markdown, report.write_spectra):
+        with pytest.raises(MissingFileError, match="the directory of path must exist"):
+            write(tmp_path / "missing" / "out")
+
+
+class TestReadErrors:
+    def test_missing(self, tmp_path):
+        with pytest.raises(MissingFileError, match=r"report file must exist; got '.*nope\.json'"):
+            Report.read_json(tmp_path / "nope.json")
+
+    def test_not_utf8(self, tmp_path):
+        (tmp_path / "r.json").write_bytes(b"\xff\xfe{")
+        with pytest.raises(FileFormatError, match="is not UTF-8 text"):
+            Report.read_json(tmp_path / "r.json")
+
+    def test_not_json(self, tmp_path):
+        (tmp_path / "r.json").write_text("{truncated")
+        with pytest.raises(FileFormatError, match=r"report file '.*r.json' is not valid JSON"):
+            Report.read_json(tmp_path / "r.json")
+
+    @pytest.mark.parametrize(
+        ("mutate", "message"),
+        [
+            (lambda d: [1, 2], "is not a lowrank analysis report"),
+            (lambda d: {**d, "format": "other"}, "is not a lowrank analysis report"),
+            (
+                lambda d: {**d, "format_version": 99},
+                "has format_version 99; this lowrank reads version 1",
+            ),
+            (
+                lambda d: {k: v for k, v in d.items() if k != "run"},
+                "is malformed: missing field 'run'",
+            ),
+            (lambda d: {**d, "matrices": [{"name": "x"}]}, "is malformed: missing field 'file'"),
+            (lambda d: {**d, "matrices": 3}, "is malformed: 'int' object is not iterable"),
+            (lambda d: {**d, "skipped": [{**d["skipped"][0], "shape": None}]}, "is malformed"),
+            (
+                lambda d: {**d, "partial": True},
+                'is malformed: "partial" is True but 0 matrices are pending',
+            ),
+        ],
+    )
+    def test_malformed(self, report, mutate, message):
+        data = mutate(report.to_dict())
+        with pytest.raises(FileFormatError, match=message):
+            Report.from_json(json.dumps(data))
