@@ -9,8 +9,7 @@ of that approximation in any unitarily invariant norm (:func:`eym_error`,
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from lowrank._version import __version__
 from lowrank.approx import (
     OptimalityComparison,
     best_approximation,

@@ -21,6 +21,7 @@ __all__ = [
     "NonFiniteError",
     "RankError",
     "ShapeError",
+    "StateError",
 ]
 
 
@@ -46,6 +47,10 @@ class RankError(InputError):
 
 class DTypeError(LowRankError, TypeError):
     """An array's dtype is not numeric, or not supported by the computation."""
+
+
+class StateError(LowRankError, RuntimeError):
+    """An operation is not allowed in the object's current state (e.g. merging twice)."""
 
 
 class ConvergenceError(LowRankError, RuntimeError):

@@ -27,7 +27,7 @@ from lowrank.adapter import (
     softmax_cross_entropy,
     train,
 )
-from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError
+from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError, StateError
 
 W = np.ones((4, 3))
 A = np.ones((2, 3))
@@ -162,7 +162,7 @@ def test_forward_input_errors(x, error, match):
 
 def test_backward_errors():
     layer = lora()
-    with pytest.raises(InputError, match=re.escape("backward() needs a preceding forward()")):
+    with pytest.raises(StateError, match=re.escape("backward() needs a preceding forward()")):
         layer.backward(np.ones((5, 4)))
     layer.forward(X)
     with pytest.raises(
@@ -174,7 +174,7 @@ def test_backward_errors():
         layer.backward(np.ones((5, 3)))
     with pytest.raises(NonFiniteError, match="grad_output must contain only finite values"):
         layer.backward(np.full((5, 4), np.inf))
-    with pytest.raises(InputError, match=re.escape("backward() needs a preceding forward()")):
+    with pytest.raises(StateError, match=re.escape("backward() needs a preceding forward()")):
         ReLU().backward(np.ones(3))
 
 
@@ -213,19 +213,19 @@ def test_merge_errors():
     layer = lora()
     layer.merge()
     with pytest.raises(
-        InputError, match=re.escape("adapter 'default' is already merged into base_layer.weight")
+        StateError, match=re.escape("adapter 'default' is already merged into base_layer.weight")
     ):
         layer.merge()
-    with pytest.raises(InputError, match="adapter 'default' is already merged"):
+    with pytest.raises(StateError, match="adapter 'default' is already merged"):
         layer.merge(["default"])
     with pytest.raises(
-        InputError, match=re.escape("cannot train adapters ['default'] while they are merged")
+        StateError, match=re.escape("cannot train adapters ['default'] while they are merged")
     ):
         layer.forward(X, training=True, rng=0)
     layer.freeze()
     layer.forward(X, training=True, rng=0)  # frozen merged adapters are fine
     layer.unmerge()
-    with pytest.raises(InputError, match="unmerge needs a merged adapter; no adapter is merged"):
+    with pytest.raises(StateError, match="unmerge needs a merged adapter; no adapter is merged"):
         layer.unmerge()
     layer.set_active_adapters([])
     with pytest.raises(InputError, match="merge needs at least one adapter; none is active"):
@@ -346,7 +346,7 @@ def test_network_forward_backward_errors():
         ),
     ):
         net.forward(np.ones((5, 4)))
-    with pytest.raises(InputError, match=re.escape("backward() needs a preceding forward()")):
+    with pytest.raises(StateError, match=re.escape("backward() needs a preceding forward()")):
         net.backward(np.ones((5, 4)))
     net.forward(X)
     with pytest.raises(
@@ -550,7 +550,7 @@ def test_load_parameters_errors():
         layer.load_parameters({"lora_B.default.weight": B.astype(complex)})
     layer.merge()
     with pytest.raises(
-        InputError, match=re.escape("cannot load parameters while adapters ['default'] are merged")
+        StateError, match=re.escape("cannot load parameters while adapters ['default'] are merged")
     ):
         layer.load_parameters({"lora_A.default.weight": A})
     with pytest.raises(InputError, match=re.escape("parameter key must be one of '0.weight'")):

@@ -17,7 +17,7 @@ import numpy as np
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import normalize_rng
 from lowrank.adapter._checks import as_float_array, check_features
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import InputError, ShapeError, StateError
 
 __all__ = ["Layer"]
 
@@ -97,7 +97,9 @@ class Layer(abc.ABC):
         Raises
         ------
         InputError
-            An unknown name (or, for a LoRA layer, any load while adapters are merged).
+            An unknown name.
+        StateError
+            For a LoRA layer, any load while adapters are merged.
         ShapeError, DTypeError, NonFiniteError
             A value of the wrong shape, a non-real dtype, or NaN or infinity.
         """
@@ -183,7 +185,9 @@ class Layer(abc.ABC):
         NonFiniteError
             ``x`` holds NaN or infinity.
         InputError
-            ``x`` cannot be read as an array; training merged LoRA adapters.
+            ``x`` cannot be read as an array.
+        StateError
+            Training merged LoRA adapters.
         """
         arr = self._check_input(x)
         gen = normalize_rng(rng) if training else None
@@ -197,13 +201,13 @@ class Layer(abc.ABC):
 
         Raises
         ------
-        InputError
+        StateError
             No forward pass was run.
         ShapeError, DTypeError, NonFiniteError
             ``grad_output`` does not have the last output's shape or dtype, or is not finite.
         """
         if self._output_shape is None:
-            raise InputError("backward() needs a preceding forward(); none was run")
+            raise StateError("backward() needs a preceding forward(); none was run")
         g = as_float_array(grad_output, name="grad_output", dtype=self.dtype)
         if g.shape != self._output_shape:
             raise ShapeError(

@@ -63,7 +63,7 @@ from lowrank.adapter.functional import (
     _dropout_mask,
     lora_scaling,
 )
-from lowrank.errors import InputError
+from lowrank.errors import InputError, StateError
 
 __all__ = ["AdapterConfig", "LoRALinear"]
 
@@ -329,15 +329,16 @@ class LoRALinear(Layer):
         Raises
         ------
         InputError
-            An unknown or repeated name, nothing to merge, or an adapter that is already
-            merged (merging twice would add its update twice).
+            An unknown or repeated name, or nothing to merge.
+        StateError
+            An adapter that is already merged (merging twice would add its update twice).
         """
         names = self._active if adapter_names is None else self._check_adapter_names(adapter_names)
         if not names:
             raise InputError("merge needs at least one adapter; none is active and none was named")
         for n in names:
             if n in self._merged:
-                raise InputError(
+                raise StateError(
                     f"adapter {n!r} is already merged into base_layer.weight; merging it again "
                     f"would add its update twice (call unmerge() first)"
                 )
@@ -351,18 +352,18 @@ class LoRALinear(Layer):
 
         Raises
         ------
-        InputError
+        StateError
             No adapter is merged.
         """
         if not self._merged:
-            raise InputError("unmerge needs a merged adapter; no adapter is merged")
+            raise StateError("unmerge needs a merged adapter; no adapter is merged")
         W = self._params[_WEIGHT]
         while self._merged:
             W -= self.delta_weight(self._merged.pop())
 
     def _prepare_load(self, values: Mapping[str, ArrayLike]) -> dict[str, Array]:
         if self._merged:
-            raise InputError(
+            raise StateError(
                 f"cannot load parameters while adapters {self._merged} are merged into "
                 f"base_layer.weight (unmerge would then subtract a different update); "
                 f"call unmerge() first"
@@ -396,7 +397,7 @@ class LoRALinear(Layer):
                 if self._requires_grad[_a_key(n)] or self._requires_grad[_b_key(n)]
             ]
             if stuck:
-                raise InputError(
+                raise StateError(
                     f"cannot train adapters {stuck} while they are merged into "
                     f"base_layer.weight; call unmerge() first or freeze them"
                 )

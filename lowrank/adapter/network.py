@@ -24,7 +24,7 @@ from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import normalize_rng
 from lowrank.adapter._checks import as_float_array
 from lowrank.adapter.base import Layer
-from lowrank.errors import DTypeError, InputError, ShapeError
+from lowrank.errors import DTypeError, InputError, ShapeError, StateError
 
 __all__ = ["Network"]
 
@@ -151,7 +151,9 @@ class Network:
         Raises
         ------
         InputError
-            A key that names no parameter; a LoRA layer with merged adapters.
+            A key that names no parameter.
+        StateError
+            A LoRA layer with merged adapters.
         ShapeError, DTypeError, NonFiniteError
             As for :meth:`~lowrank.adapter.base.Layer.load_parameters`.
         """
@@ -227,13 +229,13 @@ class Network:
 
         Raises
         ------
-        InputError
+        StateError
             No forward pass was run.
         ShapeError, DTypeError, NonFiniteError
             ``grad_output`` does not match the last output, or is not finite.
         """
         if self._output_shape is None:
-            raise InputError("backward() needs a preceding forward(); none was run")
+            raise StateError("backward() needs a preceding forward(); none was run")
         g = as_float_array(grad_output, name="grad_output", dtype=self.dtype)
         if g.shape != self._output_shape:
             raise ShapeError(
