@@ -1,0 +1,309 @@
+"""lowrank.plot: the figures are rendered for real and the saved images are checked.
+
+Checks look at the saved PNG's pixels (how much is drawn, which colours appear, the colour
+of each heatmap cell) and at the data of the drawn artists, not only at the absence of
+exceptions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.image import imread  # noqa: E402
+
+from lowrank.analysis import AnalysisOptions, Report, RunInfo, analyze_matrix  # noqa: E402
+from lowrank.curves import rank_error_curve  # noqa: E402
+from lowrank.errors import InputError, MissingFileError  # noqa: E402
+from lowrank.plot import (  # noqa: E402
+    curve_colors,
+    plot_curves,
+    plot_heatmap,
+    plot_report,
+    plot_spectra,
+    save_figure,
+)
+
+OPTIONS = AnalysisOptions(ranks=[4], energies=[0.5, 0.9])
+
+
+def make_report(spectra: dict[str, np.ndarray]) -> Report:
+    rng = np.random.default_rng(3)
+    results = []
+    for name, s in spectra.items():
+        m, n = len(s) + 6, len(s)
+        U = np.linalg.qr(rng.standard_normal((m, n)))[0]
+        V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+        results.append(analyze_matrix((U * s) @ V.T, name=name, options=OPTIONS))
+    run = RunInfo(
+        source="/synthetic",
+        include=(),
+        exclude=(),
+        regex=False,
+        nd_policy="skip",
+        ranks=OPTIONS.ranks,
+        energies=OPTIONS.energies,
+        executor="test",
+        lowrank_version="0",
+        created="2026-01-01T00:00:00+00:00",
+        elapsed_seconds=0.0,
+    )
+    return Report(run=run, matrices=tuple(results))
+
+
+@pytest.fixture(scope="module")
+def three() -> Report:
+    k = np.arange(1, 41, dtype=float)
+    return make_report({"fast": 0.7**k, "medium": k**-1.0, "flat": 1.0 / (1 + 0.01 * k)})
+
+
+@pytest.fixture(scope="module")
+def layered() -> Report:
+    rng = np.random.default_rng(5)
+    spectra = {}
+    for layer in range(3):
+        for module in ("attention.self.query", "attention.self.value", "output.dense"):
+            decay = 0.5 + 0.15 * layer + 0.1 * len(module) / 20
+            spectra[f"encoder.layer.{layer}.{module}.weight"] = np.sort(
+                rng.uniform(0.1, 1, 24) * decay ** np.arange(24)
+            )[::-1]
+    spectra["embeddings.word_embeddings.weight"] = np.ones(24)
+    return make_report(spectra)
+
+
+def saved_png(fig: Figure, path) -> np.ndarray:
+    save_figure(fig, path, dpi=int(fig.dpi))
+    image = imread(path)
+    assert image.dtype == np.float32 and image.shape[2] == 4
+    return image[..., :3]
+
+
+def pixel_at(rgb: np.ndarray, ax, x: float, y: float) -> np.ndarray:
+    """The PNG pixel under data point (x, y) of ``ax`` (PNG rows count from the top)."""
+    px, py = ax.transData.transform((x, y))
+    return rgb[int(np.rint(rgb.shape[0] - py)), int(np.rint(px))]
+
+
+def drawn_fraction(rgb: np.ndarray) -> float:
+    """Share of pixels that are not white background."""
+    return float(np.mean(np.any(rgb < 0.98, axis=2)))
+
+
+def pixels_near(rgb: np.ndarray, color, tol: float = 0.06) -> int:
+    return int(np.sum(np.all(np.abs(rgb - np.asarray(color)[:3]) < tol, axis=2)))
+
+
+class TestCurves:
+    def test_one_coloured_curve_per_matrix_with_the_data(self, three, tmp_path):
+        fig = plot_curves(three)
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines] == ["fast", "medium", "flat"]
+        for line, m in zip(lines, three.matrices, strict=True):
+            expected = rank_error_curve(m.singular_values).relative
+            y = line.get_ydata()
+            np.testing.assert_array_equal(line.get_xdata(), np.arange(expected.size))
+            np.testing.assert_array_equal(y[:-1], expected[:-1])
+            assert np.isnan(y[-1])  # the exact zero at full rank is not drawn on a log axis
+        rgb = saved_png(fig, tmp_path / "curves.png")
+        assert 0.01 < drawn_fraction(rgb) < 0.5
+        colors = curve_colors(3)
+        counts = [pixels_near(rgb, c) for c in colors]
+        # Each curve's own colour covers a stretch of pixels (legend swatch + the line).
+        assert min(counts) > 60, counts
+        assert len({tuple(np.round(c, 3)) for c in colors}) == 3
+
+    def test_fraction_and_max_rank(self, three):
+        fig = plot_curves(three, max_rank=5, fraction=True, names=["flat"], legend=False)
+        (line,) = fig.axes[0].get_lines()
+        np.testing.assert_allclose(line.get_xdata(), np.arange(6) / 40)
+        assert fig.axes[0].get_legend() is None
+        assert fig.axes[0].get_title() == "Rank–error curves of 1 matrices"
+
+    def test_draws_on_a_given_axes(self, three, tmp_path):
+        fig = Figure(figsize=(8, 3))
+        left, right = fig.subplots(1, 2)
+        assert plot_curves(three, ax=right) is fig
+        assert not left.get_lines() and len(right.get_lines()) == 3
+        sub = Figure().subfigures(1, 2)[1]
+        ax = sub.add_subplot()
+        assert plot_spectra(three, ax=ax) is sub.figure
+
+    def test_many_curves_get_distinct_colours_and_no_legend(self, tmp_path):
+        k = np.arange(1, 31, dtype=float)
+        many = make_report({f"m{i}": k ** -(0.2 + 0.1 * i) for i in range(25)})
+        fig = plot_curves(many)
+        assert fig.axes[0].get_legend() is None
+        assert fig.axes[0].get_title() == "Rank–error curves of 25 matrices"
+        colors = {
+            line.get_color()
+            if isinstance(line.get_color(), str)
+            else tuple(np.round(line.get_color(), 4))
+            for line in fig.axes[0].get_lines()
+        }
+        assert len(colors) == 25
+        rgb = saved_png(fig, tmp_path / "many.png")
+        distinct = {tuple(p) for p in np.round(rgb[np.any(rgb < 0.9, axis=2)] * 20).astype(int)}
+        assert len(distinct) > 25
+
+
+class TestSpectra:
+    def test_log_log_lines_of_normalised_values(self, three, tmp_path):
+        fig = plot_spectra(three)
+        ax = fig.axes[0]
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+        for line, m in zip(ax.get_lines(), three.matrices, strict=True):
+            s = m.singular_values
+            np.testing.assert_array_equal(line.get_xdata(), np.arange(1, s.size + 1))
+            np.testing.assert_allclose(line.get_ydata(), s / s[0], rtol=1e-15)
+        rgb = saved_png(fig, tmp_path / "spectra.png")
+        assert 0.01 < drawn_fraction(rgb) < 0.5
+        assert min(pixels_near(rgb, c) for c in curve_colors(3)) > 60
+
+    def test_raw_values_and_zero_values(self, tmp_path):
+        report = make_report({"a": np.array([4.0, 2.0, 1.0, 0.0])})
+        fig = plot_spectra(report, normalize=False)
+        y = fig.axes[0].get_lines()[0].get_ydata()
+        np.testing.assert_allclose(y[:3], [4.0, 2.0, 1.0], rtol=1e-12)
+        assert y[3] != y[3] or y[3] < 1e-12  # zero (or its rounding) is not drawn as a value
+        assert fig.axes[0].get_ylabel() == "σ_i"
+
+
+class TestHeatmap:
+    def test_cells_show_the_rank_for_the_energy(self, layered, tmp_path):
+        fig = plot_heatmap(layered, energy=0.9, annotate=False)
+        ax = fig.axes[0]
+        image = ax.images[0]
+        expected = np.array(
+            [
+                [
+                    layered.result(f"encoder.layer.{i}.{m}.weight").rank_for_energy(0.9)
+                    for m in ("attention.self.query", "attention.self.value", "output.dense")
+                ]
+                for i in range(3)
+            ],
+            dtype=float,
+        )
+        np.testing.assert_array_equal(image.get_array(), expected)
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "attention.self.query",
+            "attention.self.value",
+            "output.dense",
+        ]
+        rgb = saved_png(fig, tmp_path / "heatmap.png")
+        cmap, norm = image.get_cmap(), image.norm
+        for (i, j), value in np.ndenumerate(expected):
+            pixel = pixel_at(rgb, ax, j, i)
+            np.testing.assert_allclose(pixel, cmap(norm(value))[:3], atol=2.5 / 255)
+
+    def test_annotations_relative_values_and_default_energy(self, layered, tmp_path):
+        fig = plot_heatmap(layered, relative=True)
+        ax = fig.axes[0]
+        assert ax.get_title() == "rank / min(m, n) for 50% of ‖A‖_F²"
+        texts = [t.get_text() for t in ax.texts]
+        assert len(texts) == 9
+        full = 24
+        first = layered.result("encoder.layer.0.attention.self.query.weight")
+        assert texts[0] == f"{first.rank_for_energy(0.5) / full:.2f}"
+        rgb = saved_png(fig, tmp_path / "annotated.png")
+        assert drawn_fraction(rgb) > 0.3
+
+    def test_missing_cells_stay_blank(self, layered, tmp_path):
+        results = [m for m in layered.matrices if m.name != "encoder.layer.1.output.dense.weight"]
+        fig = plot_heatmap(results, energy=0.9, annotate=False)
+        ax = fig.axes[0]
+        assert np.ma.is_masked(ax.images[0].get_array()[1, 2])
+        rgb = saved_png(fig, tmp_path / "gap.png")
+        np.testing.assert_allclose(pixel_at(rgb, ax, 2, 1), 1.0)
+
+
+class TestFiles:
+    @pytest.mark.parametrize(
+        ("suffix", "magic"), [(".svg", b"<?xml"), (".pdf", b"%PDF"), (".PNG", b"\x89PNG")]
+    )
+    def test_formats(self, three, tmp_path, suffix, magic):
+        path = tmp_path / f"fig{suffix}"
+        plot_report(three, kind="spectra", path=path)
+        assert path.read_bytes().startswith(magic)
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+    def test_plot_report_without_path(self, layered):
+        assert isinstance(plot_report(layered, kind="heatmap", energy=0.5), Figure)
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("call", "error", "message"),
+        [
+            (lambda r: plot_curves([]), InputError, "there is nothing to plot"),
+            (
+                lambda r: plot_curves([1]),
+                InputError,
+                "results must be a Report or MatrixResult objects; got an item of type int",
+            ),
+            (
+                lambda r: plot_curves(r, names=["nope"]),
+                InputError,
+                "names must be analysed matrices; got unknown name 'nope'",
+            ),
+            (lambda r: plot_curves(r, max_rank=0), InputError, "max_rank must be >= 1; got 0"),
+            (lambda r: plot_heatmap(r), InputError, "none of the 3 names has one"),
+            (
+                lambda r: plot_heatmap(r, cmap="nope"),
+                InputError,
+                "cmap must be a matplotlib colormap name; got 'nope'",
+            ),
+            (lambda r: plot_report(r, kind="pie"), InputError, "kind must be one of"),
+            (lambda r: curve_colors(-1), InputError, "count must be >= 0; got -1"),
+            (
+                lambda r: save_figure(Figure(), "x.gif"),
+                InputError,
+                r"path must end in \.png, \.svg or \.pdf",
+            ),
+            (lambda r: save_figure(Figure(), "x.png", dpi=0), InputError, "dpi must be >= 1"),
+            (
+                lambda r: save_figure(Figure(), "/no/such/dir/x.png"),
+                MissingFileError,
+                "the directory of path must exist",
+            ),
+        ],
+    )
+    def test_raises(self, three, call, error, message):
+        with pytest.raises(error, match=message):
+            call(three)
+
+    def test_heatmap_energy_must_have_been_analysed(self, layered):
+        with pytest.raises(
+            InputError, match=r"energy must be one of the analysed energies \(0.5, 0.9\)"
+        ):
+            plot_heatmap(layered, energy=0.99)
+
+    def test_heatmap_without_energies(self):
+        report = make_report({"layer.0.q": np.ones(3)})
+        bare = report.matrices[0].__class__(**{**report.matrices[0].__dict__, "energy_ranks": ()})
+        with pytest.raises(InputError, match="the report has no energy level to plot"):
+            plot_heatmap([bare])
+
+    def test_axes_must_be_on_a_figure(self, three):
+        from matplotlib.axes import Axes
+
+        class Loose:
+            figure = None
+
+        with pytest.raises(InputError, match="ax must be a matplotlib Axes placed on a figure"):
+            plot_curves(three, ax=Loose())  # type: ignore[arg-type]
+        assert Axes  # the real class is what users pass
+
+
+def test_import_lowrank_plot_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, lowrank.plot; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
