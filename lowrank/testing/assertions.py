@@ -1,42 +1,136 @@
-"""Assertions for truncated SVDs and low-rank approximations.
+r"""Assertions for truncated SVDs, low-rank approximations and LoRA adapters.
 
 Each raises :class:`AssertionError` with a message that says what failed, by how much, and
-against which tolerance; none returns a boolean. Tolerances come from
-:func:`lowrank._numerics.tolerance` (machine epsilon of the dtype × sqrt(size) × scale).
+against which tolerance; none returns a value. Tolerances come from
+:mod:`lowrank.testing.tolerances` (machine epsilon of the coarsest dtype involved × square
+root of the accumulation length × the scale of the quantity × ``factor``; singular vectors
+additionally divided by the spectral gap). Arguments that are not what the assertion needs
+(a bad ``norm``, a negative ``rtol``) raise :class:`lowrank.InputError` instead: that is a
+bug in the test, not in the code under test.
+
+=================================  =========================================================
+assertion                          checks
+=================================  =========================================================
+:func:`assert_valid_svd`           shapes; real, non-negative, descending ``S``; orthonormal
+                                   ``U`` and ``V``; ``S`` equal to the float64 reference;
+                                   every triplet a singular triplet of ``A``; the
+                                   reconstruction error equal to the EYM optimum; vectors
+                                   equal to a reference up to sign (up to rotation within
+                                   clusters of equal values).
+:func:`assert_near_optimal`        :math:`e^\star \le \|A - X\| \le (1+\epsilon)e^\star`,
+                                   :math:`e^\star` the Eckart–Young–Mirsky optimum.
+:func:`assert_lora_reconstruction` :math:`W_{res} + s\,BA = W` with PEFT's shapes.
+:func:`assert_adapters_agree`      two callables ``x -> y`` agree on random inputs.
+:func:`assert_orthonormal`         :math:`Q^HQ = I`.
+:func:`assert_singular_values_close` two vectors of singular values agree.
+=================================  =========================================================
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from lowrank._numerics import tolerance
-from lowrank._typing import Array, ArrayLike
+from lowrank._numerics import frobenius_norm
+from lowrank._typing import Array, ArrayLike, NormName, RNGLike
+from lowrank._validation import check_choice, check_int, check_positive_float, normalize_rng
+from lowrank.approx import NORMS, eym_error, residual_norm
+from lowrank.errors import InputError
+from lowrank.svd import singular_values as _singular_values
+from lowrank.testing.tolerances import (
+    DEFAULT_FACTOR,
+    coarsest_eps,
+    norm_tolerance,
+    subspace_tolerance,
+    svd_tolerance,
+    tolerance_for,
+)
 
-__all__ = ["assert_orthonormal", "assert_singular_values_close", "assert_valid_svd"]
+__all__ = [
+    "assert_adapters_agree",
+    "assert_lora_reconstruction",
+    "assert_near_optimal",
+    "assert_orthonormal",
+    "assert_singular_values_close",
+    "assert_valid_svd",
+]
 
 
-def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = 16.0) -> None:
+def _wide(*arrays: Array) -> type[np.floating[Any]] | type[np.complexfloating[Any, Any]]:
+    return np.complex128 if any(x.dtype.kind == "c" for x in arrays) else np.float64
+
+
+def _name(dtype: Any) -> str:
+    return str(np.dtype(dtype).name)
+
+
+def _check_factor(factor: object) -> float:
+    return check_positive_float(factor, name="factor")
+
+
+def _check_rtol(rtol: object, name: str = "rtol") -> float:
+    return check_positive_float(rtol, name=name, allow_zero=True)
+
+
+def _finite(x: Array, what: str) -> None:
+    if x.dtype.kind in "fc" and not np.isfinite(x).all():
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise AssertionError(f"{what} has {bad} NaN or infinite entries out of {x.size}")
+
+
+def _as_float_array(x: ArrayLike, what: str) -> Array:
+    """``x`` as an array; narrow float types (bfloat16, float8) are kept as they are."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fciu" and not arr.dtype.name.startswith(("bfloat", "float8")):
+        raise InputError(f"{what} must be numeric; got dtype {arr.dtype.name}")
+    return arr
+
+
+# --------------------------------------------------------------------------- orthonormality
+
+
+def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT_FACTOR) -> None:
     r"""Assert that the columns of ``Q`` are orthonormal: :math:`\|Q^H Q - I\|_{\max} \le \tau`.
 
-    :math:`\tau` = ``tolerance(Q.dtype, size=Q.shape[0], factor=factor)``.
+    :math:`\tau` = ``tolerance(Q.dtype, size=Q.shape[0], factor=factor)``: every entry of
+    :math:`Q^HQ` is an inner product of length :math:`m`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_orthonormal(np.eye(3)[:, :2])
+    >>> assert_orthonormal(np.array([[1.0, 1.0], [0.0, 1.0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: Q ((2, 2), float64) is not orthonormal: max |Q^H Q - I| = 1 at (0, 1) > ...
     """
-    q = np.asarray(Q)
+    q = _as_float_array(Q, name)
+    fac = _check_factor(factor)
     if q.ndim != 2:
         raise AssertionError(f"{name} must be 2-D; got shape {q.shape}")
     if q.shape[1] == 0:
         return
-    wide = np.complex128 if q.dtype.kind == "c" else np.float64
-    qw = q.astype(wide)
+    _finite(q, name)
+    qw = q.astype(_wide(q))
     gram = qw.conj().T @ qw
-    err = float(np.max(np.abs(gram - np.eye(q.shape[1]))))
-    tol = tolerance(q.dtype, size=q.shape[0], factor=factor)
+    dev = np.abs(gram - np.eye(q.shape[1]))
+    worst = np.unravel_index(int(np.argmax(dev)), dev.shape)
+    err = float(dev[worst])
+    tol = tolerance_for(q.dtype, size=q.shape[0], factor=fac)
     if not err <= tol:
+        where = (int(worst[0]), int(worst[1]))
         raise AssertionError(
-            f"{name} ({q.shape}, {q.dtype}) is not orthonormal: max |{name}^H {name} - I| = "
-            f"{err:.3g} > tolerance {tol:.3g}"
+            f"{name} ({q.shape}, {_name(q.dtype)}) is not orthonormal: max |{name}^H {name} - I| "
+            f"= {err:.3g} at {where} > tolerance {tol:.3g}"
         )
+
+
+# --------------------------------------------------------------------------- singular values
 
 
 def assert_singular_values_close(
@@ -46,44 +140,153 @@ def assert_singular_values_close(
     dtype: Any,
     size: int,
     rtol: float | None = None,
-    factor: float = 16.0,
+    factor: float = DEFAULT_FACTOR,
 ) -> None:
     r"""Assert that two vectors of singular values agree.
 
-    By default the tolerance is absolute, :math:`\tau = c\,\varepsilon\sqrt{n}\,\sigma_1` (a
-    backward-stable SVD perturbs every value by that much); with ``rtol`` each value must
-    be within ``rtol`` relative to the expected one.
+    By default the tolerance is absolute, :math:`\tau = c\,\varepsilon\sqrt{n}\,\sigma_1`
+    (a backward-stable SVD in ``dtype`` of a matrix whose larger side is ``size`` perturbs
+    every value by that much, Weyl); with ``rtol`` each value must be within ``rtol``
+    relative to the expected one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_singular_values_close([3.0, 1.0], [3.0, 1.0 + 1e-15], dtype=np.float64, size=4)
+    >>> assert_singular_values_close([3.0, 1.1], [3.0, 1.0], dtype=np.float64, size=4)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: singular value 1 is 1.1, expected 1.0: error 0.1 > tolerance 2.13e-14 ...
     """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
+    fac = _check_factor(factor)
     if a.shape != e.shape:
         raise AssertionError(f"singular values have shape {a.shape}; expected {e.shape}")
     if a.size == 0:
         return
     if rtol is not None:
+        rt = _check_rtol(rtol)
         rel = np.abs(a - e) / np.where(e > 0, e, 1.0)
-        worst = int(np.argmax(rel))
-        if not float(rel[worst]) <= rtol:
+        worst = int(np.argmax(np.where(np.isnan(rel), np.inf, rel)))
+        if not float(rel[worst]) <= rt:
             raise AssertionError(
                 f"singular value {worst} is {a[worst]!r}, expected {e[worst]!r}: relative "
-                f"error {float(rel[worst]):.3g} > rtol {rtol:.3g}"
+                f"error {float(rel[worst]):.3g} > rtol {rt:.3g}"
             )
         return
-    tol = tolerance(dtype, size=size, scale=max(float(e.max()), 1e-300), factor=factor)
+    top = float(np.max(e))
+    tol = tolerance_for(dtype, size=size, scale=top, factor=fac)
     diff = np.abs(a - e)
-    worst = int(np.argmax(diff))
+    worst = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
     if not float(diff[worst]) <= tol:
         raise AssertionError(
-            f"singular value {worst} is {a[worst]!r}, expected {e[worst]!r}: error "
-            f"{float(diff[worst]):.3g} > tolerance {tol:.3g} (dtype {np.dtype(dtype).name}, "
-            f"size {size}, sigma_1 {float(e.max()):.3g})"
+            f"singular value {worst} is {float(a[worst])!r}, expected {float(e[worst])!r}: "
+            f"error {float(diff[worst]):.3g} > tolerance {tol:.3g} (dtype {_name(dtype)}, "
+            f"size {size}, sigma_1 {top:.3g})"
         )
 
 
-def _reference_svd(A: Array) -> tuple[Array, Array, Array]:
-    wide = np.complex128 if A.dtype.kind == "c" else np.float64
-    U, S, Vh = np.linalg.svd(np.asarray(A, dtype=wide), full_matrices=False)
+# --------------------------------------------------------------------------- SVD
+
+
+def _triplets(result: Any, what: str) -> tuple[Array, Array, Array]:
+    if all(hasattr(result, attr) for attr in ("U", "S", "Vh")):
+        parts = (result.U, result.S, result.Vh)
+    elif isinstance(result, (tuple, list)) and len(result) == 3:
+        parts = tuple(result)
+    else:
+        raise InputError(
+            f"{what} must have attributes U, S, Vh or be a tuple (U, S, Vh); "
+            f"got {type(result).__name__}"
+        )
+    U, S, Vh = (np.asarray(x) for x in parts)
     return U, S, Vh
+
+
+def _clusters(sigma: Array, threshold: float) -> list[tuple[int, int]]:
+    """Runs ``[a, b)`` of consecutive values whose successive differences are <= threshold."""
+    if sigma.size == 0:
+        return []
+    breaks = np.flatnonzero(sigma[:-1] - sigma[1:] > threshold) + 1
+    edges = [0, *breaks.tolist(), int(sigma.size)]
+    return list(itertools.pairwise(edges))
+
+
+def _check_reference(
+    side: str,
+    X: Array,
+    ref: Array,
+    sigma: Array,
+    cut: tuple[int, int],
+    rank: int,
+    tau: float,
+    tau_vec: float,
+    square: bool,
+) -> None:
+    """Compare the candidate's vectors of each well-separated cluster with the reference."""
+    k = sigma.size
+    threshold = math.sqrt(tau * float(sigma[0])) if sigma.size else 0.0
+    threshold = max(threshold, 2.0 * tau)
+    for a, b in _clusters(sigma, threshold):
+        if a >= rank or a >= cut[1]:
+            break
+        if float(sigma[a]) <= threshold:
+            break  # numerically zero: the null space has no preferred basis
+        if b > cut[1]:
+            continue  # the reference does not hold the whole cluster
+        left = float(sigma[a - 1] - sigma[a]) if a > 0 else math.inf
+        if b < k:
+            right = float(sigma[b - 1] - sigma[b])
+        else:
+            right = math.inf if square else float(sigma[b - 1])
+        gap = min(left, right) - tau
+        cols = slice(a, min(b, rank))
+        size = min(b, rank) - a
+        tol = subspace_tolerance(tau_vec, gap, cluster_size=size)
+        if not tol < 1.0:
+            continue
+        x = X[:, cols]
+        basis = ref[:, a:b]
+        sine = float(np.linalg.norm(x - basis @ (basis.conj().T @ x), 2))
+        if not sine <= tol:
+            if b - a == 1:
+                what = (
+                    f"{side}[:, {a}] (singular value {float(sigma[a]):.6g}) is not the "
+                    "reference singular vector up to sign: sin(angle)"
+                )
+            else:
+                what = (
+                    f"{side}[:, {a}:{min(b, rank)}] (singular values {float(sigma[a]):.6g} .. "
+                    f"{float(sigma[b - 1]):.6g}, a cluster of {b - a}) does not lie in the "
+                    "reference singular subspace: sin(largest angle)"
+                )
+            raise AssertionError(
+                f"{what} = {sine:.3g} > tolerance {tol:.3g} (= 2 sqrt(2c) tau / gap with tau "
+                f"{tau_vec:.3g}, gap {gap:.3g})"
+            )
+
+
+def _check_sign_rule(U: Array, Vh: Array, S: Array, tau_entry: float) -> None:
+    for j in range(U.shape[1]):
+        col = U[:, j]
+        mags = np.abs(col)
+        top = float(mags.max()) if mags.size else 0.0
+        if top == 0.0:
+            continue
+        tied = np.flatnonzero(mags >= top - tau_entry)
+        ok = [
+            i
+            for i in tied
+            if float(np.real(col[i])) > 0 and abs(float(np.imag(col[i]))) <= tau_entry
+        ]
+        if not ok:
+            i = int(np.argmax(mags))
+            raise AssertionError(
+                f"U[:, {j}] breaks the sign rule: its largest-magnitude entry U[{i}, {j}] = "
+                f"{col[i]!r} is not real and positive (singular value {float(S[j]):.6g})"
+            )
 
 
 def assert_valid_svd(
@@ -91,50 +294,594 @@ def assert_valid_svd(
     A: ArrayLike,
     *,
     rank: int,
+    reference: Any = None,
     rtol: float | None = None,
-    factor: float = 16.0,
+    factor: float = DEFAULT_FACTOR,
     check_vectors: bool = True,
+    sign_convention: bool = False,
 ) -> None:
-    r"""Assert that ``result`` (with ``U``, ``S``, ``Vh``) is a rank-``rank`` truncated SVD of ``A``.
+    r"""Assert that ``result`` is a rank-``rank`` truncated SVD of ``A``.
 
-    Checks shapes; that ``S`` is real, non-negative and descending; that ``U`` and ``V``
-    are orthonormal; that ``S`` matches the float64 LAPACK reference (absolute tolerance
-    :math:`c\varepsilon\sqrt{\max(m,n)}\sigma_1`, or ``rtol``); and that
-    :math:`U^H A V = \operatorname{diag}(S)` to the same tolerance, which with orthonormal
-    factors means the triplets agree with the reference up to sign (and up to rotation
-    within clusters of equal singular values).
+    Parameters
+    ----------
+    result : object with ``U``, ``S``, ``Vh`` (e.g. :class:`lowrank.TruncatedSVD`) or a tuple
+        The candidate: ``U`` (m, r), ``S`` (r,), ``Vh`` (r, n).
+    A : array_like, shape (m, n)
+        The matrix.
+    rank : int
+        ``r``, the number of triplets expected.
+    reference : object with ``U``, ``S``, ``Vh`` or a tuple, optional
+        Singular vectors to agree with (up to sign); default the float64 LAPACK SVD of ``A``.
+        Clusters of values the reference does not hold completely are not compared.
+    rtol : float, optional
+        Accuracy of an iterative method relative to :math:`\sigma_1`, replacing the
+        backward-stable :math:`\tau` (each singular value is then compared relatively).
+    factor : float, default 16
+        The constant :math:`c` of the tolerance.
+    check_vectors : bool, default True
+        Check the triplets, the reconstruction and the reference vectors (else the values).
+    sign_convention : bool, default False
+        Also check :mod:`lowrank.svd`'s sign rule: the largest-magnitude entry of each
+        column of ``U`` is real and positive.
+
+    Raises
+    ------
+    AssertionError
+        In this order: wrong shapes; ``S`` not real, finite, non-negative and descending;
+        ``U`` or ``V`` not orthonormal; ``S`` different from the reference values;
+        :math:`U^HAV \ne \operatorname{diag}(S)` (a flipped sign, a wrong pairing); a
+        triplet with a large residual :math:`\max(\|Av_i - \sigma_iu_i\|,
+        \|A^Hu_i - \sigma_iv_i\|)`; a reconstruction error :math:`\|A - U\Sigma V^H\|_F`
+        different from the optimum :math:`(\sum_{i>r}\sigma_i^2)^{1/2}`; vectors that differ
+        from the reference by more than the Wedin bound; the sign rule.
+    InputError
+        ``A`` not 2-D, ``rank`` out of range, a ``result`` or ``reference`` without
+        ``U, S, Vh``.
+
+    Notes
+    -----
+    Tolerances (see :mod:`lowrank.testing.tolerances`), with :math:`\varepsilon` that of the
+    coarsest dtype of the result:
+
+    * values, :math:`U^HAV - \operatorname{diag}(S)`:
+      :math:`\tau = c\,\varepsilon\sqrt{\max(m,n)}\,\sigma_1` (``rtol`` :math:`\sigma_1`
+      if given; each value then relative to itself);
+    * triplet residuals: :math:`\tau_v = \max(\tau, \sqrt{2r\tau\sigma_1})`. Rayleigh–Ritz
+      methods (randomized, Lanczos) give values whose error is quadratic in that of the
+      vectors, so values accurate to :math:`\tau` only imply residuals of
+      :math:`\sqrt{2r\tau\sigma_1}` (from :math:`\|AV - US\|_F^2 = \|AV\|_F^2 -
+      \|U^HAV\|_F^2 \le \sum_{i\le r}\sigma_i^2 - \sum_i S_i^2`);
+    * reconstruction: :math:`\sqrt{\min(m,n)}\,\tau`;
+    * vectors: singular vectors are determined only up to sign (phase) and, for a cluster
+      of (nearly) equal values, up to a rotation within the cluster, so they are compared
+      as subspaces, cluster by cluster, with tolerance :math:`2\sqrt{2c}\,\tau_v/\delta`
+      for a cluster of :math:`c` values at distance :math:`\delta` from the rest of the
+      spectrum (Wedin 1972). Values closer than :math:`\sqrt{\tau\sigma_1}` form a
+      cluster; numerically zero values are not compared.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank import truncated_svd
+    >>> A = np.diag([3.0, 2.0, 1.0])
+    >>> assert_valid_svd(truncated_svd(A, 2), A, rank=2, sign_convention=True)
+    >>> U, S, Vh = np.linalg.svd(A)
+    >>> U[:, 1] *= -1  # a flipped sign in one left singular vector
+    >>> assert_valid_svd((U[:, :2], S[:2], Vh[:2]), A, rank=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: U^H A V differs from diag(S) by 4 at (1, 1) > tolerance 1.85e-14: U[:, 1] ...
     """
-    a = np.asarray(A)
+    a = _as_float_array(A, "A")
+    if a.ndim != 2:
+        raise InputError(f"A must be a 2-D matrix; got shape {a.shape}")
     m, n = a.shape
-    U, S, Vh = np.asarray(result.U), np.asarray(result.S), np.asarray(result.Vh)
-    if U.shape != (m, rank) or S.shape != (rank,) or Vh.shape != (rank, n):
+    r = check_int(rank, name="rank", minimum=0, maximum=min(m, n))
+    fac = _check_factor(factor)
+    U, S, Vh = _triplets(result, "result")
+    if U.shape != (m, r) or S.shape != (r,) or Vh.shape != (r, n):
         raise AssertionError(
-            f"shapes U {U.shape}, S {S.shape}, Vh {Vh.shape}; expected ({m}, {rank}), "
-            f"({rank},), ({rank}, {n})"
+            f"shapes U {U.shape}, S {S.shape}, Vh {Vh.shape}; expected ({m}, {r}), "
+            f"({r},), ({r}, {n})"
         )
-    if S.dtype.kind != "f":
-        raise AssertionError(f"S must be real; got dtype {S.dtype}")
-    if rank and (np.any(S < 0) or np.any(np.diff(S) > 0)):
-        raise AssertionError(f"S must be non-negative and descending; got {S}")
-    if rank == 0:
+    if S.dtype.kind not in "fiu":
+        raise AssertionError(f"S must be real; got dtype {S.dtype.name}")
+    _finite(S, "S")
+    if r and float(np.min(S)) < 0:
+        raise AssertionError(f"S must be non-negative; S[{int(np.argmin(S))}] = {S.min()!r}")
+    rises = np.flatnonzero(np.diff(S.astype(np.float64)) > 0)
+    if rises.size:
+        i = int(rises[0])
+        raise AssertionError(f"S must be descending; S[{i}] = {S[i]!r} < S[{i + 1}] = {S[i + 1]!r}")
+    _finite(U, "U")
+    _finite(Vh, "Vh")
+    wide = _wide(a, U, Vh)
+    a64 = a.astype(wide)
+    if reference is None and check_vectors:
+        U_ref, sigma, Vh_ref = np.linalg.svd(a64, full_matrices=False)
+    else:
+        sigma = np.linalg.svd(a64, compute_uv=False)
+        U_ref = Vh_ref = np.zeros((0, 0))
+        if reference is not None:
+            U_ref, _, Vh_ref = _triplets(reference, "reference")
+            if U_ref.ndim != 2 or U_ref.shape[0] != m or Vh_ref.ndim != 2 or Vh_ref.shape[1] != n:
+                raise InputError(
+                    f"reference must have U of shape ({m}, k) and Vh of shape (k, {n}); got "
+                    f"{U_ref.shape} and {Vh_ref.shape}"
+                )
+    if r == 0:
         return
-    dtype = U.dtype
-    assert_orthonormal(U, name="U", factor=factor)
-    assert_orthonormal(Vh.conj().T, name="V", factor=factor)
-    _, S_ref, _ = _reference_svd(a)
-    assert_singular_values_close(S, S_ref[:rank], dtype=dtype, size=max(m, n), rtol=rtol,
-                                 factor=factor)
+    dtype = max((U.dtype, S.dtype, Vh.dtype), key=lambda d: coarsest_eps(d))
+    sigma_1 = float(sigma[0])
+    if rtol is not None:
+        tau = _check_rtol(rtol) * sigma_1
+    else:
+        tau = svd_tolerance(dtype, (m, n), sigma_1, factor=fac)
+    assert_orthonormal(U, name="U", factor=fac)
+    assert_orthonormal(Vh.conj().T, name="V", factor=fac)
+    assert_singular_values_close(S, sigma[:r], dtype=dtype, size=max(m, n), rtol=rtol, factor=fac)
     if not check_vectors:
         return
-    wide = np.complex128 if a.dtype.kind == "c" or dtype.kind == "c" else np.float64
-    core = U.astype(wide).conj().T @ a.astype(wide) @ Vh.astype(wide).conj().T
-    off = np.abs(core - np.diag(S.astype(np.float64)))
-    scale = float(S_ref[0])
-    tol = (rtol * scale) if rtol is not None else tolerance(dtype, size=max(m, n), scale=scale,
-                                                             factor=factor)
-    worst = float(off.max())
-    if not worst <= tol:
+    Uw, Vw, Sw = U.astype(wide), Vh.astype(wide).conj().T, S.astype(np.float64)
+    AV = a64 @ Vw
+    core = Uw.conj().T @ AV
+    off = np.abs(core - np.diag(Sw))
+    i, j = (int(x) for x in np.unravel_index(int(np.argmax(off)), off.shape))
+    if not float(off[i, j]) <= tau:
         raise AssertionError(
-            f"U^H A V differs from diag(S) by {worst:.3g} > tolerance {tol:.3g}: the vectors "
-            "are not singular vectors of A for these values"
+            f"U^H A V differs from diag(S) by {float(off[i, j]):.3g} at ({int(i)}, {int(j)}) > "
+            f"tolerance {tau:.3g}: U[:, {int(i)}] and V[:, {int(j)}] are not a pair of singular "
+            f"vectors for S[{int(i)}] = {float(Sw[i]):.6g} (a flipped sign or a wrong pairing?)"
+        )
+    tau_vec = max(tau, math.sqrt(2.0 * r * tau * sigma_1))
+    left = np.linalg.norm(AV - Uw * Sw, axis=0)
+    right = np.linalg.norm(a64.conj().T @ Uw - Vw * Sw, axis=0)
+    worst = int(np.argmax(np.maximum(left, right)))
+    if not max(float(left[worst]), float(right[worst])) <= tau_vec:
+        raise AssertionError(
+            f"triplet {worst} (singular value {float(S[worst]):.6g}) is not a singular triplet "
+            f"of A: ||A v - s u|| = {float(left[worst]):.3g}, ||A^H u - s v|| = "
+            f"{float(right[worst]):.3g} > tolerance {tau_vec:.3g}"
+        )
+    error = residual_norm(a, (U, S, Vh))
+    optimal = eym_error(sigma, r)
+    slack = math.sqrt(min(m, n)) * tau
+    if not abs(error - optimal) <= slack:
+        raise AssertionError(
+            f"||A - U diag(S) Vh||_F = {error:.6g} differs from the optimal rank-{r} error "
+            f"{optimal:.6g} by {abs(error - optimal):.3g} > tolerance {slack:.3g}"
+        )
+    cut = (U_ref.shape[1], U_ref.shape[1])
+    square = m == n
+    _check_reference("U", Uw, U_ref.astype(wide), sigma, cut, r, tau, tau_vec, square)
+    _check_reference("V", Vw, Vh_ref.astype(wide).conj().T, sigma, cut, r, tau, tau_vec, square)
+    if sign_convention:
+        _check_sign_rule(U, Vh, S, tolerance_for(U.dtype, size=m, factor=fac))
+
+
+# --------------------------------------------------------------------------- EYM optimality
+
+
+def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[Array], int | None]:
+    """Normalise the candidate to what :func:`residual_norm` takes; AssertionError on shapes."""
+    m, n = shape
+    if all(hasattr(candidate, attr) for attr in ("U", "S", "Vh")):
+        candidate = (candidate.U, candidate.S, candidate.Vh)
+    if isinstance(candidate, tuple) and len(candidate) == 3:
+        U, S, Vh = (np.asarray(x) for x in candidate)
+        if U.ndim != 2 or S.ndim != 1 or Vh.ndim != 2:
+            raise AssertionError(
+                f"candidate (U, S, Vh) must be 2-D, 1-D, 2-D; got shapes {U.shape}, {S.shape}, "
+                f"{Vh.shape}"
+            )
+        q = S.size
+        if U.shape != (m, q) or Vh.shape != (q, n):
+            raise AssertionError(
+                f"candidate (U, S, Vh) has shapes {U.shape}, {S.shape}, {Vh.shape}; expected "
+                f"({m}, {q}), ({q},), ({q}, {n})" + _transposed_hint(U, Vh, m, n)
+            )
+        return (U, S, Vh), [U, S, Vh], q
+    if isinstance(candidate, tuple) and len(candidate) == 2:
+        L, R = (np.asarray(x) for x in candidate)
+        if (
+            L.ndim != 2
+            or R.ndim != 2
+            or L.shape[0] != m
+            or R.shape[1] != n
+            or (L.shape[1] != R.shape[0])
+        ):
+            raise AssertionError(
+                f"candidate (L, R) has shapes {L.shape} and {R.shape}; expected ({m}, q) and "
+                f"(q, {n})" + _transposed_hint(L, R, m, n)
+            )
+        return (L, R), [L, R], int(L.shape[1])
+    if isinstance(candidate, tuple):
+        raise InputError(
+            f"candidate must be an array, (L, R), (U, S, Vh) or have U, S, Vh; got a tuple of "
+            f"{len(candidate)}"
+        )
+    X = np.asarray(candidate)
+    if X.shape != (m, n):
+        raise AssertionError(f"candidate has shape {X.shape}; expected the shape of A, {(m, n)}")
+    return X, [X], None
+
+
+def _transposed_hint(left: Array, right: Array, m: int, n: int) -> str:
+    if left.ndim == 2 and right.ndim == 2 and left.shape[1] == m and right.shape[0] == n:
+        return " (both factors look transposed)"
+    if left.ndim == 2 and left.shape[1] == m:
+        return " (the left factor looks transposed)"
+    if right.ndim == 2 and right.shape[0] == n:
+        return " (the right factor looks transposed)"
+    return ""
+
+
+def assert_near_optimal(
+    A: ArrayLike,
+    candidate: Any,
+    *,
+    rank: int | None = None,
+    rtol: float = 0.0,
+    norm: NormName = "fro",
+    p: float | None = None,
+    k: int | None = None,
+    singular_values: ArrayLike | None = None,
+    factor: float = DEFAULT_FACTOR,
+) -> None:
+    r"""Assert that a rank-r approximation is within a factor :math:`1 + \epsilon` of the
+    Eckart–Young–Mirsky optimum, and not better than it.
+
+    .. math::
+
+        e^\star - \tau \;\le\; \|A - X\| \;\le\; (1 + \epsilon)\,e^\star + \tau, \qquad
+        e^\star = \min_{\operatorname{rank}Y \le r}\|A - Y\| ,
+
+    with :math:`e^\star` from the singular values of ``A`` (:func:`lowrank.eym_error`),
+    :math:`\|A - X\|` computed in float64 (:func:`lowrank.residual_norm`) and :math:`\tau`
+    the rounding tolerance :func:`~lowrank.testing.tolerances.norm_tolerance` of the
+    coarsest dtype among ``A`` and the candidate. An error below the optimum is a bug: the
+    candidate has rank above ``r``, or the singular values are wrong.
+
+    Parameters
+    ----------
+    A : array_like, shape (m, n)
+        The matrix approximated.
+    candidate : array_like (m, n), ``(L, R)``, ``(U, S, Vh)`` or an object with ``U``, ``S``, ``Vh``
+        The approximation, dense or factored.
+    rank : int, optional
+        ``r``. Default: the inner dimension of a factored candidate, else the numerical rank
+        of the dense one.
+    rtol : float, default 0
+        :math:`\epsilon \ge 0`; 0 asks for the optimum to rounding (an exact truncated SVD).
+    norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
+    p, k : optional
+        Schatten exponent and Ky Fan order.
+    singular_values : array_like, optional
+        All singular values of ``A`` if known (e.g. :attr:`MatrixWithSpectrum.S
+        <lowrank.testing.cases.MatrixWithSpectrum.S>`); else computed in float64.
+    factor : float, default 16
+        The constant of the tolerance.
+
+    Raises
+    ------
+    AssertionError
+        The candidate's shapes do not fit ``A``, it is not finite, it beats the optimum, or
+        it exceeds :math:`(1+\epsilon)e^\star + \tau`.
+    InputError
+        A bad ``rank``, ``rtol``, ``norm``, ``p``, ``k`` or ``singular_values``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.diag([3.0, 2.0, 1.0])
+    >>> assert_near_optimal(A, (np.array([[3.0], [0], [0]]), np.array([[1.0, 0, 0]])))
+    >>> bad = np.diag([0.0, 2.0, 0.0])  # keeps the wrong direction
+    >>> assert_near_optimal(A, bad, rank=1)  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    AssertionError: the rank-1 candidate is not within a factor 1 + 0 of the ... optimum in the fro
+    norm: error 3.16228 vs optimal 2.23607, ratio 1 + 0.414 (tolerance 3.2e-14, dtype float64)
+    """
+    a = _as_float_array(A, "A")
+    if a.ndim != 2:
+        raise InputError(f"A must be a 2-D matrix; got shape {a.shape}")
+    m, n = a.shape
+    check_choice(norm, name="norm", choices=NORMS)
+    eps_rel = _check_rtol(rtol)
+    fac = _check_factor(factor)
+    form, arrays, inner = _candidate_parts(candidate, (m, n))
+    for x in arrays:
+        _finite(x, "candidate")
+    if rank is None:
+        rank = inner if inner is not None else int(np.linalg.matrix_rank(arrays[0]))
+    r = check_int(rank, name="rank", minimum=0, maximum=min(m, n), maximum_text="min(A.shape)")
+    if singular_values is None:
+        sigma = _singular_values(a.astype(_wide(a)), method="lapack")
+    else:
+        sigma = np.sort(np.asarray(singular_values, dtype=np.float64).ravel())[::-1]
+        if sigma.size != min(m, n):
+            raise InputError(
+                f"singular_values must hold all min(A.shape) = {min(m, n)} values; got {sigma.size}"
+            )
+    optimal = eym_error(sigma, r, norm=norm, p=p, k=k)
+    error = residual_norm(a, form, norm=norm, p=p, k=k)
+    dtype = max([a.dtype, *(x.dtype for x in arrays)], key=lambda d: coarsest_eps(d))
+    top = float(sigma[0]) if sigma.size else 0.0
+    tol = norm_tolerance(dtype, (m, n), top, norm=norm, p=p, k=k, factor=fac)
+    label = (
+        f"{norm} norm"
+        if norm not in ("schatten", "ky_fan")
+        else (f"Schatten-{p} norm" if norm == "schatten" else f"Ky Fan {k}-norm")
+    )
+    if error < optimal - tol:
+        extra = f" (its factors have inner dimension {inner})" if inner is not None else ""
+        raise AssertionError(
+            f"the rank-{r} candidate beats the Eckart-Young-Mirsky optimum in the {label}: "
+            f"error {error:.6g} < optimal {optimal:.6g} by {optimal - error:.3g} > tolerance "
+            f"{tol:.3g}. No matrix of rank <= {r} can do that: the candidate has rank > {r}"
+            f"{extra}, or the singular values are wrong"
+        )
+    if not error <= (1.0 + eps_rel) * optimal + tol:
+        excess = error / optimal - 1.0 if optimal > 0 else math.inf
+        raise AssertionError(
+            f"the rank-{r} candidate is not within a factor 1 + {eps_rel:g} of the "
+            f"Eckart-Young-Mirsky optimum in the {label}: error {error:.6g} vs optimal "
+            f"{optimal:.6g}, ratio 1 + {excess:.3g} (tolerance {tol:.3g}, dtype {_name(dtype)})"
+        )
+
+
+# --------------------------------------------------------------------------- LoRA
+
+
+def _real_scaling(scaling: object) -> float:
+    if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real):
+        raise InputError(f"scaling must be a real number; got {scaling!r}")
+    s = float(scaling)
+    if not math.isfinite(s):
+        raise InputError(f"scaling must be finite; got {scaling!r}")
+    return s
+
+
+def _lora_shapes(W: Array, W_res: Array, A: Array, B: Array) -> None:
+    if W.ndim != 2:
+        raise AssertionError(f"W must be 2-D (out, in); got shape {W.shape}")
+    out_f, in_f = W.shape
+    if W_res.shape != W.shape:
+        raise AssertionError(f"W_res has shape {W_res.shape}; W has shape {W.shape}")
+    if A.ndim != 2 or B.ndim != 2:
+        raise AssertionError(f"A and B must be 2-D; got shapes {A.shape} and {B.shape}")
+    r = A.shape[0]
+    if A.shape[1] == out_f and B.shape[0] == in_f and A.shape[1] != in_f:
+        raise AssertionError(
+            f"A has shape {A.shape} and B {B.shape}: they look swapped; with W of shape "
+            f"(out, in) = {W.shape}, PEFT's lora_A is (r, in) and lora_B is (out, r)"
+        )
+    if A.shape[1] != in_f:
+        hint = " (transposed? it looks like (in, r))" if A.shape[0] == in_f else ""
+        raise AssertionError(f"A has shape {A.shape}; PEFT's lora_A is (r, in) = (r, {in_f}){hint}")
+    if B.shape != (out_f, r):
+        hint = " (transposed? it looks like (r, out))" if B.shape == (r, out_f) else ""
+        raise AssertionError(
+            f"B has shape {B.shape}; PEFT's lora_B is (out, r) = {(out_f, r)}{hint}"
+        )
+
+
+def assert_lora_reconstruction(
+    W: ArrayLike,
+    W_res: ArrayLike,
+    A: ArrayLike,
+    B: ArrayLike,
+    scaling: float,
+    *,
+    factor: float = DEFAULT_FACTOR,
+    atol: float | None = None,
+) -> None:
+    r"""Assert the LoRA identity :math:`W_{res} + s\,BA = W` (PEFT shapes and scaling).
+
+    Covers merging (:math:`W_{res}` the base weight, :math:`W` the merged one) and
+    extraction (PiSSA: :math:`W` the original, :math:`W_{res}` the residual base).
+
+    Parameters
+    ----------
+    W : array_like, shape (out, in)
+        The full weight.
+    W_res : array_like, shape (out, in)
+        The base (residual) weight.
+    A : array_like, shape (r, in)
+        ``lora_A``.
+    B : array_like, shape (out, r)
+        ``lora_B``.
+    scaling : float
+        :math:`s = \alpha/r` (or :math:`\alpha/\sqrt r` with rsLoRA).
+    factor : float, default 16
+        The constant of the tolerance.
+    atol : float, optional
+        An absolute tolerance on the Frobenius norm instead of the default.
+
+    Raises
+    ------
+    AssertionError
+        Shapes that do not follow PEFT (with a hint when a factor looks transposed or the
+        two are swapped), non-finite entries, or
+        :math:`\|W_{res} + s\,BA - W\|_F > \tau`.
+
+    Notes
+    -----
+    The check is computed in float64 from the factors, row block by row block. The
+    tolerance is that of the coarsest dtype among the four arrays,
+
+    .. math:: \tau = c\,\varepsilon\,\sqrt{\max(\text{out}, \text{in}, r)}\,
+       \big(\|W\|_F + \|W_{res}\|_F + |s|\,\|B\|_F\|A\|_F\big),
+
+    since rounding the product :math:`BA` (accumulated over :math:`r`) and the sum is
+    bounded by :math:`\varepsilon` times the magnitudes of the terms, and an SVD-based
+    extraction adds :math:`\varepsilon\sqrt{\max(\text{out},\text{in})}\|W\|_2`. A wrong
+    scaling, a transposed square factor or a wrong rank changes the sum by
+    :math:`O(\|s\,BA\|_F)`, far above :math:`\tau`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> W = rng.standard_normal((4, 3)); A = rng.standard_normal((2, 3))
+    >>> B = rng.standard_normal((4, 2)); s = 8.0 / 2
+    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, s)
+    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, 8.0 / np.sqrt(2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: W_res + s*B@A differs from W: ||W_res + s*B@A - W||_F = 6.08 > tolerance ...
+    """
+    arrays = [
+        _as_float_array(x, name) for x, name in ((W, "W"), (W_res, "W_res"), (A, "A"), (B, "B"))
+    ]
+    w, w_res, a, b = arrays
+    s = _real_scaling(scaling)
+    fac = _check_factor(factor)
+    _lora_shapes(w, w_res, a, b)
+    for x, name in zip(arrays, ("W", "W_res", "A", "B"), strict=True):
+        _finite(x, name)
+    out_f, in_f = w.shape
+    r = a.shape[0]
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    rows = max(1, (1 << 20) // max(in_f, 1))
+    squares: list[float] = []
+    worst, where = 0.0, (0, 0)
+    for start in range(0, out_f, rows):
+        stop = min(out_f, start + rows)
+        block = w_res[start:stop].astype(np.float64) + s * (b64[start:stop] @ a64)
+        block -= w[start:stop].astype(np.float64)
+        squares.append(frobenius_norm(block))
+        if block.size:
+            i = int(np.argmax(np.abs(block)))
+            if abs(float(block.flat[i])) > worst:
+                worst = abs(float(block.flat[i]))
+                where = (start + i // in_f, i % in_f)
+    err = float(np.sqrt(np.sum(np.square(squares))))
+    magnitude = frobenius_norm(w) + frobenius_norm(w_res)
+    magnitude += abs(s) * frobenius_norm(b) * frobenius_norm(a)
+    if atol is not None:
+        tol = check_positive_float(atol, name="atol", allow_zero=True)
+    else:
+        tol = tolerance_for(
+            w.dtype,
+            w_res.dtype,
+            a.dtype,
+            b.dtype,
+            size=max(out_f, in_f, r),
+            scale=magnitude,
+            factor=fac,
+        )
+    if not err <= tol:
+        dtype = max((x.dtype for x in arrays), key=lambda d: coarsest_eps(d))
+        raise AssertionError(
+            f"W_res + s*B@A differs from W: ||W_res + s*B@A - W||_F = {err:.3g} > tolerance "
+            f"{tol:.3g} (relative to ||W||_F: {err / max(frobenius_norm(w), 1e-300):.3g}); "
+            f"largest entry error {worst:.3g} at {where}; out={out_f}, in={in_f}, r={r}, "
+            f"s={s!r}, dtype {_name(dtype)}"
+        )
+
+
+def assert_adapters_agree(
+    first: Callable[[Array], ArrayLike],
+    second: Callable[[Array], ArrayLike],
+    *,
+    in_features: int,
+    batch: int = 16,
+    dtype: Any = np.float64,
+    rng: RNGLike = 0,
+    inputs: ArrayLike | None = None,
+    factor: float = DEFAULT_FACTOR,
+    rtol: float | None = None,
+) -> None:
+    r"""Assert that two layers (callables ``x -> y``) give the same outputs on random inputs.
+
+    For example an unmerged LoRA layer :math:`y = xW^\top + s\,(xA^\top)B^\top` against its
+    merged weight :math:`y = x(W + s\,BA)^\top`, or a GPU kernel against the NumPy
+    reference :mod:`lowrank.adapter`.
+
+    Parameters
+    ----------
+    first, second : callable
+        Each maps ``x`` of shape ``(batch, in_features)`` to ``y`` of shape
+        ``(batch, ...)``.
+    in_features : int
+        The width of the inputs.
+    batch : int, default 16
+        The number of random inputs (rows of ``x``).
+    dtype : dtype, default float64
+        The dtype of the inputs (float16, bfloat16, float32, float64, complex).
+    rng : None, int or numpy.random.Generator, default 0
+        Source of the standard Gaussian inputs.
+    inputs : array_like, optional
+        Explicit inputs instead of random ones.
+    factor : float, default 16
+        The constant of the tolerance.
+    rtol : float, optional
+        Tolerance relative to :math:`\max|y|` instead of the default.
+
+    Raises
+    ------
+    AssertionError
+        Outputs of different shapes or with NaN/inf, or
+        :math:`\max|y_1 - y_2| > \tau = c\,\varepsilon\sqrt{\text{in}}\,\max(|y_1|, |y_2|)`
+        (:math:`\varepsilon` of the coarsest dtype among inputs and outputs: each output is
+        an inner product of length ``in_features``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> W = rng.standard_normal((3, 5)); A = rng.standard_normal((2, 5))
+    >>> B = rng.standard_normal((3, 2)); s = 0.5
+    >>> unmerged = lambda x: x @ W.T + s * (x @ A.T) @ B.T
+    >>> merged = lambda x: x @ (W + s * B @ A).T
+    >>> assert_adapters_agree(unmerged, merged, in_features=5)
+    >>> assert_adapters_agree(unmerged, lambda x: x @ W.T, in_features=5)
+    Traceback (most recent call last):
+    ...
+    AssertionError: the adapters disagree on 16 of 16 inputs: max |first(x) - second(x)| = ...
+    """
+    fac = _check_factor(factor)
+    if inputs is None:
+        width = check_int(in_features, name="in_features", minimum=1)
+        count = check_int(batch, name="batch", minimum=1)
+        gen = normalize_rng(rng)
+        dt = np.dtype(dtype)
+        x64: Array = gen.standard_normal((count, width))
+        if dt.kind == "c":
+            x64 = x64 + 1j * gen.standard_normal((count, width))
+        x = x64.astype(dt)
+    else:
+        x = _as_float_array(inputs, "inputs")
+        if x.ndim < 2:
+            raise InputError(f"inputs must have shape (batch, in_features); got {x.shape}")
+        width = int(x.shape[-1])
+    y1 = _as_float_array(first(x), "first(x)")
+    y2 = _as_float_array(second(x), "second(x)")
+    if y1.shape != y2.shape:
+        raise AssertionError(f"first(x) has shape {y1.shape} but second(x) has shape {y2.shape}")
+    _finite(y1, "first(x)")
+    _finite(y2, "second(x)")
+    if y1.size == 0:
+        return
+    wide = _wide(y1, y2)
+    d = np.abs(y1.astype(wide) - y2.astype(wide)).reshape(y1.shape[0], -1)
+    scale = max(float(np.max(np.abs(y1.astype(wide)))), float(np.max(np.abs(y2.astype(wide)))))
+    if rtol is not None:
+        tol = _check_rtol(rtol) * scale
+        how = f"rtol {rtol:g} x max|y| {scale:.3g}"
+    else:
+        tol = tolerance_for(x.dtype, y1.dtype, y2.dtype, size=width, scale=scale, factor=fac)
+        how = (
+            f"{fac:g} eps({_name(max((x.dtype, y1.dtype, y2.dtype), key=coarsest_eps))}) "
+            f"sqrt(in_features={width}) max|y| {scale:.3g}"
+        )
+    worst = float(d.max())
+    if not worst <= tol:
+        bad = int(np.count_nonzero(d.max(axis=1) > tol))
+        row, col = np.unravel_index(int(np.argmax(d)), d.shape)
+        raise AssertionError(
+            f"the adapters disagree on {bad} of {d.shape[0]} inputs: max |first(x) - second(x)| "
+            f"= {worst:.3g} at input {int(row)}, output {int(col)} > tolerance {tol:.3g} "
+            f"(= {how})"
         )

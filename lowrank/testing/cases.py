@@ -1,0 +1,504 @@
+r"""Generated test cases: small frozen containers and the pure-NumPy constructions behind the
+strategies of :mod:`lowrank.testing.strategies`.
+
+Nothing here imports Hypothesis. Each container keeps what the construction knows *exactly*
+(the spectrum and singular vectors of a matrix built as :math:`U\operatorname{diag}(S)V^H`,
+the noise added to a low-rank signal, the spikes planted in a random bulk, the factors of a
+LoRA adapter), so that a property test can compare against known values instead of
+computing another SVD.
+
+Every matrix is built in float64 (complex128) and rounded once to the requested dtype; the
+exact values describe the float64 matrix, and the rounding moves each singular value by at
+most :math:`u\,\|A\|_F` (Weyl), well inside :attr:`MatrixWithSpectrum.spectrum_tolerance`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lowrank._typing import Array, ArrayLike, NormName, RNGLike
+from lowrank._validation import normalize_rng
+from lowrank.approx import eym_error
+from lowrank.errors import InputError, ShapeError
+from lowrank.testing.tolerances import DEFAULT_FACTOR, svd_tolerance
+
+__all__ = [
+    "LoRAFactors",
+    "MatrixWithSpectrum",
+    "NoisyLowRank",
+    "WeightLike",
+    "haar_orthonormal",
+    "householder_orthonormal",
+    "matrix_with_spectrum",
+    "random_lora_factors",
+    "weight_like_matrix",
+]
+
+
+def _wide(dtype: Any) -> type[np.floating[Any]] | type[np.complexfloating[Any, Any]]:
+    return np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+
+
+def _summary(a: Array, limit: int = 36) -> str:
+    if a.size <= limit:
+        text = np.array2string(a, precision=4, separator=", ", max_line_width=10**6)
+        return " ".join(text.split())
+    return f"<{a.shape} array>"
+
+
+def haar_orthonormal(n: int, k: int, *, complex_: bool = False, rng: RNGLike = None) -> Array:
+    r"""An n×k matrix with orthonormal columns, Haar-distributed (uniform on the Stiefel
+    manifold), in float64 (complex128 with ``complex_``).
+
+    QR of a Gaussian matrix with the signs (phases) of :math:`\operatorname{diag} R` moved
+    into :math:`Q`, which makes the distribution exactly Haar (Mezzadri 2007).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Q = haar_orthonormal(5, 3, rng=0)
+    >>> bool(np.allclose(Q.T @ Q, np.eye(3)))
+    True
+    """
+    if k > n:
+        raise InputError(f"k must satisfy 0 <= k <= n = {n}; got {k}")
+    gen = normalize_rng(rng)
+    z = gen.standard_normal((n, k))
+    if complex_:
+        z = z + 1j * gen.standard_normal((n, k))
+    if k == 0:
+        return z
+    q, r = np.linalg.qr(z)
+    d = np.diag(r)
+    phase = np.where(np.abs(d) > 0, d / np.where(np.abs(d) > 0, np.abs(d), 1.0), 1.0)
+    return np.ascontiguousarray(q * phase)
+
+
+def householder_orthonormal(n: int, k: int, vectors: Sequence[ArrayLike]) -> Array:
+    r"""The first ``k`` columns of the product of Householder reflections
+    :math:`H(v) = I - 2\,vv^H/(v^Hv)`, one per vector in ``vectors`` (zero vectors are
+    skipped, so no vectors give the identity).
+
+    With small integer vectors the result is structured: signed permutations, exact zeros,
+    ties in magnitude. Complex vectors give a unitary matrix.
+
+    Examples
+    --------
+    >>> householder_orthonormal(3, 2, [[1, -1, 0]])  # swaps the first two coordinates
+    array([[0., 1.],
+           [1., 0.],
+           [0., 0.]])
+    """
+    vs = [np.asarray(v) for v in vectors]
+    complex_ = any(v.dtype.kind == "c" for v in vs)
+    q: Array = np.eye(n, k, dtype=np.complex128 if complex_ else np.float64)
+    for v in reversed(vs):
+        if v.shape != (n,):
+            raise ShapeError(f"each Householder vector must have shape ({n},); got {v.shape}")
+        vv = v.astype(q.dtype)
+        norm2 = float(np.real(np.vdot(vv, vv)))
+        if norm2 == 0.0:
+            continue
+        q = q - np.outer(vv, (2.0 / norm2) * (vv.conj() @ q))
+    return q
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixWithSpectrum:
+    r"""A matrix :math:`A = U\operatorname{diag}(S)V^H` together with its exact SVD.
+
+    Attributes
+    ----------
+    A : ndarray, shape (m, n)
+        The matrix in the requested dtype (the float64 product, rounded once).
+    S : ndarray, shape (min(m, n),)
+        Its singular values, float64, descending, exact for the float64 product; trailing
+        zeros are exact zeros (rank-deficient).
+    U : ndarray, shape (m, min(m, n))
+        Left singular vectors, float64 or complex128, orthonormal to float64 rounding.
+    Vh : ndarray, shape (min(m, n), n)
+        Right singular vectors (conjugate-transposed).
+    factors : str
+        How ``U`` and ``Vh`` were made: ``"haar"``, ``"householder"`` or ``"given"``.
+    """
+
+    A: Array
+    S: Array
+    U: Array
+    Vh: Array
+    factors: str = "given"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)``."""
+        return (int(self.A.shape[0]), int(self.A.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of :attr:`A`."""
+        return self.A.dtype
+
+    @property
+    def rank(self) -> int:
+        """The exact rank: the number of non-zero entries of :attr:`S`."""
+        return int(np.count_nonzero(self.S))
+
+    @property
+    def spectrum_tolerance(self) -> float:
+        r"""How far the singular values of :attr:`A` may be from :attr:`S` (absolute).
+
+        :func:`~lowrank.testing.tolerances.svd_tolerance` of the dtype,
+        :math:`16\,\varepsilon\sqrt{\max(m,n)}\,S_0`: it covers the rounding of the float64
+        product (:math:`\lesssim \varepsilon_{64}\sqrt{k}\,S_0`) and of the cast to
+        ``dtype`` (:math:`\le u\,\|A\|_F \le u\sqrt{k}\,S_0`), and also a backward-stable
+        SVD of :attr:`A` in ``dtype``.
+        """
+        top = float(self.S[0]) if self.S.size else 0.0
+        return svd_tolerance(self.dtype, self.shape, top, factor=DEFAULT_FACTOR)
+
+    def optimal_error(
+        self, rank: int, *, norm: NormName = "fro", p: float | None = None, k: int | None = None
+    ) -> float:
+        r"""The Eckart–Young–Mirsky optimum :math:`\min_{\operatorname{rank}X\le r}\|A - X\|`,
+        from the exact :attr:`S` (see :func:`lowrank.eym_error`)."""
+        return eym_error(self.S, rank, norm=norm, p=p, k=k)
+
+    def truncation(self, rank: int) -> Array:
+        r"""The best rank-``rank`` approximation :math:`U_r\operatorname{diag}(S_r)V_r^H` from
+        the exact factors, in float64 (complex128)."""
+        if not 0 <= rank <= self.S.size:
+            raise InputError(
+                f"rank must satisfy 0 <= rank <= min(A.shape) = {self.S.size}; got {rank}"
+            )
+        return (self.U[:, :rank] * self.S[:rank]) @ self.Vh[:rank]
+
+    def __repr__(self) -> str:
+        return (
+            f"MatrixWithSpectrum(shape={self.shape}, dtype={self.dtype.name}, "
+            f"factors={self.factors!r}, S={_summary(self.S)}, A={_summary(self.A)})"
+        )
+
+
+def matrix_with_spectrum(
+    S: ArrayLike,
+    shape: tuple[int, int],
+    *,
+    dtype: Any = np.float64,
+    rng: RNGLike = None,
+) -> MatrixWithSpectrum:
+    r"""A matrix of the given shape whose singular values are ``S`` (padded with zeros),
+    with Haar-random singular vectors.
+
+    Parameters
+    ----------
+    S : array_like, shape (q,)
+        Non-negative values, ``q <= min(shape)``; sorted descending here.
+    shape : (int, int)
+        ``(m, n)``.
+    dtype : float32, float64, complex64 or complex128
+        Complex dtypes get unitary factors.
+    rng : None, int or numpy.random.Generator
+        Source of the factors.
+
+    Returns
+    -------
+    MatrixWithSpectrum
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> case = matrix_with_spectrum([3.0, 1.0], (4, 3), rng=0)
+    >>> case.S
+    array([3., 1., 0.])
+    >>> bool(np.allclose(np.linalg.svd(case.A, compute_uv=False), case.S))
+    True
+    """
+    m, n = (int(shape[0]), int(shape[1]))
+    q = min(m, n)
+    s = np.sort(np.asarray(S, dtype=np.float64).ravel())[::-1]
+    if s.size > q:
+        raise ShapeError(f"S must have at most min(shape) = {q} values; got {s.size}")
+    if s.size and not (np.all(np.isfinite(s)) and float(s.min()) >= 0.0):
+        raise InputError(f"S must be finite and non-negative; got {s}")
+    s = np.concatenate([s, np.zeros(q - s.size)])
+    gen = normalize_rng(rng)
+    complex_ = np.dtype(dtype).kind == "c"
+    U = haar_orthonormal(m, q, complex_=complex_, rng=gen)
+    V = haar_orthonormal(n, q, complex_=complex_, rng=gen)
+    return _build_matrix(s, U, V.conj().T, dtype=dtype, factors="haar")
+
+
+def _build_matrix(S: Array, U: Array, Vh: Array, *, dtype: Any, factors: str) -> MatrixWithSpectrum:
+    """``U diag(S) Vh`` in float64 (complex128), rounded to ``dtype``; no validation."""
+    wide = _wide(dtype)
+    A64 = (U.astype(wide) * S) @ Vh.astype(wide)
+    with np.errstate(over="ignore"):
+        A = A64.astype(dtype)
+    return MatrixWithSpectrum(A=A, S=S, U=U, Vh=Vh, factors=factors)
+
+
+@dataclass(frozen=True, eq=False)
+class NoisyLowRank:
+    r"""A low-rank signal plus dense noise: :math:`A = L + E`, :math:`\operatorname{rank}L = r`.
+
+    Attributes
+    ----------
+    A : ndarray, shape (m, n)
+        :math:`L + E` in the requested dtype.
+    signal : MatrixWithSpectrum
+        :math:`L` with its exact SVD (``signal.S`` has ``rank`` non-zero values).
+    noise : ndarray, shape (m, n)
+        :math:`E` in float64 (complex128), Gaussian, scaled so that
+        :math:`\|E\|_F = \nu\,\|L\|_F`.
+    noise_level : float
+        :math:`\nu`.
+
+    Notes
+    -----
+    :math:`L` is a rank-r candidate, so the optimum satisfies
+    :math:`\min_{\operatorname{rank}X\le r}\|A - X\| \le \|E\|` in every unitarily invariant
+    norm, and by Weyl :math:`|\sigma_i(A) - \sigma_i(L)| \le \|E\|_2`.
+    """
+
+    A: Array
+    signal: MatrixWithSpectrum
+    noise: Array
+    noise_level: float
+
+    @property
+    def rank(self) -> int:
+        """The rank of the signal."""
+        return self.signal.rank
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)``."""
+        return self.signal.shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of :attr:`A`."""
+        return self.A.dtype
+
+    def noise_norm(self, norm: NormName = "fro") -> float:
+        r""":math:`\|E\|` in ``"fro"``, ``"spectral"`` or ``"nuclear"`` norm (float64)."""
+        values = np.linalg.svd(self.noise, compute_uv=False)
+        if norm == "fro":
+            return float(np.sqrt(np.sum(values**2)))
+        if norm == "spectral":
+            return float(values[0]) if values.size else 0.0
+        if norm == "nuclear":
+            return float(np.sum(values))
+        raise InputError(f"norm must be one of 'fro', 'spectral', 'nuclear'; got {norm!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"NoisyLowRank(shape={self.shape}, dtype={self.dtype.name}, rank={self.rank}, "
+            f"noise_level={self.noise_level!r}, signal_S={_summary(self.signal.S)})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class WeightLike:
+    r"""A "weight-like" matrix: a Marchenko–Pastur bulk with a few planted spikes,
+
+    .. math:: A = \sigma\Big(\frac{G}{\sqrt{N}} + \sum_j \theta_j\, u_j v_j^H\Big),
+       \qquad N = \max(m, n),
+
+    with :math:`G` standard Gaussian and :math:`u_j, v_j` orthonormal. As the size grows
+    the singular values of the bulk fill :math:`\sigma[1 - \sqrt\gamma, 1 + \sqrt\gamma]`,
+    :math:`\gamma = \min(m,n)/\max(m,n)`, and a spike with :math:`\theta > \gamma^{1/4}`
+    separates from it (Benaych-Georges & Nadakuditi 2012). The flat bulk is the hard case
+    for randomized and Krylov SVDs.
+
+    Attributes
+    ----------
+    A : ndarray, shape (m, n)
+    spikes : ndarray, shape (j,)
+        :math:`\theta_j`, descending (may be empty).
+    scale : float
+        :math:`\sigma`.
+    """
+
+    A: Array
+    spikes: Array
+    scale: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)``."""
+        return (int(self.A.shape[0]), int(self.A.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of :attr:`A`."""
+        return self.A.dtype
+
+    @property
+    def aspect(self) -> float:
+        r""":math:`\gamma = \min(m, n) / \max(m, n)`."""
+        return min(self.shape) / max(self.shape)
+
+    @property
+    def bulk_edge(self) -> float:
+        r"""The asymptotic upper edge of the bulk, :math:`\sigma(1 + \sqrt\gamma)`."""
+        return self.scale * (1.0 + math.sqrt(self.aspect))
+
+    def __repr__(self) -> str:
+        return (
+            f"WeightLike(shape={self.shape}, dtype={self.dtype.name}, scale={self.scale!r}, "
+            f"spikes={_summary(self.spikes)})"
+        )
+
+
+def weight_like_matrix(
+    shape: tuple[int, int],
+    *,
+    spikes: ArrayLike = (),
+    scale: float = 1.0,
+    dtype: Any = np.float64,
+    rng: RNGLike = None,
+) -> WeightLike:
+    r"""A :class:`WeightLike` matrix: Marchenko–Pastur bulk of scale ``scale`` plus ``spikes``.
+
+    Examples
+    --------
+    >>> case = weight_like_matrix((30, 20), spikes=[5.0], rng=0)
+    >>> case.bulk_edge  # 1 + sqrt(20/30)
+    1.816496580927726
+    >>> import numpy as np
+    >>> s = np.linalg.svd(case.A, compute_uv=False)
+    >>> bool(s[0] > 4.5 and s[1] < 2.0)  # the spike stands out of the bulk
+    True
+    """
+    m, n = shape
+    gen = normalize_rng(rng)
+    complex_ = np.dtype(dtype).kind == "c"
+    theta = np.sort(np.asarray(spikes, dtype=np.float64).ravel())[::-1]
+    if theta.size > min(m, n):
+        raise ShapeError(f"at most min(shape) = {min(m, n)} spikes; got {theta.size}")
+    G = gen.standard_normal((m, n))
+    if complex_:
+        G = (G + 1j * gen.standard_normal((m, n))) / math.sqrt(2.0)
+    A64 = G / math.sqrt(max(m, n))
+    if theta.size:
+        U = haar_orthonormal(m, theta.size, complex_=complex_, rng=gen)
+        V = haar_orthonormal(n, theta.size, complex_=complex_, rng=gen)
+        A64 = A64 + (U * theta) @ V.conj().T
+    return WeightLike(A=(scale * A64).astype(dtype), spikes=theta, scale=float(scale))
+
+
+@dataclass(frozen=True, eq=False)
+class LoRAFactors:
+    r"""A LoRA adapter with PEFT's conventions: :math:`W' = W + s\,BA`.
+
+    Attributes
+    ----------
+    W : ndarray, shape (out, in)
+        The base weight (``torch.nn.Linear.weight``).
+    A : ndarray, shape (r, in)
+        ``lora_A``.
+    B : ndarray, shape (out, r)
+        ``lora_B``.
+    scaling : float
+        :math:`s = \alpha / r`, or :math:`\alpha/\sqrt r` with rsLoRA.
+    alpha : float
+        ``lora_alpha``.
+    use_rslora : bool
+        Whether ``scaling`` is rank-stabilised.
+
+    Iterating gives ``(W, A, B, scaling)``, so ``W, A, B, s = factors`` works.
+    """
+
+    W: Array
+    A: Array
+    B: Array
+    scaling: float
+    alpha: float
+    use_rslora: bool
+
+    @property
+    def rank(self) -> int:
+        """``r``, the inner dimension."""
+        return int(self.A.shape[0])
+
+    @property
+    def out_features(self) -> int:
+        """``out``."""
+        return int(self.W.shape[0])
+
+    @property
+    def in_features(self) -> int:
+        """``in``."""
+        return int(self.W.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of the arrays."""
+        return self.W.dtype
+
+    def delta_weight(self) -> Array:
+        r""":math:`\Delta W = s\,BA`, computed in float64 from the stored factors."""
+        return self.scaling * (self.B.astype(np.float64) @ self.A.astype(np.float64))
+
+    def merged(self) -> Array:
+        r""":math:`W + s\,BA` in float64 from the stored arrays (the exact merge)."""
+        return self.W.astype(np.float64) + self.delta_weight()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.W, self.A, self.B, self.scaling))
+
+    def __repr__(self) -> str:
+        return (
+            f"LoRAFactors(out={self.out_features}, in={self.in_features}, r={self.rank}, "
+            f"dtype={self.dtype.name}, alpha={self.alpha!r}, use_rslora={self.use_rslora}, "
+            f"scaling={self.scaling!r}, B_is_zero={not np.any(self.B)})"
+        )
+
+
+def random_lora_factors(
+    out_features: int,
+    in_features: int,
+    rank: int,
+    *,
+    alpha: float = 16.0,
+    use_rslora: bool = False,
+    b_init: str = "gaussian",
+    dtype: Any = np.float64,
+    rng: RNGLike = None,
+) -> LoRAFactors:
+    r"""Random LoRA factors: :math:`W \sim \mathcal N(0, 1/\text{in})`, ``A`` PEFT's default
+    (Kaiming-uniform, :math:`U(-1/\sqrt{\text{in}}, 1/\sqrt{\text{in}})`), ``B`` zeros (PEFT's
+    initialisation) or :math:`\mathcal N(0, 1/r)` (``"gaussian"``, a trained adapter).
+
+    Examples
+    --------
+    >>> f = random_lora_factors(6, 4, 2, alpha=8.0, rng=0)
+    >>> f.W.shape, f.A.shape, f.B.shape, f.scaling
+    ((6, 4), (2, 4), (6, 2), 4.0)
+    >>> W, A, B, s = f
+    """
+    if b_init not in ("zeros", "gaussian"):
+        raise InputError(f"b_init must be one of 'zeros', 'gaussian'; got {b_init!r}")
+    gen = normalize_rng(rng)
+    bound = 1.0 / math.sqrt(in_features)
+    W = gen.standard_normal((out_features, in_features)) * bound
+    A = gen.uniform(-bound, bound, size=(rank, in_features))
+    if b_init == "zeros":
+        B = np.zeros((out_features, rank))
+    else:
+        B = gen.standard_normal((out_features, rank)) / math.sqrt(rank)
+    scaling = alpha / math.sqrt(rank) if use_rslora else alpha / rank
+    return LoRAFactors(
+        W=W.astype(dtype),
+        A=A.astype(dtype),
+        B=B.astype(dtype),
+        scaling=float(scaling),
+        alpha=float(alpha),
+        use_rslora=bool(use_rslora),
+    )
