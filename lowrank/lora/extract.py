@@ -37,14 +37,13 @@ from numpy.typing import DTypeLike
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
 from lowrank._validation import check_choice, check_int, normalize_rng
 from lowrank.curves import select_rank
-from lowrank.errors import InputError, RankError, ShapeError
+from lowrank.errors import DTypeError, InputError, RankError, ShapeError
 from lowrank.lora._common import (
     check_alpha,
     check_bool,
     check_lora_rank,
     lora_scaling,
     split_triplets,
-    storage_dtype,
     weight_view,
 )
 from lowrank.lora.config import LoRAConfig, anchored_patterns
@@ -117,7 +116,9 @@ def _output_dtype(dtype: DTypeLike | None, default: np.dtype[Any]) -> np.dtype[A
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise InputError(f"dtype must be a NumPy dtype; got {dtype!r} ({exc})") from None
-    return storage_dtype(dt, name="dtype")
+    if dt.name not in ("float16", "bfloat16", "float32", "float64"):
+        raise DTypeError(f"dtype must be float16, bfloat16, float32 or float64; got {dt.name}")
+    return dt
 
 
 def _select(res: TruncatedSVD, rel_tol: float | None, energy: float | None, limit: int) -> int:
