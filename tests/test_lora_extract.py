@@ -28,7 +28,7 @@ def task(rng, shape=(30, 20), spectrum=None):
 
 
 def test_rank_extraction_is_eym_optimal_with_exact_error(rng):
-    W0, W1, s = task(rng)
+    W0, W1, _s = task(rng)
     ex = extract(W0, W1, rank=4)
     delta = W1 - W0
     U, S, Vh = np.linalg.svd(delta)
@@ -78,7 +78,7 @@ def test_selection_is_the_smallest_rank_meeting_the_target(rng, target, expected
 def test_selection_with_a_partial_spectrum_uses_the_exact_norm(rng):
     # ΔW with a heavy flat tail: 5 large values and 15 of 0.5. Energy of the top 5 against
     # their own sum would be 100%; against the exact ||ΔW||_F it is 25 / (25 + 3.75) = 87%.
-    W0, W1, s = task(rng, spectrum=[1.0] * 5 + [0.5] * 15)
+    W0, W1, _s = task(rng, spectrum=[1.0] * 5 + [0.5] * 15)
     ex = extract(W0, W1, energy=0.9, max_rank=5, method="randomized", n_iter=6, rng=0)
     assert ex.rank == 5  # capped at max_rank: the target was not reachable
     assert ex.energy == pytest.approx(5 / (5 + 15 * 0.25), rel=1e-6)
@@ -92,7 +92,7 @@ def test_selection_with_a_partial_spectrum_uses_the_exact_norm(rng):
 
 
 def test_randomized_partial_selection_reaches_target_within_max_rank(rng):
-    W0, W1, s = task(rng, shape=(300, 200), spectrum=2.0 * 0.5 ** np.arange(200))
+    W0, W1, _s = task(rng, shape=(300, 200), spectrum=2.0 * 0.5 ** np.arange(200))
     ex = extract(W0, W1, rel_tol=1e-3, max_rank=20, method="randomized", rng=0)
     exact = extract(W0, W1, rel_tol=1e-3)
     assert ex.rank == exact.rank < 20
@@ -145,7 +145,11 @@ def test_fan_in_fan_out(rng):
         ({"rank": 1, "use_rslora": None}, InputError, "use_rslora must be True or False"),
         ({"rank": 1, "fan_in_fan_out": 0}, InputError, "fan_in_fan_out must be True or False"),
         ({"rank": 1, "alpha": -1.0}, InputError, "alpha must be finite and > 0"),
-        ({"rank": 1, "dtype": np.int8}, DTypeError, "dtype must be float16, bfloat16, float32 or float64; got int8"),
+        (
+            {"rank": 1, "dtype": np.int8},
+            DTypeError,
+            "dtype must be float16, bfloat16, float32 or float64; got int8",
+        ),
         ({"rank": 1, "dtype": "nonsense"}, InputError, "dtype must be a NumPy dtype"),
     ],
 )
