@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-import lowrank
+from lowrank._version import __version__
 from lowrank.errors import InputError, LowRankError, MissingFileError
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -95,6 +95,16 @@ def _energy(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -165,6 +175,13 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="run on a Dask distributed cluster (workers must see the files)",
     )
     run.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to try reaching --scheduler (default 10)",
+    )
+    run.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -183,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"lowrank {lowrank.__version__}")
+    parser.add_argument("--version", action="version", version=f"lowrank {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     analyze = commands.add_parser(
@@ -376,7 +393,11 @@ def _run_analysis(
 
     _check_outputs(outputs)
     with ExitStack() as stack:
-        executor = stack.enter_context(dask_executor(scheduler)) if scheduler else None
+        executor = (
+            stack.enter_context(dask_executor(scheduler, timeout=args.connect_timeout))
+            if scheduler
+            else None
+        )
         run = start_analysis(
             source,
             include=getattr(args, "include", None),

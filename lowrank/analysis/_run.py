@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-import lowrank
 from lowrank._validation import check_int, check_positive_float
+from lowrank._version import __version__
 from lowrank.analysis._compute import analyze_tensor
 from lowrank.analysis._executors import available_cores, describe_executor, local_executor
 from lowrank.analysis._report import Report, RunInfo
@@ -351,7 +351,7 @@ def start_analysis(
         ranks=options.ranks,
         energies=options.energies,
         executor=description or "none (no matrix selected)",
-        lowrank_version=lowrank.__version__,
+        lowrank_version=__version__,
         created=created,
         elapsed_seconds=0.0,
     )
