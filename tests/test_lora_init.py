@@ -135,7 +135,7 @@ def test_pissa_is_the_eym_approximation_with_balanced_factors(rng):
 
 def test_pissa_randomized_reports_distance_from_optimum(rng):
     # A flat spectrum makes a sketch without power iterations visibly suboptimal.
-    W = rng.standard_normal((200, 150))
+    W = rng.standard_normal((100, 80))
     out = pissa_init(W, 10, method="randomized", n_iter=0, oversample=2, rng=0)
     S = np.linalg.svd(W, compute_uv=False)
     optimal = math.sqrt(float(np.sum(S[10:] ** 2)))

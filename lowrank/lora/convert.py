@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from lowrank._numerics import frobenius_norm
+from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, check_positive_float
 from lowrank.curves import select_rank
@@ -73,7 +73,7 @@ def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
 def _svd_small(core: Array) -> tuple[Array, Array, Array]:
     try:
         return sla.svd(core, full_matrices=False, lapack_driver="gesdd", check_finite=False)  # type: ignore[no-any-return]
-    except np.linalg.LinAlgError:  # pragma: no cover - gesdd failing on a tiny matrix
+    except np.linalg.LinAlgError:
         try:
             return sla.svd(core, full_matrices=False, lapack_driver="gesvd", check_finite=False)  # type: ignore[no-any-return]
         except np.linalg.LinAlgError as exc:
@@ -89,6 +89,12 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     # The small core in float64: its singular values are those of B @ A.
     core = (RB.astype(np.float64) * scaling) @ RA.astype(np.float64).T
     Uc, Sc, Vch = _svd_small(core)
+    # Values at the rounding level of the product are zeros in disguise (an untrained
+    # [B, -B0][A; A0] gives 1e-15 noise, not 0): clear them so ranks and norms are exact.
+    noise = tolerance(
+        B.dtype, size=max(out, n_in, k), scale=scaling * frobenius_norm(B) * frobenius_norm(A)
+    )
+    Sc = np.where(Sc <= noise, 0.0, Sc)
     p = min(out, n_in, k)
     cd = B.dtype
     U = QB @ Uc[:, :p].astype(cd)
@@ -138,7 +144,10 @@ def factored_svd(lora_B: ArrayLike, lora_A: ArrayLike, *, scaling: float = 1.0) 
     -----
     See the module docstring. The QRs run in the compute dtype and the :math:`k\times k`
     core in float64, so the singular values are accurate to about
-    :math:`\varepsilon\sqrt{\max(out, in)}\,\sigma_1` of the compute dtype.
+    :math:`\tau = 16\,\varepsilon\sqrt{\max(out, in, k)}\; s\,\|B\|_F\|A\|_F`
+    (:func:`lowrank._numerics.tolerance` of the compute dtype); values below :math:`\tau`
+    cannot be told from rounding and are returned as 0, so that for example the change
+    :math:`BA - BA` of an untrained adapter has rank 0 and norm 0.
 
     Examples
     --------
@@ -201,10 +210,9 @@ class LoRAConversion:
 
 
 def _check_pair(A: Array, B: Array, names: tuple[str, str]) -> int:
-    if A.shape[0] != B.shape[1] or A.shape[0] < 1:
+    if A.shape[0] != B.shape[1]:
         raise ShapeError(
-            f"{names[0]} (r, in) and {names[1]} (out, r) must share r >= 1; got {A.shape} "
-            f"and {B.shape}"
+            f"{names[0]} (r, in) and {names[1]} (out, r) must share r; got {A.shape} and {B.shape}"
         )
     return int(A.shape[0])
 
