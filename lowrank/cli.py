@@ -1,6 +1,10 @@
 """The ``lowrank`` command line (layer 7): argparse around :mod:`lowrank.analysis`,
 :mod:`lowrank.plot` and :mod:`lowrank.examples`.
 
+Commands: ``analyze`` (metrics of every matrix of a checkpoint, reports, a figure),
+``plot`` (figures from a JSON report), ``extract`` (a PEFT LoRA adapter of the difference
+of two checkpoints), ``demo`` (``analyze`` on the real all-MiniLM-L6-v2 weights).
+
 This is the only place where exceptions become text. Exit status: 0 success; 1 the work
 could not be done (a worker died, the example could not be downloaded); 2 bad usage or
 input (unknown option, missing or corrupt file, bad ``--ranks`` value...); 130
@@ -35,6 +39,7 @@ examples:
   lowrank analyze --example minilm --energy 0.9,0.99 --csv minilm.csv --workers 2
   lowrank analyze model.safetensors --scheduler tcp://10.0.0.5:8786 --json report.json
   lowrank plot report.json --kind heatmap -o heatmap.png
+  lowrank extract base.safetensors tuned.safetensors --rank 16 -o adapter
   lowrank demo --out lowrank-demo
 """
 
@@ -265,6 +270,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.set_defaults(handler=_cmd_plot)
 
+    extract = commands.add_parser(
+        "extract",
+        help="write a PEFT LoRA adapter of the difference of two checkpoints",
+        description="Extract, per module, the optimal LoRA of TUNED - BASE (truncated SVD of "
+        "the difference) and write a PEFT adapter folder (adapter_config.json + "
+        "adapter_model.safetensors) that peft.PeftModel.from_pretrained loads.",
+        epilog="examples:\n"
+        "  lowrank extract base.safetensors tuned.safetensors --rank 16 -o adapter\n"
+        "  lowrank extract base/ tuned/ --energy 0.9 --include '*proj.weight' -o adapter",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    extract.add_argument("base", metavar="BASE", help="the base checkpoint")
+    extract.add_argument("tuned", metavar="TUNED", help="the fine-tuned checkpoint")
+    target = extract.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--rank",
+        type=_positive_int,
+        metavar="R",
+        help="one rank for every module (capped at min(out, in))",
+    )
+    target.add_argument(
+        "--energy",
+        type=_energy,
+        metavar="E",
+        help="per module, the smallest rank capturing E of ||dW||_F^2",
+    )
+    extract.add_argument(
+        "-o", "--output", required=True, metavar="ADAPTER_DIR", help="the adapter folder to write"
+    )
+    extract.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="adapt only tensors whose name matches (repeatable)",
+    )
+    extract.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="skip tensors whose name matches (repeatable; default '*embed*', "
+        "as PEFT adapts embeddings with other keys; --exclude '' keeps them)",
+    )
+    extract.add_argument(
+        "--regex",
+        action="store_true",
+        help="patterns are regular expressions matching the whole name",
+    )
+    extract.add_argument("--rslora", action="store_true", help="write an rsLoRA config")
+    extract.add_argument(
+        "--dtype",
+        choices=["float16", "bfloat16", "float32", "float64"],
+        help="dtype of the factors (default: that of the weights)",
+    )
+    extract.add_argument(
+        "--base-model", metavar="NAME", help="base_model_name_or_path written to the config"
+    )
+    extract.add_argument(
+        "--overwrite", action="store_true", help="replace the adapter files of an existing folder"
+    )
+    extract.set_defaults(handler=_cmd_extract)
+
     demo = commands.add_parser(
         "demo",
         help="analyse the real all-MiniLM-L6-v2 checkpoint and write a report and plots",
@@ -481,6 +547,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         plots=[(kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap")],
     )
     return _run_analysis(source, args, outputs, workers=args.workers, scheduler=None)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from lowrank.analysis import extract_checkpoint
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o must name a folder; '{output}' is a file")
+    result = extract_checkpoint(
+        args.base,
+        args.tuned,
+        rank=args.rank,
+        energy=args.energy,
+        include=args.include,
+        exclude=args.exclude if args.exclude is not None else ["*embed*"],
+        regex=args.regex,
+        use_rslora=args.rslora,
+    )
+    folder = result.save(
+        output, dtype=args.dtype, base_model_name_or_path=args.base_model, overwrite=args.overwrite
+    )
+    modules = result.adapter.modules
+    width = max(len("module"), *(len(name) for name in modules))
+    print(f"{'module'.ljust(width)}  {'shape':>11}  {'rank':>5}  {'rel. error':>10}  {'energy':>8}")
+    for name, ex in modules.items():
+        shape = "x".join(map(str, result.shapes[name]))
+        print(
+            f"{name.ljust(width)}  {shape:>11}  {ex.rank:>5}  {ex.relative_error:>10.4g}  "
+            f"{ex.energy:>8.4f}"
+        )
+    params = sum(ex.lora_A.size + ex.lora_B.size for ex in modules.values())
+    print(
+        f"{len(modules)} modules, {params} adapter parameters; "
+        f"{len(result.skipped)} tensors not adapted"
+    )
+    _say(f"wrote {folder}")
+    return EXIT_OK
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ Typical use::
     print(report.to_text())
 
 :func:`start_analysis` gives the same as an iterator of results in completion order.
+:func:`extract_checkpoint` makes a PEFT LoRA adapter of the difference of two checkpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lowrank.analysis._executors import (
     describe_executor,
     local_executor,
 )
+from lowrank.analysis._extract import CheckpointExtraction, extract_checkpoint
 from lowrank.analysis._layers import LayerGrid, LayerName, layer_grid, parse_layer_name
 from lowrank.analysis._report import REPORT_FORMAT, REPORT_FORMAT_VERSION, Report, RunInfo
 from lowrank.analysis._results import (
@@ -46,6 +48,7 @@ __all__ = [
     "AnalysisError",
     "AnalysisOptions",
     "AnalysisRun",
+    "CheckpointExtraction",
     "LayerGrid",
     "LayerName",
     "MatrixResult",
@@ -60,6 +63,7 @@ __all__ = [
     "available_cores",
     "dask_executor",
     "describe_executor",
+    "extract_checkpoint",
     "layer_grid",
     "local_executor",
     "parse_layer_name",

@@ -1,0 +1,187 @@
+"""``lowrank extract`` and lowrank.analysis.extract_checkpoint: a PEFT adapter of the
+difference of two checkpoints, checked by reading it back and rebuilding the update."""
+
+from __future__ import annotations
+
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from lowrank.analysis import extract_checkpoint
+from lowrank.cli import EXIT_OK, EXIT_USAGE, main
+from lowrank.errors import InputError
+from lowrank.io import save_safetensors
+from lowrank.io.peft import load_peft_adapter
+
+MODULES = ["model.layers.0.q_proj", "model.layers.0.v_proj", "model.layers.1.q_proj"]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A base and a tuned checkpoint: q_proj of layer 0 changes by a rank-2 update, v_proj
+    by a full-rank one, layer 1 is unchanged; embeddings change too."""
+    rng = np.random.default_rng(8)
+    folder = tmp_path_factory.mktemp("pair")
+    base = {f"{m}.weight": rng.standard_normal((12, 10)).astype(np.float32) for m in MODULES}
+    base["model.embed_tokens.weight"] = rng.standard_normal((50, 10)).astype(np.float32)
+    base["model.norm.weight"] = np.ones(10, np.float32)
+    tuned = dict(base)
+    low = (rng.standard_normal((12, 2)) @ rng.standard_normal((2, 10))).astype(np.float32)
+    tuned["model.layers.0.q_proj.weight"] = base["model.layers.0.q_proj.weight"] + low
+    tuned["model.layers.0.v_proj.weight"] = base["model.layers.0.v_proj.weight"] + 0.1 * (
+        rng.standard_normal((12, 10)).astype(np.float32)
+    )
+    tuned["model.embed_tokens.weight"] = base["model.embed_tokens.weight"] + 1.0
+    tuned["extra.weight"] = np.eye(3, dtype=np.float32)
+    save_safetensors(folder / "base.safetensors", base)
+    save_safetensors(folder / "tuned.safetensors", tuned)
+    return folder / "base.safetensors", folder / "tuned.safetensors", base, tuned
+
+
+def delta(base, tuned, module):
+    name = f"{module}.weight"
+    return tuned[name].astype(np.float64) - base[name].astype(np.float64)
+
+
+def test_rank_adapter_reproduces_the_low_rank_update(pair, tmp_path, capsys):
+    base_path, tuned_path, base, tuned = pair
+    out = tmp_path / "adapter"
+    assert main(["extract", str(base_path), str(tuned_path), "--rank", "2", "-o", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert stderr == f"wrote {out}\n"
+    assert "model.layers.0.q_proj" in stdout and "2 modules" in stdout
+    adapter = load_peft_adapter(out)
+    assert sorted(adapter.modules) == ["model.layers.0.q_proj", "model.layers.0.v_proj"]
+    q = adapter.modules["model.layers.0.q_proj"]
+    assert q.rank == 2
+    rebuilt = q.scaling * q.lora_B.astype(np.float64) @ q.lora_A.astype(np.float64)
+    dW = delta(base, tuned, "model.layers.0.q_proj")
+    # A rank-2 difference in float32: rank 2 recovers it up to float32 rounding.
+    np.testing.assert_allclose(rebuilt, dW, atol=1e-5 * np.abs(dW).max())
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 2
+
+
+def test_energy_and_skips(pair):
+    base_path, tuned_path, *_ = pair
+    result = extract_checkpoint(base_path, tuned_path, energy=0.999, exclude="*embed*")
+    ranks = result.adapter.ranks
+    assert ranks["model.layers.0.q_proj"] == 2
+    assert ranks["model.layers.0.v_proj"] > 2
+    v = result.adapter.modules["model.layers.0.v_proj"]
+    assert v.energy >= 0.999
+    reasons = {s.name: (s.code, s.reason) for s in result.skipped}
+    assert reasons["model.layers.1.q_proj.weight"][0] == "unchanged"
+    assert reasons["extra.weight"] == ("unpaired", "no matrix of this name in the base checkpoint")
+    assert reasons["model.embed_tokens.weight"][0] == "name"
+    assert reasons["model.norm.weight"][0] == "ndim"
+    assert result.shapes == {"model.layers.0.q_proj": (12, 10), "model.layers.0.v_proj": (12, 10)}
+
+
+def test_rank_is_capped_per_module_and_dtype_applies(pair, tmp_path, capsys):
+    base_path, tuned_path, *_ = pair
+    out = tmp_path / "a"
+    argv = [
+        "extract",
+        str(base_path),
+        str(tuned_path),
+        "--rank",
+        "64",
+        "-o",
+        str(out),
+        "--exclude",
+        "",
+        "--dtype",
+        "bfloat16",
+        "--rslora",
+        "--base-model",
+        "tiny/base",
+    ]
+    assert main(argv) == EXIT_OK
+    adapter = load_peft_adapter(out)
+    assert adapter.modules["model.embed_tokens"].rank == 10  # min(50, 10)
+    assert adapter.modules["model.layers.0.q_proj"].lora_A.dtype == ml_dtypes.bfloat16
+    assert adapter.use_rslora and adapter.config["base_model_name_or_path"] == "tiny/base"
+    # Writing again needs --overwrite.
+    assert main(argv) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[-1].startswith("lowrank: error: ")
+    assert main([*argv, "--overwrite"]) == EXIT_OK
+
+
+def test_shape_mismatch_is_skipped(tmp_path):
+    save_safetensors(tmp_path / "b.safetensors", {"a.weight": np.eye(3), "b.weight": np.eye(3)})
+    save_safetensors(tmp_path / "t.safetensors", {"a.weight": np.eye(4), "b.weight": 2 * np.eye(3)})
+    result = extract_checkpoint(tmp_path / "b.safetensors", tmp_path / "t.safetensors", rank=1)
+    assert list(result.adapter.modules) == ["b"]
+    (skip,) = result.skipped
+    assert skip.reason == "shape (3, 3) in base but (4, 4) in tuned"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give exactly one of rank and energy; got rank=None, energy=None"),
+        ({"rank": 2, "energy": 0.9}, "give exactly one of rank and energy"),
+        ({"rank": 0}, "rank must be >= 1; got 0"),
+        ({"rank": 2, "include": "nothing"}, r"the checkpoints have no '\*\.weight' matrix"),
+    ],
+)
+def test_extract_checkpoint_rejects(pair, kwargs, message):
+    base_path, tuned_path, *_ = pair
+    with pytest.raises(InputError, match=message):
+        extract_checkpoint(base_path, tuned_path, **kwargs)
+
+
+def test_non_weight_tensors_are_not_modules(tmp_path):
+    save_safetensors(tmp_path / "b.safetensors", {"proj": np.eye(3)})
+    save_safetensors(tmp_path / "t.safetensors", {"proj": 2 * np.eye(3)})
+    with pytest.raises(InputError, match=r"no '\*\.weight' matrix of the same name and shape"):
+        extract_checkpoint(tmp_path / "b.safetensors", tmp_path / "t.safetensors", rank=1)
+
+
+def test_every_module_unchanged(tmp_path):
+    save_safetensors(tmp_path / "b.safetensors", {"p.weight": np.eye(3)})
+    with pytest.raises(InputError, match="every layer is unchanged"):
+        extract_checkpoint(tmp_path / "b.safetensors", tmp_path / "b.safetensors", rank=1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["extract", "{b}", "{t}", "-o", "{tmp}/a"],
+            "lowrank extract: error: one of the arguments --rank --energy is required",
+        ),
+        (
+            ["extract", "{b}", "{t}", "--rank", "2", "--energy", "0.9", "-o", "{tmp}/a"],
+            "lowrank extract: error: argument --energy: not allowed with argument --rank",
+        ),
+        (
+            ["extract", "{b}", "{t}", "--rank", "2"],
+            "lowrank extract: error: the following arguments are required: -o/--output",
+        ),
+        (
+            ["extract", "{b}", "{t}", "--rank", "x", "-o", "{tmp}/a"],
+            "lowrank extract: error: argument --rank: must be a positive integer; got 'x'",
+        ),
+        (
+            ["extract", "{tmp}/missing.safetensors", "{t}", "--rank", "2", "-o", "{tmp}/a"],
+            "lowrank: error: path must be an existing file or directory",
+        ),
+        (
+            ["extract", "{b}", "{t}", "--rank", "2", "-o", "{b}"],
+            "lowrank: error: -o must name a folder; '.*base.safetensors' is a file",
+        ),
+    ],
+)
+def test_cli_errors(pair, tmp_path, capsys, argv, message):
+    import re
+
+    base_path, tuned_path, *_ = pair
+    args = [a.format(b=base_path, t=tuned_path, tmp=tmp_path) for a in argv]
+    assert main(args) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.match(message, err), err
