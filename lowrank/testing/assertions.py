@@ -552,7 +552,8 @@ def assert_near_optimal(
         ``r``. Default: the inner dimension of a factored candidate, else the numerical rank
         of the dense one.
     rtol : float, default 0
-        :math:`\epsilon \ge 0`; 0 asks for the optimum to rounding (an exact truncated SVD).
+        :math:`\epsilon \ge 0`; 0 asks for the optimum to rounding (an exact truncated SVD);
+        ``math.inf`` checks only that the candidate does not beat the optimum.
     norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
     p, k : optional
         Schatten exponent and Ky Fan order.
@@ -587,7 +588,10 @@ def assert_near_optimal(
         raise InputError(f"A must be a 2-D matrix; got shape {a.shape}")
     m, n = a.shape
     check_choice(norm, name="norm", choices=NORMS)
-    eps_rel = _check_rtol(rtol)
+    if isinstance(rtol, (int, float)) and rtol == math.inf:
+        eps_rel = math.inf
+    else:
+        eps_rel = _check_rtol(rtol)
     fac = _check_factor(factor)
     form, arrays, inner = _candidate_parts(candidate, (m, n))
     for x in arrays:
@@ -621,12 +625,16 @@ def assert_near_optimal(
             f"{tol:.3g}. No matrix of rank <= {r} can do that: the candidate has rank > {r}"
             f"{extra}, or the singular values are wrong"
         )
-    if not error <= (1.0 + eps_rel) * optimal + tol:
-        excess = error / optimal - 1.0 if optimal > 0 else math.inf
+    upper = math.inf if eps_rel == math.inf else (1.0 + eps_rel) * optimal
+    if not error <= upper + tol:
+        if optimal > tol:
+            excess, shown = error / optimal - 1.0, f"{optimal:.6g}"
+        else:
+            excess, shown = math.inf, "0 (to rounding)"
         raise AssertionError(
             f"the rank-{r} candidate is not within a factor 1 + {eps_rel:g} of the "
             f"Eckart-Young-Mirsky optimum in the {label}: error {error:.6g} vs optimal "
-            f"{optimal:.6g}, ratio 1 + {excess:.3g} (tolerance {tol:.3g}, dtype {_name(dtype)})"
+            f"{shown}, ratio 1 + {excess:.3g} (tolerance {tol:.3g}, dtype {_name(dtype)})"
         )
 
 
@@ -650,20 +658,24 @@ def _lora_shapes(W: Array, W_res: Array, A: Array, B: Array) -> None:
         raise AssertionError(f"W_res has shape {W_res.shape}; W has shape {W.shape}")
     if A.ndim != 2 or B.ndim != 2:
         raise AssertionError(f"A and B must be 2-D; got shapes {A.shape} and {B.shape}")
-    r = A.shape[0]
-    if A.shape[1] == out_f and B.shape[0] == in_f and A.shape[1] != in_f:
-        raise AssertionError(
-            f"A has shape {A.shape} and B {B.shape}: they look swapped; with W of shape "
-            f"(out, in) = {W.shape}, PEFT's lora_A is (r, in) and lora_B is (out, r)"
-        )
-    if A.shape[1] != in_f:
-        hint = " (transposed? it looks like (in, r))" if A.shape[0] == in_f else ""
-        raise AssertionError(f"A has shape {A.shape}; PEFT's lora_A is (r, in) = (r, {in_f}){hint}")
-    if B.shape != (out_f, r):
-        hint = " (transposed? it looks like (r, out))" if B.shape == (r, out_f) else ""
-        raise AssertionError(
-            f"B has shape {B.shape}; PEFT's lora_B is (out, r) = {(out_f, r)}{hint}"
-        )
+
+    def peft(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+        return a[1] == in_f and b == (out_f, a[0])
+
+    if peft(A.shape, B.shape):
+        return
+    rule = f"with W of shape (out, in) = {W.shape}, PEFT's lora_A is (r, in) and lora_B (out, r)"
+    if peft(B.shape, A.shape):
+        hint = "A and B look swapped"
+    elif peft(A.shape[::-1], B.shape):
+        hint = "A looks transposed"
+    elif peft(A.shape, B.shape[::-1]):
+        hint = "B looks transposed"
+    elif peft(A.shape[::-1], B.shape[::-1]):
+        hint = "A and B both look transposed"
+    else:
+        hint = "the shapes do not fit"
+    raise AssertionError(f"A has shape {A.shape} and B {B.shape}: {hint}; {rule}")
 
 
 def assert_lora_reconstruction(

@@ -560,13 +560,18 @@ def _spectra(
 SpectrumArg = ArrayLike | Callable[[int], SearchStrategy[Any]] | None
 
 
-def _check_values(values: object, q: int, name: str) -> Array:
-    s = np.asarray(values, dtype=np.float64)
-    if s.ndim != 1 or s.size > q:
+def _check_values(values: object, q: int | None, name: str) -> Array:
+    """Sorted descending and padded with zeros to ``q`` (if given)."""
+    try:
+        s = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(f"{name} must be an array of real numbers; got {values!r}") from None
+    if s.ndim != 1 or (q is not None and s.size > q):
         raise _fail(f"{name} must be 1-D with at most min(shape) = {q} values; got shape {s.shape}")
     if s.size and not (np.all(np.isfinite(s)) and float(s.min()) >= 0.0):
         raise _fail(f"{name} must be finite and non-negative; got {s}")
-    return np.concatenate([np.sort(s)[::-1], np.zeros(q - s.size)])
+    s = np.sort(s)[::-1]
+    return s if q is None else np.concatenate([s, np.zeros(q - s.size)])
 
 
 def matrices_with_spectrum(
@@ -623,7 +628,7 @@ def matrices_with_spectrum(
     elif callable(spectrum):
         maker = spectrum
     else:
-        fixed = _check_values(spectrum, 1 << 62, "spectrum")
+        fixed = _check_values(spectrum, None, "spectrum")
     at_least = max(1, fixed.size if fixed is not None else 1)
     shapes = _shape_strategy(shape, min_side, max_side, at_least=at_least)
     dtypes = _dtype_strategy(dtype, _svd_dtype)
