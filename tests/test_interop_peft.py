@@ -276,6 +276,44 @@ def test_extracted_adapter_written_here_loads_in_peft(tmp_path, x):
     )
 
 
+class Ambiguous(nn.Module):
+    """Names that plain pattern keys would confuse: "q" is a suffix of "block.q", and the
+    regex "a.b" also matches "aXb"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.q = nn.Linear(6, 6)
+        self.block = nn.Module()
+        self.block.q = nn.Linear(6, 6)
+        self.a = nn.Module()
+        self.a.b = nn.Linear(6, 6)
+        self.aXb = nn.Linear(6, 6)
+
+
+def test_anchored_pattern_keys_resolve_in_peft(tmp_path):
+    model = Ambiguous()
+    rng = np.random.default_rng(0)
+    ranks = {"q": 1, "block.q": 3, "a.b": 2, "aXb": 3}
+    pairs = {}
+    for name, k in ranks.items():
+        W = model.get_submodule(name).weight.detach().numpy().copy()
+        delta = rng.standard_normal((6, k)) @ rng.standard_normal((k, 6))
+        pairs[name] = (W, (W + delta).astype(np.float32))
+    ex = extract_many(pairs, rel_tol=1e-5)
+    assert ex.ranks == ranks
+    assert dict(ex.config.rank_pattern) == {"^q": 1, r"^a\.b": 2}
+    save_peft_adapter(tmp_path / "ad", ex.modules, ex.config)
+    peft_model = PeftModel.from_pretrained(model, tmp_path / "ad")
+    for name, k in ranks.items():
+        layer = peft_model.get_base_model().get_submodule(name)
+        assert layer.r["default"] == k and layer.scaling["default"] == 1.0, name
+    merged = peft_model.merge_and_unload()
+    for name, (_, tuned) in pairs.items():
+        got = merged.get_submodule(name).weight.detach().numpy()
+        np.testing.assert_allclose(got, tuned, atol=tolerance(np.float32, size=6, scale=10.0))
+
+
 @pytest.mark.parametrize("rslora", [False, True])
 def test_random_adapter_written_here_loads_in_peft(tmp_path, x, rslora):
     model = tiny()

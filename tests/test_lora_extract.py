@@ -101,6 +101,16 @@ def test_randomized_partial_selection_reaches_target_within_max_rank(rng):
     assert lower <= exact.error_fro * (1 + 1e-9) <= upper * (1 + 1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:The problem size")  # LOBPCG on a tiny problem
+@pytest.mark.parametrize("method", ["arpack", "lobpcg", "propack"])
+def test_selection_with_svds_methods(rng, method):
+    # Full rank with distinct values: PROPACK does not converge on clusters of zeros.
+    W0, W1, _ = task(rng, shape=(12, 9), spectrum=[3.0, 2.0, 1.0, *(1e-3 * 0.7 ** np.arange(6))])
+    ex = extract(W0, W1, rel_tol=1e-2, method=method, rng=0)
+    assert ex.rank == 3 and ex.svd.method == method
+    assert ex.relative_error == pytest.approx(extract(W0, W1, rank=3).relative_error, rel=1e-4)
+
+
 def test_zero_difference_gives_a_zero_rank_one_adapter(rng):
     W = rng.standard_normal((5, 4))
     ex = extract(W, W.copy(), rel_tol=0.1)

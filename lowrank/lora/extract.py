@@ -169,9 +169,12 @@ def _extract(
         k = check_lora_rank(rank, upper=p)
         res = truncated_svd(delta, k, method=method, n_iter=n_iter, oversample=oversample, rng=rng)
     else:
-        limit = (
-            p if max_rank is None else check_lora_rank(max_rank, upper=p, upper_text="min(W.shape)")
-        )
+        if max_rank is not None:
+            limit = check_lora_rank(max_rank, upper=p, upper_text="min(W.shape)")
+        else:
+            # svds needs rank < min(W.shape) for ARPACK and LOBPCG, and PROPACK does not
+            # converge on full-width problems.
+            limit = max(p - 1, 1) if method in ("arpack", "lobpcg", "propack") else p
         computed = truncated_svd(
             delta, limit, method=method, n_iter=n_iter, oversample=oversample, rng=rng
         )
@@ -242,8 +245,9 @@ def extract(
         rank-0 adapters).
     max_rank : int, optional
         With ``rel_tol``/``energy``: the most triplets computed (the sketch size of a
-        randomized SVD) and the largest rank returned (default ``min(W.shape)``). If the target
-        needs more, the result has rank ``max_rank`` and says its ``relative_error``.
+        randomized SVD) and the largest rank returned (default ``min(W.shape)``, minus one for
+        the ``svds`` methods). If the target needs more, the result has rank
+        ``max_rank`` and says its ``relative_error``.
     alpha : float, optional
         ``lora_alpha``; default the rank (``sqrt(rank)`` with rsLoRA): scaling 1.
     use_rslora : bool, default False
