@@ -283,10 +283,27 @@ def test_init_methods_listed():
     assert INIT_METHODS == ("lora", "gaussian", "pissa", "milora", "olora")
 
 
-def test_pissa_niter_k_means_randomized_with_k_iterations(rng):
+def test_pissa_niter_k_means_randomized_with_k_iterations(rng, monkeypatch):
+    import lowrank.lora.init as init_module
+
+    seen = {}
+    real = init_module.truncated_svd
+
+    def spy(A, rank, **kwargs):
+        seen.update(kwargs)
+        return real(A, rank, **kwargs)
+
+    monkeypatch.setattr(init_module, "truncated_svd", spy)
     W = random_weight(rng, (50, 40))
     out = init_factors(W, 4, init="pissa_niter_3", rng=0, oversample=5)
-    assert out.svd.method == "randomized" and out.svd.n_iter == 3 and out.svd.oversample == 5
+    assert out.svd.method == "randomized"
+    assert (seen["method"], seen["n_iter"], seen["oversample"], seen["rng"]) == (
+        "randomized",
+        3,
+        5,
+        0,
+    )
+    assert_reconstructs(W, out)
 
 
 @pytest.mark.parametrize(
