@@ -16,6 +16,14 @@ A linear layer's weight :math:`W` is ``(out, in)`` (``torch.nn.Linear.weight``),
 With ``fan_in_fan_out`` (GPT-2's ``Conv1D``) the *stored* weight is ``(in, out)``; the
 factors keep their shapes and the update is :math:`(sBA)^\top` in the stored layout.
 
+dtypes
+------
+float32 stays float32 and float64 stays float64 end to end; float16 and bfloat16 weights are
+computed in float32 and the factors and residuals returned in their own dtype (PEFT's rule for
+its SVD inits); integers are computed and returned in float64. Complex and float8 weights are
+refused with :class:`~lowrank.errors.DTypeError` (PEFT refuses everything but float32, float16
+and bfloat16; float64 is kept here because it is NumPy's reference precision).
+
 Letters in the papers
 ---------------------
 ================================  ======================  ======================  =========
