@@ -28,6 +28,16 @@ from lowrank.errors import InputError
 from lowrank.io import TensorInfo, list_tensors, save_safetensors
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """In-process linear algebra on one BLAS thread: the 2 cores are shared with other
+    tests, and OpenBLAS threads waiting on a busy core make small products 100x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 def with_spectrum(rng: np.random.Generator, m: int, n: int, s: np.ndarray) -> np.ndarray:
     """An m x n float64 matrix whose singular values are ``s`` (padded with zeros)."""
     k = min(m, n)

@@ -21,6 +21,16 @@ from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import save_safetensors
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """In-process linear algebra on one BLAS thread: the 2 cores are shared with other
+    tests, and OpenBLAS threads waiting on a busy core make small products 100x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Report:
     rng = np.random.default_rng(7)

@@ -15,6 +15,17 @@ from lowrank.errors import InputError
 from lowrank.io import save_safetensors
 from lowrank.io.peft import load_peft_adapter
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """In-process linear algebra on one BLAS thread: the 2 cores are shared with other
+    tests, and OpenBLAS threads waiting on a busy core make small products 100x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 MODULES = ["model.layers.0.q_proj", "model.layers.0.v_proj", "model.layers.1.q_proj"]
 
 

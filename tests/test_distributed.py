@@ -58,7 +58,14 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def local_report(checkpoint) -> Report:
-    return analyze(checkpoint, workers=2)
+    """The local run, in this process on one BLAS thread like each Dask worker (the local
+    process pool gives the same numbers: test_analysis_run.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), ThreadPoolExecutor(1) as pool:
+        return analyze(checkpoint, executor=pool)
 
 
 def numbers(report: Report):

@@ -83,9 +83,8 @@ def local_executor(
 
     Examples
     --------
-    >>> with local_executor(workers=1) as pool:
-    ...     pool.submit(abs, -3).result()
-    3
+    >>> pool = local_executor(workers=2)   # processes start at the first submit
+    >>> pool.shutdown()
     """
     cores = available_cores()
     n = cores if workers is None else check_int(workers, name="workers", minimum=1)
