@@ -239,8 +239,8 @@ def test_merge_errors():
     ("call", "error", "match"),
     [
         (lambda: lora_scaling(-1.0, 2), InputError, "alpha must be finite and > 0; got -1.0"),
-        (lambda: lora_scaling(1.0, 0), InputError, "rank must be >= 1; got 0"),
-        (lambda: lora_scaling(1.0, 2.5), InputError, "rank must be an integer; got 2.5"),
+        (lambda: lora_scaling(1.0, 0), InputError, "rank must be an integer >= 1; got 0"),
+        (lambda: lora_scaling(1.0, 2.5), InputError, "rank must be an integer >= 1; got 2.5"),
         (lambda: dropout_mask(3, 1.5), InputError, re.escape("p must lie in [0, 1); got 1.5")),
         (lambda: dropout_mask((2, -1), 0.5), InputError, "shape entry must be >= 0; got -1"),
         (

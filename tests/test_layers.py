@@ -24,6 +24,7 @@ LAYERS = {
     "_spectrum": 0,
     "_operator": 0,
     "_version": 0,
+    "_patterns": 0,
     "errors": 0,
     "svd": 1,
     "io": 1,
@@ -36,10 +37,10 @@ LAYERS = {
     "analysis": 5,
     "plot": 6,
     "cli": 7,
-    "__main__": 7,
+    "__main__": 8,
     "_demo": 7,
     "__init__": 7,
-    "testing": 8,
+    "testing": 9,
 }
 # Parts that may import only layer 0, whatever their own layer.
 LAYER_ZERO_ONLY = {"io", "examples"}

@@ -38,7 +38,6 @@ References
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +60,7 @@ from lowrank.adapter._checks import (
     layer_dtype,
 )
 from lowrank.errors import InputError, ShapeError
+from lowrank.lora import lora_scaling  # re-exported: one definition of s
 
 __all__ = [
     "LoRAGradients",
@@ -95,39 +95,6 @@ class LoRAGradients:
     lora_B: Array
     bias: Array
     weight: Array | None
-
-
-def lora_scaling(alpha: float, rank: int, *, use_rslora: bool = False) -> float:
-    r"""The LoRA scaling :math:`s = \alpha / r`, or :math:`\alpha / \sqrt{r}` with rsLoRA.
-
-    Parameters
-    ----------
-    alpha : float
-        ``lora_alpha``; finite and > 0.
-    rank : int
-        ``r >= 1``.
-    use_rslora : bool, default False
-        Rank-stabilised scaling (Kalajdzievski 2023), PEFT's ``use_rslora``.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    InputError
-        ``alpha`` is not a finite positive number or ``rank`` is not an integer >= 1.
-
-    Examples
-    --------
-    >>> lora_scaling(16, 8)
-    2.0
-    >>> lora_scaling(16, 4, use_rslora=True)
-    8.0
-    """
-    a = check_positive_float(alpha, name="alpha")
-    r = check_int(rank, name="rank", minimum=1)
-    return a / math.sqrt(r) if use_rslora else a / r
 
 
 def _dropout_mask(

@@ -1,5 +1,8 @@
 """Reading and writing weight files (layer 1': no linear algebra here).
 
+PEFT LoRA adapter folders (``adapter_config.json`` + ``adapter_model.safetensors``) are read
+and written by :mod:`lowrank.io.peft`.
+
 Formats: ``.safetensors`` (single files and Hugging Face sharded checkpoints through their
 ``*.safetensors.index.json``), ``.npz`` and ``.npy``, and directories of these.
 
@@ -32,11 +35,20 @@ from lowrank.io._select import (
     select,
 )
 from lowrank.io._sources import list_tensors, load_tensor, load_tensors
+from lowrank.io.peft import (
+    PeftAdapter,
+    PeftModule,
+    load_peft_adapter,
+    read_peft_config,
+    save_peft_adapter,
+)
 
 __all__ = [
     "MATRIX_DTYPES",
     "FileKind",
     "NDPolicy",
+    "PeftAdapter",
+    "PeftModule",
     "Patterns",
     "Selection",
     "SkipCode",
@@ -47,10 +59,13 @@ __all__ = [
     "atomic_write_text",
     "list_tensors",
     "load_matrix",
+    "load_peft_adapter",
     "load_tensor",
     "load_tensors",
     "matrix_shape",
+    "read_peft_config",
     "read_safetensors_metadata",
+    "save_peft_adapter",
     "save_safetensors",
     "select",
 ]

@@ -49,6 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import DTypeLike
 
+from lowrank._patterns import pattern_key
 from lowrank._typing import Array
 from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
 from lowrank.io._atomic import atomic_path
@@ -189,14 +190,6 @@ class PeftAdapter:
 # -- config -------------------------------------------------------------------------------
 
 
-def _pattern_key(patterns: Mapping[str, Any], name: str) -> str | None:
-    # PEFT's get_pattern_key (peft.utils.other); lowrank.lora.pattern_key is the same rule.
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", name):
-            return key
-    return None
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -302,8 +295,8 @@ def _matches(spec: object, name: str) -> bool:
 def _resolve(config: Mapping[str, Any], name: str) -> tuple[int, float, float]:
     ranks = config.get("rank_pattern") or {}
     alphas = config.get("alpha_pattern") or {}
-    rk = _pattern_key(ranks, name)
-    ak = _pattern_key(alphas, name)
+    rk = pattern_key(ranks, name)
+    ak = pattern_key(alphas, name)
     rank = int(config["r"] if rk is None else ranks[rk])
     alpha = float(config["lora_alpha"] if ak is None else alphas[ak])
     root = math.sqrt(rank) if config.get("use_rslora", False) else rank

@@ -19,51 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lowrank._patterns import pattern_key
 from lowrank._validation import check_positive_float
 from lowrank.errors import InputError
 from lowrank.lora._common import check_bool, check_positive_rank, lora_scaling
 
 __all__ = ["LoRAConfig", "anchored_patterns", "pattern_key"]
-
-
-def pattern_key(patterns: Iterable[str], name: str) -> str | None:
-    r"""The first key of ``patterns`` that matches module ``name`` by PEFT's rule, or None.
-
-    Parameters
-    ----------
-    patterns : iterable of str
-        Regular expressions, tried in order (the keys of ``rank_pattern``/``alpha_pattern``).
-    name : str
-        A module's full name, e.g. ``"model.layers.0.self_attn.q_proj"``.
-
-    Returns
-    -------
-    str or None
-
-    Raises
-    ------
-    InputError
-        A key is not a valid regular expression.
-
-    Examples
-    --------
-    >>> pattern_key(["v_proj", "q_proj"], "model.layers.0.self_attn.q_proj")
-    'q_proj'
-    >>> pattern_key(["proj"], "model.q_proj") is None   # not a dot-separated suffix
-    True
-    >>> pattern_key([r"^layers\.0\.q"], "model.layers.0.q") is None   # "^" anchors at the start
-    True
-    """
-    for key in patterns:
-        try:
-            matched = re.match(rf"(.*\.)?({key})$", name)
-        except re.error as exc:
-            raise InputError(
-                f"pattern key {key!r} is not a valid regular expression: {exc}"
-            ) from None
-        if matched:
-            return key
-    return None
 
 
 def anchored_patterns(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
