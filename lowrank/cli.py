@@ -180,6 +180,13 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="run on a Dask distributed cluster (workers must see the files)",
     )
     run.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        metavar="T",
+        help="BLAS threads per local worker (default: cores // workers; 1 is safer on a "
+        "machine busy with other work)",
+    )
+    run.add_argument(
         "--connect-timeout",
         type=_positive_float,
         default=10.0,
@@ -474,6 +481,7 @@ def _run_analysis(
             energies=getattr(args, "energy", DEFAULT_ENERGIES),
             executor=executor,
             workers=workers,
+            threads_per_worker=getattr(args, "threads_per_worker", None),
             checkpoint=outputs.json,
             checkpoint_interval=2.0,
         )

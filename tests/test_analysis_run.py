@@ -219,6 +219,12 @@ def test_describe_executor():
             "give workers or executor, not both; got workers=2",
         ),
         ({"workers": 0}, InputError, "workers must be >= 1; got 0"),
+        ({"threads_per_worker": 0}, InputError, "threads_per_worker must be >= 1; got 0"),
+        (
+            {"executor": ThreadPoolExecutor(1), "threads_per_worker": 1},
+            InputError,
+            "threads_per_worker applies to the default executor only",
+        ),
         ({"checkpoint_interval": -1}, InputError, "checkpoint_interval must be finite and >= 0"),
         ({"ranks": [0]}, InputError, "ranks must be positive integers"),
         ({"nd_policy": "crop"}, InputError, "nd_policy must be one of"),

@@ -129,7 +129,19 @@ class TestAnalyze:
 
     def test_real_worker_processes(self, model, tmp_path, capsys):
         assert (
-            main(["analyze", str(model), "--workers", "2", "--json", str(tmp_path / "r.json")]) == 0
+            main(
+                [
+                    "analyze",
+                    str(model),
+                    "--workers",
+                    "2",
+                    "--threads-per-worker",
+                    "1",
+                    "--json",
+                    str(tmp_path / "r.json"),
+                ]
+            )
+            == 0
         )
         report = Report.read_json(tmp_path / "r.json")
         assert report.run.executor == "local processes: 2 workers x 1 BLAS thread"
