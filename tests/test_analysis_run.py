@@ -250,3 +250,36 @@ def test_start_analysis_rejects(checkpoint, kwargs, error, message):
 def test_local_executor_rejects(kwargs, message):
     with pytest.raises(InputError, match=message):
         local_executor(**kwargs)
+
+
+def test_ctrl_c_to_the_process_group_is_one_line_and_a_partial_report(tmp_path):
+    # A real Ctrl-C: SIGINT to the whole process group of `lowrank analyze` while its
+    # worker processes start or run. The workers stay quiet (SIGINT ignored from birth),
+    # the parent writes the partial report and says so in one line.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "slow.safetensors"
+    save_safetensors(
+        path, {f"m{i}.weight": rng.standard_normal((1600, 1200), np.float32) for i in range(6)}
+    )
+    target = tmp_path / "report.json"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lowrank", "analyze", str(path), "--workers", "2",
+         "--threads-per-worker", "1", "--json", str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        os.killpg(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:  # pragma: no cover - only if the test failed
+            child.kill()
+    assert child.returncode == 130, err
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("lowrank: interrupted")
+    saved = Report.read_json(target)
+    assert saved.partial and len(saved.matrices) + len(saved.pending) == 6

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -54,15 +57,41 @@ def _patterns(value: Patterns) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _terminate_workers(executor: Executor) -> None:
-    """Stop the processes of a pool we own without waiting for their current task."""
+def _stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks of a pool we own and kill its workers, without waiting."""
     terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
     if callable(terminate):  # pragma: no cover - newer Pythons
         terminate()
         return
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
+    # shutdown() forgets the worker processes: take them first. Without the kill, the
+    # interpreter's exit would wait for the tasks running in them.
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
         process.terminate()
+
+
+@contextmanager
+def _children_ignore_sigint(executor: Executor) -> Iterator[None]:
+    """Ignore SIGINT while a process pool starts its workers (they start in ``submit``).
+
+    A process started while SIGINT is ignored keeps ignoring it from its first instruction
+    (the disposition survives ``exec``, and Python leaves an ignored SIGINT alone), so a
+    Ctrl-C to the whole process group during worker start-up reaches only the parent, which
+    stops the run, instead of printing a traceback from every worker being born. Only the
+    main thread may change signal handlers; elsewhere nothing is changed.
+    """
+    if not (
+        isinstance(executor, ProcessPoolExecutor)
+        and threading.current_thread() is threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class AnalysisRun:
@@ -120,15 +149,16 @@ class AnalysisRun:
             order = sorted(
                 range(len(selection.matrices)), key=lambda i: -selection.matrices[i].size
             )
-            for i in order:
-                future = executor.submit(
-                    analyze_tensor,
-                    selection.matrices[i],
-                    nd_policy=selection.nd_policy,
-                    options=options,
-                )
-                self._futures[future] = i
-                self._pending.add(future)
+            with _children_ignore_sigint(executor):
+                for i in order:
+                    future = executor.submit(
+                        analyze_tensor,
+                        selection.matrices[i],
+                        nd_policy=selection.nd_policy,
+                        options=options,
+                    )
+                    self._futures[future] = i
+                    self._pending.add(future)
 
     # -- progress -------------------------------------------------------------------------
 
@@ -242,9 +272,10 @@ class AnalysisRun:
         for future in self._pending:
             future.cancel()
         if self._owns_executor and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._pending and isinstance(self._executor, ProcessPoolExecutor):
-                _terminate_workers(self._executor)
+            if isinstance(self._executor, ProcessPoolExecutor):
+                _stop_pool(self._executor)
+            else:
+                self._executor.shutdown(wait=False, cancel_futures=True)
         # Whatever had finished is kept even if its result was not yet taken.
         for future in list(self._ready) + list(self._pending):
             if future.done() and not future.cancelled() and future.exception() is None:
@@ -427,6 +458,11 @@ def analyze(
 
     Notes
     -----
+    The default executor starts its workers with ``spawn``, which imports the main module
+    of the program again in each worker: a script that calls :func:`analyze` at its top
+    level must guard it with ``if __name__ == "__main__":`` (as for any
+    ``ProcessPoolExecutor``); ``lowrank analyze`` and notebooks need nothing.
+
     Each task loads its own matrix from a picklable :class:`~lowrank.io.TensorInfo`, so
     the calling process never holds a matrix and a worker's peak memory follows the
     largest matrix it handles (stored copy + float32/float64 copy), not the checkpoint.
