@@ -283,3 +283,15 @@ def test_ctrl_c_to_the_process_group_is_one_line_and_a_partial_report(tmp_path):
     assert line.startswith("lowrank: interrupted")
     saved = Report.read_json(target)
     assert saved.partial and len(saved.matrices) + len(saved.pending) == 6
+
+
+def test_a_closed_run_yields_nothing_more_and_keeps_what_had_finished(checkpoint):
+    with ThreadPoolExecutor(1) as pool:
+        run = start_analysis(checkpoint, executor=pool)
+        first = next(run)
+        run.close()
+        run.close()  # twice is harmless
+        assert list(run) == []
+        report = run.report()
+    assert first.name in [m.name for m in report.matrices]
+    assert len(report.matrices) + len(report.pending) == N_MATRICES

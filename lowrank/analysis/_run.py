@@ -210,7 +210,7 @@ class AnalysisRun:
         return self
 
     def __next__(self) -> Outcome:
-        if self._closed and not self._ready:
+        if self._closed:
             raise StopIteration
         if not self._ready:
             if not self._pending:
@@ -280,6 +280,8 @@ class AnalysisRun:
         for future in list(self._ready) + list(self._pending):
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._outcomes[self._futures[future]] = future.result()
+        self._ready.clear()
+        self._pending = set()
         self._write_checkpoint(force=True)
 
     def __enter__(self) -> AnalysisRun:
