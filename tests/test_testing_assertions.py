@@ -431,15 +431,21 @@ def test_lora_argument_errors():
 
 @given(f=lst.lora_factors(dtype=st.sampled_from([np.float64, np.float32]), b_init="gaussian"))
 def test_merged_and_unmerged_layers_agree(f):
-    W, A, B, _ = f
+    W, A, B, s = f
     unmerged = LoRALinear.from_factors(W, A, B, alpha=f.alpha, use_rslora=f.use_rslora)
     merged = LoRALinear.from_factors(W, A, B, alpha=f.alpha, use_rslora=f.use_rslora)
     merged.merge()
+    # The two compute the same sums in different orders, and the LoRA term may cancel the
+    # base term: the tolerance scales with the magnitude of the terms, not of the output.
+    x = np.random.default_rng(0).standard_normal((16, f.in_features)).astype(f.dtype)
+    terms = np.abs(W.astype(np.float64)) + abs(s) * np.abs(B.astype(np.float64)) @ np.abs(A)
+    scale = float(np.max(np.abs(x) @ terms.T))
+    width = f.in_features
     assert_adapters_agree(
-        unmerged.forward, merged.forward, in_features=f.in_features, dtype=f.dtype
+        unmerged.forward, merged.forward, in_features=width, inputs=x, scale=scale
     )
     by_hand = functools.partial(lambda x, M: x @ M.T, M=f.merged())
-    assert_adapters_agree(unmerged.forward, by_hand, in_features=f.in_features, dtype=f.dtype)
+    assert_adapters_agree(unmerged.forward, by_hand, in_features=width, inputs=x, scale=scale)
 
 
 @given(
@@ -473,6 +479,13 @@ def test_adapters_agree_messages_and_options():
         assert_adapters_agree(layer, lambda x: x @ W, in_features=4)  # forgot the transpose
     assert_adapters_agree(layer, lambda x: x @ W.T + 1e-9, in_features=4, rtol=1e-6)
     assert_adapters_agree(layer, layer, in_features=4, inputs=np.eye(4))
+    # Cancellation: outputs near 0 from terms near 1 need the scale of the terms.
+    cancel = lambda x: (x @ W.T + 1e3) - 1e3  # noqa: E731
+    with pytest.raises(AssertionError, match="disagree"):
+        assert_adapters_agree(layer, cancel, in_features=4)
+    assert_adapters_agree(layer, cancel, in_features=4, scale=1e3)
+    with pytest.raises(InputError, match="scale must be finite and >= 0"):
+        assert_adapters_agree(layer, layer, in_features=4, scale=-1.0)
     # bfloat16 inputs, outputs rounded to bfloat16: the tolerance is that of bfloat16.
     bf16 = ml_dtypes.bfloat16
     assert_adapters_agree(

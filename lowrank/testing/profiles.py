@@ -84,11 +84,14 @@ def load_profile(name: str | None = None) -> str:
     register_profiles()
     chosen = name or os.environ.get(PROFILE_ENV) or "dev"
     try:
-        settings.load_profile(chosen)
-    except InvalidArgument:
+        # Look the name up first: Hypothesis's load_profile records an unknown name as the
+        # current profile before failing, which breaks later registrations.
+        settings.get_profile(chosen)
+    except (InvalidArgument, KeyError):
         source = "name" if name else PROFILE_ENV
         raise InputError(
             f"{source} must name a registered Hypothesis profile ({', '.join(map(repr, PROFILES))}"
             f" or one registered elsewhere); got {chosen!r}"
         ) from None
+    settings.load_profile(chosen)
     return chosen

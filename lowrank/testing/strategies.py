@@ -418,7 +418,9 @@ def _adjust_steps(
     free = float(d[others].sum())
     if condition_number is not None:
         target = math.log(condition_number) - fixed
-        if free > 0.0:
+        # A profile flat to rounding (even subnormal steps) cannot be stretched exactly:
+        # spread the decrements evenly instead (geometric values).
+        if free > 1e-9 * target:
             d[others] *= target / free
         elif target > 0.0:
             if not others.any():
