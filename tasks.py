@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and entry points for a fresh machine that has only Python >= 3.10 and pip.
 
-    python3 tasks.py demo          # create .venv, install, run the main job on a real example
+    python3 tasks.py demo          # create .venv, install, analyse the real MiniLM checkpoint
     python3 tasks.py test          # create .venv, install the test extras, run the test suite
     python3 tasks.py test-interop  # create .venv-interop with PyTorch + PEFT, run the interop tests
     python3 tasks.py lint          # ruff check, ruff format --check, mypy --strict
@@ -59,7 +59,7 @@ def ensure_env(extras: str, *, name: str = ".venv", pre: tuple[str, ...] = ()) -
 
 def demo(argv: list[str]) -> None:
     python = ensure_env("cli")
-    _run(python, "-m", "lowrank._demo", *argv)
+    _run(python, "-m", "lowrank", "demo", "--out", "lowrank-demo", *argv)
 
 
 def test(argv: list[str]) -> None:

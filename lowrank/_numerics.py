@@ -92,7 +92,11 @@ def scaled_sum_of_squares(x: Array) -> tuple[float, float]:
     flat = np.ravel(x)
     if flat.size == 0:
         return 1.0, 0.0
-    peak = float(np.max(np.abs(flat)))
+    if flat.dtype.kind == "c":
+        peak = max(float(np.max(np.abs(flat[i : i + _CHUNK]))) for i in range(0, flat.size, _CHUNK))
+    else:
+        # max(x.max(), -x.min()) finds max |x| without an |x| copy of the whole matrix.
+        peak = max(float(np.max(flat)), -float(np.min(flat)))
     scale = power_of_two_scale(peak)
     ssq = 0.0
     for start in range(0, flat.size, _CHUNK):

@@ -38,7 +38,6 @@ LAYERS = {
     "plot": 6,
     "cli": 7,
     "__main__": 8,
-    "_demo": 7,
     "__init__": 7,
     "testing": 9,
 }

@@ -321,3 +321,15 @@ def test_extraction_error_identity_property(m, n, seed, data, alpha, rslora):
     tol = tolerance(np.float64, size=max(m, n), scale=S[0] * math.sqrt(min(m, n)))
     assert abs(ex.error_fro - direct) <= tol
     assert abs(ex.error_fro - math.sqrt(float(np.sum(S[rank:] ** 2)))) <= tol
+
+
+def test_extract_many_caps_max_rank_per_layer():
+    """A cap above a small layer's size is that layer's full rank, not an error."""
+    gen = np.random.default_rng(5)
+    layers = {
+        "big": (np.zeros((30, 20)), gen.standard_normal((30, 20))),
+        "small": (np.zeros((4, 3)), gen.standard_normal((4, 3))),
+    }
+    out = extract_many(layers, energy=0.999999, max_rank=10)
+    ranks = {name: m.rank for name, m in out.modules.items()}
+    assert ranks["small"] == 3 and ranks["big"] == 10

@@ -362,7 +362,8 @@ def extract_many(
         One rank for all layers, or one per layer (every layer named).
     rel_tol, energy, max_rank
         Per-layer rank selection, as :func:`extract`. Exactly one of ``rank``, ``rel_tol``,
-        ``energy``.
+        ``energy``. ``max_rank`` caps every layer at ``min(max_rank, min(W.shape))``, so a
+        layer smaller than the cap is not an error.
     use_rslora, method, n_iter, oversample, fan_in_fan_out, dtype
         As :func:`extract`; every module gets scaling 1.
     rng : None, int or numpy.random.Generator
@@ -427,13 +428,17 @@ def extract_many(
             isinstance(layer_rank, bool) or not isinstance(layer_rank, numbers.Integral)
         ):
             raise RankError(f"rank for layer {name!r} must be an integer; got {layer_rank!r}")
+        layer_max: object = max_rank
+        if isinstance(max_rank, numbers.Integral) and not isinstance(max_rank, bool):
+            # A layer smaller than the cap keeps every rank it has.
+            layer_max = min(int(max_rank), *np.shape(base)[:2])
         modules[name] = _extract(
             base,
             tuned,
             rank=None if layer_rank is None else int(layer_rank),
             rel_tol=rel_tol,
             energy=energy,
-            max_rank=max_rank,
+            max_rank=layer_max,  # type: ignore[arg-type]
             alpha=None,
             use_rslora=bool(use_rslora),
             method=method,
