@@ -67,6 +67,9 @@ def test(argv: list[str]) -> None:
     env = dict(os.environ)
     env.setdefault("HYPOTHESIS_PROFILE", "ci" if env.get("CI") else "dev")
     env.setdefault("MPLBACKEND", "Agg")
+    # Tests, notebook kernels and worker processes share two cores: OpenBLAS threads that
+    # busy-wait on a busy core make small products 10x slower. Speed is measured by benchmarks.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     _run(
         python,
         "-m",
