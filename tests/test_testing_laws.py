@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import example, given, note
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from lowrank import (
@@ -157,31 +157,6 @@ MATRICES = st.one_of(
 )
 
 
-# Found by this test (HYPOTHESIS_PROFILE=thorough) and reported: in single precision the
-# reported residual can be off by up to ~2x its own bound when the residual is near the
-# resolution of the dtype (the constant of residual_fro_error is too small).
-SINGLE_PRECISION_CANCELLATION = np.array(
-    [
-        [
-            1.00001407e00 + 1.1994894e-05j,
-            3.35060649e-05 + 1.1590755e-06j,
-            1.34754155e-05 + 2.2295273e-05j,
-        ],
-        [
-            -5.31435071e-05 - 3.0033025e-05j,
-            3.69209374e-05 - 6.6435623e-06j,
-            1.82034146e-05 - 1.9661105e-05j,
-        ],
-        [
-            -2.18972655e-05 + 2.4421297e-05j,
-            2.36983342e-05 + 1.6198906e-06j,
-            1.48674735e-05 - 1.1926556e-05j,
-        ],
-    ],
-    dtype=np.complex64,
-)
-
-
 @given(
     A=MATRICES,
     rank=st.integers(0, 8),
@@ -190,9 +165,6 @@ SINGLE_PRECISION_CANCELLATION = np.array(
     oversample=st.integers(0, 10),
     seed=SEEDS,
 )
-@example(
-    A=SINGLE_PRECISION_CANCELLATION, rank=1, n_iter=0, block_krylov=False, oversample=1, seed=49
-).xfail(raises=AssertionError, reason="residual_fro_error too small in single precision")
 def test_randomized_residual_is_reported_to_within_its_error_bound(
     A, rank, n_iter, block_krylov, oversample, seed
 ):
@@ -217,3 +189,24 @@ def test_randomized_residual_is_reported_to_within_its_error_bound(
     slack = svd_tolerance(A.dtype, A.shape, float(np.linalg.norm(A, 2)))
     assert lower <= optimal + slack
     assert optimal <= upper + res.residual_fro_error + slack
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known issue, found by the test above with HYPOTHESIS_PROFILE=thorough: in single "
+    "precision residual_fro_error underestimates the error of residual_fro by up to ~2x when "
+    "the residual is near the resolution of the dtype",
+)
+def test_randomized_residual_bound_near_single_precision_resolution():
+    """Nearly rank-1 3x3 matrices (noise 3e-5), rank 1, one sketch of width 2."""
+    worst = 0.0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        for dtype in (np.float32, np.complex64):
+            A = (np.eye(3, 3) * [1, 0, 0] + 3e-5 * rng.standard_normal((3, 3))).astype(dtype)
+            res = truncated_svd(
+                A, 1, method="randomized", n_iter=0, block_krylov=False, oversample=1, rng=seed
+            )
+            off = abs(res.residual_fro - residual_norm(A, res)) / res.residual_fro_error
+            worst = max(worst, off)
+    assert worst <= 1.0, f"|reported - true| reaches {worst:.2f} x residual_fro_error"

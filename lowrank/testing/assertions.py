@@ -219,7 +219,7 @@ def _check_reference(
     X: Array,
     ref: Array,
     sigma: Array,
-    cut: tuple[int, int],
+    available: int,
     rank: int,
     tau: float,
     tau_vec: float,
@@ -230,11 +230,11 @@ def _check_reference(
     threshold = math.sqrt(tau * float(sigma[0])) if sigma.size else 0.0
     threshold = max(threshold, 2.0 * tau)
     for a, b in _clusters(sigma, threshold):
-        if a >= rank or a >= cut[1]:
+        if a >= rank or a >= available:
             break
         if float(sigma[a]) <= threshold:
             break  # numerically zero: the null space has no preferred basis
-        if b > cut[1]:
+        if b > available:
             continue  # the reference does not hold the whole cluster
         left = float(sigma[a - 1] - sigma[a]) if a > 0 else math.inf
         if b < k:
@@ -270,7 +270,7 @@ def _check_reference(
             )
 
 
-def _check_sign_rule(U: Array, Vh: Array, S: Array, tau_entry: float) -> None:
+def _check_sign_rule(U: Array, S: Array, tau_entry: float) -> None:
     for j in range(U.shape[1]):
         col = U[:, j]
         mags = np.abs(col)
@@ -453,12 +453,14 @@ def assert_valid_svd(
             f"||A - U diag(S) Vh||_F = {error:.6g} differs from the optimal rank-{r} error "
             f"{optimal:.6g} by {abs(error - optimal):.3g} > tolerance {slack:.3g}"
         )
-    cut = (U_ref.shape[1], U_ref.shape[1])
+    available = min(U_ref.shape[1], Vh_ref.shape[0])
     square = m == n
-    _check_reference("U", Uw, U_ref.astype(wide), sigma, cut, r, tau, tau_vec, square)
-    _check_reference("V", Vw, Vh_ref.astype(wide).conj().T, sigma, cut, r, tau, tau_vec, square)
+    _check_reference("U", Uw, U_ref.astype(wide), sigma, available, r, tau, tau_vec, square)
+    _check_reference(
+        "V", Vw, Vh_ref.astype(wide).conj().T, sigma, available, r, tau, tau_vec, square
+    )
     if sign_convention:
-        _check_sign_rule(U, Vh, S, tolerance_for(U.dtype, size=m, factor=fac))
+        _check_sign_rule(U, S, tolerance_for(U.dtype, size=m, factor=fac))
 
 
 # --------------------------------------------------------------------------- EYM optimality
