@@ -65,8 +65,10 @@ class MatrixInput:
         if self.dense is not None:
             if self.dtype.kind == "c":
                 # (Y^H A)^H: conjugating the small operand avoids a copy of A.
-                return (Y.conj().T @ self.dense).conj().T
-            return self.dense.T @ Y
+                out: Array = (Y.conj().T @ self.dense).conj().T
+                return out
+            product: Array = self.dense.T @ Y
+            return product
         if self.kind == "sparse":
             return np.asarray(self.operator.conj().T @ Y, dtype=self.dtype)
         return np.asarray(self.operator.rmatmat(Y), dtype=self.dtype)
@@ -75,7 +77,7 @@ class MatrixInput:
         """``||A||_F``: stored, or computed exactly for a LinearOperator (``n`` products)."""
         if self.norm_fro is not None:
             return self.norm_fro
-        m, n = self.shape
+        n = self.shape[1]
         scale_ssq: list[tuple[float, float]] = []
         for start in range(0, n, _IDENTITY_BLOCK):
             stop = min(n, start + _IDENTITY_BLOCK)

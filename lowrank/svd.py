@@ -23,7 +23,7 @@ the eigenvalues of the Gram matrix accumulated in float64.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -36,15 +36,20 @@ from lowrank._validation import (
     as_matrix,
     check_choice,
     check_int,
+    check_positive_float,
     check_rank,
     normalize_rng,
 )
 from lowrank.errors import ConvergenceError, InputError
 
 __all__ = [
+    "DEFAULT_TOL_EPS",
+    "FAST_TOL",
     "SVD_METHODS",
     "TruncatedSVD",
     "auto_method",
+    "default_block_size",
+    "default_tol",
     "singular_values",
     "truncated_svd",
 ]
@@ -82,9 +87,36 @@ class TruncatedSVD:
     spectrum_complete : bool
         True when ``spectrum`` holds every singular value of ``A`` (``"exact"``).
     n_iter : int
-        Power or Krylov iterations (randomized), or 0.
+        Power or Krylov iterations (randomized: Krylov blocks beyond the first), or 0.
     oversample : int
-        Extra sketch columns beyond ``rank`` (randomized), or 0.
+        Extra sketch columns beyond ``rank`` in a block (randomized:
+        ``max(block_size - rank, 0)``), or 0.
+    subspace_dim : int
+        Columns of the space the randomized method's Rayleigh–Ritz step used (the Krylov
+        space, or the last sketch), or 0.
+    n_passes : int
+        Products of ``A`` or :math:`A^H` with a block of vectors (randomized), or 0.
+    block_size : int
+        Columns per block of the randomized method, or 0.
+    error_estimate : float or None
+        A-posteriori estimate of :math:`\max_i |\tilde\sigma_i - \sigma_i| / \sigma_i` over the
+        returned values: 0.0 for ``"exact"`` (and randomized results that spanned the whole
+        space), the convergence estimate of the adaptive randomized method (see
+        :func:`truncated_svd`, Notes), ``None`` where nothing is estimated (fixed
+        ``n_iter``, ``svds``).
+    excess_estimate : float or None
+        A-posteriori estimate of the relative excess of :attr:`residual_fro` over the
+        Eckart–Young–Mirsky optimum (the quantity :attr:`excess_bound` bounds rigorously but
+        loosely): 0.0 for exact results, the convergence estimate of the adaptive randomized
+        method, ``None`` where nothing is estimated.
+    converged : bool
+        False when the adaptive randomized method stopped at its limit before its estimate
+        reached ``tol``; True otherwise.
+    tol : float or None
+        The accuracy target of the adaptive randomized method, or ``None``.
+    preset : str or None
+        The randomized setting used: ``"accurate"``, ``"fast"``, ``"subspace"`` (power
+        iteration, ``block_krylov=False``), or ``None`` for the other methods.
     """
 
     U: Array
@@ -97,6 +129,14 @@ class TruncatedSVD:
     spectrum_complete: bool
     n_iter: int = 0
     oversample: int = 0
+    subspace_dim: int = 0
+    n_passes: int = 0
+    block_size: int = 0
+    error_estimate: float | None = None
+    excess_estimate: float | None = None
+    converged: bool = True
+    tol: float | None = None
+    preset: str | None = None
 
     @property
     def rank(self) -> int:
@@ -132,8 +172,8 @@ class TruncatedSVD:
         :math:`|\Delta(\|A\|_F^2 - \|S\|^2)| \le 2 c \varepsilon \sigma_1 \sum_i \sigma_i +
         2\varepsilon_{64}\|A\|_F^2 =: \delta`, and the residual :math:`\rho` is off by at most
         :math:`\max(\sqrt{\rho^2+\delta}-\rho,\ \rho-\sqrt{\max(\rho^2-\delta, 0)})`: about
-        :math:`\delta/(2\rho)` when :math:`\rho^2 \gg \delta`, at most :math:`\sqrt\delta`. With the whole
-        spectrum known the tail sum is accurate to :math:`c\,\varepsilon\,\sigma_1`.
+        :math:`\delta/(2\rho)` when :math:`\rho^2 \gg \delta`, at most :math:`\sqrt\delta`. With the
+        whole spectrum known the tail sum is accurate to :math:`c\,\varepsilon\,\sigma_1`.
         """
         if self.rank == 0 and not self.spectrum_complete:
             return 4.0 * compute_eps(np.float64) * self.norm_fro
@@ -181,7 +221,8 @@ class TruncatedSVD:
 
     def to_dense(self) -> Array:
         r"""The rank-r matrix :math:`U \operatorname{diag}(S) V^H` (forms an m×n array)."""
-        return (self.U * self.S.astype(self.U.dtype)) @ self.Vh
+        dense: Array = (self.U * self.S.astype(self.U.dtype)) @ self.Vh
+        return dense
 
 
 def _pythagorean_residual(norm_fro: float, S: Array) -> float:
@@ -233,6 +274,9 @@ def truncated_svd(
     block_krylov: bool = True,
     rng: RNGLike = None,
     norm_fro: float | None = None,
+    tol: float | None = None,
+    preset: Literal["accurate", "fast"] = "accurate",
+    block_size: int | None = None,
 ) -> TruncatedSVD:
     r"""The leading ``rank`` singular triplets of ``A``.
 
@@ -246,31 +290,55 @@ def truncated_svd(
         ``"lobpcg"``, a limit of SciPy's ``svds``).
     method : {"auto", "exact", "randomized", "arpack", "propack", "lobpcg"}, default "auto"
         ``"exact"``: LAPACK ``gesdd`` on the dense matrix, falling back to ``gesvd`` when it
-        does not converge; only the leading triplets are kept. ``"randomized"``: the
-        Halko–Martinsson–Tropp range finder with ``oversample`` extra columns and ``n_iter``
-        passes, re-orthonormalised after every product, with a block Krylov basis when
-        ``block_krylov``; then Rayleigh–Ritz. ``"arpack"``, ``"propack"``, ``"lobpcg"``:
+        does not converge; only the leading triplets are kept. ``"randomized"``: a
+        randomized block Krylov method (block Golub–Kahan–Lanczos from a Gaussian start
+        block), by default run until the top singular values have converged to ``tol``
+        (see Notes); with ``block_krylov=False``, the Halko–Martinsson–Tropp power
+        iteration. ``"arpack"``, ``"propack"``, ``"lobpcg"``:
         :func:`scipy.sparse.linalg.svds` with that solver, sorted and signed like the others.
         ``"auto"``: see :func:`auto_method`; the choice is recorded in ``result.method``.
     n_iter : int, optional
-        Power (or Krylov) iterations of the randomized method. Default: 4 with
-        ``block_krylov``, 6 without.
+        Krylov iterations of the randomized method (blocks beyond the first). Given without
+        ``tol``, exactly this many are run with blocks of ``rank + oversample`` columns: the
+        Krylov space of HMT's block Krylov method with ``n_iter`` power iterations, at a fixed
+        cost of ``2 (n_iter + 1)`` passes over ``A``. Given with ``tol``, the most that are run.
+        Default: adaptive (``tol``); 6 power iterations with ``block_krylov=False``.
     oversample : int, default 10
-        Extra sketch columns of the randomized method.
+        Extra sketch columns of the randomized method when the block width is
+        ``rank + oversample`` (fixed ``n_iter``, ``block_krylov=False``).
     block_krylov : bool, default True
-        Use the whole Krylov space :math:`[Q_0, Q_1, \dots, Q_q]` for the Rayleigh–Ritz step
-        instead of the last block only (subspace iteration).
+        Use the whole Krylov space for the Rayleigh–Ritz step; ``False`` runs subspace
+        (power) iteration and keeps the last block only.
     rng : None, int or numpy.random.Generator
         Source of the random test matrices (randomized, and the start vectors of ``svds``).
     norm_fro : float, optional
         :math:`\|A\|_F` of a ``LinearOperator`` if known; otherwise it is computed exactly
         with ``n`` products (dense and sparse inputs compute it from their entries).
+    tol : float, optional
+        Target of the adaptive randomized method, ``0 < tol < 1``: with
+        ``preset="accurate"`` the relative accuracy of the top ``rank`` singular values
+        (default :func:`default_tol`: 8 machine epsilons of the compute dtype, about 1e-6
+        in single and 2e-15 in double precision: converged to working precision), with
+        ``preset="fast"`` the relative excess of the Frobenius residual over its
+        Eckart–Young–Mirsky optimum (default ``FAST_TOL``). The
+        iteration stops when the estimate (:attr:`TruncatedSVD.error_estimate`,
+        :attr:`TruncatedSVD.excess_estimate`) is below it.
+    preset : {"accurate", "fast"}, default "accurate"
+        What the adaptive method converges: ``"accurate"``, the singular values (and with
+        them the residual); ``"fast"``, only the Frobenius residual — a near-optimal rank-r
+        approximation for a fraction of the passes, with top singular values that may be
+        off by a percent on slowly decaying spectra (``benchmarks/RESULTS.md``). Ignored
+        with a fixed ``n_iter``.
+    block_size : int, optional
+        Block width of the randomized block Krylov method. Default: ``rank + oversample``
+        for a fixed ``n_iter``, :func:`default_block_size` for the adaptive method.
 
     Returns
     -------
     TruncatedSVD
         ``U`` (m, rank), ``S`` (rank,), ``Vh`` (rank, n) in the compute dtype of ``A``, plus
-        the residual and optimality information described there.
+        the residual and optimality information described there, and for the randomized
+        method the passes over ``A`` and an a-posteriori error estimate.
 
     Raises
     ------
@@ -289,16 +357,46 @@ def truncated_svd(
 
     Notes
     -----
-    The randomized method draws a Gaussian :math:`\Omega \in \mathbb{R}^{n\times\ell}`,
-    :math:`\ell = r + p`, forms :math:`Q_0 = \operatorname{orth}(A\Omega)` and
-    :math:`Q_{j} = \operatorname{orth}(A\,\operatorname{orth}(A^H Q_{j-1}))`, and computes the
-    SVD of :math:`B = K^H A` with :math:`K` an orthonormal basis of the Krylov blocks (or
-    :math:`Q_q` alone). Orthonormalising every product keeps single precision from losing
-    the tail directions (unnormalised powers of :math:`A` underflow them). With :math:`q`
-    iterations the expected spectral error is within a factor
+    **Block Krylov.** With a Gaussian :math:`\Omega \in \mathbb{R}^{n\times b}`, block
+    Golub–Kahan–Lanczos builds orthonormal bases :math:`P = [P_1, \dots, P_{k+1}]` and
+    :math:`Q = [Q_1, \dots, Q_k]` of the Krylov spaces
+    :math:`\operatorname{span}\{\Omega, A^HA\Omega, \dots\}` and
+    :math:`\operatorname{span}\{A\Omega, (AA^H)A\Omega, \dots, (AA^H)^{k-1}A\Omega\}`: step
+    :math:`j` orthogonalises :math:`A P_j` against :math:`Q_1..Q_{j-1}` and
+    :math:`A^H Q_j` against :math:`P_1..P_j` (two passes of classical Gram–Schmidt, then an
+    orthonormalisation through the eigendecomposition of the block's Gram matrix in float64,
+    SVQB [5]_, repeated once when the block is ill-conditioned; directions that are only
+    rounding noise — a rank-deficient ``A``, an invariant subspace — are replaced by random
+    ones). The coefficients of the second orthogonalisation are exactly
+    :math:`B = Q^H A\,[P_1..P_{k+1}]`, a small :math:`kb \times (k+1)b` matrix, so the
+    Rayleigh–Ritz step — the SVD of :math:`Q^H A` — costs no further pass over ``A``:
+    :math:`B = U_B \Sigma V_B^H`, :math:`U = Q U_B`, :math:`V = P V_B`. This is the space of
+    HMT's block Krylov method [2]_ (with :math:`q = k - 1` iterations), reached with
+    :math:`2k` passes instead of :math:`3k`, and it converges in :math:`\tilde O(1/\sqrt\epsilon)`
+    iterations instead of subspace iteration's :math:`\tilde O(1/\epsilon)` [3]_.
+    As :math:`U\Sigma V^H = UU^HA`, the Frobenius residual is
+    :math:`(\|A\|_F^2 - \|S\|^2)^{1/2}` (see :attr:`TruncatedSVD.residual_fro`), and each Ritz
+    value is a lower bound of the singular value of the same index.
+
+    **Adaptive stopping.** The Ritz values increase monotonically with the Krylov space.
+    They are computed (values only) on a schedule that keeps these checks below about half
+    of the work; with :math:`d_i` the relative increase of :math:`\tilde\sigma_i` since the
+    previous check and :math:`\rho` the per-step contraction of :math:`\max_i d_i` between the
+    last two checks, the remaining error is estimated as
+    :math:`\max_i d_i\,\rho^\Delta/(1-\rho^\Delta)` (:math:`\Delta` steps between checks), and
+    the iteration stops when that is below ``tol``. Krylov convergence accelerates, so this
+    geometric model over-estimates the error once convergence has set in; the estimate is
+    returned as ``error_estimate``. The space is capped at
+    ``min(min(m, n), 12 * rank + 512)`` columns (``converged`` is then False).
+
+    **Precision.** Products with ``A`` and the bases stay in the compute dtype (float32
+    stays float32); Gram matrices, coefficients and the small SVD are in float64.
+
+    **Subspace iteration** (``block_krylov=False``): :math:`Q_0 = \operatorname{orth}(A\Omega)`,
+    :math:`Q_j = \operatorname{orth}(A\,\operatorname{orth}(A^H Q_{j-1}))`, then the SVD of
+    :math:`Q_q^H A`; with :math:`q` iterations the expected spectral error is within a factor
     :math:`[1 + \sqrt{r/(p-1)} + e\sqrt{r+p}/p\,\sqrt{\min(m,n)-r}]^{1/(2q+1)}` of
-    :math:`\sigma_{r+1}` (HMT Cor. 10.10); block Krylov converges like :math:`1/\sqrt\epsilon`
-    iterations instead of :math:`1/\epsilon` (Musco & Musco 2015).
+    :math:`\sigma_{r+1}` (HMT Cor. 10.10).
 
     References
     ----------
@@ -308,6 +406,11 @@ def truncated_svd(
        SIAM Review 53(2), 2011, arXiv:0909.4061.
     .. [3] C. Musco and C. Musco, "Randomized block Krylov methods for stronger and faster
        approximate singular value decomposition", NeurIPS 2015.
+    .. [4] G. H. Golub, F. T. Luk and M. L. Overton, "A block Lanczos method for computing
+       the singular values and corresponding singular vectors of a matrix", ACM TOMS 7(2),
+       1981.
+    .. [5] A. Stathopoulos and K. Wu, "A block orthogonalization procedure with constant
+       synchronization requirements", SIAM J. Sci. Comput. 23(6), 2002.
 
     Examples
     --------
@@ -319,14 +422,25 @@ def truncated_svd(
     array([3., 2.])
     >>> res.method, res.residual_fro
     ('exact', 1.0)
+    >>> B = np.random.default_rng(0).standard_normal((400, 300)) @ np.diag(0.9 ** np.arange(300))
+    >>> fit = truncated_svd(B, 5, method="randomized", rng=0)
+    >>> bool(fit.converged), fit.error_estimate < 1e-6
+    (True, True)
     """
     check_choice(method, name="method", choices=SVD_METHODS)
+    check_choice(preset, name="preset", choices=("accurate", "fast"))
     mat = as_matrix_input(A, norm_fro=norm_fro)
     m, n = mat.shape
     r = check_rank(rank, upper=min(m, n))
     oversample = check_int(oversample, name="oversample", minimum=0)
     if n_iter is not None:
         n_iter = check_int(n_iter, name="n_iter", minimum=0)
+    if block_size is not None:
+        block_size = check_int(block_size, name="block_size", minimum=1)
+    if tol is not None:
+        tol = check_positive_float(tol, name="tol")
+        if tol >= 1.0:
+            raise InputError(f"tol must satisfy 0 < tol < 1; got {tol!r}")
     if method == "auto":
         method = auto_method(mat.shape, r, kind=mat.kind)  # type: ignore[assignment]
     if method in ("arpack", "lobpcg") and r == min(m, n) and r > 0:
@@ -338,8 +452,17 @@ def truncated_svd(
     if method == "exact":
         return _exact(mat, r)
     if method == "randomized":
-        iterations = n_iter if n_iter is not None else (4 if block_krylov else 6)
-        return _randomized(mat, r, iterations, oversample, block_krylov, generator)
+        return _randomized(
+            mat,
+            r,
+            n_iter=n_iter,
+            oversample=oversample,
+            block_krylov=block_krylov,
+            tol=tol,
+            block_size=block_size,
+            preset=preset,
+            rng=generator,
+        )
     return _svds(mat, r, method, generator)
 
 
@@ -389,13 +512,41 @@ def _exact(mat: MatrixInput, rank: int) -> TruncatedSVD:
         norm_fro=mat.norm_fro if mat.norm_fro is not None else frobenius_norm(dense),
         spectrum=spectrum,
         spectrum_complete=True,
+        error_estimate=0.0,
+        excess_estimate=0.0,
     )
 
 
-def _orth(Y: Array) -> Array:
-    """Orthonormal basis of the columns of ``Y`` (Householder QR, economic)."""
-    q: Array = sla.qr(Y, mode="economic", overwrite_a=True, check_finite=False)[0]
-    return q
+# --- randomized methods ----------------------------------------------------------------
+
+# Relative accuracy of the top singular values that the adaptive block Krylov method aims for
+# when ``n_iter`` is not given (see ``truncated_svd``, Notes).
+DEFAULT_TOL_EPS = 8.0
+# Relative excess of the Frobenius residual over the Eckart-Young-Mirsky optimum that the
+# ``preset="fast"`` setting aims for.
+FAST_TOL = 5e-4
+# The adaptive method stops growing the Krylov space at this many columns per unit of rank
+# (plus ``_MAX_DIM_EXTRA``): past that, ``method="exact"`` is the better tool.
+_MAX_DIM_PER_RANK = 12
+_MAX_DIM_EXTRA = 512
+# A direction whose norm after orthogonalisation is below this many epsilons (times the norm
+# of the block before it) is treated as rounding noise and replaced by a random direction.
+_DROP_EPS = 64.0
+# Gram-Schmidt against the basis gets a second pass when a column keeps less than this
+# fraction of its norm after the first.
+_REORTH_KEEP = 0.5
+# Convergence checks of the adaptive method: after work of _CHECK_COST times the flops of a
+# check, or when the Krylov space has grown by the factor _CHECK_GROWTH since the last one.
+_CHECK_COST = 4.0
+_CHECK_GROWTH = 1.25
+# A block whose condition number kappa makes the loss of orthogonality of one pass of
+# Gram-based orthonormalisation in float64, about eps64 * kappa**2, exceed this fraction of
+# the compute dtype's epsilon gets a second pass (always, in double precision).
+_SECOND_PASS_FRACTION = 1.0 / 16.0
+
+
+def _wide(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 
 def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype[Any]) -> Array:
@@ -407,34 +558,529 @@ def _gaussian(rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype[
     return rng.standard_normal(shape, dtype=np.float64).astype(real)
 
 
-def _randomized(
+def _column_norms(Y: Array) -> Array:
+    """Euclidean norms of the columns of ``Y`` (float64), without overflow or underflow."""
+    if Y.size == 0:
+        return np.zeros(Y.shape[1])
+    scale = power_of_two_scale(float(np.max(np.abs(Y))))
+    norms: Array = np.linalg.norm(Y * Y.dtype.type(1.0 / scale), axis=0).astype(np.float64)
+    return norms * scale
+
+
+def _project_out(
+    Y: Array,
+    K: Array,
+    *,
+    local: tuple[int, Array] | None = None,
+    passes: int = 0,
+    before: Array | None = None,
+) -> tuple[Array, Array]:
+    r"""Classical Gram–Schmidt of the columns of ``Y`` against orthonormal ``K``.
+
+    Returns ``(Y - K C, C)`` with the coefficients ``C`` accumulated in float64. ``local``
+    = ``(j, L)`` first subtracts ``K[:, j:j+h] @ L``, the part of ``Y`` a Lanczos recurrence
+    already knows. Then ``passes`` passes (0: one pass, and a second when a column kept less
+    than half of its norm — the Daniel–Gragg–Kaufman–Stewart criterion; two passes make
+    the result orthogonal to ``K`` to working precision, "twice is enough"). ``before``:
+    the column norms of ``Y`` if known.
+    """
+    C = np.zeros((K.shape[1], Y.shape[1]), dtype=_wide(Y.dtype))
+    if K.shape[1] == 0:
+        return Y, C
+    if passes == 0 and before is None:
+        before = _column_norms(Y)
+    if local is not None:
+        j, L = local
+        Y = Y - K[:, j : j + L.shape[0]] @ L.astype(Y.dtype)
+        C[j : j + L.shape[0]] = L
+    for k in range(passes or 2):
+        c = K.conj().T @ Y
+        Y = Y - K @ c
+        C += c
+        if k == 0 and passes == 0 and before is not None:
+            after = _column_norms(Y)
+            if np.all(after >= _REORTH_KEEP * before):
+                break
+    return Y, C
+
+
+def _svqb(Y: Array, drop: float) -> tuple[Array, Array, float]:
+    r"""Orthonormalise the columns of ``Y`` through the eigendecomposition of its Gram matrix.
+
+    :math:`G = Y^H Y = W \Lambda W^H` is formed and decomposed in float64 (complex128), and
+    :math:`Q = Y W \Lambda^{-1/2}`, :math:`R = \Lambda^{1/2} W^H`, so :math:`Y = Q R` (SVQB,
+    Stathopoulos & Wu 2002). Directions with :math:`\sqrt{\lambda_i} \le` ``drop`` are left
+    out (their rows of ``R`` are dropped). Returns ``Q`` (compute dtype), ``R`` (kept × b)
+    and the condition number of the kept part.
+    """
+    wide = _wide(Y.dtype)
+    # Scale by a power of two (exactly) so that the squares neither overflow nor underflow.
+    scale = power_of_two_scale(float(np.max(np.abs(Y)))) if Y.size else 1.0
+    Y64 = Y.astype(wide) * (1.0 / scale)
+    lam, W = np.linalg.eigh(Y64.conj().T @ Y64)
+    s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+    W = W[:, ::-1]
+    k = int(np.count_nonzero(s > drop / scale))
+    if k == 0:
+        return np.zeros((Y.shape[0], 0), dtype=Y.dtype), np.zeros((0, Y.shape[1]), dtype=wide), 1.0
+    Q = (Y64 @ (W[:, :k] / s[:k])).astype(Y.dtype)
+    R = (scale * s[:k])[:, None] * W[:, :k].conj().T
+    return Q, R, float(s[0] / s[k - 1])
+
+
+def _orthonormalize(
+    Y: Array,
+    K: Array,
+    room: int,
+    rng: np.random.Generator,
+    *,
+    local: tuple[int, Array] | None = None,
+) -> tuple[Array, Array, Array]:
+    r"""A block ``Q`` with orthonormal columns, orthogonal to ``K``, with :math:`Y = K C + Q R`.
+
+    Classical Gram–Schmidt against ``K`` (after subtracting ``local``, see
+    :func:`_project_out`), then SVQB in float64; a second round when the block was
+    ill-conditioned. Directions that are rounding noise (``Y`` was
+    nearly in the span of ``K`` or rank-deficient: an invariant subspace was found, or ``A``
+    has low rank) are replaced by random directions orthogonal to everything so far, with
+    zero rows in ``R``, so the block keeps its width (at most ``room`` columns). Returns
+    ``(Q, C, R)`` with ``C`` (``K.shape[1]`` × b) and ``R`` (``Q.shape[1]`` × b) in float64.
+    """
+    width = min(Y.shape[1], room)
+    eps = compute_eps(Y.dtype)
+    before = _column_norms(Y)
+    scale = max(float(np.sqrt(np.dot(before, before))), np.finfo(np.float64).tiny)
+    Y, C = _project_out(Y, K, local=local, before=before)
+    Q, R, cond = _svqb(Y, _DROP_EPS * eps * scale)
+    if Q.shape[1] > width:
+        Q, R = Q[:, :width], R[:width]
+    if Q.shape[1] and compute_eps(np.float64) * cond**2 > _SECOND_PASS_FRACTION * eps:
+        # Q = K C2 + Q2 R2, so Y = K (C + C2 R) + Q2 (R2 R).
+        Q, C2 = _project_out(Q, K, passes=1)
+        Q2, R2, _ = _svqb(Q, 0.5)
+        C = C + C2 @ R
+        Q, R = Q2, R2 @ R
+    missing = width - Q.shape[1]
+    if missing > 0:
+        Z = _gaussian(rng, (Y.shape[0], missing), Y.dtype)
+        size = float(np.linalg.norm(_column_norms(Z)))
+        Z, _ = _project_out(Z, np.concatenate([K, Q], axis=1), passes=2)
+        Zq, _, _ = _svqb(Z, _DROP_EPS * eps * size)
+        Q = np.concatenate([Q, Zq], axis=1)
+        R = np.concatenate([R, np.zeros((Zq.shape[1], R.shape[1]), dtype=R.dtype)], axis=0)
+    return Q, C, R
+
+
+class _Basis:
+    """Orthonormal columns stored in a growing Fortran-ordered buffer."""
+
+    def __init__(self, rows: int, dtype: np.dtype[Any], capacity: int, limit: int) -> None:
+        self.limit = limit
+        self.data = np.empty((rows, max(min(capacity, limit), 1)), dtype=dtype, order="F")
+        self.size = 0
+
+    @property
+    def view(self) -> Array:
+        return self.data[:, : self.size]
+
+    @property
+    def room(self) -> int:
+        return self.limit - self.size
+
+    def append(self, block: Array) -> None:
+        need = self.size + block.shape[1]
+        if need > self.data.shape[1]:
+            grown = np.empty(
+                (self.data.shape[0], min(max(need, 2 * self.data.shape[1]), self.limit)),
+                dtype=self.data.dtype,
+                order="F",
+            )
+            grown[:, : self.size] = self.view
+            self.data = grown
+        self.data[:, self.size : need] = block
+        self.size = need
+
+
+def _contraction(ratio: float, before: int, now: int) -> float:
+    r"""The per-step factor :math:`\rho` of a geometric error :math:`E_k = C\rho^k` whose
+    decreases over two consecutive intervals of ``before`` and ``now`` steps have the ratio
+    ``ratio`` = :math:`\rho^{b}(1-\rho^{n})/(1-\rho^{b})` (increasing in :math:`\rho`,
+    from 0 to :math:`n/b`); 1.0 when no :math:`\rho < 1` fits."""
+    if ratio >= now / before:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if mid**before * (1.0 - mid**now) / (1.0 - mid**before) < ratio:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _extrapolate(
+    now: float, before: float, steps_now: int, steps_before: int
+) -> tuple[float, float]:
+    """Remaining decrease and per-step factor of a geometric sequence whose decreases over
+    the last two intervals (``steps_before`` then ``steps_now`` steps) were ``before`` and
+    ``now``: ``(inf, 1.0)`` when they do not shrink like one."""
+    if before <= 0.0:
+        return math.inf, 1.0
+    rho = _contraction(now / before, steps_before, steps_now)
+    if rho >= 1.0:
+        return math.inf, 1.0
+    shrink = rho**steps_now
+    return now * shrink / (1.0 - shrink), rho
+
+
+@dataclass
+class _Progress:
+    r"""Ritz values at the convergence checks of the adaptive method, and two estimates.
+
+    Krylov Ritz values increase monotonically to the singular values, so what is still
+    missing can be extrapolated from how much they grew between checks. A geometric
+    decrease :math:`E_k = C\rho^k` is fitted to the growth over the last two intervals
+    between checks (:func:`_contraction`); the remaining error is then
+    :math:`d\,\rho^\Delta/(1-\rho^\Delta)` for a growth :math:`d` over the last :math:`\Delta`
+    steps. Krylov convergence accelerates, so the model over-estimates once it has set in.
+
+    * ``value_estimate``: of :math:`\max_{i\le r}(\sigma_i-\tilde\sigma_i)/\tilde\sigma_i`, from
+      the largest relative growth of the top ``rank`` Ritz values;
+    * ``excess_estimate``: of the relative excess of the Frobenius residual over the optimum,
+      from the growth of the captured energy :math:`E = \sum_{i\le r}\tilde\sigma_i^2`: with
+      :math:`\delta` the extrapolated remaining growth and
+      :math:`\rho_F^2 = \|A\|_F^2 - E` the residual, the optimum is at least
+      :math:`(\rho_F^2-\delta)^{1/2}` and the excess about
+      :math:`(\rho_F^2/(\rho_F^2-\delta))^{1/2} - 1`.
+
+    Growth below the rounding level (:math:`8\varepsilon\tilde\sigma_1/\tilde\sigma_i` for
+    a value) counts as converged; growth that does not shrink means "not converged"
+    (infinity).
+    """
+
+    rank: int
+    eps: float
+    norm_fro: float
+    criterion: str  # "values" or "excess"
+    steps: list[int] = field(default_factory=list)
+    values: list[Array] = field(default_factory=list)
+    energies: list[float] = field(default_factory=list)
+    value_estimate: float = math.inf
+    excess_estimate: float = math.inf
+    rho: float = 1.0
+    values_at_noise: bool = False
+    excess_at_noise: bool = False
+
+    @property
+    def estimate(self) -> float:
+        return self.value_estimate if self.criterion == "values" else self.excess_estimate
+
+    def reached(self, tol: float) -> bool:
+        """The criterion's estimate is below ``tol``, or its growth is rounding noise."""
+        noise = self.values_at_noise if self.criterion == "values" else self.excess_at_noise
+        return noise or self.estimate <= tol
+
+    def update(self, step: int, ritz: Array) -> float:
+        """Record the Ritz values after ``step`` steps; returns the criterion's estimate."""
+        scale = self.norm_fro if self.norm_fro > 0 else 1.0
+        top = np.asarray(ritz[: self.rank], dtype=np.float64) / scale
+        self.steps.append(step)
+        self.values.append(top)
+        self.energies.append(float(np.dot(top[::-1], top[::-1])))
+        if len(self.values) >= 2:
+            self._update_values()
+            self._update_excess()
+        return self.estimate
+
+    def _intervals(self) -> tuple[int, int]:
+        now = self.steps[-1] - self.steps[-2]
+        before = self.steps[-2] - self.steps[-3] if len(self.steps) >= 3 else 0
+        return now, before
+
+    def _update_values(self) -> None:
+        cur, prev = self.values[-1], self.values[-2]
+        safe = np.where(cur > 0, cur, 1.0)
+        noise = 8.0 * self.eps * float(cur[0]) / safe
+        d_now = np.abs(cur - prev) / safe
+        self.values_at_noise = bool(np.all(d_now <= noise))
+        if self.values_at_noise:
+            self.value_estimate = float(np.max(d_now))
+            if self.criterion == "values":
+                self.rho = 0.0
+            return
+        if len(self.values) < 3:
+            return
+        now, before = self._intervals()
+        d_before = np.abs(prev - self.values[-3]) / safe
+        worst_now = float(np.max(np.where(d_now > noise, d_now, 0.0)))
+        remaining, rho = _extrapolate(worst_now, float(np.max(d_before)), now, before)
+        self.value_estimate = remaining
+        if self.criterion == "values":
+            self.rho = rho
+
+    def _update_excess(self) -> None:
+        e = self.energies
+        residual_sq = max(1.0 - e[-1], 0.0)
+        top = self.values[-1]
+        noise = 8.0 * self.eps * float(top[0]) * float(np.sum(top))
+        self.excess_at_noise = abs(e[-1] - e[-2]) <= noise
+        if self.excess_at_noise:
+            remaining, rho = 0.0, 0.0
+        elif len(e) < 3:
+            return
+        else:
+            now, before = self._intervals()
+            remaining, rho = _extrapolate(e[-1] - e[-2], e[-2] - e[-3], now, before)
+        if remaining >= residual_sq:
+            self.excess_estimate = math.inf
+        else:
+            self.excess_estimate = math.sqrt(residual_sq / (residual_sq - remaining)) - 1.0
+        if self.criterion == "excess":
+            self.rho = rho
+
+    def steps_to(self, tol: float) -> int:
+        """Steps until the geometric model reaches ``tol`` (at least 1; a large number when
+        no rate is known)."""
+        est = self.estimate
+        if not (math.isfinite(est) and 0.0 < self.rho < 1.0):
+            return 1 if est <= tol else 1 << 30
+        if est <= tol:
+            return 1
+        return max(1, math.ceil(math.log(tol / est) / math.log(self.rho)))
+
+
+def default_tol(dtype: Any) -> float:
+    """The default ``tol`` of the accurate randomized method: ``DEFAULT_TOL_EPS`` machine
+    epsilons of the compute dtype (about 1e-6 for float32, 2e-15 for float64)."""
+    return DEFAULT_TOL_EPS * compute_eps(dtype)
+
+
+def default_block_size(shape: tuple[int, int], rank: int) -> int:
+    """Block width of the adaptive block Krylov method (``block_size=None``).
+
+    Products with a block of ``b`` columns cost about as much as a matrix–vector product
+    while ``b`` is small (they are limited by reading ``A``), so blocks narrower than about
+    16 waste passes; wider blocks converge in fewer passes but to a larger Krylov space,
+    whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube.
+    Measured on the benchmark matrices (``benchmarks/RESULTS.md``).
+    """
+    return int(min(min(shape), max(16, min(64, (rank + 1) // 2 + 8))))
+
+
+def _gram_resolves(values: Array, rank: int, accuracy: float) -> bool:
+    r"""Whether eigenvalues of :math:`BB^H` in float64 give the top ``rank`` singular values
+    of ``B`` to relative ``accuracy``: their absolute error is about
+    :math:`\varepsilon_{64}\sigma_1^2`, a relative error of
+    :math:`\varepsilon_{64}(\sigma_1/\sigma_r)^2` on :math:`\sigma_r`."""
+    top, low = float(values[0]), float(values[min(rank, values.size) - 1])
+    if top == 0.0:
+        return True
+    return low > 0.0 and compute_eps(np.float64) * (top / low) ** 2 <= accuracy
+
+
+def _ritz_values(B: Array, rank: int, accuracy: float) -> Array:
+    """All singular values of ``B``: from the Gram matrix when that is accurate enough
+    (several times faster than a bidiagonalisation), otherwise by LAPACK."""
+    gram = B @ B.conj().T
+    lam = sla.eigh(gram, eigvals_only=True, overwrite_a=True, check_finite=False)
+    values: Array = np.sqrt(np.clip(lam[::-1], 0.0, None))
+    if _gram_resolves(values, rank, accuracy):
+        return values
+    try:
+        return np.asarray(sla.svd(B, compute_uv=False, lapack_driver="gesdd", check_finite=False))
+    except np.linalg.LinAlgError:
+        return np.asarray(sla.svd(B, compute_uv=False, lapack_driver="gesvd", check_finite=False))
+
+
+def _ritz_triplets(
+    B: Array, rank: int, accuracy: float, values: Array | None
+) -> tuple[Array, Array, Array, Array]:
+    r"""``(U_B[:, :rank], S, V_B[:, :rank], spectrum)`` of the small projection ``B``.
+
+    The top ``rank`` eigenpairs of :math:`BB^H = U_B \Sigma^2 U_B^H` (float64, only those
+    eigenvectors computed) give :math:`V_B = B^H U_B \Sigma^{-1}`, when that is accurate to
+    ``accuracy`` (see :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``.
+    ``values``: the singular values of ``B`` if already known (the last check).
+    """
+    L = B.shape[0]
+    if values is not None and _gram_resolves(values, rank, accuracy):
+        lam, W = sla.eigh(
+            B @ B.conj().T,
+            subset_by_index=[L - rank, L - 1],
+            overwrite_a=True,
+            check_finite=False,
+        )
+        s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+        if s[-1] > 0.0 and _gram_resolves(s, rank, accuracy):
+            Ub = W[:, ::-1]
+            Vb = (B.conj().T @ Ub) / s
+            return Ub, s, Vb, values
+    Ub, S, Vbh = _lapack_svd(B)
+    return Ub[:, :rank], S[:rank], Vbh[:rank].conj().T, S
+
+
+def _block_krylov(
+    mat: MatrixInput,
+    rank: int,
+    *,
+    block: int,
+    max_steps: int,
+    tol: float | None,
+    rng: np.random.Generator,
+    preset: str,
+    criterion: str = "values",
+) -> TruncatedSVD:
+    r"""Block Golub–Kahan–Lanczos bidiagonalisation with full reorthogonalisation.
+
+    :math:`P_1 = \operatorname{orth}(\Omega)`; step :math:`k` orthonormalises
+    :math:`A P_k` against :math:`Q_1..Q_{k-1}` into :math:`Q_k` and :math:`A^H Q_k`
+    against :math:`P_1..P_k` into :math:`P_{k+1}`, recording the coefficients. Since
+    :math:`A^H Q_k \in \operatorname{span}(P_1..P_{k+1})`, the recorded rows are exactly
+    :math:`B = Q^H A [P_1..P_{k+1}]`, and the SVD of this small matrix is the Rayleigh–Ritz
+    step of :math:`Q^H A` — the one-sided projection on the block Krylov space
+    :math:`\operatorname{span}\{A\Omega, (AA^H)A\Omega, \dots\}` — without another pass over
+    ``A``. With ``tol`` the top Ritz values are checked as the space grows (on a flop-based
+    schedule) and the iteration stops when the estimate of ``criterion`` (see
+    :class:`_Progress`) is below ``tol``.
+    """
+    m, n = mat.shape
+    dtype = mat.dtype
+    wide = _wide(dtype)
+    eps = compute_eps(dtype)
+    P = _Basis(n, dtype, block * (min(max_steps, 8) + 1), n)
+    Q = _Basis(m, dtype, block * min(max_steps, 8), m)
+    first, _, _ = _orthonormalize(_gaussian(rng, (n, block), dtype), P.view, n, rng)
+    P.append(first)
+    rows: list[tuple[Array, Array]] = []  # per Q block: (D^H over P so far, L^H for next P)
+    norm_fro = mat.frobenius_norm()
+    progress = _Progress(rank, eps, norm_fro, criterion)
+    newest = first
+    steps = passes = 0
+    complete = converged = False
+    flops_since_check = 0.0
+    last_check_dim = 0
+    cost = 8.0 if dtype.kind == "c" else 2.0
+    L: Array | None = None  # A^H Q_{k-1} = ... + P_k L: A P_k has Q_{k-1} L^H
+    # Ritz values for the checks need only a fraction of the target's accuracy.
+    check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
+    last_values: Array | None = None
+    last_values_step = -1
+    next_check = 1 << 30
+    while steps < max_steps:
+        Y = mat.matmat(newest)
+        local = None if L is None else (Q.size - L.shape[1], L.conj().T)
+        Qk, _, Rk = _orthonormalize(Y, Q.view, Q.room, rng, local=local)
+        Q.append(Qk)
+        Z = mat.rmatmat(Qk)
+        lp = P.size
+        # A P_k = ... + Q_k R_k, so A^H Q_k has P_k R_k^H.
+        local = (lp - newest.shape[1], Rk.conj().T)
+        newest, D, L = _orthonormalize(Z, P.view, P.room, rng, local=local)
+        P.append(newest)
+        rows.append((D.conj().T, L.conj().T))
+        steps += 1
+        passes += 2
+        flops_since_check += cost * (
+            m * n * (Y.shape[1] + Qk.shape[1])
+            + 2 * (m * Q.size * Y.shape[1] + n * lp * Qk.shape[1])
+        )
+        if Q.room == 0 or newest.shape[1] == 0:
+            complete = True
+            break
+        if tol is None or Q.size < rank:
+            continue
+        dim = Q.size
+        # A values-only SVD of the dim x (dim + b) projection costs about 4 dim^2 (dim + b)
+        # flops; check when the work since the last check exceeds _CHECK_COST times that
+        # (so checks take a bounded share of the time), or when the space has grown by
+        # _CHECK_GROWTH since the last check (so the overshoot past convergence is bounded).
+        # The geometric model also predicts when the target will be reached; Krylov
+        # convergence accelerates, so checking then is not too late.
+        due = flops_since_check >= _CHECK_COST * cost * dim * dim * P.size
+        predicted = steps >= next_check
+        if progress.values and not (due or predicted) and dim < _CHECK_GROWTH * last_check_dim:
+            continue
+        flops_since_check = 0.0
+        last_check_dim = dim
+        last_values = _ritz_values(_assemble(rows, Q.size, P.size, wide), rank, check_accuracy)
+        last_values_step = steps
+        progress.update(steps, last_values)
+        next_check = steps + progress.steps_to(tol)
+        if progress.reached(tol):
+            converged = True
+            break
+    B = _assemble(rows, Q.size, P.size, wide)
+    final_accuracy = eps / 16.0
+    if last_values_step != steps:
+        last_values = _ritz_values(B, rank, final_accuracy) if dtype != wide else None
+    Ub, S, Vb, all_values = _ritz_triplets(B, rank, final_accuracy, last_values)
+    spectrum = all_values.astype(np.finfo(dtype).dtype)
+    if (
+        tol is not None
+        and not converged
+        and not complete
+        and len(progress.values) >= 2
+        and progress.steps[-1] != steps
+    ):
+        progress.update(steps, all_values)
+    U = Q.view @ Ub.astype(dtype)
+    V = P.view @ Vb.astype(dtype)
+    spectrum[:rank] = S
+    U, S_r, Vh = _fix_signs(U, spectrum[:rank], np.ascontiguousarray(V.conj().T))
+    return TruncatedSVD(
+        U=np.ascontiguousarray(U),
+        S=S_r,
+        Vh=np.ascontiguousarray(Vh),
+        method="randomized",
+        shape=mat.shape,
+        norm_fro=norm_fro,
+        spectrum=spectrum,
+        spectrum_complete=complete,
+        n_iter=steps - 1,
+        oversample=max(block - rank, 0),
+        subspace_dim=Q.size,
+        n_passes=passes,
+        block_size=block,
+        error_estimate=0.0 if complete else (progress.value_estimate if tol else None),
+        excess_estimate=0.0 if complete else (progress.excess_estimate if tol else None),
+        converged=complete or converged or tol is None,
+        tol=tol,
+        preset=preset,
+    )
+
+
+def _assemble(rows: list[tuple[Array, Array]], nq: int, np_: int, wide: np.dtype[Any]) -> Array:
+    """The projection :math:`B = Q^H A [P_1..P_{k+1}]` from the recorded row blocks."""
+    B = np.zeros((nq, np_), dtype=wide)
+    r0 = 0
+    for Dh, Lh in rows:
+        h = Dh.shape[0]
+        B[r0 : r0 + h, : Dh.shape[1]] = Dh
+        B[r0 : r0 + h, Dh.shape[1] : Dh.shape[1] + Lh.shape[1]] = Lh
+        r0 += h
+    return B
+
+
+def _subspace_iteration(
     mat: MatrixInput,
     rank: int,
     n_iter: int,
     oversample: int,
-    block_krylov: bool,
     rng: np.random.Generator,
 ) -> TruncatedSVD:
-    if rank == 0:
-        return _empty(mat, "randomized")
+    """HMT Algorithm 4.4 (normalised power iteration), then Rayleigh–Ritz on the last block."""
     m, n = mat.shape
     width = min(rank + oversample, m, n)
-    Q = _orth(mat.matmat(_gaussian(rng, (n, width), mat.dtype)))
-    blocks = [Q]
+    empty_m = np.zeros((m, 0), dtype=mat.dtype)
+    empty_n = np.zeros((n, 0), dtype=mat.dtype)
+    Q, _, _ = _orthonormalize(mat.matmat(_gaussian(rng, (n, width), mat.dtype)), empty_m, m, rng)
     for _ in range(n_iter):
-        Z = _orth(mat.rmatmat(Q))
-        Q = _orth(mat.matmat(Z))
-        if block_krylov:
-            blocks.append(Q)
-    if block_krylov and len(blocks) > 1:
-        # One Householder QR of the whole Krylov space; with more columns than rows it
-        # returns a square unitary Q, and the Ritz values below are then exact.
-        Q = _orth(np.concatenate(blocks, axis=1))
-    B = mat.rmatmat(Q).conj().T  # Q^H A, (width', n)
+        Z, _, _ = _orthonormalize(mat.rmatmat(Q), empty_n, n, rng)
+        Q, _, _ = _orthonormalize(mat.matmat(Z), empty_m, m, rng)
+    B = mat.rmatmat(Q).conj().T  # Q^H A, (width, n)
     Ub, S, Vh = _lapack_svd(B)
     spectrum = S.copy()
-    U = Q @ Ub[:, :rank]
-    U, S, Vh = _fix_signs(U, S[:rank], Vh[:rank])
+    U, S, Vh = _fix_signs(Q @ Ub[:, :rank], S[:rank], Vh[:rank])
     return TruncatedSVD(
         U=U,
         S=S,
@@ -446,6 +1092,62 @@ def _randomized(
         spectrum_complete=Q.shape[1] == m,
         n_iter=n_iter,
         oversample=width - rank,
+        subspace_dim=Q.shape[1],
+        n_passes=2 * n_iter + 2,
+        block_size=width,
+        error_estimate=None,
+        converged=True,
+        tol=None,
+        preset="subspace",
+    )
+
+
+def _randomized(
+    mat: MatrixInput,
+    rank: int,
+    *,
+    n_iter: int | None,
+    oversample: int,
+    block_krylov: bool,
+    tol: float | None,
+    block_size: int | None,
+    preset: str,
+    rng: np.random.Generator,
+) -> TruncatedSVD:
+    if rank == 0:
+        return _empty(mat, "randomized")
+    m, n = mat.shape
+    small = min(m, n)
+    if not block_krylov:
+        return _subspace_iteration(mat, rank, 6 if n_iter is None else n_iter, oversample, rng)
+    if n_iter is not None and tol is None:
+        # Fixed cost: n_iter + 1 blocks of rank + oversample columns, the Krylov space of
+        # HMT's block Krylov variant with n_iter iterations.
+        block = block_size or min(rank + oversample, small)
+        return _block_krylov(
+            mat,
+            rank,
+            block=min(block, small),
+            max_steps=n_iter + 1,
+            tol=None,
+            rng=rng,
+            preset=preset,
+        )
+    block = min(block_size or default_block_size(mat.shape, rank), small)
+    max_dim = min(small, _MAX_DIM_PER_RANK * rank + _MAX_DIM_EXTRA)
+    steps = n_iter + 1 if n_iter is not None else max(2, -(-max_dim // block) + 1)
+    fast = preset == "fast"
+    if tol is None:
+        tol = FAST_TOL if fast else default_tol(mat.dtype)
+    return _block_krylov(
+        mat,
+        rank,
+        block=block,
+        max_steps=steps,
+        tol=tol,
+        rng=rng,
+        preset=preset,
+        criterion="excess" if fast else "values",
     )
 
 
@@ -470,8 +1172,12 @@ def _svds(mat: MatrixInput, rank: int, solver: str, rng: np.random.Generator) ->
     else:
         op = mat.operator
         target = LinearOperator(
-            mat.shape, matvec=op.matvec, rmatvec=op.rmatvec, matmat=op.matmat,
-            rmatmat=op.rmatmat, dtype=mat.dtype,
+            mat.shape,
+            matvec=op.matvec,
+            rmatvec=op.rmatvec,
+            matmat=op.matmat,
+            rmatmat=op.rmatmat,
+            dtype=mat.dtype,
         )
     try:
         U, S, Vh = svds(target, k=rank, solver=solver, **_svds_kwargs(rng))
@@ -543,12 +1249,11 @@ def _gram_singular_values(a: Array) -> Array:
         block = a[start : start + _GRAM_BLOCK_ROWS].astype(wide)
         gram += block.conj().T @ block
     evals = sla.eigvalsh(gram, overwrite_a=True, check_finite=False)
-    return np.sqrt(np.clip(evals[::-1], 0.0, None))
+    values: Array = np.sqrt(np.clip(evals[::-1], 0.0, None))
+    return values
 
 
-def singular_values(
-    A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto"
-) -> Array:
+def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto") -> Array:
     r"""All singular values of ``A``, descending, in float64.
 
     Parameters
@@ -601,5 +1306,7 @@ def singular_values(
         try:
             values = sla.svd(a, compute_uv=False, lapack_driver="gesvd", check_finite=False)
         except np.linalg.LinAlgError as exc:
-            raise ConvergenceError(f"LAPACK failed to converge on a {a.shape} matrix: {exc}") from None
+            raise ConvergenceError(
+                f"LAPACK failed to converge on a {a.shape} matrix: {exc}"
+            ) from None
     return np.asarray(values, dtype=np.float64)

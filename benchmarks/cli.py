@@ -1,0 +1,221 @@
+"""``python -m benchmarks``: run benchmark suites and write ``results.md`` and ``results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.environment import (
+    load_average,
+    machine_info,
+    reexec_without_openblas_overrides,
+)
+from benchmarks.matrices import default_cache_dir
+from benchmarks.report import machine_markdown, write_outputs
+from benchmarks.runner import run_in_child
+from benchmarks.suites import SUITES, Case, Options, Suite, get_suite
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time lowrank against its peers at matched accuracy; write results.md "
+        "and results.json.",
+    )
+    p.add_argument(
+        "--suite", choices=[*SUITES, "all"], default="all", help="which suite to run (default: all)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and one timed run: a smoke test of a few seconds",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/benchmarks"),
+        help="directory for results.md and results.json (default: out/benchmarks)",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache of generated matrices and references "
+        "(default: $LOWRANK_BENCH_CACHE or .cache/benchmarks)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs after the warm-up (default: 3, quick: 1)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="per-call timeout in seconds (default: 60, quick: 30)",
+    )
+    p.add_argument(
+        "--search-budget",
+        type=float,
+        default=None,
+        help="seconds spent searching a peer's settings (default: 60, quick: 2)",
+    )
+    p.add_argument(
+        "--isolation",
+        choices=["process", "none"],
+        default=None,
+        help="run each group of cases in a child process (default) or in this "
+        "process (default with --quick; no timeouts)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only cases whose id contains TEXT (repeatable)",
+    )
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    return p
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        quick=args.quick,
+        cache=args.cache or default_cache_dir(),
+        repeat=args.repeat,
+        call_timeout=args.timeout or (30.0 if args.quick else 60.0),
+        search_budget=args.search_budget or (2.0 if args.quick else 60.0),
+        only=tuple(args.only),
+    )
+
+
+def _summary_line(case: Case, result: dict[str, Any]) -> str:
+    status = result.get("status", "?")
+    parts = [f"[{case.suite}] {case.id}: {status}"]
+    if "seconds" in result:
+        parts.append(f"{result['seconds']:.4g} s (n={result.get('n')})")
+    for key in ("top_r_rel_err", "excess", "curve_over_fro"):
+        if key in result:
+            parts.append(f"{key} {result[key]:.1e}")
+    if result.get("error"):
+        parts.append(str(result["error"]).splitlines()[0][:200])
+    return " ".join(parts)
+
+
+def _run_group(
+    cases: list[Case], options: Options, isolation: str, log: Any
+) -> list[dict[str, Any]]:
+    from benchmarks.worker import options_to_dict, run_cases
+
+    results: list[dict[str, Any]] = []
+    if isolation == "none":
+
+        def emit(event: dict[str, Any]) -> None:
+            if event.get("event") == "result":
+                results.append(event)
+
+        run_cases(cases, options, emit)
+    else:
+        task = {"options": options_to_dict(options), "cases": [c.to_dict() for c in cases]}
+        events, error = run_in_child(task, call_timeout=options.call_timeout)
+        results = [e for e in events if e.get("event") == "result"]
+        done = {e["case"]["id"] for e in results}
+        first = True
+        for case in cases:
+            if case.id in done:
+                continue
+            status = (
+                ("timeout" if error and error.startswith("timeout") else "error")
+                if first
+                else "skipped"
+            )
+            why = error if first else f"not run: an earlier case of {case.group} failed"
+            results.append({"case": case.to_dict(), "result": {"status": status, "error": why}})
+            first = False
+    for item in results:
+        print(_summary_line(Case.from_dict(item["case"]), item["result"]), file=log, flush=True)
+    return results
+
+
+def _run_suite(suite: Suite, options: Options, isolation: str, log: Any) -> dict[str, Any]:
+    ok, why = suite.available()
+    if not ok:
+        print(f"[{suite.name}] not available: {why}", file=log, flush=True)
+        return {"available": False, "reason": why, "results": []}
+    start = time.perf_counter()
+    prep = suite.prepare(options)
+    for _, group in itertools.groupby(prep, key=lambda c: c.group):
+        _run_group(list(group), options, isolation, log)
+    cases = [
+        c for c in suite.cases(options) if not options.only or any(t in c.id for t in options.only)
+    ]
+    results: list[dict[str, Any]] = []
+    for _, group_iter in itertools.groupby(cases, key=lambda c: c.group):
+        group = list(group_iter)
+        requirement = getattr(suite, "requirement", None)
+        missing = requirement(group[0]) if requirement else None
+        if missing:
+            for case in group:
+                item = {"case": case.to_dict(), "result": {"status": "absent", "error": missing}}
+                results.append(item)
+                print(_summary_line(case, item["result"]), file=log, flush=True)
+            continue
+        results += _run_group(group, options, isolation, log)
+    return {"available": True, "results": results, "wall_seconds": time.perf_counter() - start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    reexec_without_openblas_overrides(argv)
+    options = _options(args)
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    if args.list:
+        for name in names:
+            for case in get_suite(name).cases(options):
+                if not options.only or any(t in case.id for t in options.only):
+                    print(case.id)
+        return 0
+    isolation = args.isolation or ("none" if args.quick else "process")
+    log = sys.stderr
+    meta = machine_info()
+    meta.update(
+        {
+            "argv": argv,
+            "quick": args.quick,
+            "isolation": isolation,
+            "repeat": options.policy.repeat,
+            "call_timeout": options.call_timeout,
+        }
+    )
+    print(
+        f"benchmarks: suites {', '.join(names)}; {meta['cpu']}; load {meta['load_average_start']}",
+        file=log,
+        flush=True,
+    )
+    start = time.perf_counter()
+    data: dict[str, Any] = {"meta": meta, "suites": {}}
+    sections = []
+    for name in names:
+        suite = get_suite(name)
+        outcome = _run_suite(suite, options, isolation, log)
+        if outcome["available"]:
+            markdown, summary = suite.report(outcome["results"], options)
+            outcome["summary"] = summary
+        else:
+            markdown = f"Not run: {outcome['reason']}.\n"
+        sections.append(f"## {suite.title} (`--suite {name}`)\n\n{markdown}")
+        data["suites"][name] = outcome
+    meta["load_average_end"] = load_average()
+    meta["wall_seconds"] = time.perf_counter() - start
+    text = "# Benchmark results\n\n" + machine_markdown(meta) + "\n\n" + "\n\n".join(sections)
+    md_path, json_path = write_outputs(args.out, text, data)
+    print(f"wrote {md_path} and {json_path}", file=log, flush=True)
+    return 0

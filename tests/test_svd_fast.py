@@ -1,0 +1,276 @@
+"""The randomized block Krylov method of lowrank.svd: adaptive accuracy, presets, internals.
+
+Reference values come from float64 LAPACK (numpy.linalg.svd) of the matrix actually used
+(float32 inputs are upcast first), as in tests/test_svd.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import aslinearoperator
+
+from lowrank import InputError, truncated_svd
+from lowrank._numerics import tolerance
+from lowrank.approx import residual_norm
+from lowrank.svd import (
+    FAST_TOL,
+    _contraction,
+    _orthonormalize,
+    default_block_size,
+    default_tol,
+)
+from lowrank.testing import assert_orthonormal, assert_valid_svd
+
+
+def haar(rng: np.random.Generator, n: int, k: int, complex_: bool = False) -> np.ndarray:
+    z = rng.standard_normal((n, k))
+    if complex_:
+        z = z + 1j * rng.standard_normal((n, k))
+    q, r = np.linalg.qr(z)
+    return q * (np.diag(r) / np.abs(np.diag(r)))
+
+
+def with_spectrum(rng, m, n, s, dtype=np.float64):
+    complex_ = np.dtype(dtype).kind == "c"
+    k = len(s)
+    A = (haar(rng, m, k, complex_) * np.asarray(s)) @ haar(rng, n, k, complex_).conj().T
+    return A.astype(dtype)
+
+
+def flat(rng, m, n, dtype=np.float64):
+    """Marchenko–Pastur: the slowly decaying spectrum of weight-like matrices."""
+    return (rng.standard_normal((m, n)) / np.sqrt(max(m, n))).astype(dtype)
+
+
+def reference(A):
+    wide = np.complex128 if A.dtype.kind == "c" else np.float64
+    return np.linalg.svd(A.astype(wide), compute_uv=False)
+
+
+def top_rel_err(S, ref):
+    r = len(S)
+    return float(np.max(np.abs(S.astype(np.float64) - ref[:r]) / ref[:r]))
+
+
+def excess(A, res, ref):
+    opt = math.sqrt(float(np.sum(ref[res.rank :] ** 2)))
+    return residual_norm(A, res) / opt - 1.0
+
+
+# --- the default: adaptive to a relative accuracy ------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spectrum", ["decaying", "flat", "spiked"])
+def test_default_reaches_its_accuracy(spectrum, dtype, rng):
+    """Default randomized: top-r values within 1e-5 relative (the benchmark target; the
+    default tol is 8 eps, 1e-6 in float32) and the residual within 1e-6 of the EYM optimum."""
+    m, n, rank = 700, 500, 20
+    if spectrum == "decaying":
+        A = with_spectrum(rng, m, n, 1.0 / np.arange(1, n + 1), dtype=dtype)
+    else:
+        A = flat(rng, m, n, dtype)
+        if spectrum == "spiked":
+            A = A + with_spectrum(rng, m, n, np.linspace(20, 10, 16) * 1.85, dtype=dtype)
+    ref = reference(A)
+    res = truncated_svd(A, rank, method="randomized", rng=0)
+    assert res.converged and res.tol == default_tol(dtype) and res.preset == "accurate"
+    assert res.S.dtype == np.finfo(dtype).dtype
+    assert top_rel_err(res.S, ref) <= 1e-5
+    assert excess(A, res, ref) <= 1e-6
+    # The a-posteriori estimate is of the right size: not below the error by more than
+    # the rounding level of the dtype, and below the target it stopped at.
+    assert res.error_estimate is not None
+    floor = 16 * np.finfo(dtype).eps * ref[0] / ref[rank - 1]
+    assert top_rel_err(res.S, ref) <= max(100 * res.error_estimate, floor)
+    assert_orthonormal(res.U, name="U")
+    assert_orthonormal(res.Vh.conj().T, name="V")
+
+
+def test_tol_trades_accuracy_for_passes(rng):
+    A = flat(rng, 600, 500)
+    ref = reference(A)
+    loose = truncated_svd(A, 10, method="randomized", rng=0, tol=1e-2)
+    tight = truncated_svd(A, 10, method="randomized", rng=0, tol=1e-8)
+    assert loose.n_passes < tight.n_passes
+    assert top_rel_err(tight.S, ref) <= 1e-7 < top_rel_err(loose.S, ref) <= 1e-1
+
+
+def test_adaptive_is_deterministic_given_rng(rng):
+    A = flat(rng, 300, 280, np.float32)
+    a = truncated_svd(A, 12, method="randomized", rng=5)
+    b = truncated_svd(A, 12, method="randomized", rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(a.U, b.U)
+    np.testing.assert_array_equal(a.S, b.S)
+    np.testing.assert_array_equal(a.Vh, b.Vh)
+    assert a.n_passes == b.n_passes
+
+
+def test_float32_end_to_end(rng):
+    A = flat(rng, 400, 300, np.float32)
+    res = truncated_svd(A, 8, method="randomized", rng=0)
+    for arr in (res.U, res.S, res.Vh, res.spectrum):
+        assert arr.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_rank_deficient_input(dtype, rng):
+    """Blocks that lose rank are refilled with random directions: the result stays a valid
+    SVD whose extra singular values are zero to working precision."""
+    A = with_spectrum(rng, 300, 260, [5.0, 3.0, 2.0, 1.0], dtype=dtype)
+    res = truncated_svd(A, 10, method="randomized", rng=0)
+    assert_valid_svd(res, A, rank=10)
+    tol = tolerance(dtype, size=300, scale=5.0)
+    np.testing.assert_allclose(res.S[4:], 0, atol=tol)
+    zero = truncated_svd(np.zeros((300, 260), dtype=dtype), 5, method="randomized", rng=0)
+    assert_valid_svd(zero, np.zeros((300, 260), dtype=dtype), rank=5)
+
+
+def test_complex_adaptive(rng):
+    A = with_spectrum(rng, 300, 270, 1.0 / np.arange(1, 271), dtype=np.complex128)
+    res = truncated_svd(A, 10, method="randomized", rng=0)
+    assert_valid_svd(res, A, rank=10, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["sparse", "operator"])
+def test_sparse_and_operator_adaptive(form, rng):
+    dense = with_spectrum(rng, 400, 300, 0.8 ** np.arange(300))
+    A = sp.csr_matrix(dense) if form == "sparse" else aslinearoperator(dense)
+    res = truncated_svd(A, 6, method="randomized", rng=0)
+    assert_valid_svd(res, dense, rank=6, rtol=1e-5)
+
+
+def test_pythagorean_residual_is_the_true_residual(rng):
+    for dtype in (np.float32, np.float64):
+        A = flat(rng, 500, 400, dtype)
+        for kwargs in ({}, {"preset": "fast"}, {"n_iter": 1}):
+            res = truncated_svd(A, 20, method="randomized", rng=0, **kwargs)
+            true = residual_norm(A, res)
+            assert abs(res.residual_fro - true) <= res.residual_fro_error, (dtype, kwargs)
+
+
+def test_whole_space_is_exact(rng):
+    A = rng.standard_normal((60, 40))
+    res = truncated_svd(A, 30, method="randomized", rng=0)
+    assert res.spectrum_complete and res.error_estimate == 0.0
+    np.testing.assert_allclose(res.spectrum, np.linalg.svd(A, compute_uv=False), rtol=1e-12)
+
+
+# --- fixed iterations and presets --------------------------------------------------------
+
+
+def hmt_block_krylov_values(A, rank, n_iter, oversample, seed):
+    """HMT's block Krylov method written out: Q = orth([A W, (A A^H) A W, ...]), SVD of Q^H A,
+    with the first Gaussian draw of the same generator as lowrank."""
+    gen = np.random.default_rng(seed)
+    W = gen.standard_normal((A.shape[1], rank + oversample))
+    blocks, Y = [], A @ W
+    for _ in range(n_iter + 1):
+        Y = np.linalg.qr(Y)[0]
+        blocks.append(Y)
+        Y = A @ (A.T @ Y)
+    Q = np.linalg.qr(np.concatenate(blocks, axis=1))[0]
+    return np.linalg.svd(Q.T @ A, compute_uv=False)
+
+
+@pytest.mark.parametrize("n_iter", [0, 1, 3])
+def test_fixed_n_iter_is_hmt_block_krylov(n_iter, rng):
+    """With n_iter and no tol, the Ritz values are those of HMT's block Krylov method with
+    n_iter iterations (same start block), at 2 (n_iter + 1) passes."""
+    A = flat(rng, 500, 400)
+    res = truncated_svd(A, 8, method="randomized", n_iter=n_iter, oversample=6, rng=3)
+    expected = hmt_block_krylov_values(A, 8, n_iter, 6, 3)
+    np.testing.assert_allclose(res.S, expected[:8], rtol=1e-10)
+    assert res.n_passes == 2 * (n_iter + 1) and res.n_iter == n_iter
+    assert res.block_size == 14 and res.oversample == 6 and res.subspace_dim == 14 * (n_iter + 1)
+    assert res.error_estimate is None and res.tol is None
+
+
+def test_n_iter_with_tol_is_a_cap(rng):
+    A = flat(rng, 500, 400)
+    res = truncated_svd(A, 10, method="randomized", rng=0, n_iter=1, tol=1e-12)
+    assert res.n_iter == 1 and not res.converged and res.error_estimate is not None
+
+
+def test_fast_preset_on_a_flat_spectrum(rng):
+    """preset="fast": residual within 0.1 % of optimal on a weight-like matrix (the benchmark
+    target, FAST_TOL = 5e-4 as margin), with fewer passes than the accurate default."""
+    A = flat(rng, 1000, 800, np.float32)
+    ref = reference(A)
+    res = truncated_svd(A, 32, method="randomized", rng=0, preset="fast")
+    assert res.preset == "fast" and res.tol == FAST_TOL and res.converged
+    assert excess(A, res, ref) <= 1e-3
+    assert res.excess_estimate is not None and res.excess_estimate <= FAST_TOL
+    accurate = truncated_svd(A, 32, method="randomized", rng=0)
+    assert res.n_passes < accurate.n_passes
+    # The accurate default estimates the excess too, and reaches it.
+    assert accurate.excess_estimate is not None and excess(A, accurate, ref) <= 1e-6
+
+
+def test_subspace_iteration_still_available(rng):
+    A = with_spectrum(rng, 300, 200, 1.0 / np.arange(1, 201))
+    res = truncated_svd(A, 10, method="randomized", block_krylov=False, rng=0)
+    assert res.preset == "subspace" and res.n_iter == 6 and res.n_passes == 14
+    assert_valid_svd(res, A, rank=10, rtol=1e-3)
+
+
+def test_default_block_size():
+    assert default_block_size((4096, 4096), 8) == 16
+    assert default_block_size((4096, 4096), 256) == 64
+    assert default_block_size((30, 20), 64) == 20
+
+
+def test_bad_new_options():
+    A = np.eye(4)
+    with pytest.raises(InputError, match=r"tol must be finite and > 0; got 0"):
+        truncated_svd(A, 1, method="randomized", tol=0)
+    with pytest.raises(InputError, match=r"tol must satisfy 0 < tol < 1; got 1.0"):
+        truncated_svd(A, 1, method="randomized", tol=1.0)
+    with pytest.raises(InputError, match=r"tol must be a real number; got 'x'"):
+        truncated_svd(A, 1, tol="x")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"block_size must be >= 1; got 0"):
+        truncated_svd(A, 1, block_size=0)
+    with pytest.raises(InputError, match=r"preset must be one of .*; got 'slow'"):
+        truncated_svd(A, 1, preset="slow")  # type: ignore[arg-type]
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("scale", [1.0, 1e-150, 1e150])
+def test_orthonormalize_block(dtype, scale, rng):
+    if np.dtype(dtype) == np.float32 and scale != 1.0:
+        scale = 1e-30 if scale < 1 else 1e30
+    N = 200
+    K = np.linalg.qr(rng.standard_normal((N, 30)))[0].astype(dtype)
+    Y = (rng.standard_normal((N, 12)) * scale).astype(dtype)
+    Y[:, 5] = Y[:, 4] * 2  # rank-deficient block
+    Y[:, 6] = (K[:, :3] @ rng.standard_normal(3) * scale).astype(dtype)  # inside span(K)
+    Q, C, R = _orthonormalize(Y, K, room=N - 30, rng=np.random.default_rng(0))
+    assert Q.shape == (N, 12) and Q.dtype == np.dtype(dtype)
+    assert_orthonormal(np.concatenate([K, Q], axis=1), name="[K Q]", factor=64.0)
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    recon = K.astype(wide) @ C + Q.astype(wide) @ R
+    err = np.max(np.abs(recon - Y)) / np.max(np.abs(Y))
+    assert err <= 1e3 * np.finfo(dtype).eps
+    assert np.count_nonzero(np.linalg.norm(R, axis=1) == 0) == 2  # two random directions
+
+
+def test_orthonormalize_respects_room(rng):
+    K = np.linalg.qr(rng.standard_normal((20, 15)))[0]
+    Q, C, R = _orthonormalize(rng.standard_normal((20, 8)), K, room=5, rng=rng)
+    assert Q.shape == (20, 5) and R.shape == (5, 8) and C.shape == (15, 8)
+    assert_orthonormal(np.concatenate([K, Q], axis=1), name="[K Q]")
+
+
+@pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 3), (4, 1)])
+@pytest.mark.parametrize("rho", [0.1, 0.5, 0.9])
+def test_contraction_inverts_the_geometric_model(rho, before, now):
+    ratio = rho**before * (1 - rho**now) / (1 - rho**before)
+    assert _contraction(ratio, before, now) == pytest.approx(rho, rel=1e-9)
+    assert _contraction(now / before, before, now) == 1.0
