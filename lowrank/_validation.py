@@ -101,6 +101,11 @@ def as_matrix(
     arr = _asarray(A, name)
     if arr.ndim != 2:
         raise ShapeError(f"{name} must be a 2-D matrix; got ndim={arr.ndim} with shape {arr.shape}")
+    return _finish(arr, name=name, allow_empty=allow_empty, check_finite=check_finite)
+
+
+def _finish(arr: Array, *, name: str, allow_empty: bool, check_finite: bool) -> Array:
+    """Emptiness, compute dtype (copying only when it changes) and finiteness."""
     if not allow_empty and arr.size == 0:
         raise ShapeError(f"{name} must not be empty; got shape {arr.shape}")
     target = compute_dtype(arr.dtype, name=name)
@@ -118,14 +123,7 @@ def as_vector(
     arr = _asarray(x, name)
     if arr.ndim != 1:
         raise ShapeError(f"{name} must be 1-D; got ndim={arr.ndim} with shape {arr.shape}")
-    if not allow_empty and arr.size == 0:
-        raise ShapeError(f"{name} must not be empty")
-    target = compute_dtype(arr.dtype, name=name)
-    if arr.dtype != target:
-        arr = arr.astype(target)
-    if check_finite:
-        check_finite_array(arr, name=name)
-    return arr
+    return _finish(arr, name=name, allow_empty=allow_empty, check_finite=check_finite)
 
 
 def check_int(
