@@ -22,6 +22,7 @@ the eigenvalues of the Gram matrix accumulated in float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -1356,7 +1357,70 @@ def _check_triplets(mat: MatrixInput, U: Array, S: Array, Vh: Array, solver: str
         )
 
 
-_GRAM_BLOCK_ROWS = 1024
+# Elements of A converted to double precision at a time while the Gram matrix accumulates
+# (256 MiB): a 4096 x 4096 matrix in one product, which is a third faster than in blocks.
+_GRAM_BLOCK_ELEMENTS = 1 << 25
+
+
+@functools.lru_cache(maxsize=1)
+def _two_stage_eigvalsh() -> Any:
+    """LAPACK's two-stage symmetric eigenvalue driver ``dsyev_2stage`` (values only), from
+    the OpenBLAS that NumPy links, or ``None`` where it is not exposed.
+
+    NumPy does not wrap it, and neither does SciPy; the PyPI wheels of NumPy link an ILP64
+    ``scipy-openblas`` that exports its LAPACKE interface as ``scipy_LAPACKE_dsyev_2stage64_``.
+    It is looked up through NumPy's own linear-algebra extension (so it is the library
+    already in use) and only by names whose integer width is unambiguous.
+    """
+    import ctypes
+
+    try:
+        import numpy.linalg._umath_linalg as umath_linalg
+
+        lib = ctypes.CDLL(umath_linalg.__file__)
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - unusual builds
+        return None
+    for name, integer in (
+        ("scipy_LAPACKE_dsyev_2stage64_", ctypes.c_int64),
+        ("scipy_LAPACKE_dsyev_2stage", ctypes.c_int32),
+    ):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = integer
+            fn.argtypes = [
+                ctypes.c_int, ctypes.c_char, ctypes.c_char, integer, ctypes.c_void_p,
+                integer, ctypes.c_void_p,
+            ]  # fmt: skip
+            return fn
+    return None  # pragma: no cover - other builds
+
+
+def _symmetric_eigenvalues(gram: Array) -> Array:
+    r"""Eigenvalues of a real symmetric float64 matrix, ascending; ``gram`` is overwritten.
+
+    LAPACK's two-stage reduction (dense to band by blocked Householder, then band to
+    tridiagonal, Haidar, Ltaief & Dongarra 2011) where available: about 1.5x faster than
+    NumPy's ``syevd`` for the values of a 4096 x 4096 matrix on 2 cores (4.0 s against 6.1 s).
+    Its result is checked (``info``, finiteness, the trace); otherwise
+    :func:`numpy.linalg.eigvalsh`.
+    """
+    n = gram.shape[0]
+    fn = _two_stage_eigvalsh() if gram.dtype == np.float64 and n > 1 else None
+    if fn is not None:
+        trace = float(np.trace(gram))
+        a = np.asfortranarray(gram)
+        w = np.empty(n)
+        info = fn(102, b"N", b"L", n, a.ctypes.data, n, w.ctypes.data)
+        total = float(np.sum(w))
+        scale = float(np.sum(np.abs(w))) + abs(trace)
+        if (
+            info == 0
+            and np.all(np.isfinite(w))
+            and abs(total - trace) <= 1e-10 * max(scale, 1e-300)
+        ):
+            return np.sort(w)
+    values: Array = np.linalg.eigvalsh(gram)
+    return values
 
 
 def _gram_singular_values(a: Array) -> Array:
@@ -1364,11 +1428,14 @@ def _gram_singular_values(a: Array) -> Array:
     if a.shape[0] < a.shape[1]:
         a = a.T
     wide = np.complex128 if a.dtype.kind == "c" else np.float64
-    gram = np.zeros((a.shape[1], a.shape[1]), dtype=wide)
-    for start in range(0, a.shape[0], _GRAM_BLOCK_ROWS):
-        block = a[start : start + _GRAM_BLOCK_ROWS].astype(wide)
+    n = a.shape[1]
+    rows = max(1, _GRAM_BLOCK_ELEMENTS // n)
+    block = a[:rows].astype(wide)
+    gram: Array = block.conj().T @ block  # BLAS syrk: NumPy spots a product with a transpose
+    for start in range(rows, a.shape[0], rows):
+        block = a[start : start + rows].astype(wide)
         gram += block.conj().T @ block
-    evals = sla.eigvalsh(gram, overwrite_a=True, check_finite=False)
+    evals = _symmetric_eigenvalues(gram) if wide == np.float64 else np.linalg.eigvalsh(gram)
     values: Array = np.sqrt(np.clip(evals[::-1], 0.0, None))
     return values
 
@@ -1393,15 +1460,29 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
 
     Notes
     -----
-    The Gram route is faster than a values-only SVD and, for single-precision data, more
-    accurate: float64 eigenvalues carry an absolute error of about
-    :math:`\varepsilon_{64}\sqrt{n}\,\sigma_1^2`, so :math:`\sigma_i` is off by about
-    :math:`\varepsilon_{64}\sqrt{n}\,\sigma_1^2/\sigma_i` — below a float32 LAPACK's
-    :math:`\varepsilon_{32}\sigma_1` for every :math:`\sigma_i \gtrsim 10^{-6}\sigma_1`, and
-    values below :math:`\sqrt{\varepsilon_{64}}\sigma_1 \approx 10^{-8}\sigma_1` are lost.
-    That is why ``"auto"`` keeps LAPACK for float64 input, whose small singular values the
-    Gram route would not resolve. The tail sums of a rank–error curve are accurate to
-    :math:`\varepsilon_{64}\sqrt{n}\,\|A\|_F^2` either way.
+    The Gram route forms :math:`G = A^H A` (the smaller side) in float64 — a BLAS ``syrk`` on
+    the matrix converted 256 MiB at a time — and takes its eigenvalues with LAPACK's
+    two-stage driver ``dsyev_2stage`` when the OpenBLAS NumPy links exposes it (the PyPI
+    wheels do; otherwise ``numpy.linalg.eigvalsh``). For a 4096 x 4096 float32 matrix on 2
+    cores that is about 6 s against 12 s for ``scipy.linalg.svdvals`` and 14 s for NumPy
+    (``benchmarks/RESULTS.md``).
+
+    It is also the more accurate route for single-precision data: float64 eigenvalues
+    carry an absolute error of about :math:`\varepsilon_{64}\sqrt{n}\,\sigma_1^2`, so
+    :math:`\sigma_i` is off by about :math:`\varepsilon_{64}\sqrt{n}\,\sigma_1^2/\sigma_i` — below a
+    float32 LAPACK's :math:`\varepsilon_{32}\sigma_1` for every
+    :math:`\sigma_i \gtrsim 10^{-6}\sigma_1` — and the tail sums of a rank–error curve are
+    accurate to :math:`\varepsilon_{64}\sqrt{n}\,\|A\|_F^2`. Values below
+    :math:`\sqrt{\varepsilon_{64}}\,\sigma_1 \approx 10^{-8}\sigma_1` are lost (they come out
+    as rounding noise, clipped at zero). That is why ``"auto"`` keeps LAPACK for float64
+    input, whose small singular values the Gram route would not resolve, and uses the Gram
+    route for float32, float16, bfloat16 and complex64.
+
+    References
+    ----------
+    .. [1] A. Haidar, H. Ltaief and J. Dongarra, "Parallel reduction to condensed forms for
+       symmetric eigenvalue problems using aggregated fine-grained and memory-aware
+       kernels", SC 2011.
 
     Examples
     --------
