@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "--search-budget",
         type=float,
         default=None,
-        help="seconds spent searching a peer's settings (default: 60, quick: 2)",
+        help="seconds spent searching a peer's settings (default: 20, quick: 2)",
     )
     p.add_argument(
         "--isolation",
@@ -91,7 +91,7 @@ def _options(args: argparse.Namespace) -> Options:
         cache=args.cache or default_cache_dir(),
         repeat=args.repeat,
         call_timeout=args.timeout or (30.0 if args.quick else 60.0),
-        search_budget=args.search_budget or (2.0 if args.quick else 60.0),
+        search_budget=args.search_budget or (2.0 if args.quick else 20.0),
         only=tuple(args.only),
     )
 

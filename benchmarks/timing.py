@@ -26,7 +26,7 @@ class TimingPolicy:
 
     repeat: int = 3
     slow: float = 3.0
-    budget: float = 30.0
+    budget: float = 20.0
 
     @classmethod
     def quick(cls) -> TimingPolicy:

@@ -153,7 +153,7 @@ class CurveSuite(Suite):
             "time s",
             "÷ scipy svdvals",
             "curve err / ‖A‖_F",
-            "max |Δσ| / σ₁",
+            "max abs(Δσ) / σ₁",
             "max rel err (σ ≥ 1e-3σ₁)",
             "rel err of σ_min",
         ]
