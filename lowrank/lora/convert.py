@@ -53,7 +53,7 @@ from lowrank.lora._common import (
     storage_dtype,
 )
 from lowrank.lora.config import LoRAConfig
-from lowrank.svd import TruncatedSVD, _fix_signs
+from lowrank.svd import TruncatedSVD, fix_signs
 
 __all__ = [
     "ConvertedAdapter",
@@ -100,7 +100,7 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     U = QB @ Uc[:, :p].astype(cd)
     Vh = (QA @ Vch[:p].T.astype(cd)).T
     S = Sc[:p].astype(cd)
-    U, S, Vh = _fix_signs(U, S, Vh)
+    U, S, Vh = fix_signs(U, S, Vh)
     spectrum = np.zeros(min(out, n_in), dtype=cd)
     spectrum[:p] = Sc[:p]
     return TruncatedSVD(
