@@ -82,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
         help="run only cases whose id contains TEXT (repeatable)",
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="JSON",
+        help="run nothing: merge results.json files (later ones replace the cases they "
+        "repeat, e.g. a rerun with --only) and write the tables again to --out",
+    )
     return p
 
 
@@ -171,6 +180,65 @@ def _run_suite(suite: Suite, options: Options, isolation: str, log: Any) -> dict
     return {"available": True, "results": results, "wall_seconds": time.perf_counter() - start}
 
 
+def _merge(paths: list[Path], out: Path) -> int:
+    """Merge the results of several runs and render them again."""
+    import json
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    meta = dict(runs[0]["meta"])
+    meta["merged_from"] = [
+        {"file": str(p), "date": r["meta"].get("date"), "argv": r["meta"].get("argv"),
+         "load_average_start": r["meta"].get("load_average_start"),
+         "load_average_end": r["meta"].get("load_average_end")}
+        for p, r in zip(paths, runs, strict=True)
+    ]  # fmt: skip
+    options = Options(quick=bool(meta.get("quick")))
+    data: dict[str, Any] = {"meta": meta, "suites": {}}
+    sections = []
+    for name in SUITES:
+        merged: dict[str, dict[str, Any]] = {}
+        outcome: dict[str, Any] | None = None
+        for run in runs:
+            suite_data = run["suites"].get(name)
+            if not suite_data:
+                continue
+            outcome = outcome or dict(suite_data)
+            if suite_data.get("available"):
+                outcome.update(available=True, reason=None)
+            for item in suite_data.get("results", []):
+                merged[item["case"]["id"]] = item
+        if outcome is None:
+            continue
+        suite = get_suite(name)
+        if outcome.get("available"):
+            order = {c.id: i for i, c in enumerate(suite.cases(options))}
+            outcome["results"] = sorted(
+                merged.values(), key=lambda it: order.get(it["case"]["id"], 1 << 30)
+            )
+            markdown, summary = suite.report(outcome["results"], options)
+            outcome["summary"] = summary
+        else:
+            markdown = f"Not run: {outcome.get('reason')}.\n"
+        sections.append(f"## {suite.title} (`--suite {name}`)\n\n{markdown}")
+        data["suites"][name] = outcome
+    notes = "\n".join(
+        f"- merged from `{m['file']}` ({m['date']}, load {m['load_average_start']} → "
+        f"{m['load_average_end']}): `{' '.join(m['argv'] or [])}`"
+        for m in meta["merged_from"]
+    )
+    text = (
+        "# Benchmark results\n\n"
+        + machine_markdown(meta)
+        + "\n"
+        + notes
+        + "\n\n"
+        + "\n\n".join(sections)
+    )
+    md_path, json_path = write_outputs(out, text, data)
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -183,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not options.only or any(t in case.id for t in options.only):
                     print(case.id)
         return 0
+    if args.merge:
+        return _merge(args.merge, args.out)
     isolation = args.isolation or ("none" if args.quick else "process")
     log = sys.stderr
     meta = machine_info()
