@@ -428,10 +428,11 @@ def extract_many(
             isinstance(layer_rank, bool) or not isinstance(layer_rank, numbers.Integral)
         ):
             raise RankError(f"rank for layer {name!r} must be an integer; got {layer_rank!r}")
-        layer_max: object = max_rank
-        if isinstance(max_rank, numbers.Integral) and not isinstance(max_rank, bool):
+        cap: object = max_rank  # validated by _extract; anything odd passes through to it
+        layer_max = cap
+        if isinstance(cap, (int, np.integer)) and not isinstance(cap, bool):
             # A layer smaller than the cap keeps every rank it has.
-            layer_max = min(int(max_rank), *np.shape(base)[:2])
+            layer_max = min(int(cap), *np.shape(base)[:2])
         modules[name] = _extract(
             base,
             tuned,
