@@ -125,7 +125,7 @@ def _dense_frobenius_norm(a: Array) -> float:
     total = 0.0
     for start in range(0, x.size, _NORM_CHUNK):
         chunk = x[start : start + _NORM_CHUNK].astype(np.float64, copy=False)
-        total += float(np.dot(chunk, chunk))
+        total += float(np.sum(chunk * chunk))  # pairwise summation: error ~ eps log(n)
     return math.sqrt(total)
 
 
