@@ -68,7 +68,7 @@ def excess(A, res, ref):
 @pytest.mark.parametrize("spectrum", ["decaying", "flat", "spiked"])
 def test_default_reaches_its_accuracy(spectrum, dtype, rng):
     """Default randomized: top-r values within 1e-5 relative (the benchmark target; the
-    default tol is 8 eps, 1e-6 in float32) and the residual within 1e-6 of the EYM optimum."""
+    default tol is 32 eps, 4e-6 in float32) and the residual within 1e-6 of the EYM optimum."""
     m, n, rank = 700, 500, 20
     if spectrum == "decaying":
         A = with_spectrum(rng, m, n, 1.0 / np.arange(1, n + 1), dtype=dtype)
