@@ -954,10 +954,12 @@ def default_block_size(shape: tuple[int, int], rank: int) -> int:
     Products with a block of ``b`` columns cost about as much as a matrix–vector product
     while ``b`` is small (they are limited by reading ``A``), so blocks narrower than about
     16 waste passes; wider blocks converge in fewer passes but to a larger Krylov space,
-    whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube.
-    Measured on the benchmark matrices (``benchmarks/RESULTS.md``).
+    whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube. On the
+    benchmark matrices (2048² and 4096² float32, ranks 8-256, ``benchmarks/RESULTS.md``)
+    the CPU time was least for 24 columns at rank 64 and 32 at rank 256 on Marchenko–Pastur
+    spectra (by 10-30 % against 40 and 64), and within 5 % of the best on fast-decaying ones.
     """
-    return int(min(min(shape), max(16, min(64, (rank + 1) // 2 + 8))))
+    return int(min(min(shape), 16 + 8 * min(2, rank // 64)))
 
 
 def _gram_resolves(values: Array, rank: int, accuracy: float) -> bool:
@@ -972,38 +974,46 @@ def _gram_resolves(values: Array, rank: int, accuracy: float) -> bool:
     return low > 0.0 and compute_eps(np.float64) * (top / low) ** 2 <= accuracy
 
 
-def _ritz_values(B: Array, rank: int, accuracy: float) -> Array:
-    """All singular values of ``B``: from the Gram matrix when that is accurate enough
-    (several times faster than a bidiagonalisation), otherwise by LAPACK.
+def _ritz_values(B: Array, rank: int, accuracy: float) -> tuple[Array, Array | None]:
+    """All singular values of ``B``, and the Gram matrix :math:`BB^H` when the values come from
+    it: from the Gram matrix when that is accurate enough (several times faster than a
+    bidiagonalisation), otherwise by LAPACK (and ``None``).
 
     NumPy's LAPACK, not SciPy's: the loop's products run in NumPy's OpenBLAS, and with
     SciPy's (a second OpenBLAS with its own threads) in between, each library's idle
     threads spin while the other works — 10-25 ms lost per switch on a 2-core machine.
     """
-    values: Array = np.sqrt(np.clip(np.linalg.eigvalsh(B @ B.conj().T)[::-1], 0.0, None))
+    G = B @ B.conj().T
+    values: Array = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
     if _gram_resolves(values, rank, accuracy):
-        return values
+        return values, G
     try:
-        return np.asarray(np.linalg.svd(B, compute_uv=False))
+        return np.asarray(np.linalg.svd(B, compute_uv=False)), None
     except np.linalg.LinAlgError:
-        return np.asarray(sla.svd(B, compute_uv=False, lapack_driver="gesvd", check_finite=False))
+        svd_values = sla.svd(B, compute_uv=False, lapack_driver="gesvd", check_finite=False)
+        return np.asarray(svd_values), None
 
 
-def _ritz_triplets(B: Array, rank: int, accuracy: float) -> tuple[Array, Array, Array, Array]:
+def _ritz_triplets(
+    B: Array, rank: int, accuracy: float, known: tuple[Array, Array] | None = None
+) -> tuple[Array, Array, Array, Array]:
     r"""``(U_B[:, :rank], S, V_B[:, :rank], spectrum)`` of the small projection ``B``.
 
     The eigenpairs of :math:`BB^H = U_B \Sigma^2 U_B^H` (float64) give
     :math:`V_B = B^H U_B \Sigma^{-1}`, when that is accurate to ``accuracy`` (see
-    :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``. NumPy's LAPACK, for the
-    reason given in :func:`_ritz_values`.
+    :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``. ``known`` =
+    ``(values, G)`` from :func:`_ritz_values` on this same ``B`` saves computing them again.
+    NumPy's LAPACK, for the reason given in :func:`_ritz_values`, except for the top
+    eigenvectors of a large projection.
     """
     if accuracy >= 4.0 * compute_eps(np.float64):
-        G = B @ B.conj().T
+        values, G = known if known is not None else (None, B @ B.conj().T)
         L = G.shape[0]
         if L > _SUBSET_EIGH_MIN:
-            # Only the top rank eigenvectors: SciPy's syevr, worth the switch to SciPy's
-            # OpenBLAS (see _ritz_values) only for large projections.
-            values = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
+            # Only the top rank eigenvectors (SciPy's syevr): all of them cost 2-3 times
+            # as much at these sizes, more than the switch to SciPy's OpenBLAS.
+            if values is None:
+                values = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
             lam, W = sla.eigh(G, subset_by_index=[L - rank, L - 1], check_finite=False)
         else:
             lam, W = np.linalg.eigh(G)
@@ -1023,7 +1033,7 @@ def _ritz_triplets(B: Array, rank: int, accuracy: float) -> tuple[Array, Array, 
 
 
 # Projections larger than this get only their top eigenvectors computed (see _ritz_triplets).
-_SUBSET_EIGH_MIN = 1200
+_SUBSET_EIGH_MIN = 400
 
 
 def _pass_seconds(m: int, n: int, b: int, cost: float) -> float:
@@ -1083,6 +1093,9 @@ def _block_krylov(
     # Ritz values for the checks need only a fraction of the target's accuracy.
     check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
     next_check: int | None = None
+    checked_at = -1
+    checked_B = checked_values = np.zeros(0)
+    checked_G: Array | None = None
     while steps < max_steps:
         Y = mat.matmat(newest)
         local = None if L is None else (Q.size - L.shape[1], L.conj().T)
@@ -1123,10 +1136,10 @@ def _block_krylov(
                 continue
         work_since_check = 0.0
         last_check_dim = dim
-        progress.update(
-            steps,
-            _ritz_values(_assemble(rows, Q.size, P.size, wide), rank, check_accuracy),
-        )
+        checked_B = _assemble(rows, Q.size, P.size, wide)
+        checked_values, checked_G = _ritz_values(checked_B, rank, check_accuracy)
+        checked_at = steps
+        progress.update(steps, checked_values)
         # Next check: the model predicts `ahead` more steps, pessimistically once Krylov
         # convergence speeds up, so check after a third of them at most; and, if checks
         # are cheap next to steps, sooner: checking every s steps with c the cost of a
@@ -1170,8 +1183,13 @@ def _block_krylov(
         Vb = Vbh[:rank].conj().T
         P_basis = P.view
     else:
-        B = _assemble(rows, Q.size, P.size, wide)
-        Ub, S, Vb, all_values = _ritz_triplets(B, rank, eps / 16.0)
+        # A check at this step has the projection, its Gram matrix and its values already.
+        known = None
+        if checked_at == steps and checked_G is not None:
+            B, known = checked_B, (checked_values, checked_G)
+        else:
+            B = _assemble(rows, Q.size, P.size, wide)
+        Ub, S, Vb, all_values = _ritz_triplets(B, rank, eps / 16.0, known)
         P_basis = P.view
     spectrum = all_values.astype(np.finfo(dtype).dtype)
     if (
