@@ -55,7 +55,7 @@ class MatrixInput:
     def matmat(self, X: Array) -> Array:
         """``A @ X``."""
         if self.dense is not None:
-            return self.dense @ X
+            return _dense_matmat(self.dense, X)
         if self.kind == "sparse":
             return np.asarray(self.operator @ X, dtype=self.dtype)
         return np.asarray(self.operator.matmat(X), dtype=self.dtype)
@@ -92,6 +92,33 @@ class MatrixInput:
         top = max(s for s, _ in scale_ssq)
         total = sum(q * (s / top) ** 2 for s, q in scale_ssq)
         return top * math.sqrt(total)
+
+
+def _dense_matmat(A: Array, X: Array) -> Array:
+    """``A @ X`` for a dense ``A``; a row-major ``A`` times a thin block in panels of rows.
+
+    OpenBLAS multiplies a row-major ``A`` by a block of a few dozen columns 15-30 % faster
+    in panels of 256 rows than in one call (measured with one thread, float32, 8-64
+    columns: 4096 x 11008, 45 against 64 ms for 16 columns; 2048 x 2048, 9.9 against
+    12.3 ms for 64), and the panels write straight into the result.
+    """
+    rows = A.shape[0]
+    if not (
+        A.flags.c_contiguous
+        and X.ndim == 2
+        and X.shape[1] <= _PANEL_MAX_COLUMNS
+        and rows >= 2 * _PANEL_ROWS
+    ):
+        return A @ X
+    out = np.empty((rows, X.shape[1]), dtype=np.result_type(A.dtype, X.dtype))
+    for start in range(0, rows, _PANEL_ROWS):
+        np.matmul(A[start : start + _PANEL_ROWS], X, out=out[start : start + _PANEL_ROWS])
+    return out
+
+
+# Row panels of _dense_matmat, and the widest block it splits into them.
+_PANEL_ROWS = 256
+_PANEL_MAX_COLUMNS = 64
 
 
 # Elements converted to float64 at a time by the fast Frobenius norm.
