@@ -948,7 +948,9 @@ def default_tol(dtype: Any) -> float:
     return DEFAULT_TOL_EPS * compute_eps(dtype)
 
 
-def default_block_size(shape: tuple[int, int], rank: int) -> int:
+def default_block_size(
+    shape: tuple[int, int], rank: int, *, preset: Literal["accurate", "fast"] = "accurate"
+) -> int:
     """Block width of the adaptive block Krylov method (``block_size=None``).
 
     Products with a block of ``b`` columns cost about as much as a matrix–vector product
@@ -956,9 +958,13 @@ def default_block_size(shape: tuple[int, int], rank: int) -> int:
     16 waste passes; wider blocks converge in fewer passes but to a larger Krylov space,
     whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube. On the
     benchmark matrices (2048² and 4096² float32, ranks 8-256, ``benchmarks/RESULTS.md``)
-    the CPU time was least for 24 columns at rank 64 and 32 at rank 256 on Marchenko–Pastur
-    spectra (by 10-30 % against 40 and 64), and within 5 % of the best on fast-decaying ones.
+    the accurate preset's CPU time was least for 24 columns at rank 64 and 32 at rank 256
+    on Marchenko–Pastur spectra (by 10-30 % against 40 and 64), and within 5 % of the best
+    on fast-decaying ones. The fast preset stops after few steps, where wider blocks pay:
+    ``rank/2 + 8`` (at most 64) took 20-25 % less CPU than those narrow ones.
     """
+    if preset == "fast":
+        return int(min(min(shape), max(16, min(64, (rank + 1) // 2 + 8))))
     return int(min(min(shape), 16 + 8 * min(2, rank // 64)))
 
 
@@ -1321,10 +1327,13 @@ def _randomized(
             rng=rng,
             preset=preset,
         )
-    block = min(block_size or default_block_size(mat.shape, rank), small)
+    fast = preset == "fast"
+    block = min(
+        block_size or default_block_size(mat.shape, rank, preset="fast" if fast else "accurate"),
+        small,
+    )
     max_dim = min(small, _MAX_DIM_PER_RANK * rank + _MAX_DIM_EXTRA)
     steps = n_iter + 1 if n_iter is not None else max(2, -(-max_dim // block) + 1)
-    fast = preset == "fast"
     if tol is None:
         tol = FAST_TOL if fast else default_tol(mat.dtype)
     return _block_krylov(
