@@ -319,7 +319,7 @@ def test_exact_falls_back_to_gesvd(monkeypatch, rng):
             raise np.linalg.LinAlgError("SVD did not converge")
         return real_svd(a, *args, **kwargs)
 
-    monkeypatch.setattr("lowrank.svd.sla.svd", flaky)
+    monkeypatch.setattr("lowrank.svd._lapack.sla.svd", flaky)
     res = truncated_svd(A, 3, method="exact")
     assert calls == ["gesdd", "gesvd"]
     assert_valid_svd(res, A, rank=3)
@@ -329,7 +329,7 @@ def test_exact_raises_when_lapack_fails_twice(monkeypatch, rng):
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge")
 
-    monkeypatch.setattr("lowrank.svd.sla.svd", broken)
+    monkeypatch.setattr("lowrank.svd._lapack.sla.svd", broken)
     with pytest.raises(ConvergenceError, match="gesdd and gesvd both failed"):
         truncated_svd(rng.standard_normal((5, 4)), 2, method="exact")
     with pytest.raises(ConvergenceError, match="LAPACK failed to converge"):

@@ -16,13 +16,9 @@ from scipy.sparse.linalg import aslinearoperator
 from lowrank import InputError, truncated_svd
 from lowrank._numerics import tolerance
 from lowrank.approx import residual_norm
-from lowrank.svd import (
-    FAST_TOL,
-    _contraction,
-    _orthonormalize,
-    default_block_size,
-    default_tol,
-)
+from lowrank.svd import FAST_TOL, default_block_size, default_tol
+from lowrank.svd._convergence import contraction
+from lowrank.svd._orthogonalize import orthonormalize
 from lowrank.testing import assert_orthonormal, assert_valid_svd
 
 
@@ -254,7 +250,7 @@ def test_orthonormalize_block(dtype, scale, rng):
     Y = (rng.standard_normal((N, 12)) * scale).astype(dtype)
     Y[:, 5] = Y[:, 4] * 2  # rank-deficient block
     Y[:, 6] = (K[:, :3] @ rng.standard_normal(3) * scale).astype(dtype)  # inside span(K)
-    Q, C, R = _orthonormalize(Y, K, room=N - 30, rng=np.random.default_rng(0))
+    Q, C, R = orthonormalize(Y, K, room=N - 30, rng=np.random.default_rng(0))
     assert Q.shape == (N, 12) and Q.dtype == np.dtype(dtype)
     assert_orthonormal(np.concatenate([K, Q], axis=1), name="[K Q]", factor=64.0)
     wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
@@ -266,7 +262,7 @@ def test_orthonormalize_block(dtype, scale, rng):
 
 def test_orthonormalize_respects_room(rng):
     K = np.linalg.qr(rng.standard_normal((20, 15)))[0]
-    Q, C, R = _orthonormalize(rng.standard_normal((20, 8)), K, room=5, rng=rng)
+    Q, C, R = orthonormalize(rng.standard_normal((20, 8)), K, room=5, rng=rng)
     assert Q.shape == (20, 5) and R.shape == (5, 8) and C.shape == (15, 8)
     assert_orthonormal(np.concatenate([K, Q], axis=1), name="[K Q]")
 
@@ -275,5 +271,5 @@ def test_orthonormalize_respects_room(rng):
 @pytest.mark.parametrize("rho", [0.1, 0.5, 0.9])
 def test_contraction_inverts_the_geometric_model(rho, before, now):
     ratio = rho**before * (1 - rho**now) / (1 - rho**before)
-    assert _contraction(ratio, before, now) == pytest.approx(rho, rel=1e-9)
-    assert _contraction(now / before, before, now) == 1.0
+    assert contraction(ratio, before, now) == pytest.approx(rho, rel=1e-9)
+    assert contraction(now / before, before, now) == 1.0

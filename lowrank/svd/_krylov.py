@@ -1,0 +1,448 @@
+"""Randomized methods: adaptive block Golub-Kahan-Lanczos and subspace iteration."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Literal
+
+import numpy as np
+import scipy.linalg as sla
+
+from lowrank._numerics import compute_eps
+from lowrank._operator import MatrixInput
+from lowrank._typing import Array
+from lowrank.svd._convergence import Progress
+from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
+from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
+from lowrank.svd._result import TruncatedSVD, fix_signs
+
+# Relative accuracy of the top singular values that the adaptive block Krylov method aims for
+# when ``n_iter`` is not given (see ``truncated_svd``, Notes).
+DEFAULT_TOL_EPS = 32.0
+# Relative excess of the Frobenius residual over the Eckart-Young-Mirsky optimum that the
+# ``preset="fast"`` setting aims for.
+FAST_TOL = 5e-4
+# The adaptive method stops growing the Krylov space at this many columns per unit of rank
+# (plus ``_MAX_DIM_EXTRA``): past that, ``method="exact"`` is the better tool.
+_MAX_DIM_PER_RANK = 12
+_MAX_DIM_EXTRA = 512
+# The adaptive method checks convergence at least when the Krylov space has grown by this
+# factor since the last check.
+_CHECK_GROWTH = 1.5
+# Before the error model has a rate, check when the work since the last check is this many
+# times the cost of a check (so that checks take at most a quarter of the time).
+_CHECK_AMORTIZE = 3.0
+# Once the error model has a rate, never wait longer than this fraction of the space ahead
+# (the overshoot grows the final Rayleigh-Ritz step).
+_LATE_GROWTH = 0.15
+
+
+def default_tol(dtype: Any) -> float:
+    """The default ``tol`` of the accurate randomized method: ``DEFAULT_TOL_EPS`` machine
+    epsilons of the compute dtype (about 4e-6 for float32, 7e-15 for float64).
+
+    The error estimate is pessimistic once Krylov convergence speeds up (measured errors at
+    the stop were 3-300 times below it on the benchmark matrices), so 32 epsilons leave
+    float32 results well inside 1e-5 (``benchmarks/RESULTS.md``)."""
+    return DEFAULT_TOL_EPS * compute_eps(dtype)
+
+
+def default_block_size(
+    shape: tuple[int, int], rank: int, *, preset: Literal["accurate", "fast"] = "accurate"
+) -> int:
+    """Block width of the adaptive block Krylov method (``block_size=None``).
+
+    Products with a block of ``b`` columns cost about as much as a matrix–vector product
+    while ``b`` is small (they are limited by reading ``A``), so blocks narrower than about
+    16 waste passes; wider blocks converge in fewer passes but to a larger Krylov space,
+    whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube. On the
+    benchmark matrices (2048² and 4096² float32, ranks 8-256, ``benchmarks/RESULTS.md``)
+    the accurate preset's CPU time was least for 24 columns at rank 64 and 32 at rank 256
+    on Marchenko–Pastur spectra (by 10-30 % against 40 and 64), and within 5 % of the best
+    on fast-decaying ones. The fast preset stops after few steps, where wider blocks pay:
+    ``rank/2 + 8`` (at most 64) took 20-25 % less CPU than those narrow ones.
+    """
+    if preset == "fast":
+        return int(min(min(shape), max(16, min(64, (rank + 1) // 2 + 8))))
+    return int(min(min(shape), 16 + 8 * min(2, rank // 64)))
+
+
+def _gram_resolves(values: Array, rank: int, accuracy: float) -> bool:
+    r"""Whether eigenvalues of :math:`BB^H` in float64 give the top ``rank`` singular values
+    of ``B`` to relative ``accuracy``: their absolute error is about
+    :math:`\varepsilon_{64}\sigma_1^2`, a relative error of
+    :math:`\varepsilon_{64}(\sigma_1/\sigma_r)^2` on :math:`\sigma_r`. (Single precision
+    would not be faster: at these sizes LAPACK's tridiagonalisation is bound by memory.)"""
+    top, low = float(values[0]), float(values[min(rank, values.size) - 1])
+    if top == 0.0:
+        return True
+    return low > 0.0 and compute_eps(np.float64) * (top / low) ** 2 <= accuracy
+
+
+def _ritz_values(B: Array, rank: int, accuracy: float) -> tuple[Array, Array | None]:
+    """All singular values of ``B``, and the Gram matrix :math:`BB^H` when the values come from
+    it: from the Gram matrix when that is accurate enough (several times faster than a
+    bidiagonalisation), otherwise by LAPACK (and ``None``).
+
+    NumPy's LAPACK, not SciPy's: the loop's products run in NumPy's OpenBLAS, and with
+    SciPy's (a second OpenBLAS with its own threads) in between, each library's idle
+    threads spin while the other works — 10-25 ms lost per switch on a 2-core machine.
+    """
+    G = B @ B.conj().T
+    values: Array = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
+    if _gram_resolves(values, rank, accuracy):
+        return values, G
+    try:
+        return np.asarray(np.linalg.svd(B, compute_uv=False)), None
+    except np.linalg.LinAlgError:
+        svd_values = sla.svd(B, compute_uv=False, lapack_driver="gesvd", check_finite=False)
+        return np.asarray(svd_values), None
+
+
+def _ritz_triplets(
+    B: Array, rank: int, accuracy: float, known: tuple[Array, Array] | None = None
+) -> tuple[Array, Array, Array, Array]:
+    r"""``(U_B[:, :rank], S, V_B[:, :rank], spectrum)`` of the small projection ``B``.
+
+    The eigenpairs of :math:`BB^H = U_B \Sigma^2 U_B^H` (float64) give
+    :math:`V_B = B^H U_B \Sigma^{-1}`, when that is accurate to ``accuracy`` (see
+    :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``. ``known`` =
+    ``(values, G)`` from :func:`_ritz_values` on this same ``B`` saves computing them again.
+    NumPy's LAPACK, for the reason given in :func:`_ritz_values`, except for the top
+    eigenvectors of a large projection.
+    """
+    if accuracy >= 4.0 * compute_eps(np.float64):
+        values, G = known if known is not None else (None, B @ B.conj().T)
+        L = G.shape[0]
+        if L > _SUBSET_EIGH_MIN:
+            # Only the top rank eigenvectors (SciPy's syevr): all of them cost 2-3 times
+            # as much at these sizes, more than the switch to SciPy's OpenBLAS.
+            if values is None:
+                values = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
+            lam, W = sla.eigh(G, subset_by_index=[L - rank, L - 1], check_finite=False)
+        else:
+            lam, W = np.linalg.eigh(G)
+            values = np.sqrt(np.clip(lam[::-1], 0.0, None))
+            W = W[:, L - rank :]
+            lam = lam[L - rank :]
+        s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+        if s[-1] > 0.0 and _gram_resolves(values, rank, accuracy):
+            Ub = W[:, ::-1]
+            Vb = (B.conj().T @ Ub) / s
+            return Ub, s, Vb, values
+    try:
+        Ub, S, Vbh = np.linalg.svd(B, full_matrices=False)
+    except np.linalg.LinAlgError:
+        Ub, S, Vbh = lapack_svd(B)
+    return Ub[:, :rank], S[:rank], Vbh[:rank].conj().T, S
+
+
+# Projections larger than this get only their top eigenvectors computed (see _ritz_triplets).
+_SUBSET_EIGH_MIN = 400
+
+
+def _pass_seconds(m: int, n: int, b: int, cost: float) -> float:
+    """Modelled seconds of one product of an m x n matrix with b vectors: reading the matrix
+    (about 20 GB/s) or the flops (about 100 GFLOP/s), whichever is slower."""
+    return max(4.0 * m * n / 20e9, cost * m * n * b / 100e9)
+
+
+def _check_seconds(dim: int, width: int) -> float:
+    """Modelled seconds of a convergence check: the Gram matrix of the dim x width projection
+    and its eigenvalues (LAPACK ``syevd`` runs far below GEMM speed at these sizes)."""
+    return 2.0 * dim * dim * width / 50e9 + dim**3 * 7e-11 + dim * dim * 2e-8
+
+
+def _block_krylov(
+    mat: MatrixInput,
+    rank: int,
+    *,
+    block: int,
+    max_steps: int,
+    tol: float | None,
+    rng: np.random.Generator,
+    preset: str,
+    criterion: str = "values",
+) -> TruncatedSVD:
+    r"""Block Golub–Kahan–Lanczos bidiagonalisation with full reorthogonalisation.
+
+    :math:`P_1 = \operatorname{orth}(\Omega)`; step :math:`k` orthonormalises
+    :math:`A P_k` against :math:`Q_1..Q_{k-1}` into :math:`Q_k` and :math:`A^H Q_k`
+    against :math:`P_1..P_k` into :math:`P_{k+1}`, recording the coefficients. Since
+    :math:`A^H Q_k \in \operatorname{span}(P_1..P_{k+1})`, the recorded rows are exactly
+    :math:`B = Q^H A [P_1..P_{k+1}]`, and the SVD of this small matrix is the Rayleigh–Ritz
+    step of :math:`Q^H A` — the one-sided projection on the block Krylov space
+    :math:`\operatorname{span}\{A\Omega, (AA^H)A\Omega, \dots\}` — without another pass over
+    ``A``. With ``tol`` the top Ritz values are checked as the space grows (on a flop-based
+    schedule) and the iteration stops when the estimate of ``criterion`` (see
+    :class:`Progress`) is below ``tol``.
+    """
+    m, n = mat.shape
+    dtype = mat.dtype
+    wide = wide_dtype(dtype)
+    eps = compute_eps(dtype)
+    P = Basis(n, dtype, block * (min(max_steps, 8) + 1), n)
+    Q = Basis(m, dtype, block * min(max_steps, 8), m)
+    first, _, _ = orthonormalize(gaussian(rng, (n, block), dtype), P.view, n, rng)
+    P.append(first)
+    rows: list[tuple[Array, Array]] = []  # per Q block: (D^H over P so far, L^H for next P)
+    norm_fro = mat.frobenius_norm()
+    progress = Progress(rank, eps, norm_fro, criterion)
+    newest = first
+    steps = passes = 0
+    complete = converged = False
+    work_since_check = 0.0
+    last_check_dim = 0
+    cost = 8.0 if dtype.kind == "c" else 2.0
+    L: Array | None = None  # A^H Q_{k-1} = ... + P_k L: A P_k has Q_{k-1} L^H
+    # Ritz values for the checks need only a fraction of the target's accuracy.
+    check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
+    next_check: int | None = None
+    checked_at = -1
+    checked_B = checked_values = np.zeros(0)
+    checked_G: Array | None = None
+    while steps < max_steps:
+        Y = mat.matmat(newest)
+        local = None if L is None else (Q.size - L.shape[1], L.conj().T)
+        Qk, _, Rk = orthonormalize(Y, Q.view, Q.room, rng, local=local)
+        Q.append(Qk)
+        Z = mat.rmatmat(Qk)
+        lp = P.size
+        # A P_k = ... + Q_k R_k, so A^H Q_k has P_k R_k^H.
+        local = (lp - newest.shape[1], Rk.conj().T)
+        newest, D, L = orthonormalize(Z, P.view, P.room, rng, local=local)
+        P.append(newest)
+        rows.append((D.conj().T, L.conj().T))
+        steps += 1
+        passes += 2
+        step_seconds = (
+            _pass_seconds(m, n, Y.shape[1], cost)
+            + _pass_seconds(m, n, Qk.shape[1], cost)
+            + cost * 4.0 * (m * Q.size * Y.shape[1] + n * lp * Qk.shape[1]) / 100e9
+        )
+        work_since_check += step_seconds
+        if Q.room == 0 or newest.shape[1] == 0:
+            complete = True
+            break
+        if tol is None or Q.size < rank:
+            continue
+        dim = Q.size
+        # When to check (a deterministic schedule, from a model of the costs): once an
+        # estimate with a rate exists, after half the steps the geometric model predicts
+        # (Krylov convergence accelerates, so the prediction is pessimistic); before that,
+        # when the work since the last check exceeds _CHECK_AMORTIZE checks; and always
+        # when the space has grown by _CHECK_GROWTH.
+        if progress.values:
+            if next_check is not None:
+                wait = steps < next_check
+            else:
+                wait = work_since_check < _CHECK_AMORTIZE * _check_seconds(dim, P.size)
+            if wait and dim < _CHECK_GROWTH * last_check_dim:
+                continue
+        work_since_check = 0.0
+        last_check_dim = dim
+        checked_B = _assemble(rows, Q.size, P.size, wide)
+        checked_values, checked_G = _ritz_values(checked_B, rank, check_accuracy)
+        checked_at = steps
+        progress.update(steps, checked_values)
+        # Next check: the model predicts `ahead` more steps, pessimistically once Krylov
+        # convergence speeds up, so check after a third of them at most; and, if checks
+        # are cheap next to steps, sooner: checking every s steps with c the cost of a
+        # check relative to a step costs about ahead*c/s + s/2 (checks plus overshoot),
+        # least for s = sqrt(2*ahead*c).
+        ahead = progress.steps_to(tol)
+        if ahead < (1 << 30):
+            c = _check_seconds(Q.size, P.size) / max(step_seconds, 1e-12)
+            interval = min(ahead // 3, math.ceil(math.sqrt(2.0 * ahead * c)))
+            # ... and never more than _LATE_GROWTH of the space ahead: the overshoot grows
+            # the final Rayleigh-Ritz step and the orthogonalisation with it.
+            interval = min(interval, math.ceil(_LATE_GROWTH * Q.size / block))
+            next_check = steps + max(1, interval)
+        else:
+            next_check = None
+        if progress.reached(tol):
+            converged = True
+            break
+    if complete and mat.kind != "operator":
+        # The space is exhausted: the matrix is small on one side, and LAPACK on it is
+        # exact and cheap.
+        exact = exact_svd(mat, rank)
+        return replace(
+            exact,
+            method="randomized",
+            n_iter=steps - 1,
+            oversample=max(block - rank, 0),
+            subspace_dim=Q.size,
+            n_passes=passes,
+            block_size=block,
+            tol=tol,
+            preset=preset,
+        )
+    if complete:
+        # The same for an operator: Q spans the range of A, so one more product gives
+        # Q^H A itself, and its SVD is exact, free of the rounding of the recorded
+        # coefficients and of the basis P.
+        Ub, S_all, Vbh = lapack_svd(mat.rmatmat(Q.view).conj().T)
+        passes += 1
+        Ub, S, all_values = Ub[:, :rank], S_all[:rank], S_all
+        Vb = Vbh[:rank].conj().T
+        P_basis = P.view
+    else:
+        # A check at this step has the projection, its Gram matrix and its values already.
+        known = None
+        if checked_at == steps and checked_G is not None:
+            B, known = checked_B, (checked_values, checked_G)
+        else:
+            B = _assemble(rows, Q.size, P.size, wide)
+        Ub, S, Vb, all_values = _ritz_triplets(B, rank, eps / 16.0, known)
+        P_basis = P.view
+    spectrum = all_values.astype(np.finfo(dtype).dtype)
+    if (
+        tol is not None
+        and not converged
+        and not complete
+        and len(progress.values) >= 2
+        and progress.steps[-1] != steps
+    ):
+        progress.update(steps, all_values)
+    U = Q.view @ Ub.astype(dtype)
+    V = Vb.astype(dtype) if complete else P_basis @ Vb.astype(dtype)
+    spectrum[:rank] = S
+    U, S_r, Vh = fix_signs(U, spectrum[:rank], np.ascontiguousarray(V.conj().T))
+    return TruncatedSVD(
+        U=np.ascontiguousarray(U),
+        S=S_r,
+        Vh=np.ascontiguousarray(Vh),
+        method="randomized",
+        shape=mat.shape,
+        norm_fro=norm_fro,
+        spectrum=spectrum,
+        spectrum_complete=complete,
+        n_iter=steps - 1,
+        oversample=max(block - rank, 0),
+        subspace_dim=Q.size,
+        n_passes=passes,
+        block_size=block,
+        error_estimate=0.0 if complete else (progress.value_estimate if tol else None),
+        excess_estimate=0.0 if complete else (progress.excess_estimate if tol else None),
+        converged=complete or converged or tol is None,
+        tol=tol,
+        preset=preset,
+    )
+
+
+def _assemble(rows: list[tuple[Array, Array]], nq: int, np_: int, wide: np.dtype[Any]) -> Array:
+    """The projection :math:`B = Q^H A [P_1..P_{k+1}]` from the recorded row blocks."""
+    B = np.zeros((nq, np_), dtype=wide)
+    r0 = 0
+    for Dh, Lh in rows:
+        h = Dh.shape[0]
+        B[r0 : r0 + h, : Dh.shape[1]] = Dh
+        B[r0 : r0 + h, Dh.shape[1] : Dh.shape[1] + Lh.shape[1]] = Lh
+        r0 += h
+    return B
+
+
+def _subspace_iteration(
+    mat: MatrixInput,
+    rank: int,
+    n_iter: int,
+    oversample: int,
+    rng: np.random.Generator,
+) -> TruncatedSVD:
+    """HMT Algorithm 4.4 (normalised power iteration), then Rayleigh–Ritz on the last block."""
+    m, n = mat.shape
+    width = min(rank + oversample, m, n)
+    if width == min(m, n) and mat.kind != "operator":
+        # The sketch would span the whole range: LAPACK on the (small) matrix is exact.
+        return replace(
+            exact_svd(mat, rank),
+            method="randomized",
+            n_iter=n_iter,
+            oversample=width - rank,
+            subspace_dim=width,
+            block_size=width,
+            preset="subspace",
+        )
+    empty_m = np.zeros((m, 0), dtype=mat.dtype)
+    empty_n = np.zeros((n, 0), dtype=mat.dtype)
+    Q, _, _ = orthonormalize(mat.matmat(gaussian(rng, (n, width), mat.dtype)), empty_m, m, rng)
+    for _ in range(n_iter):
+        Z, _, _ = orthonormalize(mat.rmatmat(Q), empty_n, n, rng)
+        Q, _, _ = orthonormalize(mat.matmat(Z), empty_m, m, rng)
+    B = mat.rmatmat(Q).conj().T  # Q^H A, (width, n)
+    Ub, S, Vh = lapack_svd(B)
+    spectrum = S.copy()
+    U, S, Vh = fix_signs(Q @ Ub[:, :rank], S[:rank], Vh[:rank])
+    return TruncatedSVD(
+        U=U,
+        S=S,
+        Vh=np.ascontiguousarray(Vh),
+        method="randomized",
+        shape=mat.shape,
+        norm_fro=mat.frobenius_norm(),
+        spectrum=spectrum,
+        spectrum_complete=Q.shape[1] == m,
+        n_iter=n_iter,
+        oversample=width - rank,
+        subspace_dim=Q.shape[1],
+        n_passes=2 * n_iter + 2,
+        block_size=width,
+        error_estimate=None,
+        converged=True,
+        tol=None,
+        preset="subspace",
+    )
+
+
+def randomized_svd(
+    mat: MatrixInput,
+    rank: int,
+    *,
+    n_iter: int | None,
+    oversample: int,
+    block_krylov: bool,
+    tol: float | None,
+    block_size: int | None,
+    preset: str,
+    rng: np.random.Generator,
+) -> TruncatedSVD:
+    if rank == 0:
+        return empty_result(mat, "randomized")
+    m, n = mat.shape
+    small = min(m, n)
+    if not block_krylov:
+        return _subspace_iteration(mat, rank, 6 if n_iter is None else n_iter, oversample, rng)
+    if n_iter is not None and tol is None:
+        # Fixed cost: n_iter + 1 blocks of rank + oversample columns, the Krylov space of
+        # HMT's block Krylov variant with n_iter iterations.
+        block = block_size or min(rank + oversample, small)
+        return _block_krylov(
+            mat,
+            rank,
+            block=min(block, small),
+            max_steps=n_iter + 1,
+            tol=None,
+            rng=rng,
+            preset=preset,
+        )
+    fast = preset == "fast"
+    block = min(
+        block_size or default_block_size(mat.shape, rank, preset="fast" if fast else "accurate"),
+        small,
+    )
+    max_dim = min(small, _MAX_DIM_PER_RANK * rank + _MAX_DIM_EXTRA)
+    steps = n_iter + 1 if n_iter is not None else max(2, -(-max_dim // block) + 1)
+    if tol is None:
+        tol = FAST_TOL if fast else default_tol(mat.dtype)
+    return _block_krylov(
+        mat,
+        rank,
+        block=block,
+        max_steps=steps,
+        tol=tol,
+        rng=rng,
+        preset=preset,
+        criterion="excess" if fast else "values",
+    )
