@@ -480,3 +480,33 @@ def test_property_orthonormal_and_invariant(m, n, seed, data):
     tol = tolerance(np.float64, size=max(m, n), scale=max(res.spectrum[0], 1e-300))
     np.testing.assert_allclose(singular_values(Q1 @ A @ Q2), res.spectrum, atol=tol)
     np.testing.assert_allclose(singular_values(A.T), res.spectrum, atol=tol)
+
+
+def test_two_stage_eigensolver_agrees_with_lapack(monkeypatch, rng):
+    """The two-stage path of the Gram route (used from order 2048 on), forced on a small
+    matrix, must be taken (no fallback to eigvalsh) and match float64 LAPACK. Tolerance: the
+    Gram eigenvalues' absolute error is about eps64 * sigma_1^2, so sigma_i is off by about
+    eps64 * sigma_1 * (sigma_1 / sigma_i) <= eps64 * sigma_1 * 1e3 with these column scales."""
+    from lowrank.svd import _values
+
+    if _values._two_stage_eigvalsh() is None:
+        pytest.skip("this NumPy build does not export LAPACKE dsyev_2stage")
+    monkeypatch.setattr(_values, "_TWO_STAGE_MIN", 2)
+    calls = []
+    real = _values._two_stage_eigvalsh()
+
+    def counting(*args):
+        calls.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(_values, "_two_stage_eigvalsh", lambda: counting)
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the two-stage result was rejected")
+
+    monkeypatch.setattr(np.linalg, "eigvalsh", no_fallback)
+    A = rng.standard_normal((300, 120)) * np.logspace(0, -3, 120)
+    s = singular_values(A.astype(np.float32), method="gram")
+    ref = np.linalg.svd(A.astype(np.float32).astype(np.float64), compute_uv=False)
+    assert calls == [120]
+    np.testing.assert_allclose(s, ref, rtol=0, atol=1e3 * np.finfo(np.float64).eps * ref[0])
