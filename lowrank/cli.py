@@ -172,7 +172,10 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="local worker processes (default: the available cores)",
+        help=(
+            "local worker processes (default: the available cores, as threads for "
+            "checkpoints of at most 2**25 elements)"
+        ),
     )
     where.add_argument(
         "--scheduler",
@@ -358,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="local worker processes (default: the available cores)",
+        help=(
+            "local worker processes (default: the available cores, as threads for "
+            "checkpoints of at most 2**25 elements)"
+        ),
     )
     demo.add_argument(
         "--progress",

@@ -21,9 +21,11 @@ from lowrank.analysis import (
     MatrixResult,
     Report,
     analyze,
+    available_cores,
     describe_executor,
     local_executor,
     start_analysis,
+    thread_executor,
 )
 from lowrank.errors import InputError, MissingFileError
 from lowrank.io import save_safetensors
@@ -295,3 +297,36 @@ def test_a_closed_run_yields_nothing_more_and_keeps_what_had_finished(checkpoint
         report = run.report()
     assert first.name in [m.name for m in report.matrices]
     assert len(report.matrices) + len(report.pending) == N_MATRICES
+
+
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info()]
+
+
+def test_a_small_selection_runs_in_threads_and_restores_the_blas_threads(checkpoint):
+    before = blas_threads()
+    report = analyze(checkpoint)
+    n = min(available_cores(), N_MATRICES)
+    assert report.run.executor.startswith(f"local threads: {n} worker")
+    assert len(report.matrices) == N_MATRICES
+    assert blas_threads() == before
+    with thread_executor(workers=1, threads_per_worker=3) as pool:
+        inside = pool.submit(blas_threads).result()
+    assert set(inside) == {3}
+    assert blas_threads() == before
+
+
+def test_workers_ask_for_processes(checkpoint):
+    report = analyze(checkpoint, workers=1)
+    assert report.run.executor.startswith("local processes: 1 worker x ")
+    with ThreadPoolExecutor(1) as pool:
+        threads = analyze(checkpoint, executor=pool)
+    assert numbers(report) == numbers(threads)
+
+
+@pytest.mark.parametrize("make", [local_executor, thread_executor])
+def test_executor_helpers_reject(make):
+    with pytest.raises(InputError, match="workers must be >= 1; got 0"):
+        make(workers=0)

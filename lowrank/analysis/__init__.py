@@ -1,10 +1,11 @@
 """How low-rank are the weight matrices of a checkpoint (layer 5: joins ``io`` and the core).
 
 :func:`analyze` selects the matrices of a weight file (:func:`lowrank.io.select`), sends
-one task per matrix to an executor (worker processes by default, or a Dask cluster), each
-task loading its own matrix, and gathers a :class:`Report`: per matrix the norms, stable
-and entropy effective ranks, numerical ranks (NumPy's rule and the stored dtype's noise
-level), the rank for each energy level, the relative error at each rank, and all singular
+one task per matrix to an executor (by default threads for a small checkpoint and worker
+processes for a larger one, or a Dask cluster), each task loading its own matrix, and
+gathers a :class:`Report`: per matrix the norms, stable and entropy effective ranks,
+numerical ranks (NumPy's rule and the stored dtype's noise level), the rank for each energy
+level, the relative error at each rank, and all singular
 values. Reports are written and read as JSON (exactly), CSV, Markdown and ``.npz``.
 
 Typical use::
@@ -27,6 +28,7 @@ from lowrank.analysis._executors import (
     dask_executor,
     describe_executor,
     local_executor,
+    thread_executor,
 )
 from lowrank.analysis._extract import CheckpointExtraction, extract_checkpoint
 from lowrank.analysis._layers import LayerGrid, LayerName, layer_grid, parse_layer_name
@@ -68,4 +70,5 @@ __all__ = [
     "local_executor",
     "parse_layer_name",
     "start_analysis",
+    "thread_executor",
 ]
