@@ -160,6 +160,23 @@ def test_pissa_forwards_every_svd_method(rng, method):
     assert_reconstructs(W, out)
 
 
+def test_pissa_fast_preset_converges_the_residual(rng):
+    # Marchenko-Pastur bulk, the hard case for a sketch: the fast preset stops when the
+    # estimated excess of ||W - sBA||_F over the EYM optimum is below tol; the excess is
+    # checked against float64 LAPACK (1e-3 leaves the estimate its factor of 2 of slack).
+    W = rng.standard_normal((600, 400)) / math.sqrt(600)
+    S = np.linalg.svd(W, compute_uv=False)
+    optimal = math.sqrt(float(np.sum(S[16:] ** 2)))
+    fast = pissa_init(W, 16, method="randomized", preset="fast", rng=0)
+    assert fast.svd.preset == "fast" and fast.svd.converged
+    assert np.linalg.norm(fast.residual) / optimal - 1 <= 1e-3
+    assert_reconstructs(W, fast)
+    loose = pissa_init(W, 16, method="randomized", preset="fast", tol=3e-2, rng=0)
+    assert loose.svd.tol == 3e-2 and loose.svd.n_passes < fast.svd.n_passes
+    with pytest.raises(InputError, match="preset must be one of"):
+        pissa_init(W, 16, method="randomized", preset="quick")
+
+
 def test_pissa_randomized_is_reproducible(rng):
     W = rng.standard_normal((40, 30))
     a = pissa_init(W, 4, method="randomized", n_iter=1, rng=7)

@@ -7,8 +7,8 @@ QR-normalised power iterations. Here a whole stack is initialised by
 * ``lowrank.lora.pissa_init`` with the exact SVD (PEFT's ``"pissa"``), with lowrank's
   default randomized method (converged to single precision), and with a fixed number of
   block Krylov iterations, ``n_iter`` = 2 and 4 (the counterpart of PEFT's ``niter``);
-* ``lowrank.truncated_svd(W, r, preset="fast")`` (Frobenius residual converged to 5e-4),
-  factors split as ``pissa_init`` splits them (``pissa_init`` does not take ``preset``);
+* ``lowrank.lora.pissa_init(W, r, method="randomized", preset="fast")`` (the Frobenius
+  residual converged to 5e-4 of the optimum);
 * PEFT's recipe with PyTorch when installed: ``torch.svd_lowrank`` and PEFT's arithmetic
   (``LoraLayer.pissa_init``, peft 0.21: ``A = diag(√S) Uhᵣ``, ``B = Vᵣ diag(√S)``,
   ``W_res = W − s B A``, in torch; with the same seed it gives PEFT's residual bit for bit),
@@ -108,16 +108,13 @@ METHODS = (
     "peft_recipe_numpy_niter_4",
 )
 PEERS = ("peft_torch_niter_4", "peft_recipe_numpy_niter_4")
-# Not reachable through pissa_init's arguments (truncated_svd + the same split).
-NOT_PISSA_INIT = {"lowrank_fast"}
 DESCRIPTIONS = {
     "lowrank_exact": 'lowrank.lora.pissa_init(W, r) (method="exact": PEFT\'s "pissa"); a full '
     "SVD whatever r: run at the first rank, and not on the 4096² stack",
     "lowrank_randomized": 'lowrank.lora.pissa_init(W, r, method="randomized", rng=0): '
     "adaptive, singular values converged to 32 eps",
-    "lowrank_fast": 'lowrank.truncated_svd(W, r, method="randomized", preset="fast", rng=0) '
-    "(residual converged to 5e-4), factors split as pissa_init does (pissa_init does not "
-    "pass preset through)",
+    "lowrank_fast": 'lowrank.lora.pissa_init(W, r, method="randomized", preset="fast", rng=0): '
+    "adaptive, the residual converged to 5e-4 of the optimum",
     "lowrank_niter_2": 'lowrank.lora.pissa_init(W, r, method="randomized", n_iter=2, rng=0): '
     "block Krylov, 6 passes over W, blocks of r + 10",
     "lowrank_niter_4": 'lowrank.lora.pissa_init(W, r, method="randomized", n_iter=4, rng=0): '
@@ -164,20 +161,14 @@ def _numpy_blas_threads() -> int:
 
 
 def _init_fn(method: str, W: np.ndarray, r: int) -> Any:
-    if method == "lowrank_fast":
-        from lowrank import truncated_svd
-
-        def run_fast() -> np.ndarray:
-            res = truncated_svd(W, r, method="randomized", preset="fast", rng=0)
-            return _peft_split(res.U, res.S, res.Vh, r, W)
-
-        return run_fast
     if method.startswith("lowrank"):
         from lowrank.lora import pissa_init
 
         kwargs: dict[str, Any] = {}
         if method == "lowrank_randomized":
             kwargs = {"method": "randomized", "rng": 0}
+        elif method == "lowrank_fast":
+            kwargs = {"method": "randomized", "preset": "fast", "rng": 0}
         elif method.startswith("lowrank_niter_"):
             kwargs = {"method": "randomized", "n_iter": int(method.rsplit("_", 1)[1]), "rng": 0}
         return lambda: pissa_init(W, r, **kwargs).residual
@@ -373,14 +364,12 @@ class PissaSuite(Suite):
                     t["peer"] or "none",
                     fmt_time(t["peer_seconds"]),
                     fmt_err(t["peer_excess"]),
-                    (best + (" †" if best in NOT_PISSA_INIT else "")) if best else "none",
+                    best or "none",
                     fmt_time(t["best_seconds"]),
                     fmt_err(t["best_excess"]),
                     "n/a"
                     if t["ratio"] is None
                     else f"{fmt_ratio(t['ratio'])} {'✓' if t['ratio'] <= 1.0 else '✗'}",
-                    t["best_pissa_init"] or "none",
-                    fmt_ratio(t["ratio_pissa_init"]),
                     fmt_ratio(t["ratio_to_other_peer"]),
                 ]
             )
@@ -391,9 +380,7 @@ class PissaSuite(Suite):
                 "NumPy port), and lowrank's fastest configuration below whose worst excess "
                 f"over the stack is equal or better (excesses under {EXCESS_FLOOR:g} count as "
                 "equal: float32 rounding of W_res alone moves them by about 1e-10). ✓ when "
-                "lowrank is faster at that accuracy. † = not reachable through pissa_init's "
-                "arguments (truncated_svd with the same split). `pissa_init only` restricts "
-                "lowrank to pissa_init's own options; `÷ other` divides by the other PEFT "
+                "lowrank is faster at that accuracy. `÷ other` divides by the other PEFT "
                 "implementation (the NumPy port when PyTorch is the reference).\n",
                 md_table(
                     [
@@ -406,8 +393,6 @@ class PissaSuite(Suite):
                         "its time",
                         "its worst excess",
                         "lowrank ÷ PEFT (≤1)",
-                        "pissa_init only",
-                        "÷ PEFT",
                         "÷ other",
                     ],
                     target_rows,
@@ -443,8 +428,6 @@ class PissaSuite(Suite):
             "best_seconds": None,
             "best_excess": None,
             "ratio": None,
-            "best_pissa_init": None,
-            "ratio_pissa_init": None,
             "ratio_to_other_peer": None,
         }
         if peer is None or base is None:
@@ -465,7 +448,4 @@ class PissaSuite(Suite):
             other = by.get((stack.key, r, next(p for p in PEERS if p != peer)))
             if other and other.get("status") == "ok":
                 out["ratio_to_other_peer"] = t / other["seconds"]
-        via = [x for x in matched if x[1] not in NOT_PISSA_INIT]
-        if via:
-            out.update(best_pissa_init=via[0][1], ratio_pissa_init=via[0][0] / base["seconds"])
         return out
