@@ -43,7 +43,7 @@ from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, check_positive_float
 from lowrank.curves import select_rank
-from lowrank.errors import ConvergenceError, InputError, ShapeError
+from lowrank.errors import InputError, ShapeError
 from lowrank.lora._common import (
     check_alpha,
     check_bool,
@@ -54,6 +54,7 @@ from lowrank.lora._common import (
 )
 from lowrank.lora.config import LoRAConfig
 from lowrank.svd import TruncatedSVD, fix_signs
+from lowrank.svd._lapack import lapack_svd
 
 __all__ = [
     "ConvertedAdapter",
@@ -70,16 +71,6 @@ def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
     return as_matrix(raw, name=name), storage
 
 
-def _svd_small(core: Array) -> tuple[Array, Array, Array]:
-    try:
-        return sla.svd(core, full_matrices=False, lapack_driver="gesdd", check_finite=False)  # type: ignore[no-any-return]
-    except np.linalg.LinAlgError:
-        try:
-            return sla.svd(core, full_matrices=False, lapack_driver="gesvd", check_finite=False)  # type: ignore[no-any-return]
-        except np.linalg.LinAlgError as exc:
-            raise ConvergenceError(f"LAPACK failed on the {core.shape} core: {exc}") from None
-
-
 def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     """Body of :func:`factored_svd` on validated arrays of one compute dtype."""
     out, k = B.shape
@@ -88,7 +79,7 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     QA, RA = sla.qr(A.T, mode="economic", check_finite=False)
     # The small core in float64: its singular values are those of B @ A.
     core = (RB.astype(np.float64) * scaling) @ RA.astype(np.float64).T
-    Uc, Sc, Vch = _svd_small(core)
+    Uc, Sc, Vch = lapack_svd(core)
     # Values at the rounding level of the product are zeros in disguise (an untrained
     # [B, -B0][A; A0] gives 1e-15 noise, not 0): clear them so ranks and norms are exact.
     noise = tolerance(
