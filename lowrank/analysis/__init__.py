@@ -5,8 +5,8 @@ one task per matrix to an executor (by default threads for a small checkpoint an
 processes for a larger one, or a Dask cluster), each task loading its own matrix, and
 gathers a :class:`Report`: per matrix the norms, stable and entropy effective ranks,
 numerical ranks (NumPy's rule and the stored dtype's noise level), the rank for each energy
-level, the relative error at each rank, and all singular
-values. Reports are written and read as JSON (exactly), CSV, Markdown and ``.npz``.
+level, the relative error at each rank, and all singular values. Reports are written and
+read as JSON (exactly), CSV, Markdown and ``.npz``.
 
 Typical use::
 

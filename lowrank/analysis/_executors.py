@@ -127,7 +127,7 @@ def thread_executor(
 
     NumPy and SciPy release the GIL in their BLAS and LAPACK calls, so threads run the
     matrices in parallel as processes do, without starting interpreters (about a second
-    of CPU each, measured as 60 % of the time on MiniLM-L6). The BLAS limit
+    of CPU each: two thirds of the CPU time on MiniLM-L6). The BLAS limit
     (``threadpoolctl``) applies to the whole process until :meth:`~BLASLimitedThreadPool.shutdown`.
 
     Parameters
