@@ -201,7 +201,7 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
         from distributed import Client
     except ImportError:  # pragma: no cover - the test extra installs dask
         raise SchedulerError(
-            "a Dask scheduler needs dask.distributed: pip install 'lowrank[dask]'"
+            "a Dask scheduler needs dask.distributed: pip install 'lowrank-toolkit[dask]'"
         ) from None
     try:
         client = Client(address, timeout=seconds, set_as_default=False)  # type: ignore[no-untyped-call]
