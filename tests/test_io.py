@@ -515,6 +515,23 @@ def test_atomic_write_keeps_permissions_of_the_replaced_file(tmp_path: Path) -> 
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_new_files_get_the_permissions_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    # safetensors' save_file writes its file with mode 0o600 whatever the umask: without
+    # the atomic writer's chmod, weights would be 0o600 next to a 0o644 JSON file.
+    previous = os.umask(umask)
+    try:
+        save_safetensors(tmp_path / "w.safetensors", {"W": np.ones((2, 2), np.float32)})
+        atomic_write_text(tmp_path / "r.json", "{}")
+        with atomic_path(tmp_path / "x.bin") as temp:
+            temp.chmod(0o600)  # a writer that sets its own mode
+    finally:
+        os.umask(previous)
+    for name in ("w.safetensors", "r.json", "x.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
 def test_atomic_path_gives_up_when_every_temporary_name_is_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

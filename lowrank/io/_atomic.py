@@ -34,7 +34,9 @@ def _target(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _create_temp(target: Path) -> Path:
+def _create_temp(target: Path) -> tuple[Path, int]:
+    """A new empty temporary file next to ``target``, and the permission bits it must end
+    with: those of the file it replaces, or else those the umask gives a new file."""
     for _ in range(_TEMP_ATTEMPTS):
         temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -42,11 +44,13 @@ def _create_temp(target: Path) -> Path:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # 48 random bits colliding: try another name
             continue
-        os.close(fd)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 & ~umask, read without os.umask
+        finally:
+            os.close(fd)
         with contextlib.suppress(OSError):
-            # Overwriting keeps the old file's permissions.
-            os.chmod(temp, stat.S_IMODE(target.stat().st_mode))
-        return temp
+            mode = stat.S_IMODE(target.stat().st_mode)  # overwriting keeps the old permissions
+        return temp, mode
     raise FileExistsError(
         f"could not create a temporary file next to '{target}'"
     )  # pragma: no cover
@@ -102,8 +106,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Notes
     -----
     A symbolic link at ``path`` is replaced by a regular file (the link's target is not
-    touched). A replaced file keeps its permission bits; a new one gets the umask's. Only a
-    hard kill between creating and renaming the temporary file can leave it behind; it never
+    touched). A replaced file keeps its permission bits; a new one gets those of a plain
+    ``open(path, "w")``, 0o666 less the umask, whatever the block's writer did to the
+    temporary file's mode (``safetensors`` writes its files with mode 0o600). Only a hard
+    kill between creating and renaming the temporary file can leave it behind; it never
     leaves a partial ``path``.
 
     Examples
@@ -117,9 +123,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     done ['report.txt']
     """
     target = _target(path)
-    temp = _create_temp(target)
+    temp, mode = _create_temp(target)
     try:
         yield temp
+        # The writer may have replaced the file we created (safetensors' save_file writes a
+        # new file of mode 0o600 over it), so the mode is set again, on the final content.
+        os.chmod(temp, mode)
         _fsync_file(temp)
         os.replace(temp, target)
     except BaseException:
