@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _gates import TESTS_DIR, TIMEOUT, Gate, GatedExecutor
 
 from lowrank.analysis import (
     AnalysisError,
@@ -55,6 +54,12 @@ def checkpoint(tmp_path_factory) -> Path:
     tensors["layers.0.proj.bias"] = np.zeros(30, np.float32)
     save_safetensors(path, tensors)
     return path
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child interpreter that imports ``_gates``."""
+    path = [str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def numbers(report: Report) -> list[MatrixResult]:
@@ -109,17 +114,27 @@ def test_numbers_do_not_depend_on_the_executor(checkpoint):
 
 
 def test_keyboard_interrupt_leaves_a_valid_partial_checkpoint(checkpoint, tmp_path):
+    # The first task runs freely; every later one waits at the gate. The interrupt comes
+    # from the first result's callback once the second task has started (so it is held,
+    # mid-run): exactly one matrix is done, the others pending, however fast the machine.
     target = tmp_path / "report.json"
+    held = []
 
     def interrupt(outcome, run):
+        held.append(gate.started())
         raise KeyboardInterrupt
 
-    with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
-        analyze(checkpoint, executor=pool, checkpoint=target, on_result=interrupt)
+    # Leaving: the gate opens (the held task finishes), then the pool shuts down.
+    with ThreadPoolExecutor(1) as pool, Gate() as gate:
+        executor = GatedExecutor(pool, gate, free=1)
+        with pytest.raises(KeyboardInterrupt):
+            analyze(checkpoint, executor=executor, checkpoint=target, on_result=interrupt)
+    assert len(held) == 1
     saved = Report.read_json(target)
     assert saved.partial
-    assert len(saved.matrices) >= 1
-    assert len(saved.matrices) + len(saved.pending) == N_MATRICES
+    assert len(saved.matrices) == 1
+    assert len(saved.pending) == N_MATRICES - 1
+    assert held[0].label in saved.pending
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
@@ -139,50 +154,63 @@ def test_checkpoint_is_written_before_work_and_at_the_end(checkpoint, tmp_path):
 
 
 def test_a_dead_worker_process_stops_the_run_with_a_partial_report(checkpoint, tmp_path):
+    # One worker process. The first task runs freely; the second waits at the gate and
+    # reports the process it runs in, which the test kills after the first result.
     target = tmp_path / "report.json"
-    pool = local_executor(workers=1)
+    killed = []
 
     def kill_worker(outcome, run):
-        if run.done == 1:
-            for process in list(pool._processes.values()):
-                os.kill(process.pid, signal.SIGKILL)
+        if not killed:
+            started = gate.started()
+            os.kill(started.pid, signal.SIGKILL)
+            killed.append(started)
 
+    pool = local_executor(workers=1)
     try:
-        with pytest.raises(
-            AnalysisError, match=r"stopped after [1-5] of 6 matrices: the task for"
-        ) as info:
-            analyze(checkpoint, executor=pool, checkpoint=target, on_result=kill_worker)
+        with Gate() as gate:
+            executor = GatedExecutor(pool, gate, free=1)
+            with pytest.raises(
+                AnalysisError, match=r"stopped after 1 of 6 matrices: the task for"
+            ) as info:
+                analyze(checkpoint, executor=executor, checkpoint=target, on_result=kill_worker)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+    assert len(killed) == 1 and killed[0].pid != os.getpid()
     assert "BrokenProcessPool" in str(info.value)
-    assert info.value.report.partial
+    assert info.value.report.partial and len(info.value.report.matrices) == 1
     saved = Report.read_json(target)
-    assert saved.partial and len(saved.matrices) >= 1
+    assert saved.partial and len(saved.matrices) == 1
+    assert killed[0].label in saved.pending
 
 
 def test_a_killed_main_process_leaves_a_valid_report(checkpoint, tmp_path):
     # SIGKILL gives no chance to clean up: the atomic writes alone keep the file valid.
+    # The child's result callback (after the checkpoint with one result is written) says
+    # so at the gate and waits there: the kill lands mid-run, after exactly one result.
     target = tmp_path / "report.json"
-    script = textwrap.dedent(f"""
-        import time
-        from concurrent.futures import ThreadPoolExecutor
-        from lowrank.analysis import analyze
-        with ThreadPoolExecutor(1) as pool:
-            analyze({str(checkpoint)!r}, executor=pool, checkpoint={str(target)!r},
-                    checkpoint_interval=0, on_result=lambda o, r: time.sleep(0.3))
-    """)
-    child = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if target.exists() and json.loads(target.read_text())["matrices"]:
-                break
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=60)
+    with Gate() as gate:
+        script = textwrap.dedent(f"""
+            from concurrent.futures import ThreadPoolExecutor
+            from _gates import wait_at_gate
+            from lowrank.analysis import analyze
+            with ThreadPoolExecutor(1) as pool:
+                analyze({str(checkpoint)!r}, executor=pool, checkpoint={str(target)!r},
+                        checkpoint_interval=0,
+                        on_result=lambda o, r: wait_at_gate({gate.address!r}, o.name))
+        """)
+        env = child_env()
+        child = subprocess.Popen([sys.executable, "-c", script], env=env)
+        try:
+            first = gate.started()
+            assert first.pid == child.pid
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(timeout=TIMEOUT)
+    assert child.returncode == -signal.SIGKILL
     saved = Report.read_json(target)
-    assert saved.partial and 1 <= len(saved.matrices) < N_MATRICES
+    assert saved.partial and [m.name for m in saved.matrices] == [first.label]
+    assert len(saved.pending) == N_MATRICES - 1
 
 
 def test_empty_selection_starts_no_worker(checkpoint):
@@ -254,41 +282,74 @@ def test_local_executor_rejects(kwargs, message):
         local_executor(**kwargs)
 
 
+# The child interpreter of the Ctrl-C test: `lowrank analyze` as the command line runs it,
+# with each matrix's task held at the gate in its worker process (so that the run is
+# always mid-way when the SIGINT comes), and the main thread saying when it waits for
+# results inside the command's loop (so that the SIGINT never lands before it).
+CTRL_C_CHILD = """
+import functools, sys
+import lowrank.analysis._run as run_module
+from _gates import gated, wait_at_gate
+from lowrank.cli import main
+
+address = {address!r}
+run_module.analyze_tensor = functools.partial(gated, address, run_module.analyze_tensor)
+
+
+class SignallingRun(run_module.AnalysisRun):
+    said = False
+
+    def __next__(self):
+        if not SignallingRun.said:
+            SignallingRun.said = True
+            wait_at_gate(address, "waiting", block=False)
+        return super().__next__()
+
+
+run_module.AnalysisRun = SignallingRun
+sys.exit(main({argv!r}))
+"""
+
+
 def test_ctrl_c_to_the_process_group_is_one_line_and_a_partial_report(tmp_path):
-    # A real Ctrl-C: SIGINT to the whole process group of `lowrank analyze` while its
-    # worker processes start or run. The workers stay quiet (SIGINT ignored from birth),
-    # the parent writes the partial report and says so in one line.
-    # Enough work (about 0.3 s of CPU per matrix) that the run is still going 0.5 s after
-    # it has started, however quiet the machine.
+    # A real Ctrl-C: SIGINT to the whole process group of `lowrank analyze` (two worker
+    # processes) once both workers hold a task and the parent waits for results. The
+    # workers stay quiet (SIGINT ignored from birth), the parent writes the partial
+    # report and says so in one line.
     rng = np.random.default_rng(0)
-    path = tmp_path / "slow.safetensors"
-    count = 24
+    path = tmp_path / "model.safetensors"
+    count = 4
     save_safetensors(
-        path,
-        {f"m{i}.weight": rng.standard_normal((1600, 1200), np.float32) for i in range(count)},
+        path, {f"m{i}.weight": rng.standard_normal((30, 20), np.float32) for i in range(count)}
     )
     target = tmp_path / "report.json"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "lowrank", "analyze", str(path), "--workers", "2",
-         "--threads-per-worker", "1", "--json", str(target)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not target.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.5)
-        os.killpg(child.pid, signal.SIGINT)
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:  # pragma: no cover - only if the test failed
-            child.kill()
+    argv = ["analyze", str(path), "--workers", "2", "--threads-per-worker", "1",
+            "--json", str(target)]  # fmt: skip
+    with Gate() as gate:
+        script = CTRL_C_CHILD.format(address=gate.address, argv=argv)
+        env = child_env()
+        child = subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            arrived = [gate.started() for _ in range(3)]
+            os.killpg(child.pid, signal.SIGINT)
+            out, err = child.communicate(timeout=TIMEOUT)
+        finally:
+            if child.poll() is None:  # pragma: no cover - only if the test failed
+                child.kill()
+                child.communicate()
+    workers = {a.pid for a in arrived if a.label != "waiting"}
+    assert [a.pid for a in arrived if a.label == "waiting"] == [child.pid]
+    assert len(workers) == 2 and child.pid not in workers
     assert child.returncode == 130, err
     assert out == ""
-    (line,) = err.splitlines()
-    assert line.startswith("lowrank: interrupted")
+    assert err.splitlines() == [
+        f"lowrank: interrupted after 0 of {count} matrices; partial report in {target}"
+    ]
     saved = Report.read_json(target)
-    assert saved.partial and len(saved.matrices) + len(saved.pending) == count
+    assert saved.partial and saved.matrices == () and len(saved.pending) == count
 
 
 def test_a_closed_run_yields_nothing_more_and_keeps_what_had_finished(checkpoint):
