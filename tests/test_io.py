@@ -425,6 +425,59 @@ def test_include_exclude_patterns(
             )
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            # A pattern written for another architecture: names the closest matrix names,
+            # one per family of names that differ only in their numbers.
+            {"include": "*attn.k_proj.weight"},
+            r"include pattern '\*attn\.k_proj\.weight' matches none of the 13 tensors in "
+            r"'.*m\.safetensors' \(3 of them matrices\); the closest names: "
+            r"'enc\.0\.attn\.q_proj\.weight', 'enc\.0\.attn\.v_proj\.weight', "
+            r"'enc\.0\.mlp\.fc\.weight'$",
+        ),
+        (
+            # Several patterns: the best of them; case is ignored in the comparison.
+            {"include": ["nothing", "enc.0.mlp.FC.weight"], "regex": True},
+            r"include patterns 'nothing', 'enc\.0\.mlp\.FC\.weight' match none of the 13 "
+            r"tensors .*; the closest names: 'enc\.0\.mlp\.fc\.weight', ",
+        ),
+        (
+            {"include": "enc.*", "exclude": "enc.0.*"},
+            r"exclude pattern 'enc\.0\.\*' excludes all 5 of the 13 tensors in '.*' that "
+            r"include pattern 'enc\.\*' matches",
+        ),
+        (
+            {"exclude": "*"},
+            r"exclude pattern '\*' excludes all of the 13 tensors in '.*' \(3 of them matrices\)",
+        ),
+        (
+            {"include": "*.bias"},
+            r"no matrix of the 13 tensors in '.*' is left by include pattern '\*\.bias': the 1 "
+            r"tensor left are not matrices \('enc\.0\.attn\.q_proj\.bias': 1-D tensor",
+        ),
+    ],
+)
+def test_patterns_that_select_no_matrix_are_an_error_naming_close_names(
+    checkpoint: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    assert select(checkpoint, **kwargs).matrices == ()  # without require_match: empty
+    with pytest.raises(InputError, match=message):
+        select(checkpoint, require_match=True, **kwargs)
+
+
+def test_require_match_needs_patterns_and_a_bool(checkpoint: Path, tmp_path: Path) -> None:
+    # No pattern: an empty selection is the checkpoint's, not a typo's, so no error.
+    save_safetensors(tmp_path / "b.safetensors", {"bias": np.ones(3, np.float32)})
+    assert select(tmp_path / "b.safetensors", require_match=True).matrices == ()
+    infos = list_tensors(checkpoint)
+    with pytest.raises(InputError, match=r"matches none of the 13 tensors given \("):
+        select(infos, include="x", require_match=True)
+    with pytest.raises(InputError, match="require_match must be a bool; got 'yes'"):
+        select(checkpoint, require_match="yes")  # type: ignore[arg-type]
+
+
 def test_select_accepts_listed_infos(checkpoint: Path) -> None:
     infos = list_tensors(checkpoint)
     assert select(infos, include="enc.*") == select(checkpoint, include="enc.*")

@@ -15,10 +15,15 @@ Rules, applied in this order to every tensor; the first that fails gives the ski
    matrices; integer, bool, quantised (int8/uint8, float8, float4/6) and complex tensors
    are skipped.
 4. **Size.** Matrices with a zero dimension are skipped.
+
+With ``require_match=True``, name patterns that leave no matrix are an error whose message
+names the closest tensor names (:func:`difflib.get_close_matches`), so that a pattern
+written for another architecture (``*proj.weight`` on a BERT) is not silently an empty run.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import math
 import os
@@ -182,6 +187,7 @@ def select(
     exclude: Patterns = None,
     regex: bool = False,
     nd_policy: NDPolicy = "skip",
+    require_match: bool = False,
 ) -> Selection:
     """Choose the weight matrices of a checkpoint by name, shape and dtype, loading no data.
 
@@ -200,6 +206,9 @@ def select(
     nd_policy : {"skip", "flatten"}, default "skip"
         Skip tensors with 3 or more dimensions, or read ``(d0, d1, ..., dk)`` as the matrix
         ``(d0, d1 * ... * dk)``.
+    require_match : bool, default False
+        Raise when ``include`` or ``exclude`` patterns are given and no matrix is left,
+        instead of returning an empty selection.
 
     Returns
     -------
@@ -210,7 +219,9 @@ def select(
     ------
     InputError
         A pattern is not a string or not a valid regular expression, ``nd_policy`` is
-        unknown, or ``source`` holds something other than TensorInfo.
+        unknown, or ``source`` holds something other than TensorInfo. With
+        ``require_match``, also: the patterns leave no matrix; the message says how many
+        tensors there are and, when ``include`` matches no name, the closest names.
     MissingFileError, FileFormatError
         As :func:`list_tensors`.
 
@@ -237,10 +248,20 @@ def select(
     ['layer.0.q.weight']
     [('layer.0.k.weight', 'name'), ('layer.0.q.bias', 'name')]
     (4, 3)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_safetensors(Path(d) / "m.safetensors", tensors)
+    ...     select(Path(d) / "m.safetensors", include="*.q_proj.*", require_match=True)
+    Traceback (most recent call last):
+    ...
+    lowrank.errors.InputError: include pattern '*.q_proj.*' matches none of the 3 tensors in \
+'...m.safetensors' (2 of them matrices); the closest names: 'layer.0.q.weight', \
+'layer.0.k.weight'
     """
     check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)
     if not isinstance(regex, bool):
         raise InputError(f"regex must be a bool; got {regex!r}")
+    if not isinstance(require_match, bool):
+        raise InputError(f"require_match must be a bool; got {require_match!r}")
     includes = _patterns(include, name="include", regex=regex)
     excludes = _patterns(exclude, name="exclude", regex=regex)
     if isinstance(source, (str, os.PathLike)):
@@ -260,7 +281,132 @@ def select(
             matrices.append(info)
         else:
             skipped.append(outcome)
+    if require_match and not matrices and (includes or excludes):
+        where = f"in '{os.fspath(source)}'" if isinstance(source, (str, os.PathLike)) else "given"
+        raise InputError(
+            _no_match_message(
+                infos,
+                skipped,
+                include=_as_list(include),
+                exclude=_as_list(exclude),
+                regex=regex,
+                nd_policy=nd_policy,
+                where=where,
+            )
+        )
     return Selection(matrices=tuple(matrices), skipped=tuple(skipped), nd_policy=nd_policy)
+
+
+def _as_list(value: Patterns) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _quoted(patterns: Sequence[str], what: str) -> str:
+    listed = ", ".join(repr(p) for p in patterns)
+    return f"{what} pattern {listed}" if len(patterns) == 1 else f"{what} patterns {listed}"
+
+
+_GLOB_SYNTAX = re.compile(r"[*?\[\]]")
+_REGEX_SYNTAX = re.compile(r"[\\^$*+?()\[\]{}|]")
+_NUMBER = re.compile(r"\d+")
+
+
+def _literal(pattern: str, *, regex: bool) -> tuple[str, bool, bool]:
+    """A pattern's literal text, lowercased, and whether it is free at its start and end."""
+    if regex:
+        free_start = pattern.startswith((".*", ".+"))
+        free_end = pattern.endswith((".*", ".+")) and not pattern.endswith(("\\.*", "\\.+"))
+        text = _REGEX_SYNTAX.sub("", re.sub(r"\.[*+]", "", pattern))
+    else:
+        free_start, free_end = pattern.startswith("*"), pattern.endswith("*")
+        text = _GLOB_SYNTAX.sub("", pattern)
+    return text.lower(), free_start, free_end
+
+
+def _closest_names(
+    patterns: Sequence[str], names: Sequence[str], *, regex: bool = False, n: int = 3
+) -> list[str]:
+    """Up to ``n`` of ``names`` closest to ``patterns``, closest first (ties in storage
+    order), at most one per family of names that differ only in their numbers
+    (``layer.0.q`` and ``layer.5.q``).
+
+    Closeness is :mod:`difflib`'s similarity ratio (that of
+    :func:`difflib.get_close_matches`), ignoring case, between a pattern's literal text and
+    the name, or the part of the name a leading or trailing wildcard leaves to compare
+    (``*proj.weight`` against the name's last 11 characters); with several patterns, the
+    best of them.
+    """
+    literals = [_literal(p, regex=regex) for p in patterns]
+    matcher = difflib.SequenceMatcher()
+
+    def similarity(name: str) -> float:
+        best = 0.0
+        for text, free_start, free_end in literals:
+            lowered, width = name.lower(), len(text)
+            parts = [lowered]
+            if free_start and free_end:
+                parts += [lowered[i : i + width] for i in range(max(1, len(lowered) - width))]
+            elif free_start:
+                parts.append(lowered[-width:] if width else "")
+            elif free_end:
+                parts.append(lowered[:width])
+            matcher.set_seq2(text)
+            for part in parts:
+                matcher.set_seq1(part)
+                best = max(best, matcher.ratio())
+        return best
+
+    scores = [similarity(name) for name in names]
+    found: list[str] = []
+    families: set[str] = set()
+    for i in sorted(range(len(names)), key=lambda i: -scores[i]):
+        family = _NUMBER.sub("#", names[i])
+        if family not in families:
+            families.add(family)
+            found.append(names[i])
+            if len(found) == n:
+                break
+    return found
+
+
+def _no_match_message(
+    infos: Sequence[TensorInfo],
+    skipped: Sequence[Skipped],
+    *,
+    include: list[str],
+    exclude: list[str],
+    regex: bool,
+    nd_policy: NDPolicy,
+    where: str,
+) -> str:
+    """Why ``include``/``exclude`` left no matrix, for :func:`select(require_match=True)`."""
+    total = f"{len(infos)} tensor{'s' if len(infos) != 1 else ''} {where}"
+    matrix_names = [info.name for info in infos if _classify(info, [], [], nd_policy) is None]
+    n = len(matrix_names)
+    of_them = f"{n} of them matri{'x' if n == 1 else 'ces'}"
+    unmatched = sum(s.reason == "name matches no include pattern" for s in skipped)
+    if include and unmatched == len(infos):
+        close = _closest_names(include, matrix_names or [info.name for info in infos], regex=regex)
+        hint = f"; the closest names: {', '.join(repr(c) for c in close)}" if close else ""
+        verb = "matches" if len(include) == 1 else "match"
+        return f"{_quoted(include, 'include')} {verb} none of the {total} ({of_them}){hint}"
+    left = [s for s in skipped if s.code != "name"]
+    if not left:
+        if include:
+            return (
+                f"{_quoted(exclude, 'exclude')} excludes all {len(infos) - unmatched} of the "
+                f"{total} that {_quoted(include, 'include')} matches"
+            )
+        return f"{_quoted(exclude, 'exclude')} excludes all of the {total} ({of_them})"
+    by = " and ".join(_quoted(p, w) for p, w in ((include, "include"), (exclude, "exclude")) if p)
+    first = left[0]
+    return (
+        f"no matrix of the {total} is left by {by}: the {len(left)} tensor"
+        f"{'s' if len(left) != 1 else ''} left are not matrices ('{first.info.name}': "
+        f"{first.reason})"
+    )
 
 
 def load_matrix(info: TensorInfo, *, nd_policy: NDPolicy = "skip") -> Array:
