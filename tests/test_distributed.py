@@ -15,6 +15,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from _gates import Gate, GatedExecutor, Started  # noqa: E402
+
 from lowrank.analysis import (  # noqa: E402
     Report,
     SchedulerError,
@@ -31,8 +33,8 @@ N_MATRICES = 12
 def checkpoint(tmp_path_factory) -> Path:
     rng = np.random.default_rng(2024)
     path = tmp_path_factory.mktemp("dask") / "model.safetensors"
-    # Matrices big enough (a few tens of ms each) that work is still pending when the
-    # first result arrives, small enough for a light test.
+    # Twelve matrices over two workers; the kill test holds tasks at a gate, so their
+    # size does not matter for timing.
     save_safetensors(
         path,
         {
@@ -82,27 +84,26 @@ def test_same_numbers_as_local_processes(checkpoint, cluster, local_report):
 
 
 def test_killing_a_worker_mid_run_loses_nothing(checkpoint, cluster, local_report, tmp_path):
-    killed: list[str] = []
-    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-        pids = client.run(os.getpid)
-        assert len(pids) == 2
+    # The first task runs freely; every later one waits at the gate, in its worker, and
+    # says which process it runs in. After the first result the test kills the worker of
+    # a held task (so that task must be redone elsewhere), then opens the gate.
+    killed: list[Started] = []
 
-        def kill_a_busy_worker(outcome, run):
-            if not killed:
-                # A worker that holds a task right now: its task must be redone elsewhere.
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                assert busy, "every task finished before the first result was seen"
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append(busy[0])
+    def kill_a_busy_worker(outcome, run):
+        if not killed:
+            held = gate.started()
+            os.kill(held.pid, signal.SIGKILL)
+            killed.append(held)
+            gate.open()
 
-        with dask_executor(cluster.scheduler_address) as executor:
-            report = analyze(
-                checkpoint,
-                executor=executor,
-                on_result=kill_a_busy_worker,
-                checkpoint=tmp_path / "r.json",
-            )
-    assert len(killed) == 1
+    with Gate() as gate, dask_executor(cluster.scheduler_address) as executor:
+        report = analyze(
+            checkpoint,
+            executor=GatedExecutor(executor, gate, free=1),
+            on_result=kill_a_busy_worker,
+            checkpoint=tmp_path / "r.json",
+        )
+    assert len(killed) == 1 and killed[0].pid != os.getpid()
     assert not report.partial
     assert [m.name for m in report.matrices] == [m.name for m in local_report.matrices]
     assert numbers(report) == numbers(local_report)
