@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
+import os
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,14 +20,26 @@ from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError
 
 __all__ = [
+    "as_dtype",
     "as_matrix",
+    "as_storage_dtype",
     "as_vector",
+    "check_bool",
+    "check_callable",
     "check_choice",
     "check_finite_array",
     "check_fraction",
+    "check_instance",
     "check_int",
+    "check_mapping",
+    "check_matrix_shape",
+    "check_path",
     "check_positive_float",
     "check_rank",
+    "check_real",
+    "check_shape",
+    "check_str",
+    "check_str_sequence",
     "compute_dtype",
     "normalize_rng",
 ]
@@ -219,3 +233,155 @@ def normalize_rng(rng: RNGLike) -> np.random.Generator:
     if int(rng) < 0:
         raise InputError(f"rng seed must be a non-negative integer; got {rng}")
     return np.random.default_rng(int(rng))
+
+
+def check_bool(value: object, *, name: str) -> bool:
+    """Return ``value`` as a ``bool`` if it is one (``numpy.bool_`` included).
+
+    Integers and strings are refused: ``"no"`` is truthy, and ``2`` is a typo as often as not.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputError(f"{name} must be True or False; got {value!r} of type {type(value).__name__}")
+
+
+def check_real(value: object, *, name: str) -> float:
+    """Return ``value`` as a finite float (any sign)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a real number; got {value!r}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise InputError(f"{name} must be finite; got {value!r}")
+    return result
+
+
+def check_str(value: object, *, name: str, allow_empty: bool = True) -> str:
+    """Return ``value`` if it is a string (non-empty unless ``allow_empty``)."""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string; got {value!r} of type {type(value).__name__}")
+    if not allow_empty and not value:
+        raise InputError(f"{name} must be a non-empty string; got {value!r}")
+    return value
+
+
+def check_str_sequence(value: object, *, name: str) -> tuple[str, ...]:
+    """Return ``value`` as a tuple of strings; a bare string is refused (it would be iterated)."""
+    if isinstance(value, (str, bytes)) or not _iterable(value):
+        raise InputError(
+            f"{name} must be a sequence of strings; got {value!r} of type {type(value).__name__}"
+        )
+    items = tuple(value)  # type: ignore[call-overload]
+    bad = [item for item in items if not isinstance(item, str)]
+    if bad:
+        raise InputError(f"{name} must hold only strings; got {bad[0]!r} in {value!r}")
+    return items
+
+
+def _iterable(value: object) -> bool:
+    try:
+        iter(value)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return True
+
+
+def check_mapping(value: object, *, name: str) -> Mapping[Any, Any]:
+    """Return ``value`` if it is a mapping (a ``dict`` or the like)."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"{name} must be a mapping; got {value!r} of type {type(value).__name__}")
+    return value
+
+
+def check_callable(value: object, *, name: str) -> Any:
+    """Return ``value`` if it is callable."""
+    if not callable(value):
+        raise InputError(f"{name} must be callable; got {value!r} of type {type(value).__name__}")
+    return value
+
+
+def check_instance(value: object, cls: type[T], *, name: str, what: str | None = None) -> T:
+    """Return ``value`` if it is an instance of ``cls``."""
+    if not isinstance(value, cls):
+        raise InputError(
+            f"{name} must be {what or 'a ' + cls.__name__}; got {value!r} of type "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+def check_path(value: object, *, name: str) -> Path:
+    """Return ``value`` as a :class:`pathlib.Path` if it is a string or ``os.PathLike``."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        text = os.fspath(value)
+        if isinstance(text, str) and text:
+            return Path(text)
+    raise InputError(
+        f"{name} must be a non-empty path (str or os.PathLike); got {value!r} of type "
+        f"{type(value).__name__}"
+    )
+
+
+def check_shape(
+    shape: object, *, name: str = "shape", ndim: int = 2, allow_zero: bool = True
+) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of ``ndim`` non-negative (or positive) ``int``.
+
+    Lists and tuples of integers are accepted; floats, booleans and wrong lengths are not.
+    """
+    lowest = 0 if allow_zero else 1
+    rule = f"a tuple of {ndim} integers >= {lowest}"
+    if not isinstance(shape, (tuple, list)) or len(shape) != ndim:
+        raise ShapeError(f"{name} must be {rule}; got {shape!r}")
+    dims = []
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < lowest:
+            raise ShapeError(f"{name} must be {rule}; got {shape!r}")
+        dims.append(int(d))
+    return tuple(dims)
+
+
+def check_matrix_shape(shape: object, *, name: str = "shape") -> tuple[int, int]:
+    """:func:`check_shape` for the ``(m, n)`` of a matrix."""
+    m, n = check_shape(shape, name=name, ndim=2)
+    return m, n
+
+
+def as_dtype(value: object, *, name: str = "dtype") -> np.dtype[Any]:
+    """Return ``numpy.dtype(value)``, with a message that names the parameter on failure.
+
+    Names of the ``ml_dtypes`` types (``"bfloat16"``, ``"float8_e4m3fn"``, ...) import
+    ``ml_dtypes`` first, so they work without the caller importing it.
+    """
+    if isinstance(value, str) and value in STORAGE_EPS:
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise DTypeError(
+                f"{name}={value!r} needs the ml_dtypes package (pip install ml_dtypes, or the "
+                f"'io' extra of lowrank-toolkit)"
+            ) from None
+        return np.dtype(getattr(ml_dtypes, value))
+    try:
+        return np.dtype(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        raise DTypeError(
+            f"{name} must be a NumPy dtype or its name (e.g. 'float32', 'bfloat16'); got {value!r}"
+        ) from None
+
+
+def as_storage_dtype(value: object, *, name: str = "storage_dtype") -> np.dtype[Any]:
+    """The dtype data was stored in: a numeric NumPy dtype or an ``ml_dtypes`` float type.
+
+    Accepts dtypes, scalar types and names (``"bfloat16"``, ``"float16"``, ``np.float32``,
+    ``ml_dtypes.bfloat16``); ``ml_dtypes`` is imported only for its own names. Objects,
+    strings, booleans and ``None`` raise :class:`~lowrank.errors.DTypeError`.
+    """
+    if value is None:
+        raise DTypeError(f"{name} must be a numeric dtype (e.g. 'bfloat16', 'float16'); got None")
+    dt = as_dtype(value, name=name)
+    if dt.name not in STORAGE_EPS and dt.kind not in "iufc":
+        raise DTypeError(
+            f"{name} must be a numeric dtype (e.g. 'bfloat16', 'float16', 'float32'); "
+            f"got {value!r} ({dt.name})"
+        )
+    return dt

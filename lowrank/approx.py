@@ -53,6 +53,11 @@ _RESIDUAL_BLOCK_ELEMENTS = 1 << 21
 def _check_norm(norm: str, p: float | None, k: int | None) -> tuple[float, int | None]:
     """Return the Schatten exponent equivalent to ``norm`` and the Ky Fan ``k``."""
     check_choice(norm, name="norm", choices=NORMS)
+    # p and k are checked whenever given, even for a norm that does not use them.
+    if p is not None:
+        check_schatten_p(p)
+    if k is not None:
+        check_int(k, name="k", minimum=1)
     if norm == "fro":
         return 2.0, None
     if norm == "spectral":

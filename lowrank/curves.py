@@ -118,6 +118,11 @@ def rank_error_curve(
     """
     s = as_singular_values(singular_values)
     check_choice(norm, name="norm", choices=("fro", "spectral", "nuclear", "schatten", "ky_fan"))
+    # p and k are checked whenever given, even for a norm that does not use them.
+    if p is not None:
+        check_schatten_p(p)
+    if k is not None:
+        check_int(k, name="k", minimum=1)
     if norm_fro is not None:
         total = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
         return _partial_curve(s, norm, total)
@@ -246,6 +251,9 @@ def select_rank(
     >>> select_rank([4.0, 3.0, 0.1], rel_tol=0.7)
     1
     """
+    check_choice(norm, name="norm", choices=("fro", "spectral", "nuclear", "schatten", "ky_fan"))
+    if p is not None:
+        check_schatten_p(p)
     if (rel_tol is None) == (energy is None):
         raise InputError(
             f"give exactly one of rel_tol and energy; got rel_tol={rel_tol!r}, energy={energy!r}"

@@ -16,7 +16,14 @@ import numpy as np
 from lowrank._numerics import compute_eps, frobenius_norm, storage_eps
 from lowrank._spectrum import as_singular_values
 from lowrank._typing import ArrayLike
-from lowrank._validation import as_matrix, check_positive_float, compute_dtype
+from lowrank._validation import (
+    as_dtype,
+    as_matrix,
+    as_storage_dtype,
+    check_matrix_shape,
+    check_positive_float,
+    compute_dtype,
+)
 from lowrank.errors import InputError, ShapeError
 from lowrank.svd import singular_values as _singular_values
 
@@ -101,7 +108,7 @@ def condition_number(singular_values: ArrayLike) -> float:
     """
     s = as_singular_values(singular_values)
     if s.size == 0:
-        raise InputError("condition_number needs at least one singular value; got none")
+        raise InputError("singular_values must hold at least one value; got none")
     if s[-1] == 0.0:
         return math.inf
     return float(s[0] / s[-1])
@@ -118,6 +125,11 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
     rounding of the stored values (Weyl: :math:`|\sigma_i(A+E) - \sigma_i(A)| \le \|E\|_2`).
     bfloat16 has :math:`u = 2^{-8}`, float16 :math:`2^{-11}`, float32 :math:`2^{-24}`.
     """
+    shape = check_matrix_shape(shape)
+    norm_fro = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
+    storage_dtype = as_storage_dtype(storage_dtype)
+    if 0 in shape:
+        return 0.0
     m, n = shape
     u = storage_eps(storage_dtype) / 2.0
     return (math.sqrt(m) + math.sqrt(n)) * u * norm_fro / math.sqrt(3.0 * m * n)
@@ -162,6 +174,18 @@ def numerical_rank(
     >>> numerical_rank([1.0, 1e-3, 1e-17], shape=(3, 3), storage_dtype="float16")
     2
     """
+    shape = check_matrix_shape(shape)
+    dtype = as_dtype(dtype, name="dtype")
+    if storage_dtype is not None:
+        storage_dtype = as_storage_dtype(storage_dtype)
+    if tol is not None:
+        tol = check_positive_float(tol, name="tol", allow_zero=True)
+    count = as_singular_values(singular_values).size
+    if count > min(shape):
+        raise ShapeError(
+            f"singular_values must hold at most min(shape) = {min(shape)} values for "
+            f"shape={shape}; got {count}"
+        )
     s = as_singular_values(singular_values)
     m, n = _check_shape(shape)
     if s.size == 0:
@@ -218,6 +242,8 @@ def spectrum_summary(
     >>> summary.stable_rank, summary.condition_number
     (1.25, 2.0)
     """
+    if storage_dtype is not None:
+        storage_dtype = as_storage_dtype(storage_dtype)
     raw = np.asarray(A)
     stored = raw.dtype if storage_dtype is None else np.dtype(storage_dtype)
     a = as_matrix(raw)

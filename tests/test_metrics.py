@@ -95,11 +95,11 @@ def test_spectrum_summary(rng):
 
 
 def test_metric_errors():
-    with pytest.raises(InputError, match=r"condition_number needs at least one singular value"):
+    with pytest.raises(InputError, match=r"singular_values must hold at least one value"):
         condition_number([])
     with pytest.raises(InputError, match=r"singular_values must be non-negative"):
         stable_rank([1.0, -2.0])
-    with pytest.raises(ShapeError, match=r"shape must be a tuple of two non-negative ints"):
+    with pytest.raises(ShapeError, match=r"shape must be a tuple of 2 integers >= 0"):
         numerical_rank([1.0], shape=(3,))  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"tol must be finite and >= 0; got -1"):
         numerical_rank([1.0], shape=(1, 1), tol=-1.0)

@@ -24,25 +24,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from lowrank._numerics import tolerance
 from lowrank._operator import as_matrix_input
-from lowrank._typing import RNGLike, SVDMethod
+from lowrank._typing import Array, RNGLike, SVDMethod
 from lowrank._validation import (
+    as_dtype,
+    as_matrix,
+    as_vector,
+    check_bool,
     check_choice,
     check_int,
+    check_matrix_shape,
     check_positive_float,
     check_rank,
+    compute_dtype,
     normalize_rng,
 )
-from lowrank.errors import InputError
-from lowrank.svd._krylov import (
-    DEFAULT_TOL_EPS,
-    FAST_TOL,
-    default_block_size,
-    default_tol,
-    randomized_svd,
-)
+from lowrank.errors import InputError, ShapeError
+from lowrank.svd import _krylov, _result
+from lowrank.svd._krylov import DEFAULT_TOL_EPS, FAST_TOL, randomized_svd
 from lowrank.svd._lapack import exact_svd, zero_result
-from lowrank.svd._result import TruncatedSVD, fix_signs
+from lowrank.svd._result import TruncatedSVD
 from lowrank.svd._svds import scipy_svds
 from lowrank.svd._values import singular_values
 
@@ -75,12 +77,65 @@ def auto_method(shape: tuple[int, int], rank: int, *, kind: str = "dense") -> st
       exceeds a quarter of the smaller side (a sketch would then cost as much as LAPACK);
     * ``"randomized"`` otherwise.
     """
+    m, n = check_matrix_shape(shape)
+    rank = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
+    check_choice(kind, name="kind", choices=("dense", "sparse", "operator"))
     if kind != "dense":
         return "randomized"
-    small = min(shape)
+    small = min(m, n)
     if small <= AUTO_DENSE_MAX_SIDE or rank > AUTO_DENSE_RANK_FRACTION * small:
         return "exact"
     return "randomized"
+
+
+def default_tol(dtype: Any) -> float:
+    """The default ``tol`` of the accurate randomized method: ``DEFAULT_TOL_EPS`` machine
+    epsilons of the compute dtype of ``dtype`` (about 4e-6 for float32, 7e-15 for float64).
+
+    >>> default_tol("float32") == 32 * 2.0**-23
+    True
+    """
+    return _krylov.default_tol(compute_dtype(as_dtype(dtype, name="dtype"), name="dtype"))
+
+
+def default_block_size(
+    shape: tuple[int, int], rank: int, *, preset: Literal["accurate", "fast"] = "accurate"
+) -> int:
+    """Block width of the adaptive block Krylov method (``block_size=None``) for a matrix of
+    ``shape`` and a target ``rank``; see :func:`lowrank.svd._krylov.default_block_size`.
+
+    >>> default_block_size((1000, 800), 10)
+    16
+    """
+    m, n = check_matrix_shape(shape)
+    r = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
+    check_choice(preset, name="preset", choices=("accurate", "fast"))
+    return _krylov.default_block_size((m, n), r, preset=preset)
+
+
+def fix_signs(U: Array, S: Array, Vh: Array) -> tuple[Array, Array, Array]:
+    """Sort triplets by descending ``S`` and apply the sign rule of the module docstring.
+
+    ``U`` is ``(m, r)``, ``S`` ``(r,)`` real and ``Vh`` ``(r, n)``; new arrays are returned
+    (see :func:`lowrank.svd._result.fix_signs`), the inputs are not modified.
+
+    >>> import numpy as np
+    >>> U, S, Vh = fix_signs(-np.eye(2), np.array([1.0, 2.0]), np.eye(2))
+    >>> U, S
+    (array([[0., 1.],
+           [1., 0.]]), array([2., 1.]))
+    """
+    u = as_matrix(U, name="U", allow_empty=True)
+    s = as_vector(S, name="S")
+    vh = as_matrix(Vh, name="Vh", allow_empty=True)
+    if s.dtype.kind == "c":
+        raise InputError(f"S must be real; got dtype {s.dtype.name}")
+    if u.shape[1] != s.size or vh.shape[0] != s.size or (s.size and u.shape[0] == 0):
+        raise ShapeError(
+            f"U, S and Vh must have shapes (m, r) with m >= 1, (r,) and (r, n); got U {u.shape}, "
+            f"S {s.shape}, Vh {vh.shape}"
+        )
+    return _result.fix_signs(u, s, vh)
 
 
 def truncated_svd(
@@ -248,6 +303,9 @@ def truncated_svd(
     """
     check_choice(method, name="method", choices=SVD_METHODS)
     check_choice(preset, name="preset", choices=("accurate", "fast"))
+    block_krylov = check_bool(block_krylov, name="block_krylov")
+    if norm_fro is not None:
+        norm_fro = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
     mat = as_matrix_input(A, norm_fro=norm_fro)
     m, n = mat.shape
     r = check_rank(rank, upper=min(m, n))
@@ -272,13 +330,13 @@ def truncated_svd(
             f"method='arpack' on complex input needs rank < min(A.shape) - 1 = "
             f"{min(m, n) - 1}; got rank={r} (use method='exact' or 'propack')"
         )
-    if mat.norm_fro == 0.0:
-        return zero_result(mat, r, str(method))
     generator = normalize_rng(rng)
+    if mat.norm_fro == 0.0:
+        return _check_norm_fro(zero_result(mat, r, str(method)), norm_fro)
     if method == "exact":
-        return exact_svd(mat, r)
+        return _check_norm_fro(exact_svd(mat, r), norm_fro)
     if method == "randomized":
-        return randomized_svd(
+        result = randomized_svd(
             mat,
             r,
             n_iter=n_iter,
@@ -289,4 +347,24 @@ def truncated_svd(
             preset=preset,
             rng=generator,
         )
-    return scipy_svds(mat, r, method, generator)
+        return _check_norm_fro(result, norm_fro)
+    return _check_norm_fro(scipy_svds(mat, r, method, generator), norm_fro)
+
+
+def _check_norm_fro(result: TruncatedSVD, norm_fro: float | None) -> TruncatedSVD:
+    r"""Refuse a given ``norm_fro`` below the largest singular value (beyond rounding).
+
+    :math:`\|A\|_F \ge \sigma_1` for every matrix, so such a value is not the Frobenius
+    norm of ``A``; with a ``LinearOperator`` it would have made every residual and error
+    estimate wrong.
+    """
+    if norm_fro is None or result.S.size == 0:
+        return result
+    top = float(result.S[0])
+    slack = tolerance(result.S.dtype, size=max(result.shape), scale=top)
+    if norm_fro < top - slack:
+        raise InputError(
+            f"norm_fro must be >= the largest singular value, since ||A||_F >= sigma_1; got "
+            f"norm_fro={norm_fro!r} < S[0] = {top!r}: it is not the Frobenius norm of A"
+        )
+    return result
