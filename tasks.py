@@ -3,6 +3,7 @@
 
     python3 tasks.py demo          # create .venv, install, analyse the real MiniLM checkpoint
     python3 tasks.py test          # create .venv, install the test extras, run the test suite
+    python3 tasks.py test -m "slow or network"  # ... the groups the default run leaves out
     python3 tasks.py test-interop  # create .venv-interop with PyTorch + PEFT, run the interop tests
     python3 tasks.py lint          # ruff check, ruff format --check, mypy --strict
     python3 tasks.py bench [ARGS]  # run the benchmarks (see benchmarks/README.md)
@@ -28,12 +29,13 @@ def _python(env_dir: Path) -> Path:
     return env_dir / sub / ("python.exe" if os.name == "nt" else "python")
 
 
-def _run(*args: object, env: dict[str, str] | None = None) -> None:
+def _run(*args: object, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> int:
     printable = " ".join(str(a) for a in args)
     print(f"+ {printable}", flush=True)
     result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)
-    if result.returncode != 0:
+    if result.returncode not in ok:
         sys.exit(result.returncode)
+    return result.returncode
 
 
 def ensure_env(extras: str, *, name: str = ".venv", pre: tuple[str, ...] = ()) -> Path:
@@ -62,6 +64,20 @@ def demo(argv: list[str]) -> None:
     _run(python, "-m", "lowrank", "demo", "--out", "lowrank-demo", *argv)
 
 
+# The default selection of `python3 tasks.py test` (the README's command): everything but
+# the interop group (its own environment, test-interop), the slow tests and the tests
+# that fetch from the package index. CI runs those too: test -m "(slow or network) and
+# not interop". An explicit -m replaces this default.
+DEFAULT_MARKERS = "not interop and not slow and not network"
+
+# pytest's exit status when no test matches (e.g. an -m group that is empty today).
+NO_TESTS_COLLECTED = 5
+
+
+def _has_marker_option(argv: list[str]) -> bool:
+    return any(arg == "-m" or (arg.startswith("-m") and not arg.startswith("--")) for arg in argv)
+
+
 def test(argv: list[str]) -> None:
     python = ensure_env("test")
     env = dict(os.environ)
@@ -70,18 +86,21 @@ def test(argv: list[str]) -> None:
     # Tests, notebook kernels and worker processes share two cores: OpenBLAS threads that
     # busy-wait on a busy core make small products 10x slower. Speed is measured by benchmarks.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _run(
+    explicit = _has_marker_option(argv)
+    status = _run(
         python,
         "-m",
         "pytest",
-        "-m",
-        "not interop",
+        *([] if explicit else ["-m", DEFAULT_MARKERS]),
         "--doctest-modules",
         "--nbmake",
         *[p for p in ("lowrank", "tests", "notebooks") if (ROOT / p).is_dir()],
         *argv,
         env=env,
+        ok=(0, NO_TESTS_COLLECTED) if explicit else (0,),
     )
+    if status == NO_TESTS_COLLECTED:
+        print("no test matches the -m selection: nothing to run", flush=True)
 
 
 def test_interop(argv: list[str]) -> None:
