@@ -51,16 +51,16 @@ def test_errors_are_value_and_type_errors_too():
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [
-        (lambda: LoRALinear(np.ones(3)), ShapeError, "W must be a 2-D matrix; got ndim=1"),
-        (lambda: LoRALinear(np.ones((0, 3))), ShapeError, "W must not be empty"),
-        (lambda: Linear(np.ones((2, 2), complex)), DTypeError, "W must have a real dtype"),
-        (lambda: Linear(np.ones((2, 2), bool)), DTypeError, "W must have a numeric dtype"),
-        (lambda: Linear([[1.0, np.nan]]), NonFiniteError, "W must contain only finite values"),
-        (lambda: Linear([[1.0], [2.0, 3.0]]), InputError, "W could not be read as an array"),
+        (lambda: LoRALinear(np.ones(3)), ShapeError, "weight must be a 2-D matrix; got ndim=1"),
+        (lambda: LoRALinear(np.ones((0, 3))), ShapeError, "weight must not be empty"),
+        (lambda: Linear(np.ones((2, 2), complex)), DTypeError, "weight must have a real dtype"),
+        (lambda: Linear(np.ones((2, 2), bool)), DTypeError, "weight must have a numeric dtype"),
+        (lambda: Linear([[1.0, np.nan]]), NonFiniteError, "weight must contain only finite values"),
+        (lambda: Linear([[1.0], [2.0, 3.0]]), InputError, "weight could not be read as an array"),
         (
             lambda: Linear(W, np.ones(5)),
             ShapeError,
-            re.escape("bias must have shape (4,) to match W's out_features=4; got (5,)"),
+            re.escape("bias must have shape (4,) to match weight's out_features=4; got (5,)"),
         ),
         (lambda: Linear(W, np.ones((4, 1))), ShapeError, "bias must be 1-D"),
         (lambda: Linear(W, np.ones(4, complex)), DTypeError, "bias must have a real dtype"),
@@ -68,7 +68,8 @@ def test_errors_are_value_and_type_errors_too():
             lambda: LoRALinear.from_factors(W, np.ones((2, 4)), B, alpha=1.0),
             ShapeError,
             re.escape(
-                "lora_A must have shape (r, 3) with r >= 1 to match W's in_features=3; got (2, 4)"
+                "lora_A must have shape (r, 3) with r >= 1 to match weight's in_features=3; "
+                "got (2, 4)"
             ),
         ),
         (
@@ -80,7 +81,7 @@ def test_errors_are_value_and_type_errors_too():
             lambda: LoRALinear.from_factors(W, A, np.ones((4, 3)), alpha=1.0),
             ShapeError,
             re.escape(
-                "lora_B must have shape (4, 2) to match W's out_features=4 and lora_A's r=2; "
+                "lora_B must have shape (4, 2) to match weight's out_features=4 and lora_A's r=2; "
                 "got (4, 3)"
             ),
         ),
@@ -112,12 +113,12 @@ def test_errors_are_value_and_type_errors_too():
         (
             lambda: LoRALinear.from_factors(W, A, B, alpha=1.0, adapter_name="a.b"),
             InputError,
-            "adapter name must be a non-empty string without '.'; got 'a.b'",
+            re.escape("adapter_name (an adapter name) must be a non-empty string without '.'"),
         ),
         (
             lambda: LoRALinear.from_factors(W, A, B, alpha=1.0, adapter_name=""),
             InputError,
-            "adapter name must be a non-empty string",
+            re.escape("adapter_name (an adapter name) must be a non-empty string"),
         ),
         (lambda: GELU(approximate="fast"), InputError, "approximate must be one of 'none', 'tanh'"),
     ],
@@ -140,7 +141,9 @@ def test_input_feature_mismatch_message():
     layer = LoRALinear(np.ones((8, 64)))
     with pytest.raises(
         ShapeError,
-        match=re.escape("x must have shape (..., 64) to match W's in_features=64; got (3, 65)"),
+        match=re.escape(
+            "x must have shape (..., 64) to match weight's in_features=64; got (3, 65)"
+        ),
     ):
         layer.forward(np.ones((3, 65)))
 
@@ -272,13 +275,13 @@ def test_merge_errors():
         (
             lambda: lora_forward(np.ones((5, 2)), W, A, B, scaling=1.0),
             ShapeError,
-            re.escape("x must have shape (..., 3) to match W's in_features=3; got (5, 2)"),
+            re.escape("x must have shape (..., 3) to match weight's in_features=3; got (5, 2)"),
         ),
         (
             lambda: lora_backward(np.ones((5, 3)), X, W, A, B, scaling=1.0),
             ShapeError,
             re.escape(
-                "grad_output must have shape (5, 4) (x's leading shape and W's "
+                "grad_output must have shape (5, 4) (x's leading shape and weight's "
                 "out_features=4); got (5, 3)"
             ),
         ),

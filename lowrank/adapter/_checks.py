@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, as_vector, check_finite_array, compute_dtype
+from lowrank._validation import (
+    as_dtype,
+    as_matrix,
+    as_vector,
+    check_finite_array,
+    compute_dtype,
+)
 from lowrank.errors import DTypeError, InputError, ShapeError
 
 __all__ = [
@@ -41,7 +47,7 @@ def check_finite(arr: Array, *, name: str) -> None:
 
 def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
     """The real floating dtype a layer with parameters of ``dtype`` computes in."""
-    dt = compute_dtype(dtype, name=name)
+    dt = compute_dtype(as_dtype(dtype, name=name), name=name)
     if dt.kind != "f":
         raise DTypeError(
             f"{name} must have a real dtype (float32, float64, float16 or an integer type); "
@@ -50,7 +56,7 @@ def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
     return dt
 
 
-def check_weight(weight: ArrayLike, *, name: str = "W", copy: bool = True) -> Array:
+def check_weight(weight: ArrayLike, *, name: str = "weight", copy: bool = True) -> Array:
     """A weight matrix ``(out_features, in_features)`` in its float compute dtype.
 
     Layers ask for a private copy (``copy=True``): merging and optimiser steps update
@@ -70,8 +76,8 @@ def check_bias(bias: ArrayLike, *, out_features: int, dtype: np.dtype[Any]) -> A
     arr = as_vector(bias, name="bias")
     if arr.shape != (out_features,):
         raise ShapeError(
-            f"bias must have shape ({out_features},) to match W's out_features={out_features}; "
-            f"got {arr.shape}"
+            f"bias must have shape ({out_features},) to match weight's "
+            f"out_features={out_features}; got {arr.shape}"
         )
     layer_dtype(arr.dtype, name="bias")
     return np.array(arr, dtype=dtype, copy=True)
@@ -96,13 +102,13 @@ def check_factors(
     check_finite(B, name="lora_B")
     if A.shape[0] < 1 or A.shape[1] != in_features:
         raise ShapeError(
-            f"lora_A must have shape (r, {in_features}) with r >= 1 to match W's "
+            f"lora_A must have shape (r, {in_features}) with r >= 1 to match weight's "
             f"in_features={in_features}; got {A.shape}"
         )
     rank = A.shape[0]
     if B.shape != (out_features, rank):
         raise ShapeError(
-            f"lora_B must have shape ({out_features}, {rank}) to match W's "
+            f"lora_B must have shape ({out_features}, {rank}) to match weight's "
             f"out_features={out_features} and lora_A's r={rank}; got {B.shape}"
         )
     if not copy:
@@ -149,8 +155,10 @@ def check_features(x: Array, *, name: str, features: int, owner: str) -> None:
         )
 
 
-def check_adapter_name(name: object) -> str:
+def check_adapter_name(name: object, *, param: str = "name") -> str:
     """An adapter name: a non-empty string without dots (dots separate parameter keys)."""
     if not isinstance(name, str) or not name or "." in name:
-        raise InputError(f"adapter name must be a non-empty string without '.'; got {name!r}")
+        raise InputError(
+            f"{param} (an adapter name) must be a non-empty string without '.'; got {name!r}"
+        )
     return name

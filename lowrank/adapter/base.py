@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
-from lowrank._validation import normalize_rng
+from lowrank._validation import check_bool, normalize_rng
 from lowrank.adapter._checks import as_float_array, check_features
 from lowrank.errors import InputError, ShapeError, StateError
 
@@ -158,7 +158,7 @@ class Layer(abc.ABC):
         return arr
 
     def _in_owner(self) -> str:
-        return "W's in_features"
+        return "weight's in_features"
 
     def forward(self, x: ArrayLike, *, training: bool = False, rng: RNGLike = None) -> Array:
         """Output of the layer for ``x`` of shape ``(..., in_features)``.
@@ -189,8 +189,10 @@ class Layer(abc.ABC):
         StateError
             Training merged LoRA adapters.
         """
+        training = check_bool(training, name="training")
         arr = self._check_input(x)
-        gen = normalize_rng(rng) if training else None
+        gen = normalize_rng(rng)  # checked in evaluation mode too, where it is not used
+        gen = gen if training else None
         y = self._forward(arr, training=training, rng=gen)
         self._output_shape = y.shape
         return y

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
+from lowrank._validation import check_bool
 from lowrank.adapter._checks import check_bias, check_weight
 from lowrank.adapter.base import Layer
 
@@ -54,6 +55,7 @@ class Linear(Layer):
         self, weight: ArrayLike, bias: ArrayLike | None = None, *, trainable: bool = True
     ) -> None:
         super().__init__()
+        trainable = check_bool(trainable, name="trainable")
         W = check_weight(weight)
         self._add_parameter("weight", W, requires_grad=trainable)
         if bias is not None:

@@ -46,6 +46,7 @@ import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import (
+    check_bool,
     check_fraction,
     check_int,
     check_positive_float,
@@ -144,7 +145,12 @@ def dropout_mask(
     True
     """
     prob = check_fraction(p, name="p", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
-    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        dims: tuple[Any, ...] = (shape,)
+    elif isinstance(shape, (tuple, list)):
+        dims = tuple(shape)
+    else:
+        raise InputError(f"shape must be an int or a sequence of ints; got {shape!r}")
     checked = tuple(check_int(d, name="shape entry", minimum=0) for d in dims)
     dt = layer_dtype(dtype, name="dtype")
     return _dropout_mask(checked, prob, normalize_rng(rng), dt)
@@ -267,7 +273,7 @@ def lora_forward(
     W, A, B = _check_layer_arrays(weight, lora_A, lora_B)
     s = _check_scaling(scaling)
     xa = as_float_array(x, name="x", dtype=W.dtype)
-    check_features(xa, name="x", features=W.shape[1], owner="W's in_features")
+    check_features(xa, name="x", features=W.shape[1], owner="weight's in_features")
     b = None if bias is None else check_bias(bias, out_features=W.shape[0], dtype=W.dtype)
     mask = _check_mask(dropout_mask, xa.shape, W.dtype)
     x2 = xa.reshape(-1, W.shape[1])
@@ -330,15 +336,16 @@ def lora_backward(
     array([[1., 2.],
            [1., 2.]])
     """
+    weight_grad = check_bool(weight_grad, name="weight_grad")
     W, A, B = _check_layer_arrays(weight, lora_A, lora_B)
     s = _check_scaling(scaling)
     xa = as_float_array(x, name="x", dtype=W.dtype)
-    check_features(xa, name="x", features=W.shape[1], owner="W's in_features")
+    check_features(xa, name="x", features=W.shape[1], owner="weight's in_features")
     g = as_float_array(grad_output, name="grad_output", dtype=W.dtype)
     expected = (*xa.shape[:-1], W.shape[0])
     if g.shape != expected:
         raise ShapeError(
-            f"grad_output must have shape {expected} (x's leading shape and W's "
+            f"grad_output must have shape {expected} (x's leading shape and weight's "
             f"out_features={W.shape[0]}); got {g.shape}"
         )
     mask = _check_mask(dropout_mask, xa.shape, W.dtype)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import check_fraction, normalize_rng
+from lowrank._validation import check_bool, check_fraction, normalize_rng
 from lowrank.adapter._checks import (
     check_adapter_name,
     check_bias,
@@ -152,6 +152,7 @@ class LoRALinear(Layer):
         self, weight: ArrayLike, bias: ArrayLike | None = None, *, train_base: bool = False
     ) -> None:
         super().__init__()
+        train_base = check_bool(train_base, name="train_base")
         W = check_weight(weight)
         self._add_parameter(_WEIGHT, W, requires_grad=train_base)
         if bias is not None:
@@ -183,6 +184,7 @@ class LoRALinear(Layer):
         in :mod:`lowrank.lora`). Parameters are those of the constructor and
         :meth:`add_adapter`.
         """
+        check_adapter_name(adapter_name, param="adapter_name")
         layer = cls(weight, bias, train_base=train_base)
         layer.add_adapter(
             adapter_name, lora_A, lora_B, alpha=alpha, use_rslora=use_rslora, dropout=dropout
@@ -233,6 +235,10 @@ class LoRALinear(Layer):
             ``(out, r)``), dtype or with non-finite entries.
         """
         key = check_adapter_name(name)
+        use_rslora = check_bool(use_rslora, name="use_rslora")
+        trainable = check_bool(trainable, name="trainable")
+        if activate is not None:
+            activate = check_bool(activate, name="activate")
         if key in self._configs:
             raise InputError(f"adapter name must be new; {key!r} already exists on this layer")
         p = check_fraction(

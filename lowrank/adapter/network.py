@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
-from lowrank._validation import normalize_rng
+from lowrank._validation import check_bool, normalize_rng
 from lowrank.adapter._checks import as_float_array
 from lowrank.adapter.base import Layer
 from lowrank.errors import DTypeError, InputError, ShapeError, StateError
@@ -62,6 +62,10 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
+        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise InputError(
+                f"layers must be a sequence of lowrank.adapter Layer objects; got {layers!r}"
+            )
         checked = tuple(layers)
         if not checked:
             raise InputError("layers must contain at least one layer; got an empty sequence")
@@ -215,7 +219,9 @@ class Network:
             ``x`` of the wrong feature count or dtype, or with NaN or infinity.
         """
         arr = self.check_input(x)
-        return self._forward(arr, training=training, rng=normalize_rng(rng) if training else None)
+        training = check_bool(training, name="training")
+        gen = normalize_rng(rng)  # checked in evaluation mode too, where it is not used
+        return self._forward(arr, training=training, rng=gen if training else None)
 
     def _forward(self, x: Array, *, training: bool, rng: np.random.Generator | None) -> Array:
         for layer in self._layers:

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
-from lowrank._validation import check_choice, check_int, normalize_rng
+from lowrank._validation import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_instance,
+    check_int,
+    normalize_rng,
+)
 from lowrank.adapter._checks import as_float_array
 from lowrank.adapter.losses import (
     LossName,
@@ -111,6 +118,7 @@ class TrainResult:
 
 
 def _check_data(network: Network, x: ArrayLike, y: ArrayLike, loss: str) -> tuple[Array, Array]:
+    check_instance(network, Network, name="network", what="a lowrank.adapter Network")
     check_choice(loss, name="loss", choices=("mse", "cross_entropy"))
     xa = network.check_input(x)
     if xa.ndim != 2 or xa.shape[0] == 0:
@@ -225,6 +233,10 @@ def train(
     0.0
     """
     xa, ya = _check_data(network, x, y, loss)
+    check_instance(optimizer, Optimizer, name="optimizer", what="a lowrank.adapter Optimizer")
+    shuffle = check_bool(shuffle, name="shuffle")
+    if schedule is not None:
+        check_callable(schedule, name="schedule")
     n_epochs = check_int(epochs, name="epochs", minimum=1)
     n = xa.shape[0]
     size = (
