@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from lowrank._validation import check_str, check_str_sequence
 from lowrank.errors import InputError
 
 __all__ = ["pattern_key"]
@@ -45,7 +46,9 @@ def pattern_key(patterns: Iterable[str], name: str) -> str | None:
     >>> pattern_key([r"^layers\.0\.q"], "model.layers.0.q") is None   # "^" anchors at the start
     True
     """
-    for key in patterns:
+    keys = check_str_sequence(patterns, name="patterns")
+    check_str(name, name="name")
+    for key in keys:
         try:
             matched = re.match(rf"(.*\.)?({key})$", name)
         except re.error as exc:

@@ -30,7 +30,7 @@ import numpy as np
 
 from lowrank._numerics import STORAGE_EPS
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_positive_float, check_rank
+from lowrank._validation import as_matrix, check_bool, check_positive_float, check_rank
 from lowrank.errors import DTypeError, InputError, RankError
 
 __all__ = [
@@ -118,13 +118,6 @@ def weight_view(W: ArrayLike, *, name: str = "W", fan_in_fan_out: bool = False) 
     storage = storage_dtype(raw.dtype, name=name)
     matrix = as_matrix(raw, name=name)
     return WeightView(matrix.T if fan_in_fan_out else matrix, storage, fan_in_fan_out)
-
-
-def check_bool(value: object, *, name: str) -> bool:
-    """``value`` if it is a ``bool`` (NumPy booleans included)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 def check_lora_rank(rank: object, *, upper: int, upper_text: str = "min(W.shape)") -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lowrank._patterns import pattern_key
-from lowrank._validation import check_positive_float
+from lowrank._validation import check_mapping, check_positive_float, check_str_sequence
 from lowrank.errors import InputError
 from lowrank.lora._common import check_bool, check_positive_rank, lora_scaling
 
@@ -43,8 +43,9 @@ def anchored_patterns(values: Mapping[str, Any], names: Iterable[str]) -> dict[s
     >>> anchored_patterns({"q": 2}, ["q", "block.q"])
     {'^q': 2}
     """
-    plain = dict(values)
-    targets = list(names)
+    plain = dict(check_mapping(values, name="values"))
+    check_str_sequence(tuple(plain), name="values' keys")
+    targets = list(check_str_sequence(names, name="names"))
     for n in targets:
         key = pattern_key(plain, n)
         if key != (n if n in plain else None):

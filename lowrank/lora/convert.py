@@ -370,6 +370,26 @@ class ConvertedAdapter:
     config: LoRAConfig
 
 
+def _factor_pairs(mapping: object, which: str) -> dict[str, tuple[ArrayLike, ArrayLike]]:
+    """``mapping`` checked as module names (str) to ``(lora_A, lora_B)`` pairs."""
+    if not isinstance(mapping, Mapping):
+        raise InputError(
+            f"{which} must be a mapping of module names to (lora_A, lora_B) pairs; got "
+            f"{type(mapping).__name__}"
+        )
+    out: dict[str, tuple[ArrayLike, ArrayLike]] = {}
+    for name, pair in mapping.items():
+        if not isinstance(name, str):
+            raise InputError(f"{which} must have module names (str) as keys; got {name!r}")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InputError(
+                f"{which}[{name!r}] must be a pair (lora_A, lora_B); got "
+                f"{type(pair).__name__} of length {len(pair) if hasattr(pair, '__len__') else '?'}"
+            )
+        out[name] = (pair[0], pair[1])
+    return out
+
+
 def convert_pissa_adapter(
     trained: Mapping[str, tuple[ArrayLike, ArrayLike]],
     initial: Mapping[str, tuple[ArrayLike, ArrayLike]],
@@ -414,6 +434,11 @@ def convert_pissa_adapter(
     if not isinstance(config, LoRAConfig):
         raise InputError(f"config must be a LoRAConfig; got {type(config).__name__}")
     check_bool(recompress, name="recompress")
+    pairs = {
+        which: _factor_pairs(mapping, which)
+        for which, mapping in (("trained", trained), ("initial", initial))
+    }
+    trained, initial = pairs["trained"], pairs["initial"]
     if set(trained) != set(initial):
         raise InputError(
             "trained and initial must name the same modules; only in trained: "

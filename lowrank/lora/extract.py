@@ -42,6 +42,7 @@ from lowrank.lora._common import (
     check_alpha,
     check_bool,
     check_lora_rank,
+    check_positive_rank,
     lora_scaling,
     split_triplets,
     weight_view,
@@ -289,6 +290,8 @@ def extract(
     """
     _targets(rank, rel_tol, energy)
     _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
+    if max_rank is not None:  # checked even where rank makes it moot
+        check_positive_rank(max_rank, name="max_rank")
     return _extract(
         W_base,
         W_tuned,
@@ -409,6 +412,8 @@ def extract_many(
         _targets(rank, rel_tol, energy)
     _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
     check_bool(skip_unchanged, name="skip_unchanged")
+    if max_rank is not None:
+        check_positive_rank(max_rank, name="max_rank")
     gen = normalize_rng(rng)
     modules: dict[str, Extraction] = {}
     skipped: list[str] = []
