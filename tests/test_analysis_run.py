@@ -261,7 +261,7 @@ def test_describe_executor():
         (
             {"checkpoint": "/nonexistent-dir/r.json"},
             MissingFileError,
-            "the directory of path must exist",
+            "checkpoint must be in an existing directory",
         ),
     ],
 )

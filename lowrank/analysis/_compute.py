@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_choice
+from lowrank._validation import as_matrix, as_storage_dtype, check_choice, check_str
 from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor
 from lowrank.curves import rank_error_curve, select_rank
 from lowrank.errors import InputError, LowRankError
@@ -76,8 +76,10 @@ def analyze_matrix(
     """
     start = time.perf_counter()
     options = _check_options(options)
+    check_str(name, name="name")
+    check_str(file, name="file")
     raw = np.asarray(A)
-    stored = raw.dtype if storage_dtype is None else np.dtype(storage_dtype)
+    stored = raw.dtype if storage_dtype is None else as_storage_dtype(storage_dtype)
     return _analyze(
         as_matrix(raw), name=name, file=file, options=options, stored=stored, start=start
     )

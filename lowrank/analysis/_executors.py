@@ -218,6 +218,10 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
 
 def describe_executor(executor: Executor) -> str:
     """A short description of ``executor`` for reports."""
+    if not isinstance(executor, Executor):
+        raise InputError(
+            f"executor must be a concurrent.futures.Executor; got {type(executor).__name__}"
+        )
     workers = getattr(executor, "_max_workers", None)
     client = getattr(executor, "_client", None)
     if client is not None:

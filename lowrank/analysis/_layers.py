@@ -113,7 +113,14 @@ def layer_grid(results: Iterable[MatrixResult], *, energy: float) -> LayerGrid:
     InputError
         No name has a layer index, or ``energy`` was not analysed.
     """
+    if isinstance(results, (str, bytes)) or not hasattr(results, "__iter__"):
+        raise InputError(f"results must be an iterable of MatrixResult objects; got {results!r}")
     items = list(results)
+    for m in items:
+        if not isinstance(m, MatrixResult):
+            raise InputError(
+                f"results must hold MatrixResult objects; got an item of type {type(m).__name__}"
+            )
     placed: dict[tuple[str, int, str], MatrixResult] = {}
     left_out: list[str] = []
     for m in items:

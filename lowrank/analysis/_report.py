@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array
+from lowrank._validation import check_int
 from lowrank.analysis._render import to_csv, to_markdown, to_text
 from lowrank.analysis._results import MatrixResult, SkippedTensor
 from lowrank.errors import FileFormatError, InputError, MissingFileError
@@ -278,7 +279,7 @@ class Report:
 
     def to_text(self, *, max_name: int = 48) -> str:
         """A fixed-width summary table for a terminal (names cut to ``max_name`` chars)."""
-        return to_text(self, max_name=max_name)
+        return to_text(self, max_name=check_int(max_name, name="max_name", minimum=1))
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_csv` atomically (errors as :meth:`write_json`)."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from lowrank._validation import check_int, check_positive_float
+from lowrank._validation import check_bool, check_int, check_path, check_positive_float
 from lowrank._version import __version__
 from lowrank.analysis._compute import analyze_tensor
 from lowrank.analysis._executors import (
@@ -32,7 +32,7 @@ from lowrank.analysis._results import (
     MatrixResult,
     SkippedTensor,
 )
-from lowrank.errors import InputError, LowRankError
+from lowrank.errors import InputError, LowRankError, MissingFileError
 from lowrank.io import NDPolicy, Patterns, Selection, select
 
 __all__ = ["AnalysisError", "AnalysisRun", "Outcome", "analyze", "start_analysis"]
@@ -306,6 +306,19 @@ class AnalysisRun:
         self.close()
 
 
+def _checkpoint_path(checkpoint: object) -> Path:
+    """``checkpoint`` as an absolute path to a file in an existing directory."""
+    target = Path(os.path.abspath(check_path(checkpoint, name="checkpoint")))
+    if target.is_dir():
+        raise InputError(f"checkpoint must name a file, not a directory; got '{target}'")
+    if not target.parent.is_dir():
+        raise MissingFileError(
+            f"checkpoint must be in an existing directory; '{target.parent}' does not exist "
+            f"(checkpoint '{target}')"
+        )
+    return target
+
+
 def start_analysis(
     source: str | os.PathLike[str],
     *,
@@ -368,7 +381,10 @@ def start_analysis(
     MissingFileError, FileFormatError
         As :func:`lowrank.io.list_tensors`, and for a checkpoint in a missing directory.
     """
-    options = AnalysisOptions(ranks=tuple(ranks), energies=tuple(energies))
+    check_path(source, name="source")
+    options = AnalysisOptions(ranks=ranks, energies=energies)  # type: ignore[arg-type]
+    regex = check_bool(regex, name="regex")
+    target = None if checkpoint is None else _checkpoint_path(checkpoint)
     if executor is not None and not isinstance(executor, Executor):
         raise InputError(
             f"executor must be a concurrent.futures.Executor; got {type(executor).__name__}"
@@ -420,7 +436,6 @@ def start_analysis(
         created=created,
         elapsed_seconds=0.0,
     )
-    target = None if checkpoint is None else Path(os.path.abspath(os.fspath(checkpoint)))
     try:
         return AnalysisRun(
             selection=selection,
