@@ -5,10 +5,25 @@ Commands: ``analyze`` (metrics of every matrix of a checkpoint, reports, a figur
 ``plot`` (figures from a JSON report), ``extract`` (a PEFT LoRA adapter of the difference
 of two checkpoints), ``demo`` (``analyze`` on the real all-MiniLM-L6-v2 weights).
 
-This is the only place where exceptions become text. Exit status: 0 success; 1 the work
-could not be done (a worker died, the example could not be downloaded); 2 bad usage or
-input (unknown option, missing or corrupt file, bad ``--ranks`` value...); 130
-interrupted by Ctrl-C. Every error is ONE line on stderr, without a traceback.
+This is the only place where exceptions become text and exit statuses:
+
+0
+    Done: every selected matrix was analysed (or extracted, or the figure drawn).
+1
+    The command was right but the work failed: matrices that could not be analysed (NaN
+    entries, data unreadable at load time, no convergence; the outputs are still written,
+    the failed matrices listed in them, and one line names them), an I/O error (disk full,
+    permission denied), a worker that died, an example that could not be downloaded.
+2
+    Usage: an unknown, missing or malformed option; an input that does not exist or is not a
+    readable checkpoint (a truncated file is found when its header is listed, before any
+    work); ``--include``/``--exclude`` patterns that select no matrix (the message names the
+    closest tensor names); an existing adapter without ``--overwrite``.
+130
+    Interrupted by Ctrl-C (the partial report is written).
+
+Every error is ONE line on stderr, without a traceback. The library raises; the commands
+here tell the input checks (exit 2) from the work (exit 1) by where the error arises.
 """
 
 from __future__ import annotations
@@ -23,7 +38,14 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from lowrank._version import __version__
-from lowrank.errors import InputError, LowRankError, MissingFileError
+from lowrank.errors import (
+    ConvergenceError,
+    FileFormatError,
+    InputError,
+    LowRankError,
+    MissingFileError,
+    NonFiniteError,
+)
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -35,17 +57,21 @@ EXIT_INTERRUPTED = 130
 _EXAMPLES = """\
 examples:
   lowrank analyze model.safetensors --ranks 8,16,64 --json report.json --plot curves.png
-  lowrank analyze ckpt/model.safetensors.index.json --include '*proj.weight' --md report.md
+  lowrank analyze ckpt/model.safetensors.index.json --include '*attention*' --md report.md
   lowrank analyze --example minilm --energy 0.9,0.99 --csv minilm.csv --workers 2
   lowrank analyze model.safetensors --scheduler tcp://10.0.0.5:8786 --json report.json
   lowrank plot report.json --kind heatmap -o heatmap.png
-  lowrank extract base.safetensors tuned.safetensors --rank 16 -o adapter
+  lowrank extract --base base.safetensors --tuned tuned.safetensors --rank 16 -o adapter
   lowrank demo --out lowrank-demo
 """
 
 
 class _UsageError(Exception):
     """Raised by the parser instead of printing usage and exiting."""
+
+
+class _WorkFailed(Exception):
+    """The command's inputs were fine but its work failed: exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -287,12 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
         "the difference) and write a PEFT adapter folder (adapter_config.json + "
         "adapter_model.safetensors) that peft.PeftModel.from_pretrained loads.",
         epilog="examples:\n"
-        "  lowrank extract base.safetensors tuned.safetensors --rank 16 -o adapter\n"
-        "  lowrank extract base/ tuned/ --energy 0.9 --include '*proj.weight' -o adapter",
+        "  lowrank extract --base base.safetensors --tuned tuned.safetensors --rank 16 -o adapter\n"
+        "  lowrank extract --base base/ --tuned tuned/ --energy 0.9 --include '*proj.weight' "
+        "-o adapter\n\n"
+        "Both checkpoints are named: swapping them would negate the update.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    extract.add_argument("base", metavar="BASE", help="the base checkpoint")
-    extract.add_argument("tuned", metavar="TUNED", help="the fine-tuned checkpoint")
+    pair = extract.add_argument_group("checkpoints (both required)")
+    pair.add_argument(
+        "--base",
+        required=True,
+        metavar="BASE",
+        help="the base (pre-trained) checkpoint: a weight file, an *.index.json or a directory",
+    )
+    pair.add_argument(
+        "--tuned",
+        required=True,
+        metavar="TUNED",
+        help="the fine-tuned checkpoint; the adapter approximates TUNED - BASE",
+    )
     target = extract.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--rank",
@@ -334,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="dtype of the factors (default: that of the weights)",
     )
     extract.add_argument(
-        "--base-model", metavar="NAME", help="base_model_name_or_path written to the config"
+        "--base-model",
+        metavar="NAME",
+        help="base_model_name_or_path written to the config, e.g. a Hugging Face model id "
+        "(default: none, written as null)",
     )
     extract.add_argument(
         "--overwrite", action="store_true", help="replace the adapter files of an existing folder"
@@ -471,6 +513,21 @@ def _run_analysis(
     )
 
     _check_outputs(outputs)
+    include = getattr(args, "include", None)
+    exclude = getattr(args, "exclude", None)
+    if include or exclude:
+        from lowrank.io import select
+
+        # Headers only: patterns that select no matrix fail here, naming close names,
+        # instead of giving an empty run.
+        select(
+            source,
+            include=include,
+            exclude=exclude,
+            regex=getattr(args, "regex", False),
+            nd_policy="flatten" if getattr(args, "flatten", False) else "skip",
+            require_match=True,
+        )
     with ExitStack() as stack:
         executor = (
             stack.enter_context(dask_executor(scheduler, timeout=args.connect_timeout))
@@ -479,8 +536,8 @@ def _run_analysis(
         )
         run = start_analysis(
             source,
-            include=getattr(args, "include", None),
-            exclude=getattr(args, "exclude", None),
+            include=include,
+            exclude=exclude,
             regex=getattr(args, "regex", False),
             nd_policy="flatten" if getattr(args, "flatten", False) else "skip",
             ranks=getattr(args, "ranks", DEFAULT_RANKS),
@@ -517,7 +574,26 @@ def _run_analysis(
     print(report.to_text(), end="")
     for path in written:
         _say(f"wrote {path}")
+    failed = [s for s in report.skipped if s.code == "error"]
+    if failed:
+        _say(f"lowrank: error: {_failures(failed, run.total)}")
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+_NAMED_FAILURES = 5
+
+
+def _failures(failed: Sequence[Any], total: int) -> str:
+    """One line naming the matrices that could not be analysed, with their reasons."""
+    named = "; ".join(f"'{s.name}' ({s.reason})" for s in failed[:_NAMED_FAILURES])
+    more = len(failed) - _NAMED_FAILURES
+    rest = f"; and {more} more" if more > 0 else ""
+    noun = "matrix" if total == 1 else "matrices"
+    return (
+        f"{len(failed)} of {total} {noun} could not be analysed: {named}{rest} "
+        "(the report lists them as skipped, code 'error')"
+    )
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -563,25 +639,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run_analysis(source, args, outputs, workers=args.workers, scheduler=None)
 
 
+def _existing_adapter(folder: Path) -> list[str]:
+    from lowrank.io.peft import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
+
+    names = (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)
+    return [n for n in names if (folder / n).exists()] if folder.is_dir() else []
+
+
+def _overwrite_refused(folder: Path, existing: list[str]) -> InputError:
+    return InputError(
+        f"adapter folder '{folder}' already holds {', '.join(existing)}; pass --overwrite to "
+        "replace them"
+    )
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from lowrank.analysis import extract_checkpoint
+    from lowrank.io import select
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise InputError(f"-o must name a folder; '{output}' is a file")
-    result = extract_checkpoint(
-        args.base,
-        args.tuned,
-        rank=args.rank,
-        energy=args.energy,
-        include=args.include,
-        exclude=args.exclude if args.exclude is not None else ["*embed*"],
-        regex=args.regex,
-        use_rslora=args.rslora,
-    )
-    folder = result.save(
-        output, dtype=args.dtype, base_model_name_or_path=args.base_model, overwrite=args.overwrite
-    )
+    existing = _existing_adapter(output)
+    if existing and not args.overwrite:
+        raise _overwrite_refused(output, existing)
+    exclude = args.exclude if args.exclude is not None else ["*embed*"]
+    # The inputs are checked before the work (headers only): a missing or corrupt file or
+    # patterns that select nothing are usage errors (exit 2); what fails later is the work.
+    for path in (args.base, args.tuned):
+        select(path, include=args.include, exclude=exclude, regex=args.regex, require_match=True)
+    try:
+        result = extract_checkpoint(
+            args.base,
+            args.tuned,
+            rank=args.rank,
+            energy=args.energy,
+            include=args.include,
+            exclude=exclude,
+            regex=args.regex,
+            use_rslora=args.rslora,
+        )
+    except (NonFiniteError, FileFormatError, ConvergenceError) as exc:
+        raise _WorkFailed(f"no adapter written: {exc}") from exc
+    try:
+        folder = result.save(
+            output,
+            dtype=args.dtype,
+            base_model_name_or_path=args.base_model,
+            overwrite=args.overwrite,
+        )
+    except InputError:
+        existing = _existing_adapter(output)  # written by someone else since the check
+        if existing and not args.overwrite:
+            raise _overwrite_refused(output, existing) from None
+        raise
     modules = result.adapter.modules
     width = max(len("module"), *(len(name) for name in modules))
     print(f"{'module'.ljust(width)}  {'shape':>11}  {'rank':>5}  {'rel. error':>10}  {'energy':>8}")
@@ -597,6 +708,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         f"{len(result.skipped)} tensors not adapted"
     )
     _say(f"wrote {folder}")
+    if args.base_model is None:
+        _say(
+            "note: adapter_config.json has base_model_name_or_path null (no --base-model): "
+            "PeftModel.from_pretrained(model, folder) loads it on a base model you pass, but "
+            "AutoPeftModel and the Hub cannot tell which base model it belongs to"
+        )
     return EXIT_OK
 
 
@@ -647,13 +764,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _say(str(exc))
         return EXIT_USAGE
-    except FetchError as exc:
+    except _WorkFailed as exc:
         _say(f"lowrank: error: {exc}")
         return EXIT_FAILURE
-    except (LowRankError, OSError) as exc:
+    except (FetchError, ConvergenceError) as exc:
+        _say(f"lowrank: error: {exc}")
+        return EXIT_FAILURE
+    except LowRankError as exc:  # raised by the input checks, before any work
         _say(f"lowrank: error: {exc}")
         return EXIT_USAGE
+    except OSError as exc:  # disk full, permission denied... while working or writing
+        _say(f"lowrank: error: {_os_error(exc)}")
+        return EXIT_FAILURE
+    except MemoryError:
+        _say("lowrank: error: out of memory")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         _say("lowrank: interrupted")
         return EXIT_INTERRUPTED
     return status
+
+
+def _os_error(exc: OSError) -> str:
+    """``[Errno 28] No space left on device: 'r.json'`` without the errno number."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: '{os.fsdecode(exc.filename)}'"
+    return str(exc) or type(exc).__name__

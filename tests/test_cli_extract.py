@@ -59,9 +59,16 @@ def delta(base, tuned, module):
 def test_rank_adapter_reproduces_the_low_rank_update(pair, tmp_path, capsys):
     base_path, tuned_path, base, tuned = pair
     out = tmp_path / "adapter"
-    assert main(["extract", str(base_path), str(tuned_path), "--rank", "2", "-o", str(out)]) == 0
+    argv = ["extract", "--base", str(base_path), "--tuned", str(tuned_path), "--rank", "2"]
+    assert main([*argv, "-o", str(out)]) == 0
     stdout, stderr = capsys.readouterr()
-    assert stderr == f"wrote {out}\n"
+    wrote, note = stderr.splitlines()
+    assert wrote == f"wrote {out}"
+    # Without --base-model the config's base_model_name_or_path is null, and it says so.
+    assert note.startswith(
+        "note: adapter_config.json has base_model_name_or_path null (no --base-model)"
+    )
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] is None
     assert "model.layers.0.q_proj" in stdout and "2 modules" in stdout
     adapter = load_peft_adapter(out)
     assert sorted(adapter.modules) == ["model.layers.0.q_proj", "model.layers.0.v_proj"]
@@ -96,7 +103,9 @@ def test_rank_is_capped_per_module_and_dtype_applies(pair, tmp_path, capsys):
     out = tmp_path / "a"
     argv = [
         "extract",
+        "--base",
         str(base_path),
+        "--tuned",
         str(tuned_path),
         "--rank",
         "64",
@@ -115,9 +124,14 @@ def test_rank_is_capped_per_module_and_dtype_applies(pair, tmp_path, capsys):
     assert adapter.modules["model.embed_tokens"].rank == 10  # min(50, 10)
     assert adapter.modules["model.layers.0.q_proj"].lora_A.dtype == ml_dtypes.bfloat16
     assert adapter.use_rslora and adapter.config["base_model_name_or_path"] == "tiny/base"
-    # Writing again needs --overwrite.
+    assert capsys.readouterr().err == f"wrote {out}\n"  # no note: --base-model was given
+    # Writing again needs --overwrite, and the message names the flag, not the library's
+    # overwrite=True; the check comes before the extraction.
     assert main(argv) == EXIT_USAGE
-    assert capsys.readouterr().err.splitlines()[-1].startswith("lowrank: error: ")
+    assert capsys.readouterr().err == (
+        f"lowrank: error: adapter folder '{out}' already holds adapter_config.json, "
+        "adapter_model.safetensors; pass --overwrite to replace them\n"
+    )
     assert main([*argv, "--overwrite"]) == EXIT_OK
 
 
@@ -136,7 +150,16 @@ def test_shape_mismatch_is_skipped(tmp_path):
         ({}, "give exactly one of rank and energy; got rank=None, energy=None"),
         ({"rank": 2, "energy": 0.9}, "give exactly one of rank and energy"),
         ({"rank": 0}, "rank must be >= 1; got 0"),
-        ({"rank": 2, "include": "nothing"}, r"the checkpoints have no '\*\.weight' matrix"),
+        (
+            {"rank": 2, "include": "*q_prj*"},
+            r"include pattern '\*q_prj\*' matches none of the 5 tensors in '.*base\.safetensors' "
+            r"\(4 of them matrices\); the closest names: 'model\.layers\.0\.q_proj\.weight'",
+        ),
+        ({"rank": 2, "include": "extra.weight"}, r"matches none of the 5 tensors in '.*base"),
+        (
+            {"rank": 2, "include": "*norm*", "exclude": "", "regex": False},
+            r"no matrix of the 5 tensors .* is left by include pattern '\*norm\*'",
+        ),
     ],
 )
 def test_extract_checkpoint_rejects(pair, kwargs, message):
@@ -162,28 +185,82 @@ def test_every_module_unchanged(tmp_path):
     ("argv", "message"),
     [
         (
-            ["extract", "{b}", "{t}", "-o", "{tmp}/a"],
+            ["extract", "--base", "{b}", "--tuned", "{t}", "-o", "{tmp}/a"],
             "lowrank extract: error: one of the arguments --rank --energy is required",
         ),
         (
-            ["extract", "{b}", "{t}", "--rank", "2", "--energy", "0.9", "-o", "{tmp}/a"],
+            [
+                "extract",
+                "--base",
+                "{b}",
+                "--tuned",
+                "{t}",
+                "--rank",
+                "2",
+                "--energy",
+                "0.9",
+                "-o",
+                "{tmp}/a",
+            ],
             "lowrank extract: error: argument --energy: not allowed with argument --rank",
         ),
         (
-            ["extract", "{b}", "{t}", "--rank", "2"],
+            ["extract", "--base", "{b}", "--tuned", "{t}", "--rank", "2"],
             "lowrank extract: error: the following arguments are required: -o/--output",
         ),
         (
-            ["extract", "{b}", "{t}", "--rank", "x", "-o", "{tmp}/a"],
+            ["extract", "--base", "{b}", "--tuned", "{t}", "--rank", "x", "-o", "{tmp}/a"],
             "lowrank extract: error: argument --rank: must be a positive integer; got 'x'",
         ),
         (
-            ["extract", "{tmp}/missing.safetensors", "{t}", "--rank", "2", "-o", "{tmp}/a"],
+            [
+                "extract",
+                "--base",
+                "{tmp}/missing.safetensors",
+                "--tuned",
+                "{t}",
+                "--rank",
+                "2",
+                "-o",
+                "{tmp}/a",
+            ],
             "lowrank: error: path must be an existing file or directory",
         ),
         (
-            ["extract", "{b}", "{t}", "--rank", "2", "-o", "{b}"],
+            ["extract", "--base", "{b}", "--tuned", "{t}", "--rank", "2", "-o", "{b}"],
             "lowrank: error: -o must name a folder; '.*base.safetensors' is a file",
+        ),
+        # The checkpoints are named options only: the old positional form, where swapping
+        # the two silently negated the update, is refused.
+        (
+            ["extract", "{b}", "{t}", "--rank", "2", "-o", "{tmp}/a"],
+            "lowrank extract: error: the following arguments are required: --base, --tuned",
+        ),
+        (
+            ["extract", "--base", "{b}", "--rank", "2", "-o", "{tmp}/a"],
+            "lowrank extract: error: the following arguments are required: --tuned",
+        ),
+        (
+            ["extract", "--base", "{b}", "--tuned", "{t}", "{t}", "--rank", "2", "-o", "{tmp}/a"],
+            "lowrank: error: unrecognized arguments: .*tuned.safetensors",
+        ),
+        (
+            [
+                "extract",
+                "--base",
+                "{b}",
+                "--tuned",
+                "{t}",
+                "--rank",
+                "2",
+                "-o",
+                "{tmp}/a",
+                "--include",
+                "*self_attn.q_proj.weight",
+            ],
+            "lowrank: error: include pattern '\\*self_attn\\.q_proj\\.weight' matches none of "
+            "the 5 tensors in '.*base.safetensors' \\(4 of them matrices\\); the closest names: "
+            "'model.layers.0.q_proj.weight', ",
         ),
     ],
 )
@@ -196,3 +273,4 @@ def test_cli_errors(pair, tmp_path, capsys, argv, message):
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
     assert re.match(message, err), err
+    assert not (tmp_path / "a").exists()

@@ -464,7 +464,7 @@ def test_include_exclude_patterns(
         (
             {"include": "*.bias"},
             r"no matrix of the 13 tensors in '.*' is left by include pattern '\*\.bias': the 1 "
-            r"tensor left are not matrices \('enc\.0\.attn\.q_proj\.bias': 1-D tensor",
+            r"tensor left is not a matrix \('enc\.0\.attn\.q_proj\.bias': 1-D tensor",
         ),
     ],
 )

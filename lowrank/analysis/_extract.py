@@ -114,7 +114,8 @@ def extract_checkpoint(
     Parameters
     ----------
     base, tuned : str or os.PathLike
-        Checkpoints as accepted by :func:`lowrank.io.list_tensors`.
+        Checkpoints as accepted by :func:`lowrank.io.list_tensors`. The order matters: the
+        adapter approximates ``tuned - base``, so swapping them negates it.
     rank : int, optional
         One rank for every module (capped at ``min(out, in)`` of each).
     energy : float, optional
@@ -135,7 +136,9 @@ def extract_checkpoint(
     Raises
     ------
     InputError
-        Not exactly one of ``rank`` and ``energy``, a bad value, no matrix common to both
+        Not exactly one of ``rank`` and ``energy``, a bad value, ``include``/``exclude``
+        patterns that select no matrix of a checkpoint (naming its closest tensor names,
+        :func:`lowrank.io.select` with ``require_match=True``), no matrix common to both
         checkpoints, or every common matrix unchanged.
     MissingFileError, FileFormatError
         As :func:`lowrank.io.list_tensors` and :func:`lowrank.io.load_matrix`.
@@ -148,8 +151,8 @@ def extract_checkpoint(
         )
     if rank is not None:
         rank = check_int(rank, name="rank", minimum=1)
-    sel_base = select(base, include=include, exclude=exclude, regex=regex)
-    sel_tuned = select(tuned, include=include, exclude=exclude, regex=regex)
+    sel_base = select(base, include=include, exclude=exclude, regex=regex, require_match=True)
+    sel_tuned = select(tuned, include=include, exclude=exclude, regex=regex, require_match=True)
     by_name = {info.name: info for info in sel_tuned.matrices}
     pairs: dict[str, tuple[TensorInfo, TensorInfo]] = {}
     shapes: dict[str, tuple[int, int]] = {}

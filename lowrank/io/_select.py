@@ -403,9 +403,13 @@ def _no_match_message(
     by = " and ".join(_quoted(p, w) for p, w in ((include, "include"), (exclude, "exclude")) if p)
     first = left[0]
     return (
-        f"no matrix of the {total} is left by {by}: the {len(left)} tensor"
-        f"{'s' if len(left) != 1 else ''} left are not matrices ('{first.info.name}': "
-        f"{first.reason})"
+        f"no matrix of the {total} is left by {by}: "
+        + (
+            "the 1 tensor left is not a matrix"
+            if len(left) == 1
+            else f"the {len(left)} tensors left are not matrices"
+        )
+        + f" ('{first.info.name}': {first.reason})"
     )
 
 
