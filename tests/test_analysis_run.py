@@ -99,6 +99,7 @@ def test_on_result_sees_every_outcome(checkpoint):
     assert [done for _, done in seen] == list(range(1, N_MATRICES + 1))
 
 
+@pytest.mark.slow  # a 2-process pool: 3 s; test_workers_ask_for_processes stays in the default run
 def test_numbers_do_not_depend_on_the_executor(checkpoint):
     from threadpoolctl import threadpool_info
 

@@ -128,6 +128,7 @@ class TestAnalyze:
         assert main(["analyze", str(model)]) == EXIT_OK
         assert capsys.readouterr().err == ""
 
+    @pytest.mark.slow  # two spawned interpreters: 2-4 s on two busy cores
     def test_real_worker_processes(self, model, tmp_path, capsys):
         assert (
             main(
