@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -270,11 +270,11 @@ def check_str_sequence(value: object, *, name: str) -> tuple[str, ...]:
         raise InputError(
             f"{name} must be a sequence of strings; got {value!r} of type {type(value).__name__}"
         )
-    items = tuple(value)  # type: ignore[call-overload]
+    items: tuple[object, ...] = tuple(cast("Iterable[object]", value))
     bad = [item for item in items if not isinstance(item, str)]
     if bad:
         raise InputError(f"{name} must hold only strings; got {bad[0]!r} in {value!r}")
-    return items
+    return cast("tuple[str, ...]", items)
 
 
 def _iterable(value: object) -> bool:
@@ -360,13 +360,15 @@ def as_dtype(value: object, *, name: str = "dtype") -> np.dtype[Any]:
                 f"{name}={value!r} needs the ml_dtypes package (pip install ml_dtypes, or the "
                 f"'io' extra of lowrank-toolkit)"
             ) from None
-        return np.dtype(getattr(ml_dtypes, value))
+        named: np.dtype[Any] = np.dtype(getattr(ml_dtypes, value))
+        return named
     try:
-        return np.dtype(value)  # type: ignore[call-overload,no-any-return]
+        dt: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise DTypeError(
             f"{name} must be a NumPy dtype or its name (e.g. 'float32', 'bfloat16'); got {value!r}"
         ) from None
+    return dt
 
 
 def as_storage_dtype(value: object, *, name: str = "storage_dtype") -> np.dtype[Any]:

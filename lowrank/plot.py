@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank._validation import check_choice, check_int
+from lowrank._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_path,
+    check_str_sequence,
+)
 from lowrank.analysis import MatrixResult, Report, layer_grid
 from lowrank.errors import InputError
 from lowrank.io import atomic_path
@@ -64,14 +69,21 @@ _LEGEND_MAX = 12
 
 
 def _results(data: ResultsLike, names: Sequence[str] | None = None) -> list[MatrixResult]:
+    given: object = data
+    if not isinstance(given, Report) and (
+        isinstance(given, (str, bytes)) or not hasattr(given, "__iter__")
+    ):
+        raise InputError(
+            f"data must be a Report or an iterable of MatrixResult objects; got {data!r:.80}"
+        )
     items = list(data.matrices) if isinstance(data, Report) else list(data)
     bad = [type(m).__name__ for m in items if not isinstance(m, MatrixResult)]
     if bad:
         raise InputError(
-            f"results must be a Report or MatrixResult objects; got an item of type {bad[0]}"
+            f"data must be a Report or MatrixResult objects; got an item of type {bad[0]}"
         )
     if names is not None:
-        wanted = list(names)
+        wanted = list(check_str_sequence(names, name="names"))
         by_name = {m.name: m for m in items}
         missing = [n for n in wanted if n not in by_name]
         if missing:
@@ -112,6 +124,10 @@ def curve_colors(count: int) -> Array:
     if n <= 20:
         return np.asarray(colormaps["tab20"](np.arange(n)))
     return np.asarray(colormaps["turbo"](np.linspace(0.03, 0.97, n)))
+
+
+def _check_legend(legend: object) -> bool | None:
+    return None if legend is None else check_bool(legend, name="legend")
 
 
 def _finish_lines(ax: Axes, count: int, legend: bool | None, what: str) -> None:
@@ -167,6 +183,8 @@ def plot_curves(
 
     items = _results(data, names)
     limit = None if max_rank is None else check_int(max_rank, name="max_rank", minimum=1)
+    fraction = check_bool(fraction, name="fraction")
+    legend = _check_legend(legend)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     for m, color in zip(items, curve_colors(len(items)), strict=True):
         curve = rank_error_curve(m.singular_values)
@@ -221,6 +239,8 @@ def plot_spectra(
     tail :math:`\sigma_i \propto i^{-a}` shows as a straight line of slope :math:`-a`.
     """
     items = _results(data, names)
+    normalize = check_bool(normalize, name="normalize")
+    legend = _check_legend(legend)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     for m, color in zip(items, curve_colors(len(items)), strict=True):
         s = np.asarray(m.singular_values, dtype=np.float64)
@@ -279,6 +299,8 @@ def plot_heatmap(
     from matplotlib import colormaps
 
     items = _results(data)
+    relative = check_bool(relative, name="relative")
+    annotate = check_bool(annotate, name="annotate")
     if energy is None:
         if not items[0].energy_ranks:
             raise InputError("the report has no energy level to plot (analysed energies: none)")
@@ -325,7 +347,11 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
     MissingFileError
         The directory of ``path`` does not exist.
     """
-    fmt = Path(path).suffix.lower().lstrip(".")
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise InputError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
+    fmt = check_path(path, name="path").suffix.lower().lstrip(".")
     if fmt not in FIGURE_FORMATS:
         raise InputError(f"path must end in .png, .svg or .pdf (the figure's format); got '{path}'")
     resolution = check_int(dpi, name="dpi", minimum=1)
@@ -350,6 +376,8 @@ def plot_report(
         ``kind`` is unknown, or as the drawing function and :func:`save_figure`.
     """
     check_choice(kind, name="kind", choices=PLOT_KINDS)
+    if path is not None:
+        check_path(path, name="path")
     if kind == "curves":
         fig = plot_curves(data, **options)
     elif kind == "spectra":

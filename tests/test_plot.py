@@ -255,7 +255,7 @@ class TestErrors:
             (
                 lambda r: plot_curves([1]),
                 InputError,
-                "results must be a Report or MatrixResult objects; got an item of type int",
+                "data must be a Report or MatrixResult objects; got an item of type int",
             ),
             (
                 lambda r: plot_curves(r, names=["nope"]),

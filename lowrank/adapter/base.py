@@ -192,8 +192,7 @@ class Layer(abc.ABC):
         training = check_bool(training, name="training")
         arr = self._check_input(x)
         gen = normalize_rng(rng)  # checked in evaluation mode too, where it is not used
-        gen = gen if training else None
-        y = self._forward(arr, training=training, rng=gen)
+        y = self._forward(arr, training=training, rng=gen if training else None)
         self._output_shape = y.shape
         return y
 

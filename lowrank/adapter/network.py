@@ -62,7 +62,8 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
-        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        given: object = layers
+        if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
             raise InputError(
                 f"layers must be a sequence of lowrank.adapter Layer objects; got {layers!r}"
             )

@@ -233,7 +233,11 @@ def train(
     0.0
     """
     xa, ya = _check_data(network, x, y, loss)
-    check_instance(optimizer, Optimizer, name="optimizer", what="a lowrank.adapter Optimizer")
+    if not isinstance(optimizer, Optimizer):
+        raise InputError(
+            f"optimizer must be a lowrank.adapter Optimizer; got {optimizer!r} of type "
+            f"{type(optimizer).__name__}"
+        )
     shuffle = check_bool(shuffle, name="shuffle")
     if schedule is not None:
         check_callable(schedule, name="schedule")

@@ -113,7 +113,8 @@ def layer_grid(results: Iterable[MatrixResult], *, energy: float) -> LayerGrid:
     InputError
         No name has a layer index, or ``energy`` was not analysed.
     """
-    if isinstance(results, (str, bytes)) or not hasattr(results, "__iter__"):
+    given: object = results
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
         raise InputError(f"results must be an iterable of MatrixResult objects; got {results!r}")
     items = list(results)
     for m in items:
