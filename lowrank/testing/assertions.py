@@ -44,10 +44,10 @@ from lowrank.errors import InputError
 from lowrank.svd import singular_values as _singular_values
 from lowrank.testing.tolerances import (
     DEFAULT_FACTOR,
+    backward_error_tolerance,
     coarsest_eps,
-    norm_tolerance,
+    norm_multiplier,
     subspace_tolerance,
-    svd_tolerance,
     tolerance_for,
 )
 
@@ -291,6 +291,123 @@ def _check_sign_rule(U: Array, S: Array, tau_entry: float) -> None:
             )
 
 
+_ROUNDING_LEVEL = 100.0
+"""A deviation within this many tolerances, with the structure intact, is reported as
+rounding-level (an inaccurate method or too tight a tolerance), not as a structural bug."""
+
+
+def _in_eps(x: float, eps: float, scale: float) -> str:
+    """``x`` in units of ``eps * scale`` (the ε‖A‖₂ of the messages)."""
+    unit = eps * scale
+    return f"{x / unit:.3g}" if unit > 0 else "inf"
+
+
+def _shape_diagnosis(U: Array, S: Array, Vh: Array, m: int, n: int, r: int) -> str:
+    """Say which structural slip explains wrong shapes, if one does."""
+    k = S.shape[0] if S.ndim == 1 else -1
+    if U.shape == (m, k) and Vh.shape == (k, n) and k != r:
+        off = "off by one" if abs(k - r) == 1 else f"off by {k - r:+d}"
+        return f"wrong rank: {k} triplets for rank {r} ({off})"
+    if U.shape == (m, r) and Vh.shape == (n, r):
+        return "Vh looks transposed (it has the shape of V; pass V^H)"
+    if U.shape == (r, m) and Vh.shape == (r, n):
+        return "U looks transposed (it has the shape of U^H)"
+    if U.shape == (n, r) and Vh.shape == (r, m):
+        return "U and V look swapped (an SVD of A^T?)"
+    return "the shapes do not fit A"
+
+
+def _values_diagnosis(S: Array, sigma: Array, tols: Array) -> str:
+    """Structural explanations of wrong values: shifted or permuted triplets."""
+    r = S.size
+    if r and sigma.size > r and np.all(np.abs(S - sigma[1 : r + 1]) <= tols):
+        return (
+            "S equals the reference values shifted by one (S[i] = sigma[i+1]): the leading "
+            "triplet is missing (rank off by one)"
+        )
+    if r > 1 and np.all(np.abs(np.sort(S)[::-1] - sigma[:r]) <= tols):
+        return "S holds the right values in the wrong order (a wrong pairing)"
+    return ""
+
+
+def _check_values(
+    S: Array, sigma: Array, tols: Array, eps: float, sigma_1: float, dtype: Any, how: str
+) -> None:
+    Sw = S.astype(np.float64)
+    r = Sw.size
+    diff = np.abs(Sw - sigma[:r])
+    bad = ~(diff <= tols)
+    if not bad.any():
+        return
+    i = int(np.argmax(np.where(bad, np.where(np.isnan(diff), np.inf, diff / tols), -1.0)))
+    head = (
+        f"singular value {i} is {float(Sw[i])!r}, expected {float(sigma[i])!r}: error "
+        f"{float(diff[i]):.3g} > tolerance {float(tols[i]):.3g} ({how}; dtype {_name(dtype)})"
+    )
+    why = _values_diagnosis(Sw, sigma, tols)
+    if why:
+        raise AssertionError(f"{head}: {why}")
+    if float(diff[i]) <= _ROUNDING_LEVEL * float(tols[i]):
+        raise AssertionError(
+            f"{head}: a rounding-level deviation ({_in_eps(float(diff[i]), eps, sigma_1)} "
+            f"eps ||A||_2 against an allowed {_in_eps(float(tols[i]), eps, sigma_1)}); the "
+            "order and the count of the values are right, the value is inaccurate"
+        )
+    raise AssertionError(f"{head}: the value is wrong, not merely inaccurate")
+
+
+def _core_diagnosis(a64: Array, Uw: Array, Vw: Array, Sw: Array, core: Array, tau: float) -> str:
+    """Name the structural slip behind ``U^H A V != diag(S)``, or return ``""``."""
+    r = Sw.size
+    diag = np.diag(core)
+    big = Sw > 2.0 * tau
+    # A flipped sign (a phase for complex data) in one of u_i, v_i: |u^H A v| = S, wrong sign.
+    flipped = [
+        i
+        for i in range(r)
+        if big[i] and abs(abs(diag[i]) - Sw[i]) <= tau and abs(diag[i] - Sw[i]) > tau
+    ]
+    if flipped:
+        i = flipped[0]
+        value = complex(diag[i]) if np.iscomplexobj(diag) else float(diag[i])
+        what = "sign" if abs(diag[i] + Sw[i]) <= tau else "phase"
+        more = f" (also triplets {flipped[1:]})" if len(flipped) > 1 else ""
+        return (
+            f"u_{i}^H A v_{i} = {value:.6g} while S[{i}] = {float(Sw[i]):.6g}: a flipped "
+            f"{what} in U[:, {i}] or in V[:, {i}] (in one of the pair, not both){more}"
+        )
+    # A wrong pairing: u_i lines up with v_j, j != i.
+    mags = np.abs(core)
+    for i in range(r):
+        j = int(np.argmax(mags[i]))
+        if j != i and big[i] and mags[i, j] > 0.5 * Sw[i] and abs(diag[i]) < 0.5 * Sw[i]:
+            return (
+                f"U[:, {i}] pairs with V[:, {j}] (|u_{i}^H A v_{j}| = {float(mags[i, j]):.6g}): "
+                f"triplets {i} and {j} are swapped in U or in V (a wrong pairing)"
+            )
+    # Transpositions (square shapes only): the factors of A^T, or V handed over as Vh.
+    m, n = a64.shape
+    alternatives: list[tuple[str, Array, Array]] = []
+    if Vw.shape[0] == Vw.shape[1]:
+        Vh_given = Vw.conj().T
+        alternatives += [
+            ("Vh looks transposed: it holds V, pass V^H", Uw, Vh_given),
+            ("Vh looks transposed: it holds conj(V), pass V^H", Uw, Vh_given.conj()),
+        ]
+    if Uw.shape[0] == Uw.shape[1]:
+        alternatives.append(("U looks transposed: it holds U^H", Uw.conj().T, Vw))
+    if m == n:
+        Vh_given = Vw.conj().T
+        alternatives.append(
+            ("U and V are swapped: the result is an SVD of A^T", Vh_given.T, Uw.conj())
+        )
+    for text, U_alt, V_alt in alternatives:
+        alt = U_alt.conj().T @ a64 @ V_alt
+        if np.all(np.abs(alt - np.diag(Sw)) <= max(tau, 1e-3 * float(Sw[0]))):
+            return text
+    return ""
+
+
 def assert_valid_svd(
     result: Any,
     A: ArrayLike,
@@ -298,6 +415,7 @@ def assert_valid_svd(
     rank: int,
     reference: Any = None,
     rtol: float | None = None,
+    atol: float = 0.0,
     factor: float = DEFAULT_FACTOR,
     check_vectors: bool = True,
     sign_convention: bool = False,
@@ -316,8 +434,13 @@ def assert_valid_svd(
         Singular vectors to agree with (up to sign); default the float64 LAPACK SVD of ``A``.
         Clusters of values the reference does not hold completely are not compared.
     rtol : float, optional
-        Accuracy of an iterative method relative to :math:`\sigma_1`, replacing the
-        backward-stable :math:`\tau` (each singular value is then compared relatively).
+        Relative accuracy of an iterative method: each value may be off by ``rtol`` times
+        itself, and :math:`U^HAV`, the residuals and the reconstruction by
+        ``rtol`` :math:`\sigma_1` more.
+    atol : float, default 0
+        Absolute accuracy of an iterative method in units of :math:`\sigma_1 = \|A\|_2`,
+        added to every tolerance. For SciPy's ``svds`` (ARPACK) with tolerance ``t`` use
+        :func:`~lowrank.testing.tolerances.gram_atol` ``(A.dtype, A.shape, tol=t)``.
     factor : float, default 16
         The constant :math:`c` of the tolerance.
     check_vectors : bool, default True
@@ -329,25 +452,38 @@ def assert_valid_svd(
     Raises
     ------
     AssertionError
-        In this order: wrong shapes; ``S`` not real, finite, non-negative and descending;
-        ``U`` or ``V`` not orthonormal; ``S`` different from the reference values;
-        :math:`U^HAV \ne \operatorname{diag}(S)` (a flipped sign, a wrong pairing); a
-        triplet with a large residual :math:`\max(\|Av_i - \sigma_iu_i\|,
-        \|A^Hu_i - \sigma_iv_i\|)`; a reconstruction error :math:`\|A - U\Sigma V^H\|_F`
-        different from the optimum :math:`(\sum_{i>r}\sigma_i^2)^{1/2}`; vectors that differ
-        from the reference by more than the Wedin bound; the sign rule.
+        In this order: wrong shapes (saying whether the rank is off or a factor looks
+        transposed); ``S`` not real, finite, non-negative and descending; ``U`` or ``V``
+        not orthonormal; ``S`` different from the reference values; :math:`U^HAV \ne
+        \operatorname{diag}(S)`; a triplet with a large residual :math:`\max(\|Av_i -
+        \sigma_iu_i\|, \|A^Hu_i - \sigma_iv_i\|)`; a reconstruction error
+        :math:`\|A - U\Sigma V^H\|_F` different from the optimum
+        :math:`(\sum_{i>r}\sigma_i^2)^{1/2}`; vectors that differ from the reference by more
+        than the Wedin bound; the sign rule. A failure of the values or of
+        :math:`U^HAV` names the structural slip when there is one (a flipped sign in one
+        vector of a pair, a swapped pair, a transposed factor, U and V swapped, a rank off
+        by one); when there is none and the deviation is within 100 tolerances it is
+        reported as a *rounding-level deviation*, in units of
+        :math:`\varepsilon\|A\|_2`.
     InputError
         ``A`` not 2-D, ``rank`` out of range, a ``result`` or ``reference`` without
-        ``U, S, Vh``.
+        ``U, S, Vh``, a negative ``atol`` or ``rtol``.
 
     Notes
     -----
     Tolerances (see :mod:`lowrank.testing.tolerances`), with :math:`\varepsilon` that of the
-    coarsest dtype of the result:
+    coarsest dtype of the result and :math:`\sigma_1 = \|A\|_2`:
 
-    * values, :math:`U^HAV - \operatorname{diag}(S)`:
-      :math:`\tau = c\,\varepsilon\sqrt{\max(m,n)}\,\sigma_1` (``rtol`` :math:`\sigma_1`
-      if given; each value then relative to itself);
+    * the backward error of the candidate,
+      :math:`\tau = (c\,\varepsilon\sqrt{\max(m,n)} + t_L)\,\sigma_1 + (\text{atol} +
+      \text{rtol})\,\sigma_1` (:func:`~lowrank.testing.tolerances.backward_error_tolerance`:
+      the rounding of the orthogonal transformations and LAPACK's deflation threshold
+      :math:`t_L`, 49ε in float64). It bounds every entry of
+      :math:`U^HAV - \operatorname{diag}(S)`, since a backward-stable SVD is exact for
+      :math:`A + E`, :math:`\|E\|_2 \le \tau`;
+    * values: :math:`|S_i - \sigma_i| \le \tau + \tau_{64} + \text{rtol}\,\sigma_i`: Weyl,
+      for the candidate and for the float64 reference :math:`\sigma`, whose own backward
+      error is :math:`\tau_{64}`;
     * triplet residuals: :math:`\tau_v = \max(\tau, \sqrt{2r\tau\sigma_1})`. Rayleigh–Ritz
       methods (randomized, Lanczos) give values whose error is quadratic in that of the
       vectors, so values accurate to :math:`\tau` only imply residuals of
@@ -369,10 +505,12 @@ def assert_valid_svd(
     >>> assert_valid_svd(truncated_svd(A, 2), A, rank=2, sign_convention=True)
     >>> U, S, Vh = np.linalg.svd(A)
     >>> U[:, 1] *= -1  # a flipped sign in one left singular vector
-    >>> assert_valid_svd((U[:, :2], S[:2], Vh[:2]), A, rank=2)  # doctest: +ELLIPSIS
+    >>> assert_valid_svd((U[:, :2], S[:2], Vh[:2]), A, rank=2)
+    ... # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    AssertionError: U^H A V differs from diag(S) by 4 at (1, 1) > tolerance 1.85e-14: U[:, 1] ...
+    AssertionError: U^H A V differs from diag(S) by 4 at (1, 1) > tolerance ...: u_1^H A v_1
+    = -2 while S[1] = 2: a flipped sign in U[:, 1] or in V[:, 1] (in one of the pair, not both)
     """
     a = _as_float_array(A, "A")
     if a.ndim != 2:
@@ -380,11 +518,13 @@ def assert_valid_svd(
     m, n = a.shape
     r = check_int(rank, name="rank", minimum=0, maximum=min(m, n))
     fac = _check_factor(factor)
+    extra = check_positive_float(atol, name="atol", allow_zero=True)
+    rel = None if rtol is None else _check_rtol(rtol)
     U, S, Vh = _triplets(result, "result")
     if U.shape != (m, r) or S.shape != (r,) or Vh.shape != (r, n):
         raise AssertionError(
             f"shapes U {U.shape}, S {S.shape}, Vh {Vh.shape}; expected ({m}, {r}), "
-            f"({r},), ({r}, {n})"
+            f"({r},), ({r}, {n}): {_shape_diagnosis(U, S, Vh, m, n, r)}"
         )
     if S.dtype.kind not in "fiu":
         raise AssertionError(f"S must be real; got dtype {S.dtype.name}")
@@ -414,14 +554,21 @@ def assert_valid_svd(
     if r == 0:
         return
     dtype = max((U.dtype, S.dtype, Vh.dtype), key=lambda d: coarsest_eps(d))
+    eps = coarsest_eps(dtype)
     sigma_1 = float(sigma[0])
-    if rtol is not None:
-        tau = _check_rtol(rtol) * sigma_1
-    else:
-        tau = svd_tolerance(dtype, (m, n), sigma_1, factor=fac)
+    tau_bw = backward_error_tolerance(dtype, (m, n), sigma_1, factor=fac)
+    tau = tau_bw + (extra + (rel or 0.0)) * sigma_1
+    how = f"backward error of an SVD in {_name(dtype)}"
+    if extra:
+        how += f" + atol {extra:g} sigma_1"
+    if rel:
+        how += f" + rtol {rel:g}"
     assert_orthonormal(U, name="U", factor=fac)
     assert_orthonormal(Vh.conj().T, name="V", factor=fac)
-    assert_singular_values_close(S, sigma[:r], dtype=dtype, size=max(m, n), rtol=rtol, factor=fac)
+    tau_ref = backward_error_tolerance(wide, (m, n), sigma_1, factor=fac)
+    tols = tau_bw + tau_ref + extra * sigma_1 + (rel or 0.0) * sigma[:r]
+    how_values = how + ", for the candidate and the float64 reference"
+    _check_values(S, sigma, tols, eps, sigma_1, dtype, how_values)
     if not check_vectors:
         return
     Uw, Vw, Sw = U.astype(wide), Vh.astype(wide).conj().T, S.astype(np.float64)
@@ -429,21 +576,39 @@ def assert_valid_svd(
     core = Uw.conj().T @ AV
     off = np.abs(core - np.diag(Sw))
     i, j = (int(x) for x in np.unravel_index(int(np.argmax(off)), off.shape))
-    if not float(off[i, j]) <= tau:
+    dev = float(off[i, j])
+    if not dev <= tau:
+        head = f"U^H A V differs from diag(S) by {dev:.3g} at ({i}, {j}) > tolerance {tau:.3g}"
+        why = _core_diagnosis(a64, Uw, Vw, Sw, core, tau)
+        if why:
+            raise AssertionError(f"{head}: {why}")
+        if dev <= _ROUNDING_LEVEL * tau:
+            raise AssertionError(
+                f"{head} ({how}): a rounding-level deviation ({_in_eps(dev, eps, sigma_1)} "
+                f"eps ||A||_2 against an allowed {_in_eps(tau, eps, sigma_1)}); signs, pairing, "
+                "rank and orientation are right, the factorisation is inaccurate (an iterative "
+                "method needs atol or rtol)"
+            )
         raise AssertionError(
-            f"U^H A V differs from diag(S) by {float(off[i, j]):.3g} at ({int(i)}, {int(j)}) > "
-            f"tolerance {tau:.3g}: U[:, {int(i)}] and V[:, {int(j)}] are not a pair of singular "
-            f"vectors for S[{int(i)}] = {float(Sw[i]):.6g} (a flipped sign or a wrong pairing?)"
+            f"{head}: U[:, {i}] and V[:, {j}] are not a pair of singular vectors for S[{i}] = "
+            f"{float(Sw[i]):.6g} (and no flipped sign, swapped pair or transposition explains "
+            "it)"
         )
     tau_vec = max(tau, math.sqrt(2.0 * r * tau * sigma_1))
     left = np.linalg.norm(AV - Uw * Sw, axis=0)
     right = np.linalg.norm(a64.conj().T @ Uw - Vw * Sw, axis=0)
     worst = int(np.argmax(np.maximum(left, right)))
-    if not max(float(left[worst]), float(right[worst])) <= tau_vec:
+    res = max(float(left[worst]), float(right[worst]))
+    if not res <= tau_vec:
+        level = (
+            " (a rounding-level deviation: an inaccurate triplet, not a structural bug)"
+            if res <= _ROUNDING_LEVEL * tau_vec
+            else ""
+        )
         raise AssertionError(
             f"triplet {worst} (singular value {float(S[worst]):.6g}) is not a singular triplet "
             f"of A: ||A v - s u|| = {float(left[worst]):.3g}, ||A^H u - s v|| = "
-            f"{float(right[worst]):.3g} > tolerance {tau_vec:.3g}"
+            f"{float(right[worst]):.3g} > tolerance {tau_vec:.3g}{level}"
         )
     error = residual_norm(a, (U, S, Vh))
     optimal = eym_error(sigma, r)
@@ -526,6 +691,7 @@ def assert_near_optimal(
     *,
     rank: int | None = None,
     rtol: float = 0.0,
+    atol: float = 0.0,
     norm: NormName = "fro",
     p: float | None = None,
     k: int | None = None,
@@ -533,19 +699,28 @@ def assert_near_optimal(
     factor: float = DEFAULT_FACTOR,
 ) -> None:
     r"""Assert that a rank-r approximation is within a factor :math:`1 + \epsilon` of the
-    Eckart–Young–Mirsky optimum, and not better than it.
+    Eckart–Young–Mirsky optimum (plus an absolute :math:`a\,\sigma_1`), and not better than
+    it.
 
     .. math::
 
-        e^\star - \tau \;\le\; \|A - X\| \;\le\; (1 + \epsilon)\,e^\star + \tau, \qquad
-        e^\star = \min_{\operatorname{rank}Y \le r}\|A - Y\| ,
+        e^\star - \tau \;\le\; \|A - X\| \;\le\; (1 + \epsilon)\,e^\star + a\,\sigma_1
+        + \tau, \qquad e^\star = \min_{\operatorname{rank}Y \le r}\|A - Y\| ,
 
     with :math:`e^\star` from the singular values of ``A`` (:func:`lowrank.eym_error`),
-    :math:`\|A - X\|` computed in float64 (:func:`lowrank.residual_norm`) and :math:`\tau`
-    twice the rounding tolerance :func:`~lowrank.testing.tolerances.norm_tolerance` of the
-    coarsest dtype among ``A`` and the candidate: both sides carry one (the candidate's
-    SVD, and the singular values behind :math:`e^\star`). An error below the optimum is a bug: the
-    candidate has rank above ``r``, or the singular values are wrong.
+    :math:`\|A - X\|` computed in float64 (:func:`lowrank.residual_norm`),
+    :math:`\sigma_1 = \|A\|_2`, and :math:`\tau` twice the backward error of an SVD
+    (:func:`~lowrank.testing.tolerances.backward_error_tolerance`) in the norm (times
+    :func:`~lowrank.testing.tolerances.norm_multiplier`), for the coarsest dtype among ``A``
+    and the candidate: both sides carry one (the candidate's SVD, and the singular values
+    behind :math:`e^\star`). An error below the optimum is a bug: the candidate has rank
+    above ``r``, or the singular values are wrong.
+
+    A relative ``rtol`` alone cannot accept a correct iterative method on a nearly low-rank
+    matrix: there :math:`e^\star` is tiny, while a method that works with :math:`A^HA`
+    (ARPACK) resolves :math:`\sigma^2` only to :math:`\varepsilon\sigma_1^2`, so its error
+    exceeds :math:`e^\star` by up to :math:`\sqrt{r\varepsilon}\,\sigma_1`. That is what
+    ``atol`` is for; :func:`~lowrank.testing.tolerances.gram_atol` derives it.
 
     Parameters
     ----------
@@ -559,6 +734,11 @@ def assert_near_optimal(
     rtol : float, default 0
         :math:`\epsilon \ge 0`; 0 asks for the optimum to rounding (an exact truncated SVD);
         ``math.inf`` checks only that the candidate does not beat the optimum.
+    atol : float, default 0
+        :math:`a \ge 0`, an absolute allowance in units of :math:`\sigma_1 = \|A\|_2`. For
+        SciPy's ``svds`` with tolerance ``t``:
+        ``gram_atol(A.dtype, A.shape, tol=t, rank=r)`` (derived for the Frobenius and
+        spectral norms).
     norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
     p, k : optional
         Schatten exponent and Ky Fan order.
@@ -574,7 +754,7 @@ def assert_near_optimal(
         The candidate's shapes do not fit ``A``, it is not finite, it beats the optimum, or
         it exceeds :math:`(1+\epsilon)e^\star + \tau`.
     InputError
-        A bad ``rank``, ``rtol``, ``norm``, ``p``, ``k`` or ``singular_values``.
+        A bad ``rank``, ``rtol``, ``atol``, ``norm``, ``p``, ``k`` or ``singular_values``.
 
     Examples
     --------
@@ -586,7 +766,8 @@ def assert_near_optimal(
     Traceback (most recent call last):
     ...
     AssertionError: the rank-1 candidate is not within a factor 1 + 0 of the ... optimum in the fro
-    norm: error 3.16228 vs optimal 2.23607, ratio 1 + 0.414 (tolerance 6.39e-14, dtype float64)
+    norm: error 3.16228 vs optimal 2.23607, ratio 1 + 0.414 (tolerance ..., dtype float64): an
+    excess of 0.309 sigma_1: a wrong or unconverged approximation
     """
     a = _as_float_array(A, "A")
     if a.ndim != 2:
@@ -597,6 +778,7 @@ def assert_near_optimal(
         eps_rel = math.inf
     else:
         eps_rel = _check_rtol(rtol)
+    eps_abs = check_positive_float(atol, name="atol", allow_zero=True)
     fac = _check_factor(factor)
     form, arrays, inner = _candidate_parts(candidate, (m, n))
     for x in arrays:
@@ -617,7 +799,8 @@ def assert_near_optimal(
     dtype = max([a.dtype, *(x.dtype for x in arrays)], key=lambda d: coarsest_eps(d))
     top = float(sigma[0]) if sigma.size else 0.0
     # Rounding on both sides: the candidate's factorisation and the reference values.
-    tol = 2.0 * norm_tolerance(dtype, (m, n), top, norm=norm, p=p, k=k, factor=fac)
+    mult = norm_multiplier((m, n), norm=norm, p=p, k=k)
+    tol = 2.0 * mult * backward_error_tolerance(dtype, (m, n), top, factor=fac)
     label = (
         f"{norm} norm"
         if norm not in ("schatten", "ky_fan")
@@ -631,16 +814,35 @@ def assert_near_optimal(
             f"{tol:.3g}. No matrix of rank <= {r} can do that: the candidate has rank > {r}"
             f"{extra}, or the singular values are wrong"
         )
-    upper = math.inf if eps_rel == math.inf else (1.0 + eps_rel) * optimal
+    upper = math.inf if eps_rel == math.inf else (1.0 + eps_rel) * optimal + eps_abs * top
     if not error <= upper + tol:
         if optimal > tol:
             excess, shown = error / optimal - 1.0, f"{optimal:.6g}"
         else:
             excess, shown = math.inf, "0 (to rounding)"
+        eps = coarsest_eps(dtype)
+        over = error - optimal
+        allowed = upper + tol - optimal
+        if over <= _ROUNDING_LEVEL * tol:
+            kind = (
+                f"a rounding-level excess ({_in_eps(over, eps, top)} eps ||A||_2 against an "
+                f"allowed {_in_eps(allowed, eps, top)})"
+            )
+        elif over <= 10.0 * math.sqrt(max(r, 1) * eps) * top:
+            kind = (
+                f"an excess at the sqrt(eps) level ({over / top:.3g} sigma_1, sqrt(r eps) = "
+                f"{math.sqrt(max(r, 1) * eps):.3g}): what a correct eigen-solver on A^H A "
+                "(ARPACK) leaves on a nearly low-rank matrix; pass atol "
+                "(lowrank.testing.tolerances.gram_atol) if that is the method"
+            )
+        else:
+            kind = f"an excess of {over / top:.3g} sigma_1: a wrong or unconverged approximation"
         raise AssertionError(
             f"the rank-{r} candidate is not within a factor 1 + {eps_rel:g} of the "
             f"Eckart-Young-Mirsky optimum in the {label}: error {error:.6g} vs optimal "
-            f"{shown}, ratio 1 + {excess:.3g} (tolerance {tol:.3g}, dtype {_name(dtype)})"
+            f"{shown}, ratio 1 + {excess:.3g} (tolerance {tol:.3g}"
+            + (f" + atol {eps_abs:g} sigma_1" if eps_abs else "")
+            + f", dtype {_name(dtype)}): {kind}"
         )
 
 
