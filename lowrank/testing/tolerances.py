@@ -257,7 +257,7 @@ def lapack_deflation_tolerance(dtype: Any) -> float:
     5.0
     """
     u = coarsest_eps(dtype) / 2.0
-    return max(10.0, min(100.0, u ** (-0.125))) * u
+    return float(max(10.0, min(100.0, u**-0.125)) * u)
 
 
 def backward_error_tolerance(
