@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -592,6 +593,40 @@ def test_new_files_get_the_permissions_the_umask_gives(tmp_path: Path, umask: in
         os.umask(previous)
     for name in ("w.safetensors", "r.json", "x.bin"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_io_errors_name_the_target_not_the_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    # A full disk: the write names no file; the error names the file asked for.
+    with (  # noqa: PT012
+        pytest.raises(OSError, match=r"No space left on device") as info,
+        atomic_path(target) as temp,
+    ):
+        temp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(target))
+    # A directory we may not write in: os.open of the temporary file is refused.
+    real_open = os.open
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".tmp") and args and args[0] & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", refused)
+        with pytest.raises(PermissionError) as refusal:
+            atomic_write_text(target, "new")
+    assert refusal.value.filename == str(target)
+    # Errors naming another file are kept as they are.
+    with pytest.raises(FileNotFoundError) as other, atomic_path(target):
+        (tmp_path / "elsewhere.txt").read_text()
+    assert other.value.filename == str(tmp_path / "elsewhere.txt")
+    assert target.read_text() == "old"
+    assert temp_files(tmp_path) == []
 
 
 def test_atomic_path_gives_up_when_every_temporary_name_is_taken(

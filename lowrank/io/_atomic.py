@@ -44,6 +44,11 @@ def _create_temp(target: Path) -> tuple[Path, int]:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # 48 random bits colliding: try another name
             continue
+        except OSError as exc:  # e.g. a directory we may not write in
+            renamed = _naming(exc, temp, target)
+            if renamed is exc:
+                raise
+            raise renamed from None
         try:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 & ~umask, read without os.umask
         finally:
@@ -102,6 +107,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         The directory of ``path`` does not exist.
     InputError
         ``path`` is an existing directory.
+    OSError
+        Creating, writing (if the block's writes raise it), syncing or renaming the
+        temporary file failed (disk full, permission denied...). An error that named no
+        file or the temporary file names ``path`` instead.
 
     Notes
     -----
@@ -131,11 +140,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(temp, mode)
         _fsync_file(temp)
         os.replace(temp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        renamed = _naming(exc, temp, target)
+        if renamed is exc:
+            raise
+        raise renamed from None
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
     _fsync_directory(target.parent)
+
+
+def _naming(exc: OSError, temp: Path, target: Path) -> OSError:
+    """``exc``, naming ``target`` where it names no file or the temporary file.
+
+    A full disk (``ENOSPC`` from a write) names no file, and a refused ``open`` or rename
+    names ``.<name>.<random>.tmp``; the caller asked for ``target``, so that is the name a
+    message should give. Errors without an errno, or naming another file, are kept as they
+    are.
+    """
+    names = {None, os.fspath(temp)}
+    filename = None if exc.filename is None else os.fspath(exc.filename)
+    if exc.errno is None or filename not in names:
+        return exc
+    try:
+        renamed = type(exc)(exc.errno, exc.strerror, os.fspath(target))
+    except TypeError:  # pragma: no cover - a subclass with another signature
+        return exc
+    return renamed.with_traceback(exc.__traceback__)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
