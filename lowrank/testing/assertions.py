@@ -826,7 +826,9 @@ def assert_near_optimal(
         if over <= _ROUNDING_LEVEL * tol:
             kind = (
                 f"a rounding-level excess ({_in_eps(over, eps, top)} eps ||A||_2 against an "
-                f"allowed {_in_eps(allowed, eps, top)})"
+                f"allowed {_in_eps(allowed, eps, top)}), not a wrong approximation; an "
+                "iterative method (ARPACK, LOBPCG) needs atol "
+                "(lowrank.testing.tolerances.gram_atol)"
             )
         elif over <= 10.0 * math.sqrt(max(r, 1) * eps) * top:
             kind = (

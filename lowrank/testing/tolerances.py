@@ -74,6 +74,7 @@ __all__ = [
     "lapack_deflation_tolerance",
     "norm_multiplier",
     "norm_tolerance",
+    "power_scheme_factor",
     "subspace_tolerance",
     "svd_tolerance",
     "tolerance_for",
@@ -345,3 +346,44 @@ def gram_atol(
     eps = coarsest_eps(dtype)
     per_value = max(t * t, eps) + factor * eps * math.sqrt(max(max(shape), 1))
     return math.sqrt(max(int(rank), 1) * per_value)
+
+
+def power_scheme_factor(
+    shape: tuple[int, int], rank: int, *, n_iter: int, oversample: int = 10
+) -> float:
+    r"""A high-probability bound on the spectral error of a randomized range finder with
+    ``n_iter`` power iterations (Gaussian test matrix), relative to :math:`\sigma_{r+1}`:
+
+    .. math::
+
+        \|(I - QQ^H)A\|_2 \le F\,\sigma_{r+1}, \qquad
+        F = \bigl(1 + 11\sqrt{r + p}\,\sqrt{\min(m, n)}\bigr)^{1/(2q+1)},
+
+    with :math:`p` = ``oversample`` :math:`\ge 4` and :math:`q` = ``n_iter``, failing with
+    probability at most :math:`6p^{-p}` (:math:`6\times10^{-10}` for :math:`p = 10`):
+    Halko, Martinsson & Tropp (2011), eq. (1.9) for :math:`(AA^H)^qA`, whose singular values
+    are :math:`\sigma_j^{2q+1}`, and their Proposition 8.6 to come back to :math:`A`
+    (eq. (1.11)). Truncating :math:`QQ^HA` to rank :math:`r` adds at most
+    :math:`\sigma_{r+1}` (their Theorem 9.3), so the rank-:math:`r` result is within
+    :math:`(1 + F)\,\sigma_{r+1}` of :math:`A` in the spectral norm (``rtol=F`` in
+    :func:`assert_near_optimal <lowrank.testing.assertions.assert_near_optimal>` with
+    ``norm="spectral"``), and by Weyl each of its values is within :math:`F\sigma_{r+1}` of
+    :math:`\sigma_i` (``atol=F * sigma[r] / sigma[0]`` in
+    :func:`assert_valid_svd <lowrank.testing.assertions.assert_valid_svd>`). These are
+    bounds that hold, not estimates of the typical error, which is much smaller.
+
+    Examples
+    --------
+    >>> round(power_scheme_factor((100, 80), 5, n_iter=7), 3)  # scikit-learn's defaults
+    1.486
+    """
+    r = int(rank)
+    p = int(oversample)
+    q = int(n_iter)
+    if p < 4 or q < 0 or r < 0:
+        raise ValueError(
+            f"power_scheme_factor needs oversample >= 4, n_iter >= 0, rank >= 0; got "
+            f"{oversample!r}, {n_iter!r}, {rank!r}"
+        )
+    c = 1.0 + 11.0 * math.sqrt(r + p) * math.sqrt(max(min(shape), 1))
+    return float(c ** (1.0 / (2 * q + 1)))
