@@ -376,15 +376,20 @@ def _core_diagnosis(a64: Array, Uw: Array, Vw: Array, Sw: Array, core: Array, ta
             f"u_{i}^H A v_{i} = {value:.6g} while S[{i}] = {float(Sw[i]):.6g}: a flipped "
             f"{what} in U[:, {i}] or in V[:, {i}] (in one of the pair, not both){more}"
         )
-    # A wrong pairing: u_i lines up with v_j, j != i.
+    # A wrong pairing: u_i lines up with v_j, j != i (|u_i^H A v_j| is S[i] or S[j]).
     mags = np.abs(core)
+    close = max(tau, 1e-6 * float(Sw[0]))
     for i in range(r):
-        j = int(np.argmax(mags[i]))
-        if j != i and big[i] and mags[i, j] > 0.5 * Sw[i] and abs(diag[i]) < 0.5 * Sw[i]:
-            return (
-                f"U[:, {i}] pairs with V[:, {j}] (|u_{i}^H A v_{j}| = {float(mags[i, j]):.6g}): "
-                f"triplets {i} and {j} are swapped in U or in V (a wrong pairing)"
-            )
+        if abs(diag[i]) >= 0.5 * Sw[i] or not big[i]:
+            continue
+        for j in range(r):
+            if j != i and min(abs(mags[i, j] - Sw[j]), abs(mags[i, j] - Sw[i])) <= close:
+                return (
+                    f"U[:, {i}] pairs with V[:, {j}] (|u_{i}^H A v_{j}| = "
+                    f"{float(mags[i, j]):.6g}, S[{i}] = {float(Sw[i]):.6g}, S[{j}] = "
+                    f"{float(Sw[j]):.6g}): triplets {i} and {j} are swapped in U or in V (a "
+                    "wrong pairing)"
+                )
     # Transpositions (square shapes only): the factors of A^T, or V handed over as Vh.
     m, n = a64.shape
     alternatives: list[tuple[str, Array, Array]] = []
