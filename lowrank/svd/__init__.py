@@ -365,6 +365,6 @@ def _check_norm_fro(result: TruncatedSVD, norm_fro: float | None) -> TruncatedSV
     if norm_fro < top - slack:
         raise InputError(
             f"norm_fro must be >= the largest singular value, since ||A||_F >= sigma_1; got "
-            f"norm_fro={norm_fro!r} < S[0] = {top!r}: it is not the Frobenius norm of A"
+            f"norm_fro={norm_fro!r} < S[0] = {top:.6g}: it is not the Frobenius norm of A"
         )
     return result
