@@ -506,3 +506,95 @@ def test_truncated_svd_result_type_is_accepted_everywhere():
     assert isinstance(res, TruncatedSVD)
     assert_valid_svd(res, A, rank=3, sign_convention=True)
     assert_near_optimal(A, res)
+
+
+# --------------------------------------------------------------------------- planted bugs
+# Issue 11: every planted bug is caught, and the message names it. The spectra are distinct
+# (geometric, ratio >= 10^(1/7) ~ 1.39), so no swap or sign change is a valid SVD.
+
+DISTINCT = lst.matrices_with_spectrum(
+    min_side=2,
+    dtype=lst.svd_dtypes(),
+    factors="haar",
+    spectrum=lambda q: lst.spectra(q, rank=q, kinds="exponential", condition_number=10.0),
+)
+
+
+@given(case=DISTINCT, data=st.data())
+def test_planted_sign_flip_in_u_only_is_named(case, data):
+    rank = data.draw(st.integers(1, min(case.shape)), label="rank")
+    U, S, Vh = lapack(case.A, rank)
+    i = data.draw(st.integers(0, rank - 1), label="flipped")
+    U = U.copy()
+    U[:, i] *= -1
+    with pytest.raises(AssertionError, match=rf"a flipped sign in U\[:, {i}\] or in V\[:, {i}\]"):
+        assert_valid_svd((U, S, Vh), case.A, rank=rank)
+
+
+@given(case=DISTINCT, data=st.data())
+def test_planted_swapped_pair_is_named(case, data):
+    rank = data.draw(st.integers(2, min(case.shape)), label="rank")
+    i = data.draw(st.integers(0, rank - 2), label="i")
+    j = data.draw(st.integers(i + 1, rank - 1), label="j")
+    U, S, Vh = lapack(case.A, rank)
+    side = data.draw(st.sampled_from(["U", "V"]), label="swapped in")
+    if side == "U":
+        U = U.copy()
+        U[:, [i, j]] = U[:, [j, i]]
+    else:
+        Vh = Vh.copy()
+        Vh[[i, j]] = Vh[[j, i]]
+    with pytest.raises(AssertionError, match=rf"triplets {i} and {j} are swapped in U or in V"):
+        assert_valid_svd((U, S, Vh), case.A, rank=rank)
+
+
+@given(case=DISTINCT, data=st.data())
+def test_planted_rank_off_by_one_is_named(case, data):
+    q = min(case.shape)
+    rank = data.draw(st.integers(1, q - 1), label="rank")
+    U, S, Vh = lapack(case.A, rank + 1)
+    with pytest.raises(AssertionError, match=rf"wrong rank: {rank + 1} triplets for rank {rank}"):
+        assert_valid_svd((U, S, Vh), case.A, rank=rank)
+    with pytest.raises(AssertionError, match=r"shifted by one .* leading triplet is missing"):
+        assert_valid_svd((U[:, 1:], S[1:], Vh[1:]), case.A, rank=rank)
+
+
+@given(case=DISTINCT, data=st.data())
+def test_planted_rounding_level_value_error_is_caught_and_called_so(case, data):
+    """A value off by 1e3 eps ||A||_2 (5x the float64 tolerance at 8x8, 20x in float32)."""
+    rank = data.draw(st.integers(1, min(case.shape)), label="rank")
+    i = data.draw(st.integers(0, rank - 1), label="perturbed")
+    U, S, Vh = lapack(case.A, rank)
+    S = S.copy()
+    S[i] += 1e3 * np.finfo(S.dtype).eps * S[0]
+    with pytest.raises(
+        AssertionError,
+        match=rf"singular value {i} is .* rounding-level deviation \(\d.* eps \|\|A\|\|_2 against",
+    ):
+        assert_valid_svd((U, S, Vh), case.A, rank=rank)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128, np.complex64])
+@pytest.mark.parametrize("seed", range(5))
+def test_planted_transpositions_are_named(dtype, seed):
+    S0 = 2.0 ** -np.arange(4)
+    square = matrix_with_spectrum(S0, (4, 4), dtype=dtype, rng=seed).A
+    U, S, Vh = np.linalg.svd(square)
+    expected = (
+        "Vh looks transposed: it holds V"
+        if dtype in (np.float64, np.float32)
+        else ("Vh looks transposed: it holds conj")
+    )
+    with pytest.raises(AssertionError, match=expected):
+        assert_valid_svd((U, S, Vh.T), square, rank=4)
+    with pytest.raises(AssertionError, match=r"U looks transposed: it holds U\^[HT]"):
+        assert_valid_svd((U.T, S, Vh), square, rank=4)
+    Ut, St, Vht = np.linalg.svd(square.T)  # an SVD of A^T handed over for A
+    with pytest.raises(AssertionError, match=r"U and V are swapped: the result is an SVD of A\^T"):
+        assert_valid_svd((Ut, St, Vht), square, rank=4)
+    tall = matrix_with_spectrum(S0, (6, 4), dtype=dtype, rng=seed).A
+    U, S, Vh = lapack(tall, 2)
+    with pytest.raises(AssertionError, match=r"Vh looks transposed \(it has the shape of V"):
+        assert_valid_svd((U, S, Vh.T), tall, rank=2)
+    with pytest.raises(AssertionError, match=r"U looks transposed \(it has the shape of U\^H"):
+        assert_valid_svd((U.T, S, Vh), tall, rank=2)

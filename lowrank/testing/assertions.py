@@ -400,7 +400,10 @@ def _core_diagnosis(a64: Array, Uw: Array, Vw: Array, Sw: Array, core: Array, ta
             ("Vh looks transposed: it holds conj(V), pass V^H", Uw, Vh_given.conj()),
         ]
     if Uw.shape[0] == Uw.shape[1]:
-        alternatives.append(("U looks transposed: it holds U^H", Uw.conj().T, Vw))
+        alternatives += [
+            ("U looks transposed: it holds U^H", Uw.conj().T, Vw),
+            ("U looks transposed: it holds U^T", Uw.T, Vw),
+        ]
     if m == n:
         Vh_given = Vw.conj().T
         alternatives.append(
