@@ -30,7 +30,13 @@ one fails too. Random singular vectors come from NumPy generators seeded by Hypo
 (``factors="haar"``) or from reflections whose integer vectors Hypothesis draws
 (``factors="householder"``: signed permutations, exact zeros and ties).
 
-Sizes are bounded (``max_side=8`` by default), so a property test runs in seconds.
+Sizes are bounded (``max_side=8`` by default), so a property test runs in seconds. Those
+defaults are *smaller than the sketch of any randomized method* (rank + oversampling, 10 or
+more columns): on them a randomized SVD spans the whole range and is exact, so a test of one
+cannot fail. Anything whose behaviour depends on the size (a sketch, a block, a tile) needs
+``shape=`` or ``min_side=`` above that size; and the dtypes your code supports
+(``svd_dtypes(complex=False)``, or ``dtype=np.float32``). The defaults stay small on purpose:
+small matrices shrink to readable counterexamples.
 
 Examples
 --------
@@ -287,6 +293,9 @@ def svd_dtypes(
 def matrix_shapes(*, min_side: int = 1, max_side: int = 8) -> SearchStrategy[tuple[int, int]]:
     """Shapes ``(m, n)`` with ``min_side <= m, n <= max_side``; shrinks toward ``(min_side,
     min_side)``.
+
+    The default ``max_side=8`` is below the sketch width of a randomized SVD (rank + 10 in
+    scikit-learn): pass ``min_side`` above it to test one.
 
     Examples
     --------
@@ -593,7 +602,9 @@ def matrices_with_spectrum(
     shape : (int, int) or strategy, optional
         Default: drawn with ``min_side <= m, n <= max_side``.
     min_side, max_side : int, default 1, 8
-        Bounds on the sides when ``shape`` is not given.
+        Bounds on the sides when ``shape`` is not given. Matrices of at most 8×8 are
+        smaller than any randomized sketch (on them a randomized SVD is exact): to test one,
+        make ``min_side`` exceed its rank + oversampling.
     dtype : one of :data:`SVD_DTYPES` or a strategy of them, default float64
     spectrum : array_like, callable or None
         The singular values: an array (padded with zeros to ``min(m, n)``; drawn shapes then
