@@ -215,11 +215,14 @@ class Context:
         return analyze_matrix(MATRIX, name="model.layers.0.self_attn.q_proj.weight")
 
 
-def _network() -> Any:
+def _network(*, forward: bool = False) -> Any:
     from lowrank.adapter import Linear, LoRALinear, Network, ReLU
 
     lora = LoRALinear.from_factors(np.eye(6), LORA_B.T, LORA_B, alpha=4.0)
-    return Network([Linear(MATRIX), ReLU(), lora])
+    net = Network([Linear(MATRIX), ReLU(), lora])
+    if forward:
+        net.forward(X_BATCH)
+    return net
 
 
 # Valid values by parameter name; callables get the Context.
@@ -250,6 +253,10 @@ VALID_BY_NAME: dict[str, Any] = {
     "energy": 0.9,
     "name": "model.layers.0.self_attn.q_proj",
 }
+
+
+def ctx_first_name(ctx: Context) -> str:
+    return str(ctx.report().matrices[0].name)
 
 
 def _valid_svd(ctx: Context) -> Any:
@@ -444,7 +451,79 @@ METHODS: dict[str, tuple[Callable[[Context], Any], dict[str, Any]]] = {
     "MatrixResult.rank_for_energy": (lambda ctx: ctx.matrix_result(), {}),
     "MatrixResult.error_at_rank": (lambda ctx: ctx.matrix_result(), {"rank": 8}),
     "Report.to_text": (lambda ctx: ctx.report(), {}),
+    "Report.result": (lambda ctx: ctx.report(), {"name": ctx_first_name}),
+    "Report.write_json": (lambda ctx: ctx.report(), {"path": lambda ctx: ctx.fresh(".json")}),
+    "Report.write_csv": (lambda ctx: ctx.report(), {"path": lambda ctx: ctx.fresh(".csv")}),
+    "Report.write_markdown": (lambda ctx: ctx.report(), {"path": lambda ctx: ctx.fresh(".md")}),
+    "Report.write_spectra": (lambda ctx: ctx.report(), {"path": lambda ctx: ctx.fresh(".npz")}),
+    "Report.from_json": (
+        lambda ctx: __import__("lowrank.analysis").analysis.Report,
+        {"text": lambda ctx: ctx.report().to_json()},
+    ),
+    "Report.read_json": (
+        lambda ctx: __import__("lowrank.analysis").analysis.Report,
+        {"path": lambda ctx: _written_report(ctx)},
+    ),
+    "MatrixResult.from_dict": (
+        lambda ctx: __import__("lowrank.analysis").analysis.MatrixResult,
+        {"data": lambda ctx: ctx.matrix_result().to_dict()},
+    ),
+    "LoRAConfig.alpha_for": (
+        lambda ctx: __import__("lowrank.lora").lora.LoRAConfig(r=4, lora_alpha=8.0),
+        {},
+    ),
+    "LoRAConfig.scaling_for": (
+        lambda ctx: __import__("lowrank.lora").lora.LoRAConfig(r=4, lora_alpha=8.0),
+        {},
+    ),
+    "LoRAConfig.from_peft_dict": (
+        lambda ctx: __import__("lowrank.lora").lora.LoRAConfig,
+        {"config": {"r": 8, "lora_alpha": 16}},
+    ),
+    "LoRALinear.set_active_adapters": (lambda ctx: _lora_layer(), {"names": ["default"]}),
+    "LoRALinear.merge": (lambda ctx: _lora_layer(), {"adapter_names": ["default"]}),
+    "LoRALinear.delta_weight": (lambda ctx: _lora_layer(), {"name": "default"}),
+    "LoRALinear.adapter_config": (lambda ctx: _lora_layer(), {"name": "default"}),
+    "LoRALinear.freeze": (lambda ctx: _lora_layer(), {"names": ["lora_A.default.weight"]}),
+    "LoRALinear.unfreeze": (lambda ctx: _lora_layer(), {"names": ["base_layer.weight"]}),
+    "LoRALinear.requires_grad": (lambda ctx: _lora_layer(), {"name": "base_layer.weight"}),
+    "LoRALinear.load_parameters": (
+        lambda ctx: _lora_layer(),
+        {"values": {"base_layer.weight": MATRIX}},
+    ),
+    "LoRALinear.backward": (
+        lambda ctx: _lora_layer(forward=True),
+        {"grad_output": np.ones((3, 6))},
+    ),
+    "Network.backward": (lambda ctx: _network(forward=True), {"grad_output": np.ones((3, 6))}),
+    "Network.load_parameters": (
+        lambda ctx: _network(),
+        {"values": lambda ctx: _network().parameters()},
+    ),
+    "SGD.step": (
+        lambda ctx: __import__("lowrank.adapter").adapter.SGD(0.1),
+        {"params": {"w": np.ones(3)}, "grads": {"w": np.ones(3)}},
+    ),
+    "AdamW.step": (
+        lambda ctx: __import__("lowrank.adapter").adapter.AdamW(),
+        {"params": {"w": np.ones(3)}, "grads": {"w": np.ones(3)}},
+    ),
 }
+
+
+def _lora_layer(*, forward: bool = False) -> Any:
+    from lowrank.adapter import LoRALinear
+
+    layer = LoRALinear.from_factors(MATRIX, LORA_A, LORA_B, alpha=4.0)
+    if forward:
+        layer.forward(X_BATCH)
+    return layer
+
+
+def _written_report(ctx: Context) -> Path:
+    path = ctx.fresh(".json")
+    ctx.report().write_json(path)
+    return path
 
 
 def _thread_pool() -> Any:
@@ -570,6 +649,9 @@ KIND_BY_NAME: dict[str, str] = {
     "ranks": "int_sequence",
     "energies": "float_sequence",
     "patterns": "str_sequence",
+    "adapter_names": "str_sequence",
+    "params": "mapping",
+    "grads": "mapping",
     "names": "str_sequence",
     "candidate": "object",
     "delta_W": "object",
@@ -657,12 +739,20 @@ def optional(param: inspect.Parameter) -> bool:
     return "None" in str(param.annotation) or param.default is None
 
 
-# Names a message may use for a parameter (the library's conventional symbol).
-ALIASES: dict[str, tuple[str, ...]] = {}
+# Names a message may use for a parameter: {(callable, parameter): names}. File contents
+# are named by what they are ("report", as ``where`` says), not by the variable holding them.
+ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Report.from_json", "text"): ("report",),
+    ("Report.read_json", "path"): ("report file",),
+    # A missing checkpoint source is reported by lowrank.io ("path must be an existing file or
+    # directory; got '...'"), the message the CLI tests pin.
+    ("analyze", "source"): ("path",),
+    ("start_analysis", "source"): ("path",),
+}
 
 
-def _names_param(message: str, name: str) -> bool:
-    for alias in (name, *ALIASES.get(name, ())):
+def _names_param(message: str, name: str, label: str = "") -> bool:
+    for alias in (name, *ALIASES.get((label, name), ())):
         if re.search(rf"(?<![A-Za-z0-9_]){re.escape(alias)}(?![A-Za-z0-9_])", message):
             return True
     return False
@@ -687,7 +777,11 @@ def _copy(value: Any) -> Any:
 
 
 def _resolve(value: Any, ctx: Context) -> Any:
-    if callable(value) and getattr(value, "__name__", "") in ("<lambda>", "_valid_svd"):
+    if callable(value) and getattr(value, "__name__", "") in (
+        "<lambda>",
+        "_valid_svd",
+        "ctx_first_name",
+    ):
         return value(ctx)
     return _copy(value)
 
@@ -852,13 +946,15 @@ def sweep(label: str, ctx: Context) -> tuple[int, list[str]]:
             try:
                 result = _call(func, call_args, call_kwargs)
             except LowRankError as exc:
-                if not _names_param(str(exc), name):
+                if not _names_param(str(exc), name, label):
                     problems.append(f"{where}: message does not name {name!r}: {exc}")
                 continue
             except AssertionError as exc:
                 # An assertion helper fails a legal value that does not pass its check, and
                 # a malformed data array with an AssertionError that names it.
-                if asserts and (not must or (kind in ARRAY_KINDS and _names_param(str(exc), name))):
+                if asserts and (
+                    not must or (kind in ARRAY_KINDS and _names_param(str(exc), name, label))
+                ):
                     continue
                 problems.append(f"{where}: unclear error AssertionError: {exc}")
                 continue

@@ -15,7 +15,13 @@ from typing import Any, cast
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
-from lowrank._validation import check_bool, normalize_rng
+from lowrank._validation import (
+    check_bool,
+    check_mapping,
+    check_str,
+    check_str_sequence,
+    normalize_rng,
+)
 from lowrank.adapter._checks import as_float_array, check_features
 from lowrank.errors import InputError, ShapeError, StateError
 
@@ -59,15 +65,15 @@ class Layer(abc.ABC):
 
     def requires_grad(self, name: str) -> bool:
         """Whether parameter ``name`` is trainable."""
-        self._check_names([name])
+        self._check_names([check_str(name, name="name")], param="name")
         return self._requires_grad[name]
 
-    def _check_names(self, names: Iterable[str]) -> list[str]:
-        checked = list(names)
+    def _check_names(self, names: Iterable[str], *, param: str = "names") -> list[str]:
+        checked = list(check_str_sequence(names, name=param))
         for n in checked:
             if n not in self._params:
                 known = ", ".join(repr(k) for k in self._params) or "none"
-                raise InputError(f"parameter name must be one of {known}; got {n!r}")
+                raise InputError(f"{param}: parameter name must be one of {known}; got {n!r}")
         return checked
 
     def _default_trainable(self) -> list[str]:
@@ -106,8 +112,9 @@ class Layer(abc.ABC):
         self._write_parameters(self._prepare_load(values))
 
     def _prepare_load(self, values: Mapping[str, ArrayLike]) -> dict[str, Array]:
+        check_mapping(values, name="values")
         checked: dict[str, Array] = {}
-        for n in self._check_names(values):
+        for n in self._check_names(values, param="values"):
             current = self._params[n]
             arr = as_float_array(values[n], name=n, dtype=None)
             if arr.shape != current.shape:

@@ -48,7 +48,13 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import check_bool, check_fraction, normalize_rng
+from lowrank._validation import (
+    check_bool,
+    check_fraction,
+    check_str,
+    check_str_sequence,
+    normalize_rng,
+)
 from lowrank.adapter._checks import (
     check_adapter_name,
     check_bias,
@@ -261,12 +267,14 @@ class LoRALinear(Layer):
         if activate if activate is not None else len(self._configs) == 1:
             self._active = (*self._active, key)
 
-    def _check_adapter_names(self, names: str | Sequence[str]) -> tuple[str, ...]:
-        listed = (names,) if isinstance(names, str) else tuple(names)
+    def _check_adapter_names(
+        self, names: str | Sequence[str], *, param: str = "names"
+    ) -> tuple[str, ...]:
+        listed = (names,) if isinstance(names, str) else check_str_sequence(names, name=param)
         for n in listed:
             if n not in self._configs:
                 known = ", ".join(repr(k) for k in self._configs) or "none"
-                raise InputError(f"adapter name must be one of {known}; got {n!r}")
+                raise InputError(f"{param}: adapter name must be one of {known}; got {n!r}")
         if len(set(listed)) != len(listed):
             raise InputError(f"adapter names must not repeat; got {list(listed)}")
         return listed
@@ -312,7 +320,7 @@ class LoRALinear(Layer):
         InputError
             Unknown name.
         """
-        (key,) = self._check_adapter_names(name)
+        (key,) = self._check_adapter_names(check_str(name, name="name"), param="name")
         return self._configs[key]
 
     def delta_weight(self, name: str) -> Array:
@@ -323,7 +331,7 @@ class LoRALinear(Layer):
         InputError
             Unknown name.
         """
-        (key,) = self._check_adapter_names(name)
+        (key,) = self._check_adapter_names(check_str(name, name="name"), param="name")
         return _delta_weight(
             self._params[_a_key(key)], self._params[_b_key(key)], self._configs[key].scaling
         )
@@ -339,7 +347,11 @@ class LoRALinear(Layer):
         StateError
             An adapter that is already merged (merging twice would add its update twice).
         """
-        names = self._active if adapter_names is None else self._check_adapter_names(adapter_names)
+        names = (
+            self._active
+            if adapter_names is None
+            else self._check_adapter_names(adapter_names, param="adapter_names")
+        )
         if not names:
             raise InputError("merge needs at least one adapter; none is active and none was named")
         for n in names:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike, RNGLike
-from lowrank._validation import check_bool, normalize_rng
+from lowrank._validation import check_bool, check_mapping, normalize_rng
 from lowrank.adapter._checks import as_float_array
 from lowrank.adapter.base import Layer
 from lowrank.errors import DTypeError, InputError, ShapeError, StateError
@@ -162,12 +162,13 @@ class Network:
         ShapeError, DTypeError, NonFiniteError
             As for :meth:`~lowrank.adapter.base.Layer.load_parameters`.
         """
+        check_mapping(values, name="values")
         per_layer: dict[int, dict[str, ArrayLike]] = {}
         known = self.parameters()
         for key, value in values.items():
             if key not in known:
                 listed = ", ".join(repr(k) for k in known)
-                raise InputError(f"parameter key must be one of {listed}; got {key!r}")
+                raise InputError(f"values: parameter key must be one of {listed}; got {key!r}")
             index, name = key.split(".", 1)
             per_layer.setdefault(int(index), {})[name] = value
         prepared = {i: self._layers[i]._prepare_load(v) for i, v in per_layer.items()}

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank._validation import check_fraction, check_positive_float
+from lowrank._validation import check_fraction, check_mapping, check_positive_float
 from lowrank.adapter._checks import check_finite
 from lowrank.errors import DTypeError, InputError, ShapeError
 
@@ -77,6 +77,8 @@ class Optimizer(abc.ABC):
         NonFiniteError
             A gradient with NaN or infinity.
         """
+        check_mapping(params, name="params")
+        check_mapping(grads, name="grads")
         for k, g in grads.items():
             if k not in params:
                 raise InputError(f"grads has key {k!r}, which is not in params")

@@ -13,13 +13,12 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank._validation import check_int
+from lowrank._validation import check_int, check_mapping, check_path, check_str
 from lowrank.analysis._render import to_csv, to_markdown, to_text
 from lowrank.analysis._results import MatrixResult, SkippedTensor
 from lowrank.errors import FileFormatError, InputError, MissingFileError
@@ -94,6 +93,7 @@ class RunInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
         """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        check_mapping(data, name="data")
         return cls(
             source=str(data["source"]),
             include=tuple(str(p) for p in data["include"]),
@@ -229,6 +229,8 @@ class Report:
         FileFormatError
             ``text`` is not JSON, or not a report (see :meth:`from_dict`).
         """
+        check_str(text, name="text")
+        check_str(where, name="where")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -245,7 +247,7 @@ class Report:
         InputError
             ``path`` is a directory.
         """
-        atomic_write_text(path, self.to_json())
+        atomic_write_text(check_path(path, name="path"), self.to_json())
 
     @classmethod
     def read_json(cls, path: str | os.PathLike[str]) -> Report:
@@ -258,7 +260,7 @@ class Report:
         FileFormatError
             The file is not UTF-8 JSON or not a report.
         """
-        file = Path(path)
+        file = check_path(path, name="path")
         if not file.is_file():
             raise MissingFileError(f"report file must exist; got '{file}'")
         try:
@@ -283,11 +285,11 @@ class Report:
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_csv` atomically (errors as :meth:`write_json`)."""
-        atomic_write_text(path, self.to_csv())
+        atomic_write_text(check_path(path, name="path"), self.to_csv())
 
     def write_markdown(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_markdown` atomically (errors as :meth:`write_json`)."""
-        atomic_write_text(path, self.to_markdown())
+        atomic_write_text(check_path(path, name="path"), self.to_markdown())
 
     def spectra(self) -> dict[str, Array]:
         """Singular values of every analysed matrix, by name (float64, descending)."""
@@ -306,7 +308,7 @@ class Report:
             As :meth:`write_json`.
         """
         with (
-            atomic_path(path) as temp,
+            atomic_path(check_path(path, name="path")) as temp,
             zipfile.ZipFile(temp, mode="w", compression=zipfile.ZIP_STORED) as archive,
         ):
             # What numpy.savez does, without its keyword arguments shadowing tensor names.

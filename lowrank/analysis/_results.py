@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array
+from lowrank._validation import check_mapping
 from lowrank.errors import InputError
 
 __all__ = [
@@ -195,6 +196,7 @@ class MatrixResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MatrixResult:
         """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        check_mapping(data, name="data")
         return cls(
             name=str(data["name"]),
             file=str(data["file"]),
@@ -257,6 +259,7 @@ class SkippedTensor:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SkippedTensor:
         """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        check_mapping(data, name="data")
         return cls(
             name=str(data["name"]),
             file=str(data["file"]),

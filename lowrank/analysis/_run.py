@@ -381,8 +381,7 @@ def start_analysis(
     MissingFileError, FileFormatError
         As :func:`lowrank.io.list_tensors`, and for a checkpoint in a missing directory.
     """
-    if not check_path(source, name="source").exists():
-        raise MissingFileError(f"source must be an existing file or directory; got '{source}'")
+    check_path(source, name="source")  # existence: lowrank.io's message, which the CLI shows
     options = AnalysisOptions(ranks=ranks, energies=energies)  # type: ignore[arg-type]
     regex = check_bool(regex, name="regex")
     target = None if checkpoint is None else _checkpoint_path(checkpoint)
