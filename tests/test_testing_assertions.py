@@ -598,3 +598,33 @@ def test_planted_transpositions_are_named(dtype, seed):
         assert_valid_svd((U, S, Vh.T), tall, rank=2)
     with pytest.raises(AssertionError, match=r"U looks transposed \(it has the shape of U\^H"):
         assert_valid_svd((U.T, S, Vh), tall, rank=2)
+
+
+def _rotated(case, angle):
+    """The exact SVD with u_0, u_1 rotated by `angle`: off-diagonal entries of U^H A V of
+    up to angle * S[0], values and orthonormality intact."""
+    U = case.U.copy()
+    c, s = math.cos(angle), math.sin(angle)
+    U[:, :2] = U[:, :2] @ np.array([[c, -s], [s, c]])
+    return U, case.S.copy(), case.Vh
+
+
+def test_lapack_deflation_level_off_diagonal_is_accepted():
+    """Issue 11: LAPACK leaves off-diagonal entries up to t_L sigma_1 = 49 eps sigma_1 (its
+    deflation threshold), above the old 16 eps sqrt(n) sigma_1 = 28 eps on a 3x3 matrix."""
+    case = matrix_with_spectrum([1.0, 0.5, 0.25], (3, 3), rng=13)
+    eps = np.finfo(np.float64).eps
+    assert_valid_svd(_rotated(case, 40 * eps), case.A, rank=3)
+
+
+def test_rounding_level_off_diagonal_is_not_called_a_structural_bug():
+    case = matrix_with_spectrum([1.0, 0.5, 0.25], (3, 3), rng=13)
+    eps = np.finfo(np.float64).eps
+    with pytest.raises(AssertionError, match=r"U\^H A V differs") as info:
+        assert_valid_svd(_rotated(case, 400 * eps), case.A, rank=3)
+    message = str(info.value)
+    assert "a rounding-level deviation (" in message and "eps ||A||_2 against an allowed" in message
+    assert "flipped" not in message and "swapped" not in message
+    # Far beyond rounding, and no sign, pairing or transposition explains it.
+    with pytest.raises(AssertionError, match=r"not a pair of singular vectors .* no flipped sign"):
+        assert_valid_svd(_rotated(case, 0.3), case.A, rank=3)
