@@ -115,15 +115,65 @@ def condition_number(singular_values: ArrayLike) -> float:
 
 
 def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtype: Any) -> float:
-    r"""Expected spectral norm of the rounding noise of storing a matrix in ``storage_dtype``.
+    r"""Spectral-norm scale of the rounding noise of storing a matrix in ``storage_dtype``.
 
-    Rounding each entry to a format with unit roundoff :math:`u = \varepsilon/2` perturbs it
-    by a relative error of at most :math:`u`; modelled as independent and uniform, the
-    noise :math:`E` has entries of standard deviation :math:`u\,|a_{ij}|/\sqrt3`, and a random
-    m×n matrix of that size has :math:`\|E\|_2 \approx (\sqrt m + \sqrt n)\,u\,
-    \|A\|_F/\sqrt{3mn}`. Singular values below this level cannot be told apart from the
-    rounding of the stored values (Weyl: :math:`|\sigma_i(A+E) - \sigma_i(A)| \le \|E\|_2`).
-    bfloat16 has :math:`u = 2^{-8}`, float16 :math:`2^{-11}`, float32 :math:`2^{-24}`.
+    The singular-value edge of an m×n noise matrix with independent entries of the rounding
+    errors' mean square. :func:`numerical_rank` multiplies it by a margin before using it as
+    a threshold (the actual noise is not homogeneous; see there).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(m, n)`` of the matrix.
+    norm_fro : float
+        :math:`\|A\|_F`; that of the stored matrix does as well (they differ by a factor
+        :math:`1 \pm u`).
+    storage_dtype : dtype
+        The format the entries were rounded to (``"bfloat16"``, ``"float16"``, ...).
+
+    Returns
+    -------
+    float
+        .. math::
+
+            L = \Bigl(\frac{1}{\sqrt m} + \frac{1}{\sqrt n}\Bigr)\,\nu, \qquad
+            \nu^2 = \frac{u^2}{3}\,\|A\|_F^2 + p\,mn\,\frac{\Delta^2}{12},
+
+        0 for an empty shape; :math:`u = \varepsilon/2` is the unit roundoff (bfloat16
+        :math:`2^{-8}`, float16 :math:`2^{-11}`, float32 :math:`2^{-24}`, integers 0),
+        :math:`\Delta` the spacing of the subnormal numbers (float16 :math:`2^{-24}`,
+        bfloat16 :math:`2^{-133}`) and :math:`p` = 2 for complex, 1 for real formats.
+
+    Notes
+    -----
+    Round to nearest maps an entry :math:`a = f\,2^e`, :math:`f \in [1, 2)`, to a grid of
+    spacing :math:`2^{e+1}u`. For entries smooth on the scale of that grid, the error is
+    uniform on :math:`\pm 2^e u`, with variance :math:`4^e u^2/3 = (u^2/3)\,a^2/f^2 \le
+    u^2a^2/3`. The bound is attained by significands near 1; log-uniform significands give
+    :math:`(2\ln 2/9)\,u^2a^2 \approx 0.154\,u^2a^2` and Gaussian entries
+    :math:`0.181\,u^2a^2` (measured), so :math:`\nu` overestimates the noise of Gaussian data
+    by a factor 1.36. Summed over the entries, :math:`\mathrm E\|E\|_F^2 \le \nu^2`.
+    Below the smallest normal number (float16: :math:`2^{-14}`) the spacing stays
+    :math:`\Delta`, and an entry's error variance is at most :math:`\max(u^2a^2/3,
+    \Delta^2/12)`: the second term of :math:`\nu^2`. Overflow is not modelled (entries
+    beyond the largest finite number, 65504 for float16, are stored as ``inf``).
+
+    An m×n matrix of i.i.d. entries with variance :math:`\nu^2/(mn)` has
+    :math:`\|E\|_2 \approx (\sqrt m + \sqrt n)\,\nu/\sqrt{mn} = L`, the edge of the
+    Marchenko–Pastur law [1]_. The rounding errors' variances are proportional to
+    :math:`a_{ij}^2` instead, which can push :math:`\|E\|_2` above :math:`L`.
+
+    References
+    ----------
+    .. [1] S. Geman, "A limit theorem for the norm of random matrices", Ann. Probab. 8
+       (1980) 252-261.
+    .. [2] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM
+       2002, §2.1-2.2.
+
+    Examples
+    --------
+    >>> round(storage_noise_level(shape=(100, 100), norm_fro=100.0, storage_dtype="float16"), 6)
+    0.005638
     """
     shape = check_matrix_shape(shape)
     norm_fro = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
@@ -131,8 +181,7 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
     if 0 in shape:
         return 0.0
     m, n = shape
-    u = storage_eps(storage_dtype) / 2.0
-    return (math.sqrt(m) + math.sqrt(n)) * u * norm_fro / math.sqrt(3.0 * m * n)
+    return _storage_noise_level(m, n, norm_fro, storage_dtype)
 
 
 def numerical_rank(
@@ -157,8 +206,8 @@ def numerical_rank(
         An explicit absolute threshold.
     storage_dtype : dtype, optional
         The dtype ``A`` was stored in (e.g. ``ml_dtypes.bfloat16`` or ``"bfloat16"``): the
-        threshold becomes :func:`storage_noise_level`, the size of that format's rounding
-        noise, when it exceeds NumPy's.
+        threshold becomes :math:`\tau_s = \sqrt{2\ln(m+n)}\,L`, with :math:`L` the
+        :func:`storage_noise_level` of that format, when it exceeds NumPy's (see Notes).
 
     Returns
     -------
@@ -166,6 +215,65 @@ def numerical_rank(
         :math:`\#\{\sigma_i > \tau\}` with, by default, NumPy's
         :math:`\tau = \sigma_1 \max(m, n)\,\varepsilon` (the rule of
         :func:`numpy.linalg.matrix_rank` and MATLAB).
+
+    Notes
+    -----
+    **The storage-aware rank.** Stored in a format with unit roundoff :math:`u`, ``A``
+    becomes :math:`\tilde A = A + E` with :math:`E_{ij} = a_{ij}\delta_{ij}`,
+    :math:`|\delta_{ij}| \le u`, and the singular values given are those of :math:`\tilde A`.
+    If ``A`` has rank :math:`k`, then by Weyl's inequality
+    :math:`\sigma_{k+1}(\tilde A) \le \|E\|_2` and :math:`\sigma_k(\tilde A) \ge
+    \sigma_k(A) - \|E\|_2`, so any threshold above :math:`\|E\|_2` and below
+    :math:`\sigma_k(A) - \|E\|_2` gives :math:`k`. The rule is
+
+    .. math::
+
+        \operatorname{rank}^* = \#\{\, i : \sigma_i(\tilde A) > \tau_s \,\}, \qquad
+        \tau_s = c\,L, \qquad c = \sqrt{2\ln(m+n)},
+
+    (or NumPy's :math:`\tau` if larger) with :math:`L = (m^{-1/2} + n^{-1/2})\,
+    u\|\tilde A\|_F/\sqrt3` (:func:`storage_noise_level`), the norm of a noise matrix with
+    *equal* entry variances: ``c`` is the margin for unequal ones. The variance of
+    :math:`E_{ij}` is at most :math:`u^2a_{ij}^2/3`, so a row (column) of ``A`` carrying
+    more energy carries more noise, and the noise norm follows the largest rows and
+    columns: :math:`\mathrm E\|E\|_2 \lesssim \max_i \|E_{i,:}\|_2 + \max_j \|E_{:,j}\|_2`
+    up to a logarithmic term [1]_. If the largest row energy is :math:`\mu\,\|A\|_F^2/m`
+    (and the largest column energy :math:`\mu\,\|A\|_F^2/n`), this is :math:`\sqrt\mu\,L`.
+    For singular vectors that are spread out like random unit vectors, the worst case is
+    rank 1, :math:`a_{ij} = \sigma x_i y_j`, where :math:`\mu = \max_i m x_i^2 \approx
+    2\ln m` (the largest of m squared Gaussians); more terms average the rows towards
+    :math:`\mu = 1`. Hence :math:`c = \sqrt{2\ln(m+n)}`: 2.7 for 20×20, 3.6 for 300×300,
+    4.4 for 4096×11008.
+
+    Measured on :math:`\tilde A` of exact rank :math:`k`: the noise singular value
+    :math:`\sigma_{k+1}(\tilde A)` is about :math:`0.9\,L` for :math:`k = 8`, up to
+    :math:`2.1\,L` for :math:`k = 1` at 300×300 and :math:`2.2\,L` at 2000×2000. Over
+    10 000 random matrices (5000 each in bfloat16 and float16; shapes 20 to 300 per side,
+    :math:`k \le \min(m, n)/4`, random singular vectors, geometric spectra with the
+    condition numbers below, entries of root mean square :math:`10^{-3}` to :math:`10^3`)
+    it stayed below :math:`0.6\,\tau_s`, :math:`\sigma_k(\tilde A)` above
+    :math:`3.7\,\tau_s`, and the rank was :math:`k` in all of them; without the margin
+    (:math:`\tau_s = L`, the rule before) it was :math:`k + 1` to :math:`k + 10` in a
+    third (bfloat16) to two fifths (float16) of them.
+
+    **What is supported.** A singular value above :math:`\tau_s` always counts, so a
+    matrix whose smallest singular value exceeds :math:`\tau_s` is reported full rank. The
+    exact rank :math:`k` is recovered when :math:`\sigma_k(A) \ge 2\tau_s` (Weyl, with
+    :math:`\|E\|_2 < \tau_s`); for shapes of 20 to 300 per side and :math:`k \le
+    \min(m, n)/4` this covers condition numbers :math:`\sigma_1/\sigma_k` up to 100 in
+    bfloat16 and 1000 in float16. Below that, the limit is fundamental: a singular value
+    under the rounding noise cannot be told apart from it, and a singular value between
+    about :math:`L` and :math:`\tau_s` is given up as the price of the margin. The entries
+    must be within the format's range (subnormals are accounted for, overflow is not).
+    The margin assumes spread-out singular vectors: if ``A``'s energy sits in a few rows or
+    columns (:math:`\mu > 2\ln(m+n)`, e.g. a few outlier channels), the noise can exceed
+    :math:`\tau_s` and the rank is over-reported. The bound that always holds is
+    :math:`\|E\|_2 \le \|E\|_F \le u\|A\|_F`; pass ``tol=u * norm_fro`` to use it.
+
+    References
+    ----------
+    .. [1] A. S. Bandeira and R. van Handel, "Sharp nonasymptotic bounds on the norm of
+       random matrices with independent entries", Ann. Probab. 44 (2016) 2479-2506.
 
     Examples
     --------
@@ -196,11 +304,48 @@ def numerical_rank(
         threshold = float(s[0]) * max(m, n) * compute_eps(compute_dtype(dtype, name="dtype"))
         if storage_dtype is not None:
             norm = float(np.sqrt(np.sum((s[::-1] / s[0]) ** 2))) * float(s[0]) if s[0] > 0 else 0.0
-            threshold = max(
-                threshold,
-                storage_noise_level(shape=(m, n), norm_fro=norm, storage_dtype=storage_dtype),
-            )
+            level = _storage_noise_level(m, n, norm, storage_dtype)
+            threshold = max(threshold, _storage_margin(m, n) * level)
     return int(np.count_nonzero(s > threshold))
+
+
+# Spacing of the subnormal numbers (= the smallest one) of the narrow float types that
+# numpy.finfo does not know, from ml_dtypes.finfo(...).smallest_subnormal.
+_SUBNORMAL_SPACING: dict[str, float] = {
+    "bfloat16": 2.0**-133,
+    "float8_e4m3fn": 2.0**-9,
+    "float8_e4m3fnuz": 2.0**-10,
+    "float8_e4m3b11fnuz": 2.0**-13,
+    "float8_e5m2": 2.0**-16,
+    "float8_e5m2fnuz": 2.0**-17,
+}
+
+
+def _subnormal_spacing(dt: np.dtype[Any]) -> float:
+    """The absolute rounding grid below the smallest normal number (0 for integers)."""
+    if dt.name in _SUBNORMAL_SPACING:
+        return _SUBNORMAL_SPACING[dt.name]
+    if dt.kind in "fc":
+        return float(np.finfo(dt).smallest_subnormal)
+    return 0.0
+
+
+def _storage_noise_level(m: int, n: int, norm_fro: float, dt: np.dtype[Any]) -> float:
+    """Body of :func:`storage_noise_level` for checked arguments."""
+    if m == 0 or n == 0:
+        return 0.0
+    u = storage_eps(dt) / 2.0
+    parts = 2 if dt.kind == "c" else 1
+    # hypot: nu**2 = u**2 |A|_F**2 / 3 + parts * m * n * spacing**2 / 12 without overflow
+    nu = math.hypot(
+        u * norm_fro / math.sqrt(3.0), _subnormal_spacing(dt) * math.sqrt(parts * m * n / 12.0)
+    )
+    return (1.0 / math.sqrt(m) + 1.0 / math.sqrt(n)) * nu
+
+
+def _storage_margin(m: int, n: int) -> float:
+    """The margin ``c = sqrt(2 ln(m + n))`` of the storage-aware rank (m, n >= 1)."""
+    return math.sqrt(2.0 * math.log(m + n))
 
 
 def _check_shape(shape: object) -> tuple[int, int]:
