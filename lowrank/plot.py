@@ -100,6 +100,10 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     if ax is None:
         fig = Figure(figsize=figsize, layout="constrained")
         return fig, fig.add_subplot()
+    if not hasattr(ax, "figure"):
+        raise InputError(
+            f"ax must be a matplotlib Axes; got {ax!r:.80} of type {type(ax).__name__}"
+        )
     parent = ax.figure
     while isinstance(parent, SubFigure):
         parent = parent.figure

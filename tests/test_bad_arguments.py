@@ -635,6 +635,13 @@ BAD_BY_KIND: dict[str, list[tuple[str, Any, bool]]] = {
     "float_sequence": [("'x'", "x", MUST), ("[NaN]", [NAN], MUST), ("[2.0]", [2.0], MAYBE)],
     "patterns": [("3", 3, MUST), ("[3]", [3], MUST)],
     "str_sequence": [("3", 3, MUST), ("[3]", [3], MUST)],
+    "beta_pair": [
+        ("'x'", "x", MUST),
+        ("(0.9,)", (0.9,), MUST),
+        ("(NaN, 0.999)", (NAN, 0.999), MUST),
+        ("(1.5, 0.999)", (1.5, 0.999), MUST),
+    ],
+    "init_weights": [("3", 3, MUST), ("'bogus'", "bogus", MAYBE)],
     "any": [],
 }
 
@@ -677,8 +684,19 @@ KIND_BY_NAME: dict[str, str] = {
     "vectors": "object",
     "labels": "vector",
     "spikes": "vector",
-    "betas": "any",
+    "betas": "beta_pair",
+    "rank_pattern": "mapping",
+    "alpha_pattern": "mapping",
+    "target_modules": "patterns",
+    "init_lora_weights": "init_weights",
+    "nd_policy": "choice",
+    "on_result": "callable",
+    "options": "object",
+    "inputs": "batch",
+    "dropout_mask": "batch",
+    "ax": "object",
     "text": "str",
+    "extract_many.rank": "int",
     "data_bytes": "any",
 }
 
@@ -709,8 +727,10 @@ ARRAY_KINDS = ("matrix", "vector", "batch")
 VECTOR_NAMES = {"S", "singular_values", "actual", "expected", "bias"}
 
 
-def kind_of(name: str, param: inspect.Parameter) -> str:
+def kind_of(name: str, param: inspect.Parameter, label: str = "") -> str:
     ann = str(param.annotation)
+    if f"{label}.{name}" in KIND_BY_NAME:
+        return KIND_BY_NAME[f"{label}.{name}"]
     if name in KIND_BY_NAME:
         return KIND_BY_NAME[name]
     if name in MATRIX_NAMES:
@@ -918,7 +938,7 @@ def sweep(label: str, ctx: Context) -> tuple[int, list[str]]:
             continue
         if (label, name) in KNOWN:
             continue
-        kind = kind_of(name, param)
+        kind = kind_of(name, param, label)
         valid_value = kwargs.get(name, args[positional.index(name)] if name in positional else None)
         if kind == "batch":
             bads = _bad_batch(valid_value if valid_value is not None else X_BATCH)

@@ -15,7 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from lowrank._validation import check_bool, check_int, check_path, check_positive_float
+from lowrank._validation import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_path,
+    check_positive_float,
+)
 from lowrank._version import __version__
 from lowrank.analysis._compute import analyze_tensor
 from lowrank.analysis._executors import (
@@ -525,6 +531,8 @@ def analyze(
     >>> [(s.name, s.code) for s in report.skipped], report.partial
     ([('q.bias', 'ndim')], False)
     """
+    if on_result is not None:
+        check_callable(on_result, name="on_result")
     run = start_analysis(
         source,
         include=include,
