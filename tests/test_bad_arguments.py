@@ -1232,3 +1232,299 @@ if os.environ.get("LOWRANK_SWEEP_SUMMARY"):  # pragma: no cover - counts for a r
             print(f"  {n:5d}  {kind}")
         for module, n in sorted(modules.items(), key=lambda kv: -kv[1]):
             print(f"  {n:5d}  {module}")
+
+
+# --------------------------------------------------------------------------------------
+# The shared validators, one raise each
+# --------------------------------------------------------------------------------------
+
+
+class TestSharedValidators:
+    def test_check_bool(self):
+        from lowrank._validation import check_bool
+        from lowrank.errors import InputError
+
+        assert check_bool(np.bool_(True), name="flag") is True
+        for bad in ("yes", 1, None):
+            with pytest.raises(InputError, match=r"flag must be True or False; got"):
+                check_bool(bad, name="flag")
+
+    def test_check_real(self):
+        from lowrank._validation import check_real
+        from lowrank.errors import InputError
+
+        assert check_real(-2, name="c") == -2.0
+        with pytest.raises(InputError, match=r"c must be a real number; got 'x'"):
+            check_real("x", name="c")
+        with pytest.raises(InputError, match=r"c must be finite; got nan"):
+            check_real(float("nan"), name="c")
+
+    def test_check_str_and_sequence(self):
+        from lowrank._validation import check_str, check_str_sequence
+        from lowrank.errors import InputError
+
+        with pytest.raises(InputError, match=r"s must be a string; got 3 of type int"):
+            check_str(3, name="s")
+        with pytest.raises(InputError, match=r"s must be a non-empty string; got ''"):
+            check_str("", name="s", allow_empty=False)
+        assert check_str_sequence({"a": 1, "b": 2}, name="keys") == ("a", "b")
+        with pytest.raises(InputError, match=r"keys must be a sequence of strings; got 'ab'"):
+            check_str_sequence("ab", name="keys")
+        with pytest.raises(InputError, match=r"keys must hold only strings; got 1"):
+            check_str_sequence(["a", 1], name="keys")
+
+    def test_check_mapping_callable_instance(self):
+        from lowrank._validation import check_callable, check_instance, check_mapping
+        from lowrank.errors import InputError
+
+        with pytest.raises(InputError, match=r"m must be a mapping; got \[1\] of type list"):
+            check_mapping([1], name="m")
+        with pytest.raises(InputError, match=r"f must be callable; got 'x'"):
+            check_callable("x", name="f")
+        with pytest.raises(InputError, match=r"n must be an int thing; got 'x' of type str"):
+            check_instance("x", int, name="n", what="an int thing")
+
+    def test_check_path(self, tmp_path):
+        from lowrank._validation import check_path
+        from lowrank.errors import InputError
+
+        assert check_path(tmp_path, name="p") == tmp_path
+        for bad in (3, None, "", b"x"):
+            with pytest.raises(InputError, match=r"p must be a non-empty path"):
+                check_path(bad, name="p")
+
+    def test_check_shape(self):
+        from lowrank._validation import check_matrix_shape, check_shape
+        from lowrank.errors import ShapeError
+
+        assert check_matrix_shape([np.int64(2), 3]) == (2, 3)
+        assert check_shape((1, 2, 3), ndim=3, allow_zero=False) == (1, 2, 3)
+        for bad in ((3,), (-1, 2), (2.0, 3), (True, 3), "ab", None):
+            with pytest.raises(ShapeError, match=r"shape must be a tuple of 2 integers >= 0"):
+                check_matrix_shape(bad)
+        with pytest.raises(ShapeError, match=r"dims must be a tuple of 3 integers >= 1"):
+            check_shape((1, 0, 2), name="dims", ndim=3, allow_zero=False)
+
+    def test_as_dtype_and_storage_dtype(self):
+        import ml_dtypes
+
+        from lowrank._validation import as_dtype, as_storage_dtype
+        from lowrank.errors import DTypeError
+
+        assert as_dtype("bfloat16") == np.dtype(ml_dtypes.bfloat16)
+        assert as_storage_dtype(ml_dtypes.bfloat16) == np.dtype(ml_dtypes.bfloat16)
+        assert as_storage_dtype("float16") == np.float16
+        assert as_storage_dtype(np.int8) == np.int8
+        with pytest.raises(DTypeError, match=r"dtype must be a NumPy dtype or its name.*'nope'"):
+            as_dtype("nope")
+        with pytest.raises(DTypeError, match=r"storage_dtype must be a numeric dtype.*got None"):
+            as_storage_dtype(None)
+        for bad in (object, str, bool):
+            with pytest.raises(DTypeError, match=r"storage_dtype must be a numeric dtype"):
+                as_storage_dtype(bad)
+
+
+def _raises_cases() -> list[tuple[str, Callable[[Context], Any], type[Exception], str]]:
+    """(id, call, error, match) for each raise added for issue 11.2 not tested above."""
+    import lowrank.svd as svd
+    from lowrank import adapter, analysis, lora, plot
+    from lowrank.errors import DTypeError, InputError, MissingFileError, RankError, ShapeError
+
+    eye = np.eye(2)
+    return [
+        (
+            "fix_signs complex S",
+            lambda c: svd.fix_signs(eye, eye[0] + 1j, eye),
+            InputError,
+            r"S must be real; got dtype complex128",
+        ),
+        (
+            "fix_signs shapes",
+            lambda c: svd.fix_signs(eye, np.ones(3), eye),
+            ShapeError,
+            r"U, S and Vh must have shapes \(m, r\) with m >= 1, \(r,\) and \(r, n\)",
+        ),
+        (
+            "auto_method kind",
+            lambda c: svd.auto_method((4, 4), 1, kind="dask"),
+            InputError,
+            r"kind must be one of 'dense', 'sparse', 'operator'; got 'dask'",
+        ),
+        (
+            "auto_method rank",
+            lambda c: svd.auto_method((4, 4), 5),
+            RankError,
+            r"rank must satisfy 0 <= rank <= min\(shape\) = 4; got 5",
+        ),
+        (
+            "default_block_size preset",
+            lambda c: svd.default_block_size((9, 9), 2, preset="x"),
+            InputError,
+            r"preset must be one of 'accurate', 'fast'; got 'x'",
+        ),
+        (
+            "default_tol dtype",
+            lambda c: svd.default_tol(object),
+            DTypeError,
+            r"dtype must have a numeric dtype",
+        ),
+        (
+            "truncated_svd block_krylov",
+            lambda c: lowrank_tsvd(block_krylov="no"),
+            InputError,
+            r"block_krylov must be True or False; got 'no'",
+        ),
+        (
+            "extract max_rank",
+            lambda c: lora.extract(MATRIX, MATRIX_B, rank=1, max_rank=1.5),
+            RankError,
+            r"max_rank must be an integer >= 1; got 1.5",
+        ),
+        (
+            "anchored_patterns keys",
+            lambda c: lora.anchored_patterns({1: 2}, ["q"]),
+            InputError,
+            r"values' keys must hold only strings; got 1",
+        ),
+        (
+            "dropout_mask shape",
+            lambda c: adapter.dropout_mask("3", 0.5),
+            InputError,
+            r"shape must be an int or a sequence of ints; got '3'",
+        ),
+        (
+            "Layer.requires_grad",
+            lambda c: _lora_layer().requires_grad("nope"),
+            InputError,
+            r"name: parameter name must be one of 'base_layer.weight'",
+        ),
+        (
+            "LoRALinear.merge",
+            lambda c: _lora_layer().merge(["nope"]),
+            InputError,
+            r"adapter_names: adapter name must be one of 'default'; got 'nope'",
+        ),
+        (
+            "Network.load_parameters",
+            lambda c: _network().load_parameters("x"),
+            InputError,
+            r"values must be a mapping; got 'x'",
+        ),
+        (
+            "SGD.step",
+            lambda c: adapter.SGD(0.1).step({}, None),
+            InputError,
+            r"grads must be a mapping; got None",
+        ),
+        (
+            "checkpoint dir",
+            lambda c: analysis.analyze(c.weights, checkpoint=c.root),
+            InputError,
+            r"checkpoint must name a file, not a directory",
+        ),
+        (
+            "checkpoint missing dir",
+            lambda c: analysis.analyze(c.weights, checkpoint=c.root / "no" / "r.json"),
+            MissingFileError,
+            r"checkpoint must be in an existing directory",
+        ),
+        (
+            "analyze on_result",
+            lambda c: analysis.analyze(c.weights, on_result=3),
+            InputError,
+            r"on_result must be callable; got 3",
+        ),
+        (
+            "analyze_matrix name",
+            lambda c: analysis.analyze_matrix(MATRIX, name=None),
+            InputError,
+            r"name must be a string; got None",
+        ),
+        (
+            "layer_grid items",
+            lambda c: analysis.layer_grid([1], energy=0.9),
+            InputError,
+            r"results must hold MatrixResult objects; got an item of type int",
+        ),
+        (
+            "layer_grid results",
+            lambda c: analysis.layer_grid(3, energy=0.9),
+            InputError,
+            r"results must be an iterable of MatrixResult objects; got 3",
+        ),
+        (
+            "describe_executor",
+            lambda c: analysis.describe_executor("x"),
+            InputError,
+            r"executor must be a concurrent.futures.Executor; got str",
+        ),
+        (
+            "to_text max_name",
+            lambda c: c.report().to_text(max_name=0),
+            InputError,
+            r"max_name must be >= 1; got 0",
+        ),
+        (
+            "from_dict data",
+            lambda c: analysis.MatrixResult.from_dict([]),
+            InputError,
+            r"data must be a mapping; got \[\]",
+        ),
+        (
+            "from_json text",
+            lambda c: analysis.Report.from_json(None),
+            InputError,
+            r"text must be a string; got None",
+        ),
+        (
+            "write_json path",
+            lambda c: c.report().write_json(3),
+            InputError,
+            r"path must be a non-empty path \(str or os.PathLike\); got 3",
+        ),
+        (
+            "plot data",
+            lambda c: plot.plot_curves(3),
+            InputError,
+            r"data must be a Report or an iterable of MatrixResult objects; got 3",
+        ),
+        (
+            "plot names",
+            lambda c: plot.plot_curves(c.report(), names="ab"),
+            InputError,
+            r"names must be a sequence of strings; got 'ab'",
+        ),
+        (
+            "plot legend",
+            lambda c: plot.plot_spectra(c.report(), legend="no"),
+            InputError,
+            r"legend must be True or False; got 'no'",
+        ),
+        (
+            "plot ax",
+            lambda c: plot.plot_spectra(c.report(), ax="x"),
+            InputError,
+            r"ax must be a matplotlib Axes; got 'x'",
+        ),
+        (
+            "save_figure fig",
+            lambda c: plot.save_figure("x", c.fresh(".png")),
+            InputError,
+            r"fig must be a matplotlib Figure; got str",
+        ),
+    ]
+
+
+def lowrank_tsvd(**kwargs: Any) -> Any:
+    from lowrank import truncated_svd
+
+    return truncated_svd(MATRIX, 2, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [pytest.param(call, error, match, id=case) for case, call, error, match in _raises_cases()],
+)
+def test_new_raises(call: Any, error: type[Exception], match: str, ctx: Context) -> None:
+    with pytest.raises(error, match=match):
+        call(ctx)
