@@ -172,7 +172,16 @@ def test_arpack_needs_the_absolute_tolerance():
     assert all("rounding-level excess" in m and "gram_atol" in m for m in messages)
 
 
-def test_thorough_profile_runs_twenty_thousand_examples():
+def test_thorough_profile_runs_twenty_thousand_examples_each():
+    tests = [
+        test_numpy_svd_never_fails,
+        test_scipy_svd_never_fails,
+        test_randomized_svd_within_its_sketch_never_fails,
+        test_randomized_svd_beyond_its_sketch_never_fails,
+        test_arpack_svds_with_its_tolerance_never_fails,
+    ]
+    for test in tests:
+        chosen = getattr(test, "_hypothesis_internal_use_settings", settings())
+        expected = FALSE_ALARM_EXAMPLES if THOROUGH else settings().max_examples
+        assert chosen.max_examples == expected, test.__name__
     assert FALSE_ALARM_EXAMPLES >= 20_000
-    if THOROUGH:
-        assert settings().max_examples >= 500  # the profile itself, for the other tests

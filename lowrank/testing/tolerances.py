@@ -372,6 +372,12 @@ def power_scheme_factor(
     :func:`assert_valid_svd <lowrank.testing.assertions.assert_valid_svd>`). These are
     bounds that hold, not estimates of the typical error, which is much smaller.
 
+    Halko, Martinsson & Tropp state the bound for a target rank :math:`k \ge 2`; for
+    :math:`r = 1` apply it with :math:`k = 2` and :math:`p - 1` (the same :math:`k + p`,
+    hence the same :math:`F`), which bounds the error by :math:`F\sigma_3 \le F\sigma_2`
+    (so ``oversample >= 5`` when ``rank == 1``). Rounding adds the backward error of an SVD,
+    which the assertions add anyway.
+
     Examples
     --------
     >>> round(power_scheme_factor((100, 80), 5, n_iter=7), 3)  # scikit-learn's defaults
@@ -380,10 +386,10 @@ def power_scheme_factor(
     r = int(rank)
     p = int(oversample)
     q = int(n_iter)
-    if p < 4 or q < 0 or r < 0:
+    if p < (5 if r < 2 else 4) or q < 0 or r < 0:
         raise ValueError(
-            f"power_scheme_factor needs oversample >= 4, n_iter >= 0, rank >= 0; got "
-            f"{oversample!r}, {n_iter!r}, {rank!r}"
+            f"power_scheme_factor needs oversample >= 4 (5 for rank < 2), n_iter >= 0, "
+            f"rank >= 0; got oversample={oversample!r}, n_iter={n_iter!r}, rank={rank!r}"
         )
     c = 1.0 + 11.0 * math.sqrt(r + p) * math.sqrt(max(min(shape), 1))
     return float(c ** (1.0 / (2 * q + 1)))
