@@ -178,7 +178,9 @@ def test_valid_svd_argument_errors():
     res = truncated_svd(A, 2)
     with pytest.raises(InputError, match=r"A must be a 2-D matrix; got shape \(3,\)"):
         assert_valid_svd(res, np.ones(3), rank=2)
-    with pytest.raises(InputError, match="rank must satisfy 0 <= rank <= 3; got 4"):
+    with pytest.raises(
+        InputError, match=r"rank must satisfy 0 <= rank <= min\(A.shape\) = 3; got 4"
+    ):
         assert_valid_svd(res, A, rank=4)
     with pytest.raises(InputError, match="result must have attributes U, S, Vh"):
         assert_valid_svd(res.U, A, rank=2)
@@ -188,6 +190,14 @@ def test_valid_svd_argument_errors():
         assert_valid_svd(res, A, rank=2, factor=0)
     with pytest.raises(InputError, match="A must be numeric; got dtype str32"):
         assert_valid_svd(res, np.array([["a"]]), rank=0)
+    with pytest.raises(InputError, match="A must be finite; it has 1 NaN or inf"):
+        assert_valid_svd(res, np.diag([1.0, np.nan, 1.0]), rank=2)
+    with pytest.raises(InputError, match="check_vectors must be True or False; got 'x'"):
+        assert_valid_svd(res, A, rank=2, check_vectors="x")
+    with pytest.raises(InputError, match="sign_convention must be True or False; got 2"):
+        assert_valid_svd(res, A, rank=2, sign_convention=2)
+    with pytest.raises(InputError, match=r"atol must be finite and >= 0; got -1"):
+        assert_valid_svd(res, A, rank=2, atol=-1.0)
 
 
 def test_orthonormal_and_values_helpers():
@@ -304,6 +314,12 @@ def test_near_optimal_argument_errors():
         assert_near_optimal(A, res, rank=4)
     with pytest.raises(InputError, match="got a tuple of 4"):
         assert_near_optimal(A, (1, 2, 3, 4))
+    with pytest.raises(InputError, match=r"candidate must be an array of the shape of A.*got 'x'"):
+        assert_near_optimal(A, "x")
+    with pytest.raises(InputError, match="singular_values must be real numbers; got dtype"):
+        assert_near_optimal(A, res, singular_values=[3.0j, 2.0, 1.0])
+    with pytest.raises(InputError, match=r"atol must be finite and >= 0; got -0\.1"):
+        assert_near_optimal(A, res, atol=-0.1)
     with pytest.raises(InputError, match="norm='schatten' needs the exponent p"):
         assert_near_optimal(A, res, norm="schatten")
     with pytest.raises(AssertionError, match="candidate has 1 NaN or infinite entries"):

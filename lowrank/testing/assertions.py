@@ -38,7 +38,13 @@ import numpy as np
 
 from lowrank._numerics import frobenius_norm
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
-from lowrank._validation import check_choice, check_int, check_positive_float, normalize_rng
+from lowrank._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_float,
+    normalize_rng,
+)
 from lowrank.approx import NORMS, eym_error, residual_norm
 from lowrank.errors import InputError
 from lowrank.svd import singular_values as _singular_values
@@ -524,9 +530,17 @@ def assert_valid_svd(
     if a.ndim != 2:
         raise InputError(f"A must be a 2-D matrix; got shape {a.shape}")
     m, n = a.shape
-    r = check_int(rank, name="rank", minimum=0, maximum=min(m, n))
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise InputError(
+            f"A must be finite; it has {int(a.size - np.isfinite(a).sum())} NaN or inf"
+        )
+    r = check_int(
+        rank, name="rank", minimum=0, maximum=min(m, n), maximum_text=f"min(A.shape) = {min(m, n)}"
+    )
     fac = _check_factor(factor)
     extra = check_positive_float(atol, name="atol", allow_zero=True)
+    check_vectors = check_bool(check_vectors, name="check_vectors")
+    sign_convention = check_bool(sign_convention, name="sign_convention")
     rel = None if rtol is None else _check_rtol(rtol)
     U, S, Vh = _triplets(result, "result")
     if U.shape != (m, r) or S.shape != (r,) or Vh.shape != (r, n):
@@ -678,6 +692,11 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
             f"{len(candidate)}"
         )
     X = np.asarray(candidate)
+    if X.ndim == 0 or X.dtype.kind not in "fciu":
+        raise InputError(
+            f"candidate must be an array of the shape of A, (L, R), (U, S, Vh) or have U, S, "
+            f"Vh; got {candidate!r}"[:200]
+        )
     if X.shape != (m, n):
         raise AssertionError(f"candidate has shape {X.shape}; expected the shape of A, {(m, n)}")
     return X, [X], None
@@ -797,7 +816,10 @@ def assert_near_optimal(
     if singular_values is None:
         sigma = _singular_values(a.astype(_wide(a)), method="lapack")
     else:
-        sigma = np.sort(np.asarray(singular_values, dtype=np.float64).ravel())[::-1]
+        given = np.asarray(singular_values)
+        if given.dtype.kind not in "fiu":
+            raise InputError(f"singular_values must be real numbers; got dtype {given.dtype.name}")
+        sigma = np.sort(given.astype(np.float64).ravel())[::-1]
         if sigma.size != min(m, n):
             raise InputError(
                 f"singular_values must hold all min(A.shape) = {min(m, n)} values; got {sigma.size}"
