@@ -12,7 +12,7 @@ import scipy.linalg as sla
 from lowrank._numerics import compute_eps
 from lowrank._operator import MatrixInput
 from lowrank._typing import Array
-from lowrank.svd._convergence import Progress
+from lowrank.svd._convergence import Progress, hidden_multiplicity
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
 from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
 from lowrank.svd._result import TruncatedSVD, fix_signs
@@ -190,6 +190,7 @@ def _block_krylov(
     norm_fro = mat.frobenius_norm()
     progress = Progress(rank, eps, norm_fro, criterion)
     newest = first
+    capacity = first.shape[1]  # random start directions so far (see hidden_multiplicity)
     steps = passes = 0
     complete = converged = False
     work_since_check = 0.0
@@ -262,8 +263,24 @@ def _block_krylov(
         else:
             next_check = None
         if progress.reached(tol):
-            converged = True
-            break
+            if not hidden_multiplicity(checked_values, rank, capacity, eps, tol):
+                converged = True
+                break
+            # A repeated value may have more copies than the space can hold: widen it with
+            # fresh random directions and converge again.
+            fresh = _fresh_directions(P, min(block, P.room), rng)
+            if fresh.shape[1]:
+                P.append(fresh)
+                newest = np.concatenate([newest, fresh], axis=1)
+                Dh, Lh = rows[-1]
+                rows[-1] = (
+                    Dh,
+                    np.concatenate([Lh, np.zeros((Lh.shape[0], fresh.shape[1]), Lh.dtype)], axis=1),
+                )
+                L = rows[-1][1].conj().T
+                capacity += fresh.shape[1]
+            progress.restart()
+            next_check = None
     if complete and mat.kind != "operator":
         # The space is exhausted: the matrix is small on one side, and LAPACK on it is
         # exact and cheap.
@@ -330,6 +347,22 @@ def _block_krylov(
         tol=tol,
         preset=preset,
     )
+
+
+def _fresh_directions(P: Basis, width: int, rng: np.random.Generator) -> Array:
+    """``width`` Gaussian directions orthonormalised against the basis ``P``.
+
+    Appended to the newest block of the recurrence they keep its invariants: :math:`A^H Q_k`
+    has no component on them (it lies in the span of ``P`` before), so the coefficients of
+    :math:`Q_k^H A` on them are zero, and the next step multiplies them by ``A`` like the rest
+    of the block.
+    """
+    if width <= 0:
+        return np.zeros((P.view.shape[0], 0), dtype=P.data.dtype)
+    fresh, _, _ = orthonormalize(
+        gaussian(rng, (P.view.shape[0], width), P.data.dtype), P.view, P.room, rng
+    )
+    return fresh
 
 
 def _assemble(rows: list[tuple[Array, Array]], nq: int, np_: int, wide: np.dtype[Any]) -> Array:
