@@ -59,12 +59,21 @@ the one extension of :func:`lowrank._numerics.tolerance`, which knows LAPACK dty
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
 
 from lowrank._numerics import compute_eps, storage_eps, tolerance
-from lowrank._validation import compute_dtype
+from lowrank._validation import (
+    as_storage_dtype,
+    check_choice,
+    check_int,
+    check_matrix_shape,
+    check_positive_float,
+    compute_dtype,
+)
+from lowrank.errors import InputError
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -86,8 +95,23 @@ DEFAULT_FACTOR = 16.0
 _LAPACK = (np.float32, np.float64, np.complex64, np.complex128)
 
 
+_NORMS = ("fro", "spectral", "nuclear", "schatten", "ky_fan")
+
+
+def _dtype(value: Any, name: str = "dtype") -> np.dtype[Any]:
+    return as_storage_dtype(value, name=name)
+
+
+def _factor(value: object) -> float:
+    return check_positive_float(value, name="factor")
+
+
+def _scale(value: object, name: str) -> float:
+    return check_positive_float(value, name=name, allow_zero=True)
+
+
 def _eps_of(dtype: Any) -> float:
-    dt = np.dtype(dtype)
+    dt = _dtype(dtype)
     return max(storage_eps(dt), compute_eps(compute_dtype(dt, name="array")))
 
 
@@ -132,6 +156,9 @@ def tolerance_for(
     """
     if not dtypes:
         raise ValueError("tolerance_for needs at least one dtype")
+    size = check_int(size, name="size", minimum=0)
+    scale = _scale(scale, "scale")
+    factor = _factor(factor)
     worst = max(dtypes, key=_eps_of)
     dt = np.dtype(worst)
     if dt in _LAPACK:
@@ -154,7 +181,8 @@ def svd_tolerance(
     >>> float(svd_tolerance(np.float64, (100, 4), 2.0) / np.finfo(np.float64).eps)
     320.0
     """
-    return tolerance_for(dtype, size=max(shape), scale=sigma_1, factor=factor)
+    m, n = check_matrix_shape(shape)
+    return tolerance_for(dtype, size=max(m, n), scale=_scale(sigma_1, "sigma_1"), factor=factor)
 
 
 def norm_tolerance(
@@ -196,7 +224,14 @@ def norm_multiplier(
     >>> norm_multiplier((9, 4), norm="fro"), norm_multiplier((9, 4), norm="nuclear")
     (2.0, 4.0)
     """
-    q = max(min(shape), 1)
+    q = max(min(check_matrix_shape(shape)), 1)
+    check_choice(norm, name="norm", choices=_NORMS)
+    if p is not None:
+        given: object = p
+        if isinstance(given, bool) or not isinstance(given, numbers.Real) or not float(given) >= 1:
+            raise InputError(f"p must be a real number >= 1 (or inf); got {p!r}")
+    if k is not None:
+        check_int(k, name="k", minimum=1)
     if norm == "spectral":
         return 1.0
     if norm == "fro":
@@ -207,7 +242,7 @@ def norm_multiplier(
         return 1.0 if p is None or math.isinf(p) else q ** (1.0 / p)
     if norm == "ky_fan":
         return float(min(k or 1, q))
-    raise ValueError(f"unknown norm {norm!r}")
+    raise AssertionError(norm)  # unreachable: check_choice
 
 
 def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: int = 1) -> float:
@@ -228,9 +263,14 @@ def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: i
     >>> subspace_tolerance(1e-14, 0.5)
     5.6568542494923806e-14
     """
+    tau = _scale(residual_tolerance, "residual_tolerance")
+    given: object = gap
+    if isinstance(given, bool) or not isinstance(given, numbers.Real) or math.isnan(given):
+        raise InputError(f"gap must be a real number; got {gap!r}")
+    c = check_int(cluster_size, name="cluster_size", minimum=1)
     if gap <= 0.0:
         return math.inf
-    return 2.0 * math.sqrt(2.0 * max(cluster_size, 1)) * residual_tolerance / gap
+    return 2.0 * math.sqrt(2.0 * c) * tau / float(gap)
 
 
 def lapack_deflation_tolerance(dtype: Any) -> float:
@@ -292,9 +332,8 @@ def backward_error_tolerance(
     >>> round(backward_error_tolerance(np.float64, (8, 8), 1.0) / eps, 1)  # 16 sqrt(8) + 49.4
     94.6
     """
-    return svd_tolerance(dtype, shape, sigma_1, factor=factor) + lapack_deflation_tolerance(
-        dtype
-    ) * float(sigma_1)
+    rounding = svd_tolerance(dtype, shape, sigma_1, factor=factor)
+    return rounding + lapack_deflation_tolerance(dtype) * float(sigma_1)
 
 
 def gram_atol(
@@ -340,12 +379,13 @@ def gram_atol(
     >>> f"{gram_atol(np.float64, (50, 40), rank=5):.2g}"
     '3.6e-07'
     """
-    t = float(tol)
-    if not (math.isfinite(t) and t >= 0.0):
-        raise ValueError(f"tol must be finite and >= 0; got {tol!r}")
+    t = _scale(tol, "tol")
+    m, n = check_matrix_shape(shape)
+    r = check_int(rank, name="rank", minimum=1)
+    c = _factor(factor)
     eps = coarsest_eps(dtype)
-    per_value = max(t * t, eps) + factor * eps * math.sqrt(max(max(shape), 1))
-    return math.sqrt(max(int(rank), 1) * per_value)
+    per_value = max(t * t, eps) + c * eps * math.sqrt(max(m, n, 1))
+    return math.sqrt(r * per_value)
 
 
 def power_scheme_factor(
@@ -383,13 +423,9 @@ def power_scheme_factor(
     >>> round(power_scheme_factor((100, 80), 5, n_iter=7), 3)  # scikit-learn's defaults
     1.486
     """
-    r = int(rank)
-    p = int(oversample)
-    q = int(n_iter)
-    if p < (5 if r < 2 else 4) or q < 0 or r < 0:
-        raise ValueError(
-            f"power_scheme_factor needs oversample >= 4 (5 for rank < 2), n_iter >= 0, "
-            f"rank >= 0; got oversample={oversample!r}, n_iter={n_iter!r}, rank={rank!r}"
-        )
-    c = 1.0 + 11.0 * math.sqrt(r + p) * math.sqrt(max(min(shape), 1))
+    m, n = check_matrix_shape(shape)
+    r = check_int(rank, name="rank", minimum=0)
+    q = check_int(n_iter, name="n_iter", minimum=0)
+    p = check_int(oversample, name="oversample", minimum=5 if r < 2 else 4)
+    c = 1.0 + 11.0 * math.sqrt(r + p) * math.sqrt(max(min(m, n), 1))
     return float(c ** (1.0 / (2 * q + 1)))
