@@ -220,7 +220,7 @@ def test_default_block_size():
     assert default_block_size((4096, 4096), 256) == 32
     assert default_block_size((4096, 4096), 64, preset="fast") == 40
     assert default_block_size((4096, 4096), 256, preset="fast") == 64
-    assert default_block_size((30, 20), 64) == 20
+    assert default_block_size((30, 12), 12) == 12
 
 
 def test_bad_new_options():
