@@ -8,8 +8,10 @@ that raise with a useful message, tolerances, and Hypothesis settings profiles.
   :func:`lora_factors`, ... (needs the ``testing`` extra, ``pip install lowrank-toolkit[testing]``).
 * :mod:`lowrank.testing.cases` -- the frozen objects the strategies return, and plain
   NumPy constructors for them.
-* :mod:`lowrank.testing.tolerances` -- every tolerance, derived from
-  :func:`lowrank._numerics.tolerance`.
+* :mod:`lowrank.testing.tolerances` -- every tolerance, derived from error analysis and
+  written next to it: the backward error of an SVD (with LAPACK's deflation threshold),
+  :func:`~lowrank.testing.tolerances.gram_atol` for eigen-solvers on :math:`A^HA` (ARPACK),
+  :func:`~lowrank.testing.tolerances.power_scheme_factor` for randomized range finders.
 * :mod:`lowrank.testing.profiles` -- the ``dev``, ``ci`` and ``thorough`` profiles, chosen by
   ``HYPOTHESIS_PROFILE``.
 
