@@ -274,3 +274,21 @@ def test_cli_errors(pair, tmp_path, capsys, argv, message):
     assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
     assert re.match(message, err), err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name", ["base", "tuned"])
+def test_extract_checkpoint_checks_its_paths(pair, tmp_path, name):
+    from lowrank.errors import MissingFileError
+
+    base_path, tuned_path, *_ = pair
+    paths = {"base": base_path, "tuned": tuned_path}
+    for bad in (3, None, ""):
+        with pytest.raises(
+            InputError, match=rf"{name} must be a non-empty path \(str or os\.PathLike\); got"
+        ):
+            extract_checkpoint(**{**paths, name: bad}, rank=1)
+    with pytest.raises(
+        MissingFileError,
+        match=rf"^{name} must be an existing file or directory; got '.*nope\.safetensors'$",
+    ):
+        extract_checkpoint(**{**paths, name: tmp_path / "nope.safetensors"}, rank=1)

@@ -1234,3 +1234,148 @@ def test_errors_are_also_builtin_exceptions(tmp_path: Path) -> None:
     path = write_raw_safetensors(tmp_path / "bad.safetensors", b"{", b"")
     with pytest.raises(ValueError, match="not valid JSON"):
         list_tensors(path)
+
+
+# --------------------------------------------------------------------------------------
+# arguments checked at the boundary (issue 11 section 2): the parameter, the rule, the value
+
+
+@pytest.mark.parametrize("bad", [3, None, ""])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: list_tensors(p),
+        lambda p: load_tensors(p),
+        lambda p: read_safetensors_metadata(p),
+        lambda p: save_safetensors(p, {"W": np.ones(2)}),
+        lambda p: atomic_write_bytes(p, b"x"),
+        lambda p: atomic_write_text(p, "x"),
+        lambda p: atomic_path(p).__enter__(),
+    ],
+    ids=[
+        "list_tensors",
+        "load_tensors",
+        "read_safetensors_metadata",
+        "save_safetensors",
+        "atomic_write_bytes",
+        "atomic_write_text",
+        "atomic_path",
+    ],
+)
+def test_path_arguments_must_be_paths(call: Any, bad: object) -> None:
+    with pytest.raises(
+        InputError, match=rf"path must be a non-empty path \(str or os\.PathLike\); got {bad!r}"
+    ):
+        call(bad)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        (3, r"encoding must be a string; got 3 of type int"),
+        (None, r"encoding must be a string; got None of type NoneType"),
+        ("", r"encoding must be a non-empty string; got ''"),
+        ("no-such-codec", r"encoding must name a text encoding \(e\.g\. 'utf-8'\); got 'no-such"),
+        ("base64", r"encoding must name a text encoding \(e\.g\. 'utf-8'\); got 'base64'"),
+        ("ascii", r"text cannot be written with encoding='ascii': .*codec can't encode"),
+    ],
+)
+def test_atomic_write_text_checks_the_encoding(
+    tmp_path: Path, encoding: object, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        atomic_write_text(tmp_path / "t.txt", "café", encoding=encoding)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # checked before any file is made
+
+
+@pytest.mark.parametrize("bad", ["x", 3, None])
+def test_matrix_shape_checks_info(bad: object) -> None:
+    with pytest.raises(InputError, match=rf"info must be a TensorInfo; got {type(bad).__name__}"):
+        matrix_shape(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (3, r"source must be a path \(str or os\.PathLike\) or an iterable of TensorInfo; got 3 "),
+        (None, r"source must be a path .* or an iterable of TensorInfo; got None of type None"),
+        (b"m.npy", r"source must be a path .* or an iterable of TensorInfo; got b'm\.npy'"),
+        ("", r"source must be a non-empty path \(str or os\.PathLike\); got ''"),
+    ],
+)
+def test_select_checks_source(source: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        select(source)  # type: ignore[arg-type]
+
+
+def test_select_names_a_missing_source(tmp_path: Path) -> None:
+    # The sentence starts as list_tensors' (the command line shows it) and names source.
+    with pytest.raises(
+        MissingFileError,
+        match=r"^path must be an existing file or directory; got '.*gone\.npz' as source$",
+    ):
+        select(tmp_path / "gone.npz")
+
+
+def test_read_safetensors_metadata_names_path(tmp_path: Path) -> None:
+    with pytest.raises(
+        MissingFileError,
+        match=r"path must be an existing file; safetensors file '.*gone\.safetensors' does not",
+    ):
+        read_safetensors_metadata(tmp_path / "gone.safetensors")
+    with pytest.raises(InputError, match=r"path must be a \.safetensors file, not a directory"):
+        read_safetensors_metadata(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [3, None])
+def test_peft_readers_check_directory(tmp_path: Path, bad: object) -> None:
+    from lowrank.io import load_peft_adapter, read_peft_config
+
+    for read in (read_peft_config, load_peft_adapter):
+        with pytest.raises(
+            InputError,
+            match=rf"directory must be a non-empty path \(str or os\.PathLike\); got {bad!r}",
+        ):
+            read(bad)  # type: ignore[arg-type]
+
+
+def test_peft_readers_name_a_missing_directory(tmp_path: Path) -> None:
+    from lowrank.io import load_peft_adapter, read_peft_config
+
+    for read in (read_peft_config, load_peft_adapter):
+        with pytest.raises(
+            MissingFileError,
+            match=r"directory must name an adapter folder that exists; got '.*nowhere', which",
+        ):
+            read(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"directory": 3}, r"directory must be a non-empty path \(str or os\.PathLike\); got 3"),
+        ({"directory": None}, r"directory must be a non-empty path .*; got None"),
+        ({"base_model_name_or_path": 3}, r"base_model_name_or_path must be a string; got 3"),
+        ({"base_model_name_or_path": ""}, r"base_model_name_or_path must be a non-empty string"),
+        ({"task_type": 3}, r"task_type must be a string; got 3 of type int"),
+        ({"task_type": ""}, r"task_type must be a non-empty string; got ''"),
+        ({"overwrite": "yes"}, r"overwrite must be True or False; got 'yes' of type str"),
+        ({"modules": {}}, r"modules must be a non-empty mapping .*; got an empty mapping"),
+        ({"modules": [1]}, r"modules must be a non-empty mapping .*; got list"),
+    ],
+)
+def test_save_peft_adapter_checks_arguments_before_the_folder(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    from lowrank.io import save_peft_adapter
+
+    A, B = np.ones((2, 3), np.float32), np.zeros((4, 2), np.float32)
+    call: dict[str, Any] = {
+        "directory": tmp_path / "ad",
+        "modules": {"fc": (A, B)},
+        "config": {"r": 2, "lora_alpha": 4},
+    }
+    save_peft_adapter(**call)
+    # The folder now holds an adapter, yet a bad argument is reported, not the folder.
+    with pytest.raises(InputError, match=message):
+        save_peft_adapter(**{**call, **kwargs})

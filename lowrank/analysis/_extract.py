@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lowrank._typing import Array
-from lowrank._validation import check_int
+from lowrank._validation import check_int, check_path
 from lowrank.analysis._results import SkippedTensor
-from lowrank.errors import InputError
+from lowrank.errors import InputError, MissingFileError
 from lowrank.io import Patterns, TensorInfo, load_matrix, matrix_shape, select
 from lowrank.io.peft import save_peft_adapter
 from lowrank.lora import ExtractedAdapter, extract_many
@@ -98,6 +98,14 @@ def _skip(info: TensorInfo, code: str, reason: str) -> SkippedTensor:
     )
 
 
+def _checkpoint(value: object, *, name: str) -> Path:
+    """``value`` as the absolute path of an existing file or directory, named ``name``."""
+    path = Path(os.path.abspath(check_path(value, name=name)))
+    if not path.exists():
+        raise MissingFileError(f"{name} must be an existing file or directory; got '{path}'")
+    return path
+
+
 def extract_checkpoint(
     base: str | os.PathLike[str],
     tuned: str | os.PathLike[str],
@@ -136,23 +144,31 @@ def extract_checkpoint(
     Raises
     ------
     InputError
-        Not exactly one of ``rank`` and ``energy``, a bad value, ``include``/``exclude``
+        ``base`` or ``tuned`` not a non-empty ``str`` or ``os.PathLike``, not exactly one
+        of ``rank`` and ``energy``, a bad value, ``include``/``exclude``
         patterns that select no matrix of a checkpoint (naming its closest tensor names,
         :func:`lowrank.io.select` with ``require_match=True``), no matrix common to both
         checkpoints, or every common matrix unchanged.
-    MissingFileError, FileFormatError
+    MissingFileError
+        ``base`` or ``tuned`` does not exist; or as :func:`lowrank.io.list_tensors` and
+        :func:`lowrank.io.load_matrix`.
+    FileFormatError
         As :func:`lowrank.io.list_tensors` and :func:`lowrank.io.load_matrix`.
     RankError, NonFiniteError
         As :func:`lowrank.lora.extract_many`.
     """
+    base_path = _checkpoint(base, name="base")
+    tuned_path = _checkpoint(tuned, name="tuned")
     if (rank is None) == (energy is None):
         raise InputError(
             f"give exactly one of rank and energy; got rank={rank!r}, energy={energy!r}"
         )
     if rank is not None:
         rank = check_int(rank, name="rank", minimum=1)
-    sel_base = select(base, include=include, exclude=exclude, regex=regex, require_match=True)
-    sel_tuned = select(tuned, include=include, exclude=exclude, regex=regex, require_match=True)
+    sel_base = select(base_path, include=include, exclude=exclude, regex=regex, require_match=True)
+    sel_tuned = select(
+        tuned_path, include=include, exclude=exclude, regex=regex, require_match=True
+    )
     by_name = {info.name: info for info in sel_tuned.matrices}
     pairs: dict[str, tuple[TensorInfo, TensorInfo]] = {}
     shapes: dict[str, tuple[int, int]] = {}
@@ -188,8 +204,8 @@ def extract_checkpoint(
         skipped.append(_skip(info, "unchanged", "the weight is identical in both checkpoints"))
         shapes.pop(module)
     return CheckpointExtraction(
-        base=os.path.abspath(os.fspath(base)),
-        tuned=os.path.abspath(os.fspath(tuned)),
+        base=str(base_path),
+        tuned=str(tuned_path),
         adapter=adapter,
         shapes=shapes,
         skipped=tuple(skipped),

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from lowrank._validation import check_path, check_str
 from lowrank.errors import InputError, MissingFileError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
@@ -21,10 +22,10 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 _TEMP_ATTEMPTS = 16
 
 
-def _target(path: str | os.PathLike[str]) -> Path:
+def _target(path: Path) -> Path:
     # abspath rather than resolve(): a symlinked target is replaced as a link, and messages
     # keep the name the caller gave instead of a content-addressed cache path.
-    target = Path(os.path.abspath(os.fspath(path)))
+    target = Path(os.path.abspath(path))
     if target.is_dir():
         raise InputError(f"path must name a file, not a directory; got '{target}'")
     if not target.parent.is_dir():
@@ -106,7 +107,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     MissingFileError
         The directory of ``path`` does not exist.
     InputError
-        ``path`` is an existing directory.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is an existing directory.
     OSError
         Creating, writing (if the block's writes raise it), syncing or renaming the
         temporary file failed (disk full, permission denied...). An error that named no
@@ -131,7 +132,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ...     print((Path(d) / "report.txt").read_text(), sorted(p.name for p in Path(d).iterdir()))
     done ['report.txt']
     """
-    target = _target(path)
+    target = _target(check_path(path, name="path"))
+    with _replace(target) as temp:
+        yield temp
+
+
+@contextlib.contextmanager
+def _replace(target: Path) -> Iterator[Path]:
+    """The body of :func:`atomic_path` for a checked absolute ``target``."""
     temp, mode = _create_temp(target)
     try:
         yield temp
@@ -186,13 +194,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     Raises
     ------
     InputError
-        ``data`` is not bytes-like, or ``path`` is a directory.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``data`` is not bytes-like,
+        or ``path`` is a directory.
     MissingFileError
         The directory of ``path`` does not exist.
     """
+    file = check_path(path, name="path")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InputError(f"data must be bytes, bytearray or memoryview; got {type(data).__name__}")
-    with atomic_path(path) as temp, open(temp, "wb") as fh:
+    with _replace(_target(file)) as temp, open(temp, "wb") as fh:
         fh.write(data)
 
 
@@ -214,12 +224,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     Raises
     ------
     InputError
-        ``text`` is not a ``str``, or ``path`` is a directory.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``text`` is not a ``str``,
+        ``encoding`` is not the name of a text encoding or cannot encode ``text``, or
+        ``path`` is a directory.
     MissingFileError
         The directory of ``path`` does not exist.
     """
+    file = check_path(path, name="path")
     if not isinstance(text, str):
         raise InputError(f"text must be a str; got {type(text).__name__}")
-    data = text.encode(encoding)
-    with atomic_path(path) as temp, open(temp, "wb") as fh:
+    check_str(encoding, name="encoding", allow_empty=False)
+    try:
+        data = text.encode(encoding)
+    except LookupError:  # unknown, or a bytes-to-bytes codec such as 'base64'
+        raise InputError(
+            f"encoding must name a text encoding (e.g. 'utf-8'); got {encoding!r}"
+        ) from None
+    except UnicodeEncodeError as exc:
+        raise InputError(f"text cannot be written with encoding={encoding!r}: {exc}") from None
+    with _replace(_target(file)) as temp, open(temp, "wb") as fh:
         fh.write(data)

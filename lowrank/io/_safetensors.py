@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank.errors import DTypeError, FileFormatError, InputError
-from lowrank.io._atomic import atomic_path
+from lowrank._validation import check_path
+from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError
+from lowrank.io._atomic import _replace, _target
 from lowrank.io._dtypes import SAFETENSORS_CODES, SAFETENSORS_SAVABLE
 from lowrank.io._info import TensorInfo
 from lowrank.io._safetensors_header import METADATA_KEY, read_header
@@ -72,10 +73,21 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     Raises
     ------
-    MissingFileError, FileFormatError
+    InputError
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is a directory.
+    MissingFileError
+        ``path`` does not exist.
+    FileFormatError
         As :func:`list_safetensors`.
     """
-    return dict(read_header(_absolute(path)).metadata)
+    file = _absolute(check_path(path, name="path"))
+    if file.is_dir():
+        raise InputError(f"path must be a .safetensors file, not a directory; got '{file}'")
+    if not file.exists():
+        raise MissingFileError(
+            f"path must be an existing file; safetensors file '{file}' does not exist"
+        )
+    return dict(read_header(file).metadata)
 
 
 def _read_raw(path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Array:
@@ -189,6 +201,7 @@ def save_safetensors(
     Raises
     ------
     InputError
+        ``path`` is not a non-empty ``str`` or ``os.PathLike`` or is a directory,
         ``tensors`` is not a mapping of string names to ndarrays, or ``metadata`` is not a
         string-to-string mapping.
     DTypeError
@@ -210,6 +223,7 @@ def save_safetensors(
     W (2, 3) bfloat16 12
     True
     """
+    file = check_path(path, name="path")
     prepared = _prepare(tensors)
     if metadata is not None and (
         not isinstance(metadata, Mapping)
@@ -218,5 +232,5 @@ def save_safetensors(
         raise InputError(f"metadata must map strings to strings; got {metadata!r}")
     from safetensors.numpy import save_file
 
-    with atomic_path(path) as temp:
+    with _replace(_target(file)) as temp:
         save_file(prepared, temp, metadata=dict(metadata) if metadata is not None else None)

@@ -30,14 +30,15 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from pathlib import Path
+from typing import Literal, TypeAlias, cast
 
 from lowrank._typing import Array
-from lowrank._validation import check_choice
+from lowrank._validation import check_choice, check_path
 from lowrank.errors import DTypeError, InputError, ShapeError
 from lowrank.io._dtypes import dtype_skip_reason
 from lowrank.io._info import TensorInfo
-from lowrank.io._sources import list_tensors, load_tensor
+from lowrank.io._sources import _list_tensors, check_info, load_tensor
 
 __all__ = [
     "NDPolicy",
@@ -150,9 +151,14 @@ def matrix_shape(info: TensorInfo, *, nd_policy: NDPolicy = "skip") -> tuple[int
     ShapeError
         ``info`` has fewer than 2 dimensions, or more than 2 with ``nd_policy="skip"``.
     InputError
-        ``nd_policy`` is not "skip" or "flatten".
+        ``info`` is not a TensorInfo, or ``nd_policy`` is not "skip" or "flatten".
     """
+    check_info(info)
     check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)
+    return _matrix_shape_or_raise(info, nd_policy)
+
+
+def _matrix_shape_or_raise(info: TensorInfo, nd_policy: NDPolicy) -> tuple[int, int]:
     shape = _matrix_shape(info, nd_policy)
     if isinstance(shape, str):
         raise ShapeError(f"tensor '{info.name}' in '{info.file}': {shape}")
@@ -218,8 +224,8 @@ def select(
     Raises
     ------
     InputError
-        A pattern is not a string or not a valid regular expression, ``nd_policy`` is
-        unknown, or ``source`` holds something other than TensorInfo. With
+        ``source`` is neither a non-empty path nor an iterable of TensorInfo, a pattern is
+        not a string or not a valid regular expression, or ``nd_policy`` is unknown. With
         ``require_match``, also: the patterns leave no matrix; the message says how many
         tensors there are and, when ``include`` matches no name, the closest names.
     MissingFileError, FileFormatError
@@ -257,6 +263,7 @@ def select(
 '...m.safetensors' (2 of them matrices); the closest names: 'layer.0.q.weight', \
 'layer.0.k.weight'
     """
+    path = _source_path(source)
     check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)
     if not isinstance(regex, bool):
         raise InputError(f"regex must be a bool; got {regex!r}")
@@ -264,15 +271,16 @@ def select(
         raise InputError(f"require_match must be a bool; got {require_match!r}")
     includes = _patterns(include, name="include", regex=regex)
     excludes = _patterns(exclude, name="exclude", regex=regex)
-    if isinstance(source, (str, os.PathLike)):
-        infos = list_tensors(source)
+    if path is not None:
+        infos = _list_tensors(path, name="source")
     else:
-        infos = tuple(source)
-        bad = [type(i).__name__ for i in infos if not isinstance(i, TensorInfo)]
+        items = tuple(cast("Iterable[object]", source))
+        bad = [type(i).__name__ for i in items if not isinstance(i, TensorInfo)]
         if bad:
             raise InputError(
                 f"source must be a path or an iterable of TensorInfo; got items of type {bad[0]}"
             )
+        infos = cast("tuple[TensorInfo, ...]", items)
     matrices: list[TensorInfo] = []
     skipped: list[Skipped] = []
     for info in infos:
@@ -295,6 +303,19 @@ def select(
             )
         )
     return Selection(matrices=tuple(matrices), skipped=tuple(skipped), nd_policy=nd_policy)
+
+
+def _source_path(source: object) -> Path | None:
+    """``source`` as a checked path, or None when it is an iterable (of TensorInfo, checked
+    by the caller); anything else raises :class:`InputError` naming ``source``."""
+    if isinstance(source, (str, os.PathLike)):
+        return check_path(source, name="source")
+    if isinstance(source, (bytes, bytearray)) or not isinstance(source, Iterable):
+        raise InputError(
+            "source must be a path (str or os.PathLike) or an iterable of TensorInfo; got "
+            f"{source!r} of type {type(source).__name__}"
+        )
+    return None
 
 
 def _as_list(value: Patterns) -> list[str]:
@@ -441,9 +462,9 @@ def load_matrix(info: TensorInfo, *, nd_policy: NDPolicy = "skip") -> Array:
     MissingFileError, FileFormatError
         As :func:`load_tensor`.
     """
-    if not isinstance(info, TensorInfo):
-        raise InputError(f"info must be a TensorInfo; got {type(info).__name__}")
-    shape = matrix_shape(info, nd_policy=nd_policy)
+    check_info(info)
+    check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)
+    shape = _matrix_shape_or_raise(info, nd_policy)
     why = dtype_skip_reason(info.dtype)
     if why is not None:
         raise DTypeError(f"tensor '{info.name}' in '{info.file}' is not a matrix: {why}")

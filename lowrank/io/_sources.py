@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lowrank._typing import Array
+from lowrank._validation import check_path
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io._info import TensorInfo
 from lowrank.io._npy import list_npy, list_npz, load_npy_tensor, load_npz_tensor
@@ -122,7 +123,8 @@ def list_tensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
         ``path``, or a shard its index names, does not exist; or a directory holds no
         supported file.
     InputError
-        ``path`` has an unsupported suffix, or a directory holds several index files.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, has an unsupported suffix,
+        or is a directory that holds several index files.
     FileFormatError
         A file is truncated or corrupt, an index is malformed or names a tensor its shard
         lacks, or two files of a directory hold the same tensor name.
@@ -134,9 +136,19 @@ def list_tensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
     directly in it is read, in sorted file-name order. For an index, tensors a shard holds
     but the index does not name are ignored, as Hugging Face loaders ignore them.
     """
-    file = Path(os.path.abspath(os.fspath(path)))
+    return _list_tensors(check_path(path, name="path"))
+
+
+def _list_tensors(path: Path, *, name: str = "path") -> tuple[TensorInfo, ...]:
+    """The body of :func:`list_tensors`; a missing ``path`` is reported as ``name``'s.
+
+    The message starts "path must be an existing file or directory" whatever ``name`` is:
+    that is the sentence the command line shows for a missing checkpoint.
+    """
+    file = Path(os.path.abspath(path))
     if not file.exists():
-        raise MissingFileError(f"path must be an existing file or directory; got '{file}'")
+        given = "" if name == "path" else f" as {name}"
+        raise MissingFileError(f"path must be an existing file or directory; got '{file}'{given}")
     if file.is_dir():
         return _list_directory(file)
     if file.name.endswith(_INDEX_SUFFIX):
@@ -171,7 +183,7 @@ def load_tensor(info: TensorInfo) -> Array:
     Raises
     ------
     InputError
-        ``info`` is not a :class:`TensorInfo`.
+        ``info`` is not a :class:`TensorInfo` (or its ``format`` is unknown).
     MissingFileError
         The file no longer exists.
     FileFormatError
@@ -179,14 +191,20 @@ def load_tensor(info: TensorInfo) -> Array:
     DTypeError
         The dtype cannot be loaded into NumPy (packed 4/6-bit floats, Python objects).
     """
-    if not isinstance(info, TensorInfo):
-        raise InputError(f"info must be a TensorInfo; got {type(info).__name__}")
+    check_info(info)
     loader = _LOADERS.get(info.format)
     if loader is None:
         raise InputError(
             f"info.format must be one of {', '.join(map(repr, _LOADERS))}; got {info.format!r}"
         )
     return loader(info)
+
+
+def check_info(info: object, *, name: str = "info") -> TensorInfo:
+    """Return ``info`` if it is a :class:`TensorInfo`, else raise :class:`InputError`."""
+    if not isinstance(info, TensorInfo):
+        raise InputError(f"{name} must be a TensorInfo; got {type(info).__name__}")
+    return info
 
 
 def load_tensors(path: str | os.PathLike[str]) -> dict[str, Array]:

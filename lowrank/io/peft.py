@@ -51,6 +51,7 @@ from numpy.typing import DTypeLike
 
 from lowrank._patterns import pattern_key
 from lowrank._typing import Array
+from lowrank._validation import check_bool, check_path, check_str
 from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
 from lowrank.io._atomic import atomic_path
 from lowrank.io._info import TensorInfo
@@ -318,15 +319,23 @@ def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises
     ------
+    InputError
+        ``directory`` is not a non-empty ``str`` or ``os.PathLike``.
     MissingFileError
         No such folder or no ``adapter_config.json`` in it.
     FileFormatError
         Not JSON, not an object, or not a plain-LoRA config (see the module docstring).
     """
-    path = Path(os.path.abspath(os.fspath(directory)))
+    return _read_config(Path(os.path.abspath(check_path(directory, name="directory"))))
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The body of :func:`read_peft_config` for an absolute ``path``."""
     file = path if path.is_file() else path / ADAPTER_CONFIG_NAME
     if not path.exists():
-        raise MissingFileError(f"adapter folder '{path}' does not exist")
+        raise MissingFileError(
+            f"directory must name an adapter folder that exists; got '{path}', which does not exist"
+        )
     if not file.is_file():
         raise MissingFileError(f"adapter folder '{path}' has no {ADAPTER_CONFIG_NAME}")
     try:
@@ -448,7 +457,8 @@ def load_peft_adapter(
     MissingFileError
         The folder or one of its two files does not exist.
     InputError
-        ``directory`` is a file, or ``dtype`` is not a dtype.
+        ``directory`` is not a non-empty ``str`` or ``os.PathLike`` or is a file, or
+        ``dtype`` is not a dtype.
     DTypeError
         ``dtype`` is not a floating dtype LoRA factors can have.
     FileFormatError
@@ -470,11 +480,11 @@ def load_peft_adapter(
     >>> module.lora_A.shape, module.lora_B.shape, module.scaling
     ((2, 3), (4, 2), 2.0)
     """
+    path = Path(os.path.abspath(check_path(directory, name="directory")))
     target = _target_dtype(dtype)
-    path = Path(os.path.abspath(os.fspath(directory)))
     if path.exists() and not path.is_dir():
         raise InputError(f"directory must be an adapter folder, not a file; got '{path}'")
-    config = read_peft_config(path)
+    config = _read_config(path)
     config_file = path / ADAPTER_CONFIG_NAME
     weights = path / ADAPTER_WEIGHTS_NAME
     if not weights.is_file():
@@ -637,8 +647,11 @@ def save_peft_adapter(
     Raises
     ------
     InputError
-        ``modules`` empty or malformed, a bad module name, ``config`` of the wrong type,
-        ``directory`` an existing file, or an existing adapter without ``overwrite``.
+        ``directory`` not a non-empty ``str`` or ``os.PathLike``, ``modules`` empty or
+        malformed, a bad module name, ``config`` of the wrong type,
+        ``base_model_name_or_path`` or ``task_type`` not a non-empty string, ``overwrite``
+        not a bool, ``directory`` an existing file, or an existing adapter without
+        ``overwrite`` (checked after the arguments).
     ShapeError
         Factors that are not 2-D or do not pair up, or a rank that disagrees with the
         config's ``r``/``rank_pattern`` for that module.
@@ -654,10 +667,19 @@ def save_peft_adapter(
     ``base_model.model.<module>.lora_A.weight`` and ``.lora_B.weight``, with metadata
     ``{"format": "pt"}``.
     """
+    path = Path(os.path.abspath(check_path(directory, name="directory")))
     if not isinstance(modules, Mapping) or not modules:
-        raise InputError("modules must be a non-empty mapping of module names to factor pairs")
-    if not isinstance(overwrite, (bool, np.bool_)):
-        raise InputError(f"overwrite must be True or False; got {overwrite!r}")
+        got = "an empty mapping" if isinstance(modules, Mapping) else type(modules).__name__
+        raise InputError(
+            f"modules must be a non-empty mapping of module names to factor pairs; got {got}"
+        )
+    for key, value in (
+        ("base_model_name_or_path", base_model_name_or_path),
+        ("task_type", task_type),
+    ):
+        if value is not None:
+            check_str(value, name=key, allow_empty=False)
+    overwrite = check_bool(overwrite, name="overwrite")
     target_dtype = _target_dtype(dtype)
     names: list[str] = []
     factors: dict[str, tuple[Array, Array]] = {}
@@ -698,9 +720,7 @@ def save_peft_adapter(
         tensors[f"{_PREFIX}{name}.lora_A.weight"] = A
         tensors[f"{_PREFIX}{name}.lora_B.weight"] = B
     config_text = json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n"
-    return _write_folder(
-        Path(os.path.abspath(os.fspath(directory))), tensors, config_text, overwrite
-    )
+    return _write_folder(path, tensors, config_text, overwrite)
 
 
 def _write_folder(path: Path, tensors: dict[str, Array], config_text: str, overwrite: bool) -> Path:
