@@ -13,9 +13,10 @@ bulks with spikes), and measure the true error against float64 LAPACK.
 **What is claimed.** When ``converged`` is True the quantity the preset converges is within
 ``FACTOR`` times ``tol``: for ``"accurate"`` the largest relative error of the top ``rank``
 values, for ``"fast"`` the relative excess of the Frobenius residual over the optimum. Both
-are measured beyond the rounding level of the compute dtype (``ROUNDING``: the LAPACK
-reference and the result each carry about :math:`\\varepsilon\\sigma_1` of absolute error per
-value, and a zero optimum can only be met to :math:`\\varepsilon\\sqrt n\\,\\sigma_1`).
+are measured beyond the rounding level of the compute dtype (``ROUNDING``: a backward-stable
+SVD, the LAPACK reference as well as the result, carries about
+:math:`\\varepsilon\\sqrt{\\max(m, n)}\\,\\sigma_1` of absolute error per value: the zero
+values of a rank-deficient matrix come out as 1e-14 from LAPACK, 1e-15 from the method).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from lowrank.svd import FAST_TOL, default_block_size, default_tol
 # and 0.07 (fast); the factor leaves room for the estimate's pessimism to vary, not for a
 # blind spot (those were 10^2 to 10^13 times tol).
 FACTOR = 10.0
-# Absolute rounding allowance per value, in units of eps * sigma_1 of the compute dtype.
+# Absolute rounding allowance per value, in units of eps sqrt(max(m, n)) sigma_1 of the
+# compute dtype.
 ROUNDING = 4.0
 
 FAMILIES = ("plateau", "cluster", "gap", "rank_deficient", "power", "mp_spikes", "mp_plateau")
@@ -99,13 +101,15 @@ def true_error_over_tol(A: np.ndarray, rank: int, preset: str, dtype: np.dtype, 
         tol = FAST_TOL
         optimum = math.sqrt(float(np.sum(reference[rank:] ** 2)))
         residual = A - (result.U.astype(np.float64) * result.S) @ result.Vh.astype(np.float64)
-        floor = ROUNDING * eps * math.sqrt(A.shape[1]) * reference[0]
+        floor = ROUNDING * eps * math.sqrt(max(A.shape)) * reference[0]
         error = max(float(np.linalg.norm(residual)) - optimum - floor, 0.0) / max(optimum, floor)
     else:
         tol = default_tol(dtype)
         top = reference[:rank]
-        floor = ROUNDING * eps * reference[0]
-        error = float(np.max(np.maximum(np.abs(result.S - top) - floor, 0.0) / np.maximum(top, floor)))
+        floor = ROUNDING * eps * math.sqrt(max(A.shape)) * reference[0]
+        error = float(
+            np.max(np.maximum(np.abs(result.S - top) - floor, 0.0) / np.maximum(top, floor))
+        )
     return bool(result.converged), error / tol
 
 

@@ -234,29 +234,43 @@ def hidden_multiplicity(values: Array, rank: int, capacity: int, eps: float, tol
     contains the ``capacity``-th Ritz value: the block captures the leading ``capacity``
     directions together, and a cluster member beyond them only as the polynomials resolve
     the cluster (measured: a float64 cluster of width 1e-11 across the 16th value, block
-    16, left the top values 1e-12 off with no visible growth). They matter when they would displace
-    smaller Ritz values from the top ``rank`` (the run ends before index ``rank``), or when
-    the run reaches past the rank but its values differ by more than ``tol`` (which of them
+    16, left the top values 1e-12 off with no visible growth). Wider clusters are resolved
+    with visible growth: a cluster of relative width :math:`s` separates at a rate of about
+    :math:`1 - 2\sqrt s` per step, so each step moves its values by about
+    :math:`2 s^{3/2}`, which is below the rounding level :math:`8\varepsilon` (twice, for
+    the values of both checks) for :math:`s < (16\varepsilon)^{2/3}` (2e-10 in double,
+    2e-4 in single precision): only clusters that tight count here.
+
+    Missing copies matter when they would displace smaller Ritz values from the top
+    ``rank`` (the run ends before index ``rank``), or when the run reaches past the rank
+    but its values differ by more than ``tol`` (which of them
     belong to the top ``rank`` is then unresolved). Values at the rounding level
     (:math:`100\,\varepsilon\tilde\sigma_1`) are not counted: copies of zero change nothing.
     """
     v = np.asarray(values, dtype=np.float64)
     top = min(rank, v.size)
-    if top == 0 or v[0] <= 0.0 or capacity > v.size:
+    if top == 0 or v[0] <= 0.0:
         return False
     floor = 100.0 * eps * float(v[0])
+    unresolved = (16.0 * eps) ** (2.0 / 3.0)
     # v is descending; for each start i the run is v[i..j] with v[j] >= v[i] (1 - spread).
     ascending = v[::-1]
+
+    def run_end(i: int, spread: float) -> int:
+        low = v[i] * (1.0 - spread)
+        return v.size - 1 - int(np.searchsorted(ascending, low, side="left"))
+
     for i in range(top):
         if v[i] <= floor:
             break
-        low = v[i] * (1.0 - CLUSTER_SPREAD)
-        j = v.size - 1 - int(np.searchsorted(ascending, low, side="left"))
-        # Too many to hold, or a cluster across the space's leading ``capacity`` values:
-        # those converge together, and the cluster's later members only as fast as the
-        # Krylov polynomials resolve the cluster.
-        if j - i + 1 < capacity and not i <= capacity - 1 <= j:
-            continue
+        j = run_end(i, CLUSTER_SPREAD)
+        if j - i + 1 < capacity:
+            # A cluster across the space's leading ``capacity`` values: they converge
+            # together, and members beyond them only as the polynomials resolve the
+            # cluster, which is invisible while its growth per step is below rounding.
+            j = run_end(i, unresolved)
+            if not (i <= capacity - 1 < j):
+                continue
         if j < rank - 1 or 1.0 - v[min(j, rank)] / v[i] > tol:
             return True
     return False
