@@ -382,17 +382,25 @@ def write_stand_ins(root: Path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def shell_dirs(tmp_path_factory) -> Callable[[Path], Path]:
-    made: dict[Path, Path] = {}
+@dataclass
+class ShellSession:
+    """One file's ``lowrank`` commands: the directory with the stand-ins, what ran."""
 
-    def workdir(path: Path) -> Path:
+    workdir: Path
+    done: dict[int, str | None] = field(default_factory=dict)  # command line -> failure
+
+
+@pytest.fixture(scope="module")
+def shell_sessions(tmp_path_factory) -> Callable[[Path], ShellSession]:
+    made: dict[Path, ShellSession] = {}
+
+    def session(path: Path) -> ShellSession:
         if path not in made:
-            made[path] = tmp_path_factory.mktemp(f"shell-{path.parent.name}")
-            write_stand_ins(made[path])
+            made[path] = ShellSession(tmp_path_factory.mktemp(f"shell-{path.parent.name}"))
+            write_stand_ins(made[path].workdir)
         return made[path]
 
-    return workdir
+    return session
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +434,7 @@ def check_skipped(command: Command) -> None:
 
 
 @pytest.mark.parametrize("command", SHELL_COMMANDS, ids=lambda c: f"{c.where} {c.key}")
-def test_shell_command(command: Command, shell_dirs, request, monkeypatch, capsys):
+def test_shell_command(command: Command, shell_sessions, request, monkeypatch):
     argv = command.argv
     if argv[0] != "lowrank":
         assert command.key in SKIPPED, (
@@ -435,38 +443,55 @@ def test_shell_command(command: Command, shell_dirs, request, monkeypatch, capsy
         )
         check_skipped(command)
         pytest.skip(f"not run: {SKIPPED[command.key]}")
+    session = shell_sessions(command.block.path)
+    monkeypatch.chdir(session.workdir)
+    # In order: a command may read what an earlier one wrote (`lowrank plot r.json`).
+    for earlier in [
+        c
+        for c in SHELL_COMMANDS
+        if c.block.path == command.block.path and c.argv[0] == "lowrank" and c.line <= command.line
+    ]:
+        if earlier.line not in session.done:  # run alone (-k): run what it builds on first
+            try:
+                run_lowrank(earlier, session.workdir, request)
+            except BaseException as exc:
+                session.done[earlier.line] = f"{type(exc).__name__}: {exc}"
+                if earlier is command:
+                    raise
+            else:
+                session.done[earlier.line] = None
+        failure = session.done[earlier.line]
+        if failure is not None and earlier is not command:
+            pytest.fail(f"builds on {earlier.where}, which failed: {failure.splitlines()[0]}")
+
+
+def run_lowrank(command: Command, workdir: Path, request: pytest.FixtureRequest) -> None:
+    """``lowrank ARGS`` through :func:`lowrank.cli.main`, with the substitutions; it must exit
+    0 and write the outputs it names."""
     from lowrank.cli import main
 
-    workdir = shell_dirs(command.block.path)
-    monkeypatch.chdir(workdir)
     minilm = cached_minilm() if command.key in MINILM_COMMANDS else None
     args = []
-    for arg in argv[1:]:
+    for arg in command.argv[1:]:
         if minilm is not None and arg == "model.safetensors":
             arg = str(minilm)
         for old in SUBSTITUTIONS:
             if old in arg:
                 arg = arg.replace(old, request.getfixturevalue("dask_address"))
         args.append(arg)
-    # A command that reads what an earlier one of its file wrote (r.json) needs it first.
-    earlier = [c for c in SHELL_COMMANDS if c.block.path == command.block.path]
-    for needed in [c for c in earlier[: earlier.index(command)] if c.argv[0] == "lowrank"]:
-        for option, value in itertools.pairwise(needed.argv):
-            if option in OUTPUT_OPTIONS and value in args and not (workdir / value).exists():
-                pytest.fail(f"needs {value}, written by {needed.where}, which has not run")
-
+    capture = request.getfixturevalue("capsys")
     status = main(args)
-    out, err = capsys.readouterr()
+    out, err = capture.readouterr()
     assert status == 0, f"{command.where}: `lowrank {shlex.join(args)}` exited {status}: {err}"
     for option, value in itertools.pairwise(args):
         if option in OUTPUT_OPTIONS:
             assert (workdir / value).exists(), f"{command.where}: {value} was not written"
     if args[0] == "analyze":
-        assert "complete:" in out, out
+        assert "complete:" in out, f"{command.where}: {out}"
     if args[0] == "extract":
-        config = json.loads(
-            (workdir / args[args.index("-o") + 1] / "adapter_config.json").read_text()
-        )
+        folder = workdir / args[args.index("-o") + 1]
+        config = json.loads((folder / "adapter_config.json").read_text())
+        assert (folder / "adapter_model.safetensors").is_file()
         if "--base-model" in args:
             assert config["base_model_name_or_path"] == args[args.index("--base-model") + 1]
 
