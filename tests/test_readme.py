@@ -412,7 +412,8 @@ def dask_address() -> Iterator[str]:
         processes=False,  # in-process: starts in about a second
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: a fixed one may be taken by another run
+        silence_logs=50,
     ) as cluster:
         yield cluster.scheduler_address
 
