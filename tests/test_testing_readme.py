@@ -3,7 +3,9 @@ catches: the crude randomized SVD (one sketch of width `rank`, no power iteratio
 with a shrunk counterexample, scikit-learn's randomized_svd(n_iter=7) passes.
 
 The block is the fenced ``python`` block after the marker comment
-``<!-- readme-example: property-testing -->`` in README.md, executed unchanged.
+``<!-- readme-example: property-testing -->`` in README.md, executed unchanged; the
+``text`` block after it, the failure a reader is shown, must contain the message the
+shrunk counterexample actually raises.
 
 Why the outcome is reliable, not lucky (measured on 300 matrices of the example's
 strategy, float32 and float64): the crude SVD's Frobenius excess over the optimum is at
@@ -21,6 +23,25 @@ pytest.importorskip("sklearn")
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- readme-example: property-testing -->"
+
+
+def _after_marker() -> str:
+    text = README.read_text(encoding="utf-8")
+    assert MARKER in text, f"README.md lost the marker {MARKER!r}"
+    return text.split(MARKER, 1)[1]
+
+
+def readme_output() -> str:
+    """The ```text block after the example: the failure a reader is shown."""
+    match = re.search(r"```text\n(.*?)\n```", _after_marker(), flags=re.DOTALL)
+    assert match, "the example must be followed by the ```text output it prints"
+    return match.group(1)
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"^E ", "", line.strip()) for line in text.splitlines()).replace(
+        "  ", " "
+    )
 
 
 def readme_example() -> str:
@@ -57,3 +78,7 @@ def test_crude_randomized_svd_fails_with_a_shrunk_counterexample(example):
     assert "test(" in notes and "WeightLike(" in notes, notes
     # Shrunk: the smallest shape the strategy allows.
     assert "shape=(40, 40)" in notes, notes
+    # The failure shown in the README is the one a reader gets (the shrunk example is
+    # deterministic: float64, 40x40, no spikes, seed 0).
+    shown = " ".join(_words(readme_output()).split())
+    assert " ".join(str(info.value).split()) in shown, (str(info.value), shown)
