@@ -1,13 +1,15 @@
-r"""Every tolerance used by :mod:`lowrank.testing`, in one place, derived from one formula.
+r"""Every tolerance used by :mod:`lowrank.testing`, in one place, each derived from an error
+analysis written next to it.
 
-All of them are :func:`lowrank._numerics.tolerance`,
+The rounding part of all of them is :func:`lowrank._numerics.tolerance`,
 
 .. math:: \tau(\text{dtype}, n, s) = c\,\varepsilon\,\sqrt{n}\,s ,
 
 with :math:`\varepsilon` the machine epsilon of the *coarsest* dtype involved, :math:`n` the
 dimension over which rounding errors accumulate, :math:`s` the magnitude of the quantity
 and :math:`c` = ``factor`` (16 by default, LAPACK's constants). What changes from check to
-check is only :math:`n`, :math:`s`, and how conditioning enters:
+check is :math:`n`, :math:`s`, how conditioning enters, and the terms that are not
+rounding (LAPACK's deflation threshold; the stated accuracy of an iterative method):
 
 =============================  ===============================================================
 quantity                       tolerance (and why)
@@ -18,18 +20,22 @@ singular values                :func:`svd_tolerance`: :math:`\tau(\max(m,n), \si
                                and by Weyl each :math:`\sigma_i` moves by at most
                                :math:`\|E\|_2`: an *absolute* error, whatever
                                :math:`\sigma_i` is.
-backward error of an SVD       :func:`backward_error_tolerance`: :math:`\tau` plus LAPACK's
-(values, :math:`U^HAV`)        deflation threshold :math:`t_L\sigma_1`
+backward error of an SVD       :func:`backward_error_tolerance` (values and
+                               :math:`U^HAV`): :math:`\tau` plus LAPACK's deflation
+                               threshold :math:`t_L\sigma_1`
                                (:func:`lapack_deflation_tolerance`): the bidiagonal QR
                                iteration sets an off-diagonal entry :math:`e` to zero once
                                :math:`|e| \le t_L |d|`, a perturbation of
                                :math:`t_L\sigma_1` that :math:`U^HAV` shows directly and
                                that does not shrink with the size.
-eigen-solvers on :math:`A^HA`  :func:`gram_atol`: :math:`\sqrt{r(\max(t^2,\varepsilon) +
-(ARPACK via ``svds``)          c\varepsilon\sqrt{\max(m,n)})}` relative to
+eigen-solvers on A^H A         :func:`gram_atol` (ARPACK through ``svds``):
+                               :math:`\sqrt{r(\max(t^2,\varepsilon) +
+                               c\varepsilon\sqrt{\max(m,n)})}` relative to
                                :math:`\sigma_1`; errors in :math:`\sigma^2` of
                                :math:`\eta` become errors of :math:`\sqrt\eta` in
                                :math:`\sigma` and in the residual.
+randomized range finders       :func:`power_scheme_factor`: Halko, Martinsson & Tropp's
+                               high-probability bound :math:`F\sigma_{r+1}` on the error.
 singular-triplet residuals     the same :math:`\tau`: :math:`\|Av - \sigma u\|` and
                                :math:`\|A^H u - \sigma v\|` are at most :math:`\|E\|_2`.
 singular vectors / subspaces   :func:`subspace_tolerance`: :math:`2\sqrt{2c}\,\tau/\delta`
