@@ -39,7 +39,7 @@ from lowrank.metrics import (
     spectrum_summary,
     stable_rank,
 )
-from lowrank.svd import TruncatedSVD, singular_values, truncated_svd
+from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
 
 __all__ = [
     "ConvergenceError",
@@ -54,7 +54,7 @@ __all__ = [
     "RankErrorCurve",
     "ShapeError",
     "SpectrumSummary",
-    "TruncatedSVD",
+    "TruncatedSVDResult",
     "__version__",
     "best_approximation",
     "compare_to_optimal",

@@ -165,6 +165,12 @@ def _check_shape(shape: tuple[int, ...], name: str) -> tuple[int, int]:
     return m, n
 
 
+def dense_input(a: Array) -> MatrixInput:
+    """A dense matrix that its caller has validated already (2-D, finite, compute dtype)."""
+    m, n = a.shape
+    return MatrixInput("dense", (m, n), a.dtype, a, None, _dense_frobenius_norm(a))
+
+
 def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -> MatrixInput:
     """Validate ``A`` (array-like, sparse matrix or ``LinearOperator``) once.
 

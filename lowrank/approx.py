@@ -33,7 +33,7 @@ from lowrank._spectrum import as_singular_values, check_schatten_p, tail_norms
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike, SVDMethod
 from lowrank._validation import as_matrix, check_choice, check_int, check_rank
 from lowrank.errors import InputError, ShapeError
-from lowrank.svd import TruncatedSVD, singular_values, truncated_svd
+from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
 
 __all__ = [
     "NORMS",
@@ -135,7 +135,7 @@ def best_approximation(
     *,
     method: SVDMethod = "exact",
     rng: RNGLike = None,
-) -> TruncatedSVD:
+) -> TruncatedSVDResult:
     r"""The Eckart–Young–Mirsky optimal rank-``rank`` approximation, in factored form.
 
     A thin wrapper over :func:`lowrank.truncated_svd` whose default is the exact method, so
@@ -154,7 +154,7 @@ def best_approximation(
 
     Returns
     -------
-    TruncatedSVD
+    TruncatedSVDResult
 
     Examples
     --------

@@ -73,7 +73,8 @@ NOT_SWEPT: dict[str, str] = {
     "OptimalityComparison": "result record",
     "RankErrorCurve": "result record",
     "SpectrumSummary": "result record",
-    "TruncatedSVD": "result record",
+    "TruncatedSVDResult": "result record",
+    "RandomizedDiagnostics": "result record",
     "Amplification": "result record",
     "ConvertedAdapter": "result record",
     "ExtractedAdapter": "result record",
@@ -727,7 +728,7 @@ def kind_of(name: str, param: inspect.Parameter, label: str = "") -> str:
         return "matrix"
     if name in VECTOR_NAMES:
         return "vector"
-    if "Literal" in ann or name in {"method", "norm", "preset", "side", "kind", "loss", "init"}:
+    if "Literal" in ann or name in {"method", "norm", "criterion", "side", "kind", "loss", "init"}:
         return "choice"
     if "PathLike" in ann or name in {"path", "directory", "source", "base", "tuned"}:
         return "path"
@@ -1352,10 +1353,10 @@ def _raises_cases() -> list[tuple[str, Callable[[Context], Any], type[Exception]
             r"rank must satisfy 0 <= rank <= min\(shape\) = 4; got 5",
         ),
         (
-            "default_block_size preset",
-            lambda c: svd.default_block_size((9, 9), 2, preset="x"),
+            "default_block_size criterion",
+            lambda c: svd.default_block_size((9, 9), 2, criterion="x"),
             InputError,
-            r"preset must be one of 'accurate', 'fast'; got 'x'",
+            r"criterion must be one of 'values', 'excess'; got 'x'",
         ),
         (
             "default_tol dtype",

@@ -119,7 +119,7 @@ def test_recompression_never_forms_the_dense_product():
 
 def test_factored_svd_matches_the_dense_svd(rng):
     B, A = rng.standard_normal((12, 3)), rng.standard_normal((3, 8))
-    res = factored_svd(B, A, scaling=0.5)
+    res = factored_svd(A, B, scaling=0.5)
     S = np.linalg.svd(0.5 * B @ A, compute_uv=False)
     assert res.method == "factored" and res.rank == 3 and res.shape == (12, 8)
     np.testing.assert_allclose(res.S, S[:3], rtol=1e-12)
@@ -129,24 +129,26 @@ def test_factored_svd_matches_the_dense_svd(rng):
     assert res.residual_fro == pytest.approx(0.0, abs=1e-12)
     assert res.norm_fro == pytest.approx(np.linalg.norm(0.5 * B @ A), rel=1e-12)
     # Inner dimension larger than the matrix: min(out, in, k) triplets.
-    wide = factored_svd(rng.standard_normal((3, 5)), rng.standard_normal((5, 4)))
+    wide = factored_svd(rng.standard_normal((5, 4)), rng.standard_normal((3, 5)))
     assert wide.rank == 3
 
 
 def test_factored_svd_float32_and_half_inputs(rng):
     B, A = rng.standard_normal((10, 2)), rng.standard_normal((2, 6))
-    res = factored_svd(B.astype(np.float16), A.astype(ml_dtypes.bfloat16))
+    res = factored_svd(A.astype(ml_dtypes.bfloat16), B.astype(np.float16))
     assert res.U.dtype == np.float32 and res.S.dtype == np.float32
 
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "match"),
     [
-        ((np.ones((3, 2)), np.ones((3, 4))), {}, ShapeError, "must share k"),
-        ((np.ones((3, 2)), np.ones((2, 4))), {"scaling": 0.0}, InputError, "scaling must be"),
-        ((np.ones((3, 2), complex), np.ones((2, 4))), {}, DTypeError, "lora_B must be real"),
-        ((np.ones(3), np.ones((2, 4))), {}, ShapeError, "lora_B must be a 2-D matrix"),
-        ((np.ones((3, 2)), np.full((2, 4), np.nan)), {}, NonFiniteError, "lora_A must contain"),
+        ((np.ones((3, 4)), np.ones((3, 2))), {}, ShapeError, "must share k"),
+        ((np.ones((2, 4)), np.ones((3, 2))), {"scaling": 0.0}, InputError, "scaling must be"),
+        ((np.ones((2, 4)), np.ones((3, 2), complex)), {}, DTypeError, "lora_B must be real"),
+        ((np.ones((2, 4)), np.ones(3)), {}, ShapeError, "lora_B must be a 2-D matrix"),
+        ((np.full((2, 4), np.nan), np.ones((3, 2))), {}, NonFiniteError, "lora_A must contain"),
+        # The old order (lora_B, lora_A) is refused by the shapes, not decomposed wrongly.
+        ((np.ones((3, 2)), np.ones((2, 4))), {}, ShapeError, "must share k"),
     ],
 )
 def test_factored_svd_errors(args, kwargs, error, match):
@@ -211,7 +213,7 @@ def test_lapack_failure_is_a_convergence_error(monkeypatch):
         ConvergenceError,
         match=r"LAPACK gesdd and gesvd both failed to converge on a \(2, 2\) matrix",
     ):
-        factored_svd(np.eye(3)[:, :2], np.eye(2))
+        factored_svd(np.eye(2), np.eye(3)[:, :2])
     assert calls == ["gesdd", "gesvd"]
 
 

@@ -22,6 +22,7 @@ from lowrank.lora import (
     olora_init,
     pissa_init,
 )
+from lowrank.svd import FAST_TOL
 
 DTYPES = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
 SVD_INITS = ["pissa", "milora", "olora", "pissa_niter_2"]
@@ -160,21 +161,24 @@ def test_pissa_forwards_every_svd_method(rng, method):
     assert_reconstructs(W, out)
 
 
-def test_pissa_fast_preset_converges_the_residual(rng):
-    # Marchenko-Pastur bulk, the hard case for a sketch: the fast preset stops when the
-    # estimated excess of ||W - sBA||_F over the EYM optimum is below tol; the excess is
-    # checked against float64 LAPACK (1e-3 leaves the estimate its factor of 2 of slack).
+def test_pissa_excess_tol_converges_the_residual(rng):
+    # Marchenko-Pastur bulk, the hard case for a sketch: excess_tol stops when the estimated
+    # excess of ||W - sBA||_F over the EYM optimum is below it; the excess is checked
+    # against float64 LAPACK (1e-3 leaves the estimate its factor of 2 of slack).
     W = rng.standard_normal((600, 400)) / math.sqrt(600)
     S = np.linalg.svd(W, compute_uv=False)
     optimal = math.sqrt(float(np.sum(S[16:] ** 2)))
-    fast = pissa_init(W, 16, method="randomized", preset="fast", rng=0)
-    assert fast.svd.preset == "fast" and fast.svd.converged
+    fast = pissa_init(W, 16, method="randomized", excess_tol=FAST_TOL, rng=0)
+    assert fast.svd.diagnostics.criterion == "excess" and fast.svd.converged
     assert np.linalg.norm(fast.residual) / optimal - 1 <= 1e-3
     assert_reconstructs(W, fast)
-    loose = pissa_init(W, 16, method="randomized", preset="fast", tol=3e-2, rng=0)
-    assert loose.svd.tol == 3e-2 and loose.svd.n_passes < fast.svd.n_passes
-    with pytest.raises(InputError, match="preset must be one of"):
-        pissa_init(W, 16, method="randomized", preset="quick")
+    loose = pissa_init(W, 16, method="randomized", excess_tol=3e-2, rng=0)
+    assert loose.svd.diagnostics.tol == 3e-2
+    assert loose.svd.diagnostics.n_passes < fast.svd.diagnostics.n_passes
+    with pytest.raises(InputError, match=r"unknown SVD option.*preset"):
+        pissa_init(W, 16, method="randomized", preset="fast")
+    with pytest.raises(InputError, match="excess_tol apply to method='randomized'"):
+        pissa_init(W, 16, excess_tol=0.1)
 
 
 def test_pissa_randomized_is_reproducible(rng):
@@ -300,26 +304,14 @@ def test_init_methods_listed():
     assert INIT_METHODS == ("lora", "gaussian", "pissa", "milora", "olora")
 
 
-def test_pissa_niter_k_means_randomized_with_k_iterations(rng, monkeypatch):
-    import lowrank.lora.init as init_module
-
-    seen = {}
-    real = init_module.truncated_svd
-
-    def spy(A, rank, **kwargs):
-        seen.update(kwargs)
-        return real(A, rank, **kwargs)
-
-    monkeypatch.setattr(init_module, "truncated_svd", spy)
+def test_pissa_niter_k_means_randomized_with_k_iterations(rng):
     W = random_weight(rng, (50, 40))
     out = init_factors(W, 4, init="pissa_niter_3", rng=0, oversample=5)
-    assert out.svd.method == "randomized"
-    assert (seen["method"], seen["n_iter"], seen["oversample"], seen["rng"]) == (
-        "randomized",
-        3,
-        5,
-        0,
-    )
+    d = out.svd.diagnostics
+    assert out.svd.method == "randomized" and out.svd.converged is None
+    assert (d.scheme, d.n_iter, d.oversample, d.block_size) == ("block_krylov", 3, 5, 9)
+    same = pissa_init(W, 4, method="randomized", n_iter=3, oversample=5, rng=0)
+    np.testing.assert_array_equal(out.lora_A, same.lora_A)
     assert_reconstructs(W, out)
 
 

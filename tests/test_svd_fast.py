@@ -1,4 +1,4 @@
-"""The randomized block Krylov method of lowrank.svd: adaptive accuracy, presets, internals.
+"""The randomized block Krylov method of lowrank.svd: adaptive accuracy, options, internals.
 
 Reference values come from float64 LAPACK (numpy.linalg.svd) of the matrix actually used
 (float32 inputs are upcast first), as in tests/test_svd.py.
@@ -74,15 +74,16 @@ def test_default_reaches_its_accuracy(spectrum, dtype, rng):
             A = A + with_spectrum(rng, m, n, np.linspace(20, 10, 16) * 1.85, dtype=dtype)
     ref = reference(A)
     res = truncated_svd(A, rank, method="randomized", rng=0)
-    assert res.converged and res.tol == default_tol(dtype) and res.preset == "accurate"
+    d = res.diagnostics
+    assert res.converged and d.tol == default_tol(dtype) and d.criterion == "values"
     assert res.S.dtype == np.finfo(dtype).dtype
     assert top_rel_err(res.S, ref) <= 1e-5
     assert excess(A, res, ref) <= 1e-6
     # The a-posteriori estimate is of the right size: not below the error by more than
     # the rounding level of the dtype, and below the target it stopped at.
-    assert res.error_estimate is not None
+    assert d.value_estimate is not None
     floor = 16 * np.finfo(dtype).eps * ref[0] / ref[rank - 1]
-    assert top_rel_err(res.S, ref) <= max(100 * res.error_estimate, floor)
+    assert top_rel_err(res.S, ref) <= max(100 * d.value_estimate, floor)
     assert_orthonormal(res.U, name="U")
     assert_orthonormal(res.Vh.conj().T, name="V")
 
@@ -90,9 +91,9 @@ def test_default_reaches_its_accuracy(spectrum, dtype, rng):
 def test_tol_trades_accuracy_for_passes(rng):
     A = flat(rng, 600, 500)
     ref = reference(A)
-    loose = truncated_svd(A, 10, method="randomized", rng=0, tol=1e-2)
-    tight = truncated_svd(A, 10, method="randomized", rng=0, tol=1e-8)
-    assert loose.n_passes < tight.n_passes
+    loose = truncated_svd(A, 10, method="randomized", rng=0, value_tol=1e-2)
+    tight = truncated_svd(A, 10, method="randomized", rng=0, value_tol=1e-8)
+    assert loose.diagnostics.n_passes < tight.diagnostics.n_passes
     assert top_rel_err(tight.S, ref) <= 1e-7 < top_rel_err(loose.S, ref) <= 1e-1
 
 
@@ -103,7 +104,7 @@ def test_adaptive_is_deterministic_given_rng(rng):
     np.testing.assert_array_equal(a.U, b.U)
     np.testing.assert_array_equal(a.S, b.S)
     np.testing.assert_array_equal(a.Vh, b.Vh)
-    assert a.n_passes == b.n_passes
+    assert a.diagnostics == b.diagnostics
 
 
 def test_float32_end_to_end(rng):
@@ -143,7 +144,7 @@ def test_sparse_and_operator_adaptive(form, rng):
 def test_pythagorean_residual_is_the_true_residual(rng):
     for dtype in (np.float32, np.float64):
         A = flat(rng, 500, 400, dtype)
-        for kwargs in ({}, {"preset": "fast"}, {"n_iter": 1}):
+        for kwargs in ({}, {"excess_tol": FAST_TOL}, {"n_iter": 1}):
             res = truncated_svd(A, 20, method="randomized", rng=0, **kwargs)
             true = residual_norm(A, res)
             assert abs(res.residual_fro - true) <= res.residual_fro_error, (dtype, kwargs)
@@ -152,11 +153,11 @@ def test_pythagorean_residual_is_the_true_residual(rng):
 def test_whole_space_is_exact(rng):
     A = rng.standard_normal((60, 40))
     res = truncated_svd(A, 30, method="randomized", rng=0)
-    assert res.spectrum_complete and res.error_estimate == 0.0
+    assert res.spectrum_complete and res.diagnostics.value_estimate == 0.0
     np.testing.assert_allclose(res.spectrum, np.linalg.svd(A, compute_uv=False), rtol=1e-12)
 
 
-# --- fixed iterations and presets --------------------------------------------------------
+# --- fixed iterations and options --------------------------------------------------------
 
 
 def hmt_block_krylov_values(A, rank, n_iter, oversample, seed):
@@ -175,42 +176,49 @@ def hmt_block_krylov_values(A, rank, n_iter, oversample, seed):
 
 @pytest.mark.parametrize("n_iter", [0, 1, 3])
 def test_fixed_n_iter_is_hmt_block_krylov(n_iter, rng):
-    """With n_iter and no tol, the Ritz values are those of HMT's block Krylov method with
-    n_iter iterations (same start block), at 2 (n_iter + 1) passes."""
+    """With n_iter, the Ritz values are those of HMT's block Krylov method with n_iter
+    iterations (same start block), at 2 (n_iter + 1) passes; nothing was checked."""
     A = flat(rng, 500, 400)
     res = truncated_svd(A, 8, method="randomized", n_iter=n_iter, oversample=6, rng=3)
     expected = hmt_block_krylov_values(A, 8, n_iter, 6, 3)
     np.testing.assert_allclose(res.S, expected[:8], rtol=1e-10)
-    assert res.n_passes == 2 * (n_iter + 1) and res.n_iter == n_iter
-    assert res.block_size == 14 and res.oversample == 6 and res.subspace_dim == 14 * (n_iter + 1)
-    assert res.error_estimate is None and res.tol is None
+    d = res.diagnostics
+    assert d.n_passes == 2 * (n_iter + 1) and d.n_iter == n_iter
+    assert d.block_size == 14 and d.oversample == 6 and d.subspace_dim == 14 * (n_iter + 1)
+    assert d.value_estimate is None and d.tol is None and d.criterion is None
+    assert res.converged is None
 
 
-def test_n_iter_with_tol_is_a_cap(rng):
+def test_max_iter_is_a_cap(rng):
     A = flat(rng, 500, 400)
-    res = truncated_svd(A, 10, method="randomized", rng=0, n_iter=1, tol=1e-12)
-    assert res.n_iter == 1 and not res.converged and res.error_estimate is not None
+    res = truncated_svd(A, 10, method="randomized", rng=0, max_iter=1, value_tol=1e-12)
+    d = res.diagnostics
+    assert d.n_iter == 1 and res.converged is False and d.value_estimate is not None
 
 
-def test_fast_preset_on_a_flat_spectrum(rng):
-    """preset="fast": residual within 0.1 % of optimal on a weight-like matrix (the benchmark
-    target, FAST_TOL = 5e-4 as margin), with fewer passes than the accurate default."""
+def test_excess_tol_on_a_flat_spectrum(rng):
+    """excess_tol=FAST_TOL: residual within 0.1 % of optimal on a weight-like matrix (the
+    benchmark target, FAST_TOL = 5e-4 as margin), with fewer passes than the default."""
     A = flat(rng, 1000, 800, np.float32)
     ref = reference(A)
-    res = truncated_svd(A, 32, method="randomized", rng=0, preset="fast")
-    assert res.preset == "fast" and res.tol == FAST_TOL and res.converged
+    res = truncated_svd(A, 32, method="randomized", rng=0, excess_tol=FAST_TOL)
+    d = res.diagnostics
+    assert d.criterion == "excess" and d.tol == FAST_TOL and res.converged
     assert excess(A, res, ref) <= 1e-3
-    assert res.excess_estimate is not None and res.excess_estimate <= FAST_TOL
+    assert d.excess_estimate is not None and d.excess_estimate <= FAST_TOL
     accurate = truncated_svd(A, 32, method="randomized", rng=0)
-    assert res.n_passes < accurate.n_passes
-    # The accurate default estimates the excess too, and reaches it.
-    assert accurate.excess_estimate is not None and excess(A, accurate, ref) <= 1e-6
+    assert d.n_passes < accurate.diagnostics.n_passes
+    # The default (value_tol) estimates the excess too, and reaches it.
+    assert accurate.diagnostics.excess_estimate is not None
+    assert excess(A, accurate, ref) <= 1e-6
 
 
 def test_subspace_iteration_still_available(rng):
     A = with_spectrum(rng, 300, 200, 1.0 / np.arange(1, 201))
     res = truncated_svd(A, 10, method="randomized", block_krylov=False, rng=0)
-    assert res.preset == "subspace" and res.n_iter == 6 and res.n_passes == 14
+    d = res.diagnostics
+    assert d.scheme == "subspace" and d.n_iter == 6 and d.n_passes == 14
+    assert res.converged is None
     assert_valid_svd(res, A, rank=10, rtol=1e-3)
 
 
@@ -218,23 +226,60 @@ def test_default_block_size():
     assert default_block_size((4096, 4096), 8) == 16
     assert default_block_size((4096, 4096), 64) == 24
     assert default_block_size((4096, 4096), 256) == 32
-    assert default_block_size((4096, 4096), 64, preset="fast") == 40
-    assert default_block_size((4096, 4096), 256, preset="fast") == 64
+    assert default_block_size((4096, 4096), 64, criterion="excess") == 40
+    assert default_block_size((4096, 4096), 256, criterion="excess") == 64
     assert default_block_size((30, 12), 12) == 12
 
 
 def test_bad_new_options():
     A = np.eye(4)
-    with pytest.raises(InputError, match=r"tol must be finite and > 0; got 0"):
-        truncated_svd(A, 1, method="randomized", tol=0)
-    with pytest.raises(InputError, match=r"tol must satisfy 0 < tol < 1; got 1.0"):
-        truncated_svd(A, 1, method="randomized", tol=1.0)
-    with pytest.raises(InputError, match=r"tol must be a real number; got 'x'"):
-        truncated_svd(A, 1, tol="x")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"value_tol must be finite and > 0; got 0"):
+        truncated_svd(A, 1, method="randomized", value_tol=0)
+    with pytest.raises(InputError, match=r"excess_tol must satisfy 0 < excess_tol < 1; got 1.0"):
+        truncated_svd(A, 1, method="randomized", excess_tol=1.0)
+    with pytest.raises(InputError, match=r"value_tol must be a real number; got 'x'"):
+        truncated_svd(A, 1, value_tol="x")  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"block_size must be >= 1; got 0"):
         truncated_svd(A, 1, block_size=0)
-    with pytest.raises(InputError, match=r"preset must be one of .*; got 'slow'"):
-        truncated_svd(A, 1, preset="slow")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"value_tol": 1e-3, "excess_tol": 1e-3}, "value_tol and excess_tol are two targets"),
+        ({"n_iter": 2, "value_tol": 1e-3}, "value_tol belong to the adaptive method, n_iter"),
+        ({"n_iter": 2, "max_iter": 3}, "max_iter belong to the adaptive method, n_iter"),
+        ({"block_krylov": False, "excess_tol": 0.1}, "block_krylov=False to a fixed"),
+        ({"oversample": 5}, "oversample applies with n_iter or block_krylov=False"),
+        ({"block_krylov": False, "block_size": 8}, "block_size applies to the block Krylov"),
+    ],
+)
+def test_options_of_two_modes_are_refused(kwargs, match):
+    # One meaning per option: each belongs to one mode of the table in truncated_svd.
+    with pytest.raises(InputError, match=match):
+        truncated_svd(np.eye(4), 1, method="randomized", **kwargs)
+
+
+@pytest.mark.parametrize("method", ["exact", "arpack", "propack", "lobpcg"])
+def test_randomized_options_with_another_method_are_refused(method):
+    with pytest.raises(
+        InputError, match=rf"n_iter apply to method='randomized'; got method='{method}'"
+    ):
+        truncated_svd(np.eye(4), 1, method=method, n_iter=2)
+
+
+def test_auto_may_choose_exact_and_ignore_the_targets():
+    res = truncated_svd(np.diag([3.0, 2.0, 1.0]), 1, excess_tol=0.1)
+    assert res.method == "exact" and res.converged and res.diagnostics is None
+
+
+def test_the_result_unpacks_like_numpys():
+    A = np.diag([3.0, 2.0, 1.0])
+    U, S, Vh = truncated_svd(A, 2)
+    res = truncated_svd(A, 2)
+    assert U is not None and len(res) == 3
+    for got, want in zip((U, S, Vh), (res.U, res.S, res.Vh), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 # --- internals ----------------------------------------------------------------------------

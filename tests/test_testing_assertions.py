@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lowrank import InputError, TruncatedSVD, truncated_svd
+from lowrank import InputError, TruncatedSVDResult, truncated_svd
 from lowrank.adapter import LoRALinear
 from lowrank.testing import (
     assert_adapters_agree,
@@ -519,7 +519,7 @@ def test_adapters_agree_messages_and_options():
 def test_truncated_svd_result_type_is_accepted_everywhere():
     A = weight_like_matrix((12, 9), spikes=[4.0], rng=12).A
     res = truncated_svd(A, 3)
-    assert isinstance(res, TruncatedSVD)
+    assert isinstance(res, TruncatedSVDResult)
     assert_valid_svd(res, A, rank=3, sign_convention=True)
     assert_near_optimal(A, res)
 

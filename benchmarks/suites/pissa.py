@@ -7,7 +7,7 @@ QR-normalised power iterations. Here a whole stack is initialised by
 * ``lowrank.lora.pissa_init`` with the exact SVD (PEFT's ``"pissa"``), with lowrank's
   default randomized method (converged to single precision), and with a fixed number of
   block Krylov iterations, ``n_iter`` = 2 and 4 (the counterpart of PEFT's ``niter``);
-* ``lowrank.lora.pissa_init(W, r, method="randomized", preset="fast")`` (the Frobenius
+* ``lowrank.lora.pissa_init(W, r, method="randomized", excess_tol=5e-4)`` (the Frobenius
   residual converged to 5e-4 of the optimum);
 * PEFT's recipe with PyTorch when installed: ``torch.svd_lowrank`` and PEFT's arithmetic
   (``LoraLayer.pissa_init``, peft 0.21: ``A = diag(√S) Uhᵣ``, ``B = Vᵣ diag(√S)``,
@@ -113,7 +113,7 @@ DESCRIPTIONS = {
     "SVD whatever r: run at the first rank, and not on the 4096² stack",
     "lowrank_randomized": 'lowrank.lora.pissa_init(W, r, method="randomized", rng=0): '
     "adaptive, singular values converged to 32 eps",
-    "lowrank_fast": 'lowrank.lora.pissa_init(W, r, method="randomized", preset="fast", rng=0): '
+    "lowrank_fast": 'lowrank.lora.pissa_init(W, r, method="randomized", excess_tol=5e-4, rng=0): '
     "adaptive, the residual converged to 5e-4 of the optimum",
     "lowrank_niter_2": 'lowrank.lora.pissa_init(W, r, method="randomized", n_iter=2, rng=0): '
     "block Krylov, 6 passes over W, blocks of r + 10",
@@ -168,7 +168,7 @@ def _init_fn(method: str, W: np.ndarray, r: int) -> Any:
         if method == "lowrank_randomized":
             kwargs = {"method": "randomized", "rng": 0}
         elif method == "lowrank_fast":
-            kwargs = {"method": "randomized", "preset": "fast", "rng": 0}
+            kwargs = {"method": "randomized", "excess_tol": 5e-4, "rng": 0}
         elif method.startswith("lowrank_niter_"):
             kwargs = {"method": "randomized", "n_iter": int(method.rsplit("_", 1)[1]), "rng": 0}
         return lambda: pissa_init(W, r, **kwargs).residual

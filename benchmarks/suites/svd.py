@@ -1,12 +1,12 @@
 """Suite 1: truncated SVD at matched accuracy.
 
 For each matrix (three spectra, float32) and rank, every method runs in a worker process:
-lowrank's default (``truncated_svd(A, r)``) and its ``"fast"`` preset; the peers SciPy
-``svds`` (ARPACK, PROPACK, LOBPCG), scikit-learn ``randomized_svd`` (default, and with
-``n_oversamples``/``n_iter`` raised until it reaches the accuracy target), PyTorch
-``svd_lowrank`` when installed, and LAPACK ``gesdd`` (SciPy, rank-independent: one
-decomposition, judged at every rank); and the GEMM floor ``A.T @ (A @ Omega)`` with
-``r + 10`` columns.
+lowrank's default (``truncated_svd(A, r)``) and its fast setting
+(``excess_tol=FAST_TOL``); the peers SciPy ``svds`` (ARPACK, PROPACK, LOBPCG),
+scikit-learn ``randomized_svd`` (default, and with ``n_oversamples``/``n_iter`` raised
+until it reaches the accuracy target), PyTorch ``svd_lowrank`` when installed, and LAPACK
+``gesdd`` (SciPy, rank-independent: one decomposition, judged at every rank); and the
+GEMM floor ``A.T @ (A @ Omega)`` with ``r + 10`` columns.
 
 Accuracy, against float64 LAPACK of the float64 upcast: the largest relative error of the
 top-r singular values, and the excess of the residual over the Eckart–Young–Mirsky optimum,
@@ -44,7 +44,7 @@ METHODS: tuple[str, ...] = ("floor", *LOWRANK, *PEERS)
 DESCRIPTIONS = {
     "floor": "A.T @ (A @ Omega), Omega n x (r+10) float32: the GEMM floor",
     "lowrank": "lowrank.truncated_svd(A, r, rng=0): the default",
-    "lowrank_fast": 'lowrank.truncated_svd(A, r, rng=0, preset="fast")',
+    "lowrank_fast": "lowrank.truncated_svd(A, r, rng=0, excess_tol=FAST_TOL)",
     "gesdd": "scipy.linalg.svd(A, full_matrices=False, lapack_driver='gesdd'), truncated",
     "arpack": "scipy.sparse.linalg.svds(A, r, solver='arpack', rng=0)",
     "propack": "scipy.sparse.linalg.svds(A, r, solver='propack', rng=0)",
@@ -102,7 +102,9 @@ def _method_fn(method: str, A: np.ndarray, r: int, extra: dict[str, Any]) -> Any
     if method == "lowrank":
         return _lowrank_call(A, r)
     if method == "lowrank_fast":
-        return _lowrank_call(A, r, preset="fast")
+        from lowrank.svd import FAST_TOL
+
+        return _lowrank_call(A, r, excess_tol=FAST_TOL)
     if method == "gesdd":
         import scipy.linalg as sla
 
@@ -143,19 +145,22 @@ def _triplets(out: Any, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _lowrank_info(out: Any) -> dict[str, Any]:
     info: dict[str, Any] = {}
-    for key in (
-        "method",
-        "n_iter",
-        "oversample",
-        "n_passes",
-        "block_size",
-        "error_estimate",
-        "converged",
-        "tol",
-        "preset",
-    ):
+    for key in ("method", "converged"):
         if hasattr(out, key):
-            value = getattr(out, key)
+            info[key] = getattr(out, key)
+    diagnostics = getattr(out, "diagnostics", None)
+    if diagnostics is not None:
+        for key in (
+            "n_iter",
+            "oversample",
+            "n_passes",
+            "block_size",
+            "value_estimate",
+            "excess_estimate",
+            "criterion",
+            "tol",
+        ):
+            value = getattr(diagnostics, key)
             info[key] = value if not isinstance(value, np.generic) else value.item()
     if hasattr(out, "excess_bound"):
         info["excess_bound"] = out.excess_bound

@@ -53,7 +53,7 @@ from lowrank.lora._common import (
     storage_dtype,
 )
 from lowrank.lora.config import LoRAConfig
-from lowrank.svd import TruncatedSVD, fix_signs
+from lowrank.svd import TruncatedSVDResult, fix_signs
 from lowrank.svd._lapack import lapack_svd
 
 __all__ = [
@@ -71,7 +71,7 @@ def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
     return as_matrix(raw, name=name), storage
 
 
-def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
+def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVDResult:
     """Body of :func:`factored_svd` on validated arrays of one compute dtype."""
     out, k = B.shape
     n_in = A.shape[1]
@@ -94,7 +94,7 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     U, S, Vh = fix_signs(U, S, Vh)
     spectrum = np.zeros(min(out, n_in), dtype=cd)
     spectrum[:p] = Sc[:p]
-    return TruncatedSVD(
+    return TruncatedSVDResult(
         U=np.ascontiguousarray(U),
         S=S,
         Vh=np.ascontiguousarray(Vh),
@@ -106,19 +106,23 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVD:
     )
 
 
-def factored_svd(lora_B: ArrayLike, lora_A: ArrayLike, *, scaling: float = 1.0) -> TruncatedSVD:
+def factored_svd(
+    lora_A: ArrayLike, lora_B: ArrayLike, *, scaling: float = 1.0
+) -> TruncatedSVDResult:
     r"""The SVD of :math:`s\,BA` from its factors, never forming the ``out × in`` product.
 
     Parameters
     ----------
-    lora_B : array_like, shape (out, k)
     lora_A : array_like, shape (k, in)
+    lora_B : array_like, shape (out, k)
+        In the project's one factor order, ``(lora_A, lora_B)`` (as PEFT stores them);
+        swapped factors are refused by their shapes unless both are square.
     scaling : float, default 1.0
         :math:`s > 0`.
 
     Returns
     -------
-    TruncatedSVD
+    TruncatedSVDResult
         All :math:`p = \min(out, in, k)` triplets (``method="factored"``), in the compute
         dtype of the factors (float32 for float16/bfloat16), signed by the core's sign rule.
         ``spectrum`` is complete (zeros beyond :math:`p`), so ``residual_fro`` after keeping
@@ -144,15 +148,15 @@ def factored_svd(lora_B: ArrayLike, lora_A: ArrayLike, *, scaling: float = 1.0) 
     --------
     >>> import numpy as np
     >>> B = np.array([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]); A = np.array([[3.0, 0.0], [0.0, 4.0]])
-    >>> res = factored_svd(B, A)            # B @ A = [[3, 4], [0, 0], [0, 0]]
+    >>> res = factored_svd(A, B)            # B @ A = [[3, 4], [0, 0], [0, 0]]
     >>> res.S, res.residual_fro
     (array([5., 0.]), 0.0)
     """
-    Bm, _ = _factor(lora_B, "lora_B")
     Am, _ = _factor(lora_A, "lora_A")
+    Bm, _ = _factor(lora_B, "lora_B")
     if Bm.shape[1] != Am.shape[0]:
         raise ShapeError(
-            f"lora_B (out, k) and lora_A (k, in) must share k; got {Bm.shape} and {Am.shape}"
+            f"lora_A (k, in) and lora_B (out, k) must share k; got {Am.shape} and {Bm.shape}"
         )
     s = check_positive_float(scaling, name="scaling")
     cd = np.result_type(Bm.dtype, Am.dtype)
@@ -325,7 +329,7 @@ def pissa_to_lora(
         k = check_lora_rank(rank, upper=p, upper_text="min(out, in, 2r)")
     else:
         k = max(1, select_rank(full.spectrum, rel_tol=rel_tol, energy=energy))
-    kept = TruncatedSVD(
+    kept = TruncatedSVDResult(
         U=full.U[:, :k],
         S=full.S[:k],
         Vh=full.Vh[:k],

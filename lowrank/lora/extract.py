@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
-from lowrank._validation import check_choice, check_int, normalize_rng
+from lowrank._validation import normalize_rng
 from lowrank.curves import select_rank
 from lowrank.errors import DTypeError, InputError, RankError, ShapeError
 from lowrank.lora._common import (
@@ -48,7 +49,7 @@ from lowrank.lora._common import (
     weight_view,
 )
 from lowrank.lora.config import LoRAConfig, anchored_patterns
-from lowrank.svd import SVD_METHODS, TruncatedSVD, truncated_svd
+from lowrank.svd import RandomizedOptions, TruncatedSVDResult, svd_of, svd_options
 
 __all__ = ["ExtractedAdapter", "Extraction", "extract", "extract_many"]
 
@@ -76,7 +77,7 @@ class Extraction:
         Rounding the factors to float16/bfloat16 adds about :math:`\varepsilon\|\Delta W\|_F`.
     relative_error : float
         ``error_fro / delta_fro`` (0 when :math:`\Delta W = 0`).
-    svd : TruncatedSVD
+    svd : TruncatedSVDResult
         The rank-``r`` SVD of :math:`\Delta W` the factors come from; for a randomized SVD
         ``svd.optimal_fro_bounds`` and ``svd.excess_bound`` say how far from optimal it is.
     """
@@ -91,7 +92,7 @@ class Extraction:
     delta_fro: float
     error_fro: float
     relative_error: float
-    svd: TruncatedSVD
+    svd: TruncatedSVDResult
 
     @property
     def energy(self) -> float:
@@ -122,7 +123,9 @@ def _output_dtype(dtype: DTypeLike | None, default: np.dtype[Any]) -> np.dtype[A
     return dt
 
 
-def _select(res: TruncatedSVD, rel_tol: float | None, energy: float | None, limit: int) -> int:
+def _select(
+    res: TruncatedSVDResult, rel_tol: float | None, energy: float | None, limit: int
+) -> int:
     if res.spectrum_complete:
         k = select_rank(res.spectrum, rel_tol=rel_tol, energy=energy)
     else:
@@ -147,8 +150,7 @@ def _extract(
     alpha: float | None,
     use_rslora: bool,
     method: SVDMethod,
-    n_iter: int | None,
-    oversample: int,
+    options: RandomizedOptions,
     rng: np.random.Generator,
     fan_in_fan_out: bool,
     dtype: DTypeLike | None,
@@ -168,7 +170,7 @@ def _extract(
     p = min(delta.shape)
     if rank is not None:
         k = check_lora_rank(rank, upper=p)
-        res = truncated_svd(delta, k, method=method, n_iter=n_iter, oversample=oversample, rng=rng)
+        res = svd_of(dense_input(delta), k, method=method, options=options, rng=rng)
     else:
         if max_rank is not None:
             limit = check_lora_rank(max_rank, upper=p, upper_text="min(W.shape)")
@@ -176,9 +178,7 @@ def _extract(
             # svds needs rank < min(W.shape) for ARPACK and LOBPCG, and PROPACK does not
             # converge on full-width problems.
             limit = max(p - 1, 1) if method in ("arpack", "lobpcg", "propack") else p
-        computed = truncated_svd(
-            delta, limit, method=method, n_iter=n_iter, oversample=oversample, rng=rng
-        )
+        computed = svd_of(dense_input(delta), limit, method=method, options=options, rng=rng)
         k = _select(computed, rel_tol, energy, limit)
         res = replace(computed, U=computed.U[:, :k], S=computed.S[:k], Vh=computed.Vh[:k])
     a = check_alpha(alpha, k, use_rslora=use_rslora)
@@ -202,13 +202,10 @@ def _extract(
 
 def _check_options(
     method: object, n_iter: object, oversample: object, use_rslora: object, fan_in_fan_out: object
-) -> None:
-    check_choice(method, name="method", choices=SVD_METHODS)
-    if n_iter is not None:
-        check_int(n_iter, name="n_iter", minimum=0)
-    check_int(oversample, name="oversample", minimum=0)
+) -> RandomizedOptions:
     check_bool(use_rslora, name="use_rslora")
     check_bool(fan_in_fan_out, name="fan_in_fan_out")
+    return svd_options(method, n_iter=n_iter, oversample=oversample)
 
 
 def extract(
@@ -223,7 +220,7 @@ def extract(
     use_rslora: bool = False,
     method: SVDMethod = "exact",
     n_iter: int | None = None,
-    oversample: int = 10,
+    oversample: int | None = None,
     rng: RNGLike = None,
     fan_in_fan_out: bool = False,
     dtype: DTypeLike | None = None,
@@ -289,7 +286,7 @@ def extract(
     2
     """
     _targets(rank, rel_tol, energy)
-    _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
+    options = _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
     if max_rank is not None:  # checked even where rank makes it moot
         check_positive_rank(max_rank, name="max_rank")
     return _extract(
@@ -302,8 +299,7 @@ def extract(
         alpha=alpha,
         use_rslora=bool(use_rslora),
         method=method,
-        n_iter=n_iter,
-        oversample=oversample,
+        options=options,
         rng=normalize_rng(rng),
         fan_in_fan_out=bool(fan_in_fan_out),
         dtype=dtype,
@@ -348,7 +344,7 @@ def extract_many(
     use_rslora: bool = False,
     method: SVDMethod = "exact",
     n_iter: int | None = None,
-    oversample: int = 10,
+    oversample: int | None = None,
     rng: RNGLike = None,
     fan_in_fan_out: bool = False,
     dtype: DTypeLike | None = None,
@@ -410,7 +406,7 @@ def extract_many(
         _targets(0, rel_tol, energy)
     else:
         _targets(rank, rel_tol, energy)
-    _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
+    options = _check_options(method, n_iter, oversample, use_rslora, fan_in_fan_out)
     check_bool(skip_unchanged, name="skip_unchanged")
     if max_rank is not None:
         check_positive_rank(max_rank, name="max_rank")
@@ -448,8 +444,7 @@ def extract_many(
             alpha=None,
             use_rslora=bool(use_rslora),
             method=method,
-            n_iter=n_iter,
-            oversample=oversample,
+            options=options,
             rng=gen,
             fan_in_fan_out=bool(fan_in_fan_out),
             dtype=dtype,

@@ -50,8 +50,9 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg as sla
 
+from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
-from lowrank._validation import check_choice, check_int, normalize_rng
+from lowrank._validation import check_choice, normalize_rng
 from lowrank.errors import InputError
 from lowrank.lora._common import (
     WeightView,
@@ -63,7 +64,7 @@ from lowrank.lora._common import (
     split_triplets,
     weight_view,
 )
-from lowrank.svd import SVD_METHODS, TruncatedSVD, truncated_svd
+from lowrank.svd import SVD_OPTION_NAMES, RandomizedOptions, TruncatedSVDResult, svd_of, svd_options
 
 __all__ = [
     "INIT_METHODS",
@@ -106,7 +107,7 @@ class LoRAInit:
     use_rslora : bool
     fan_in_fan_out : bool
         Whether ``W`` was given ``(in, out)`` (GPT-2's ``Conv1D``).
-    svd : TruncatedSVD or None
+    svd : TruncatedSVDResult or None
         The decomposition the SVD inits used, for PiSSA the leading ``r`` triplets: its
         ``residual_fro`` is :math:`\|W_\mathrm{res}\|_F` before rounding, and
         ``optimal_fro_bounds`` / ``excess_bound`` tell how far a randomized init is from the
@@ -123,7 +124,7 @@ class LoRAInit:
     scaling: float
     use_rslora: bool
     fan_in_fan_out: bool
-    svd: TruncatedSVD | None
+    svd: TruncatedSVDResult | None
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -150,7 +151,7 @@ def _with_residual(
     alpha: float,
     scaling: float,
     use_rslora: bool,
-    svd: TruncatedSVD | None,
+    svd: TruncatedSVDResult | None,
 ) -> LoRAInit:
     """Round the factors to the output dtype, then ``W_res = W - s B A`` from those factors."""
     A_out = np.ascontiguousarray(A.astype(view.storage, copy=False))
@@ -174,11 +175,15 @@ def _with_residual(
     )
 
 
-def _check_svd_options(method: object, n_iter: object, oversample: object) -> None:
-    check_choice(method, name="method", choices=SVD_METHODS)
-    if n_iter is not None:
-        check_int(n_iter, name="n_iter", minimum=0)
-    check_int(oversample, name="oversample", minimum=0)
+def checked_svd_options(method: object, **options: Any) -> RandomizedOptions:
+    """The SVD ``method`` and options of an init, checked once (see `truncated_svd`)."""
+    unknown = sorted(set(options) - set(SVD_OPTION_NAMES))
+    if unknown:
+        raise InputError(
+            f"unknown SVD option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(SVD_OPTION_NAMES)}"
+        )
+    return svd_options(method, **options)
 
 
 def lora_init(
@@ -270,12 +275,9 @@ def pissa_init(
     alpha: float | None = None,
     use_rslora: bool = False,
     method: SVDMethod = "exact",
-    n_iter: int | None = None,
-    oversample: int = 10,
     rng: RNGLike = None,
     fan_in_fan_out: bool = False,
-    tol: float | None = None,
-    preset: Literal["accurate", "fast"] = "accurate",
+    **svd_options: Any,
 ) -> LoRAInit:
     r"""PiSSA: the adapter starts as the principal rank-``r`` part of ``W``.
 
@@ -303,22 +305,23 @@ def pissa_init(
         ``"randomized"`` with ``n_iter=K`` plays the role of PEFT's ``"pissa_niter_K"``
         (``torch.svd_lowrank(q=r, niter=K)``, no oversampling), with ``oversample`` extra
         columns and a block Krylov basis, so it is at least as accurate for the same K.
-    n_iter, oversample, rng
+    rng : None, int or numpy.random.Generator
         Forwarded to :func:`lowrank.truncated_svd`.
     fan_in_fan_out : bool, default False
         ``W`` is stored ``(in, out)``: it is decomposed as ``W.T`` and the residual is
         returned ``(in, out)``.
-    tol, preset
-        Forwarded to :func:`lowrank.truncated_svd` (the adaptive randomized method).
-        ``method="randomized", preset="fast"`` converges the residual
-        :math:`\|W - sBA\|_F` instead of the singular values (to 5e-4 of the optimum by
-        default): as good a start as PEFT's ``pissa_niter_4`` or better, in less time
-        (``benchmarks/RESULTS.md``).
+    **svd_options
+        The randomized method's options of :func:`lowrank.truncated_svd` (``value_tol``,
+        ``excess_tol``, ``max_iter``, ``n_iter``, ``oversample``, ``block_size``,
+        ``block_krylov``), with ``method="randomized"`` (or ``"auto"``).
+        ``excess_tol=FAST_TOL`` converges the residual :math:`\|W - sBA\|_F` instead of
+        the singular values, to 5e-4 of the optimum: as good a start as PEFT's
+        ``pissa_niter_4`` or better, in less time (``benchmarks/RESULTS.md``).
 
     Returns
     -------
     LoRAInit
-        ``svd`` is the rank-``r`` :class:`~lowrank.TruncatedSVD`: ``svd.residual_fro`` is the
+        ``svd`` is the rank-``r`` :class:`~lowrank.TruncatedSVDResult`: ``svd.residual_fro`` is the
         init's error :math:`\|W - sBA\|_F` and ``svd.optimal_fro_bounds`` brackets the
         optimum (equal for ``"exact"``), so ``svd.excess_bound`` says how far from optimal a
         randomized init is.
@@ -328,7 +331,7 @@ def pissa_init(
     RankError
         ``rank`` out of range.
     InputError
-        Bad ``alpha``, ``method``, ``n_iter``, ``oversample``, ``rng``, ``tol`` or ``preset``.
+        Bad ``alpha``, ``method``, ``rng`` or SVD options (as :func:`lowrank.truncated_svd`).
     ShapeError, DTypeError, NonFiniteError
         ``W`` is not a finite 2-D matrix of a supported dtype.
     ConvergenceError
@@ -355,18 +358,10 @@ def pissa_init(
     >>> init.svd.residual_fro, init.svd.optimal_fro_bounds
     (1.0, (1.0, 1.0))
     """
-    _check_svd_options(method, n_iter, oversample)
+    options = checked_svd_options(method, **svd_options)
+    generator = normalize_rng(rng)
     view, r, a, s, rslora = _common(W, rank, alpha, use_rslora, fan_in_fan_out)
-    res = truncated_svd(
-        view.matrix,
-        r,
-        method=method,
-        n_iter=n_iter,
-        oversample=oversample,
-        rng=rng,
-        tol=tol,
-        preset=preset,
-    )
+    res = svd_of(dense_input(view.matrix), r, method=method, options=options, rng=generator)
     A, B = split_triplets(res.U, res.S, res.Vh, s)
     return _with_residual(view, A, B, init="pissa", alpha=a, scaling=s, use_rslora=rslora, svd=res)
 
@@ -378,10 +373,9 @@ def milora_init(
     alpha: float | None = None,
     use_rslora: bool = False,
     method: SVDMethod = "exact",
-    n_iter: int | None = None,
-    oversample: int = 10,
     rng: RNGLike = None,
     fan_in_fan_out: bool = False,
+    **svd_options: Any,
 ) -> LoRAInit:
     r"""MiLoRA: the adapter starts as the *minor* rank-``r`` part of ``W``.
 
@@ -398,7 +392,7 @@ def milora_init(
 
     Parameters
     ----------
-    W, rank, alpha, use_rslora, n_iter, oversample, rng, fan_in_fan_out
+    W, rank, alpha, use_rslora, rng, fan_in_fan_out, **svd_options
         As :func:`pissa_init`.
     method : str, default "exact"
         A :func:`lowrank.truncated_svd` method that can compute all ``min(W.shape)``
@@ -436,20 +430,20 @@ def milora_init(
     array([[4., 0.],
            [0., 0.]])
     """
-    _check_svd_options(method, n_iter, oversample)
+    options = checked_svd_options(method, **svd_options)
+    generator = normalize_rng(rng)
     if method in ("arpack", "lobpcg"):
         raise InputError(
             f"milora needs all min(W.shape) singular triplets to take the minor ones, which "
             f"method={method!r} cannot compute; use 'exact', 'randomized' or 'propack'"
         )
     view, r, a, s, rslora = _common(W, rank, alpha, use_rslora, fan_in_fan_out)
-    full = truncated_svd(
-        view.matrix,
+    full = svd_of(
+        dense_input(view.matrix),
         min(view.matrix.shape),
         method=method,
-        n_iter=n_iter,
-        oversample=oversample,
-        rng=rng,
+        options=options,
+        rng=generator,
     )
     A, B = split_triplets(full.U[:, -r:], full.S[-r:], full.Vh[-r:], s)
     return _with_residual(
@@ -602,12 +596,14 @@ def init_factors(
         return lora_init(W, rank, distribution=distribution, rng=rng, **common)
     if kind == "olora":
         return olora_init(W, rank, **common)
-    svd_options: dict[str, Any] = {
+    forwarded: dict[str, Any] = {
         "method": method if method is not None else "exact",
-        "n_iter": n_iter,
-        "oversample": oversample if oversample is not None else 10,
         "rng": rng,
     }
+    if n_iter is not None:
+        forwarded["n_iter"] = n_iter
+    if oversample is not None:
+        forwarded["oversample"] = oversample
     if kind == "pissa":
-        return pissa_init(W, rank, **svd_options, **common)
-    return milora_init(W, rank, **svd_options, **common)
+        return pissa_init(W, rank, **forwarded, **common)
+    return milora_init(W, rank, **forwarded, **common)

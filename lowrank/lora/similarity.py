@@ -39,12 +39,13 @@ from typing import Any, Literal
 import numpy as np
 
 from lowrank._numerics import frobenius_norm
+from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, check_choice, check_positive_float, check_rank
 from lowrank.errors import InputError, ShapeError
 from lowrank.lora._common import storage_dtype
 from lowrank.lora.convert import _factored_svd
-from lowrank.svd import truncated_svd
+from lowrank.svd import svd_of
 
 __all__ = [
     "Amplification",
@@ -62,7 +63,7 @@ def _singular_vectors(X: ArrayLike, side: str, name: str) -> Array:
     raw = X if isinstance(X, np.ndarray) else np.asarray(X)
     storage_dtype(raw.dtype, name=name)
     m = as_matrix(raw, name=name).astype(np.float64, copy=False)
-    res = truncated_svd(m, min(m.shape), method="exact")
+    res = svd_of(dense_input(m), min(m.shape), method="exact")
     return res.Vh.T if side == "right" else res.U
 
 
@@ -296,7 +297,7 @@ def amplification_factor(
             raise ShapeError(f"delta_W must have the shape of W, {Wm.shape}; got {D.shape}")
         cd = np.result_type(D.dtype, Wm.dtype)
         r = check_rank(rank, upper=min(D.shape), lower=1)
-        res = truncated_svd(D.astype(cd, copy=False), r, method="exact")
+        res = svd_of(dense_input(D.astype(cd, copy=False)), r, method="exact")
         U, Vh, delta_fro = res.U, res.Vh, res.norm_fro
     projection = U.T @ (Wm.astype(cd, copy=False) @ Vh.T)
     projection_fro = frobenius_norm(projection)

@@ -1,7 +1,7 @@
 r"""Truncated singular value decomposition: exact, randomized and iterative, one interface.
 
 :func:`truncated_svd` returns the leading ``rank`` singular triplets of a matrix as a
-:class:`TruncatedSVD` with fields ``U`` (m, r), ``S`` (r,) and ``Vh`` (r, n), like NumPy 2's
+a :class:`TruncatedSVDResult` with fields ``U`` (m, r), ``S`` (r,) and ``Vh`` (r, n), like NumPy 2's
 ``SVDResult``, such that :math:`A \approx U \operatorname{diag}(S) V^H`.
 
 Conventions shared by every method
@@ -22,10 +22,13 @@ the eigenvalues of the Gram matrix accumulated in float64.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from lowrank._numerics import tolerance
-from lowrank._operator import as_matrix_input
+from lowrank._operator import MatrixInput, as_matrix_input
 from lowrank._typing import Array, RNGLike, SVDMethod
 from lowrank._validation import (
     as_dtype,
@@ -44,7 +47,7 @@ from lowrank.errors import InputError, ShapeError
 from lowrank.svd import _krylov, _result
 from lowrank.svd._krylov import DEFAULT_TOL_EPS, FAST_TOL, randomized_svd
 from lowrank.svd._lapack import exact_svd, zero_result
-from lowrank.svd._result import TruncatedSVD
+from lowrank.svd._result import RandomizedDiagnostics, TruncatedSVDResult
 from lowrank.svd._svds import scipy_svds
 from lowrank.svd._values import singular_values
 
@@ -52,7 +55,8 @@ __all__ = [
     "DEFAULT_TOL_EPS",
     "FAST_TOL",
     "SVD_METHODS",
-    "TruncatedSVD",
+    "RandomizedDiagnostics",
+    "TruncatedSVDResult",
     "auto_method",
     "default_block_size",
     "default_tol",
@@ -80,16 +84,20 @@ def auto_method(shape: tuple[int, int], rank: int, *, kind: str = "dense") -> st
     m, n = check_matrix_shape(shape)
     rank = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
     check_choice(kind, name="kind", choices=("dense", "sparse", "operator"))
+    return _auto_method((m, n), rank, kind)
+
+
+def _auto_method(shape: tuple[int, int], rank: int, kind: str) -> str:
     if kind != "dense":
         return "randomized"
-    small = min(m, n)
+    small = min(shape)
     if small <= AUTO_DENSE_MAX_SIDE or rank > AUTO_DENSE_RANK_FRACTION * small:
         return "exact"
     return "randomized"
 
 
 def default_tol(dtype: Any) -> float:
-    """The default ``tol`` of the accurate randomized method: ``DEFAULT_TOL_EPS`` machine
+    """The default ``value_tol`` of the randomized method: ``DEFAULT_TOL_EPS`` machine
     epsilons of the compute dtype of ``dtype`` (about 4e-6 for float32, 7e-15 for float64).
 
     >>> default_tol("float32") == 32 * 2.0**-23
@@ -99,18 +107,19 @@ def default_tol(dtype: Any) -> float:
 
 
 def default_block_size(
-    shape: tuple[int, int], rank: int, *, preset: Literal["accurate", "fast"] = "accurate"
+    shape: tuple[int, int], rank: int, *, criterion: Literal["values", "excess"] = "values"
 ) -> int:
     """Block width of the adaptive block Krylov method (``block_size=None``) for a matrix of
-    ``shape`` and a target ``rank``; see :func:`lowrank.svd._krylov.default_block_size`.
+    ``shape``, a target ``rank`` and what it converges (``"values"``: ``value_tol``,
+    ``"excess"``: ``excess_tol``); see :func:`lowrank.svd._krylov.default_block_size`.
 
     >>> default_block_size((1000, 800), 10)
     16
     """
     m, n = check_matrix_shape(shape)
     r = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
-    check_choice(preset, name="preset", choices=("accurate", "fast"))
-    return _krylov.default_block_size((m, n), r, preset=preset)
+    check_choice(criterion, name="criterion", choices=("values", "excess"))
+    return _krylov.default_block_size((m, n), r, criterion=criterion)
 
 
 def fix_signs(U: Array, S: Array, Vh: Array) -> tuple[Array, Array, Array]:
@@ -143,15 +152,16 @@ def truncated_svd(
     rank: int,
     *,
     method: SVDMethod = "auto",
-    n_iter: int | None = None,
-    oversample: int = 10,
-    block_krylov: bool = True,
     rng: RNGLike = None,
     norm_fro: float | None = None,
-    tol: float | None = None,
-    preset: Literal["accurate", "fast"] = "accurate",
+    value_tol: float | None = None,
+    excess_tol: float | None = None,
+    max_iter: int | None = None,
+    n_iter: int | None = None,
+    oversample: int | None = None,
     block_size: int | None = None,
-) -> TruncatedSVD:
+    block_krylov: bool = True,
+) -> TruncatedSVDResult:
     r"""The leading ``rank`` singular triplets of ``A``.
 
     Parameters
@@ -166,53 +176,53 @@ def truncated_svd(
         ``"exact"``: LAPACK ``gesdd`` on the dense matrix, falling back to ``gesvd`` when it
         does not converge; only the leading triplets are kept. ``"randomized"``: a
         randomized block Krylov method (block Golub–Kahan–Lanczos from a Gaussian start
-        block), by default run until the top singular values have converged to ``tol``
-        (see Notes); with ``block_krylov=False``, the Halko–Martinsson–Tropp power
+        block), by default run until the top singular values have converged to
+        ``value_tol`` (see Notes); with ``block_krylov=False``, the Halko–Martinsson–Tropp power
         iteration. ``"arpack"``, ``"propack"``, ``"lobpcg"``:
         :func:`scipy.sparse.linalg.svds` with that solver, sorted and signed like the others.
         ``"auto"``: see :func:`auto_method`; the choice is recorded in ``result.method``.
-    n_iter : int, optional
-        Krylov iterations of the randomized method (blocks beyond the first). Given without
-        ``tol``, exactly this many are run with blocks of ``rank + oversample`` columns: the
-        Krylov space of HMT's block Krylov method with ``n_iter`` power iterations, at a fixed
-        cost of ``2 (n_iter + 1)`` passes over ``A``. Given with ``tol``, the most that are run.
-        Default: adaptive (``tol``); 6 power iterations with ``block_krylov=False``.
-    oversample : int, default 10
-        Extra sketch columns of the randomized method when the block width is
-        ``rank + oversample`` (fixed ``n_iter``, ``block_krylov=False``).
-    block_krylov : bool, default True
-        Use the whole Krylov space for the Rayleigh–Ritz step; ``False`` runs subspace
-        (power) iteration and keeps the last block only.
     rng : None, int or numpy.random.Generator
         Source of the random test matrices (randomized, and the start vectors of ``svds``).
     norm_fro : float, optional
         :math:`\|A\|_F` of a ``LinearOperator`` if known; otherwise it is computed exactly
-        with ``n`` products (dense and sparse inputs compute it from their entries).
-    tol : float, optional
-        Target of the adaptive randomized method, ``0 < tol < 1``: with
-        ``preset="accurate"`` the relative accuracy of the top ``rank`` singular values
-        (default :func:`default_tol`: 32 machine epsilons of the compute dtype, about 4e-6
-        in single and 7e-15 in double precision: converged to working precision), with
-        ``preset="fast"`` the relative excess of the Frobenius residual over its
-        Eckart–Young–Mirsky optimum (default ``FAST_TOL``). The
-        iteration stops when the estimate (:attr:`TruncatedSVD.error_estimate`,
-        :attr:`TruncatedSVD.excess_estimate`) is below it.
-    preset : {"accurate", "fast"}, default "accurate"
-        What the adaptive method converges: ``"accurate"``, the singular values (and with
-        them the residual); ``"fast"``, only the Frobenius residual — a near-optimal rank-r
-        approximation for a fraction of the passes, with top singular values that may be
-        off by a percent on slowly decaying spectra (``benchmarks/RESULTS.md``). Ignored
-        with a fixed ``n_iter``.
+        with ``n`` products (dense and sparse inputs compute it from their entries). A value
+        below the largest singular value is refused.
+    value_tol : float, optional
+        Randomized, adaptive: the relative accuracy of the top ``rank`` singular values to
+        converge, ``0 < value_tol < 1``. The default when neither ``value_tol`` nor
+        ``excess_tol`` is given, as :func:`default_tol`: 32 machine epsilons of the compute
+        dtype (about 4e-6 in single, 7e-15 in double precision: working precision).
+    excess_tol : float, optional
+        Randomized, adaptive: converge instead the relative excess of the Frobenius residual
+        over its Eckart–Young–Mirsky optimum, ``0 < excess_tol < 1`` (``FAST_TOL`` = 5e-4 is
+        a good value): a near-optimal rank-r approximation for a fraction of the passes,
+        with top singular values that may be off by a percent on slowly decaying spectra.
+    max_iter : int, optional
+        Randomized, adaptive: at most this many Krylov blocks beyond the first. Default:
+        until the space has ``min(min(m, n), 12 * rank + 512)`` columns.
+    n_iter : int, optional
+        Randomized, fixed cost: exactly this many Krylov blocks beyond the first (power
+        iterations with ``block_krylov=False``, default 6 there), of ``rank + oversample``
+        columns each: HMT's block Krylov method, ``2 (n_iter + 1)`` passes over ``A``, no
+        convergence check (``converged`` is ``None``). Excludes ``value_tol``,
+        ``excess_tol`` and ``max_iter``.
+    oversample : int, optional
+        Randomized with ``n_iter`` or ``block_krylov=False``: columns per block beyond
+        ``rank`` (default 10).
     block_size : int, optional
-        Block width of the randomized block Krylov method. Default: ``rank + oversample``
-        for a fixed ``n_iter``, :func:`default_block_size` for the adaptive method.
+        Randomized block Krylov: columns per block (default :func:`default_block_size`
+        for the adaptive method, ``rank + oversample`` with ``n_iter``).
+    block_krylov : bool, default True
+        Use the whole Krylov space for the Rayleigh–Ritz step; ``False`` runs subspace
+        (power) iteration with ``n_iter`` and ``oversample`` and keeps the last block only.
 
     Returns
     -------
-    TruncatedSVD
-        ``U`` (m, rank), ``S`` (rank,), ``Vh`` (rank, n) in the compute dtype of ``A``, plus
-        the residual and optimality information described there, and for the randomized
-        method the passes over ``A`` and an a-posteriori error estimate.
+    TruncatedSVDResult
+        ``U`` (m, rank), ``S`` (rank,), ``Vh`` (rank, n) in the compute dtype of ``A``; it
+        unpacks as ``U, S, Vh``. Also the residual and optimality information, whether the
+        target was met (``converged``), and for the randomized method its passes, space and
+        error estimates (``diagnostics``).
 
     Raises
     ------
@@ -225,12 +235,31 @@ def truncated_svd(
     RankError
         ``rank`` is not an integer in range.
     InputError
-        An option is out of range, or ``method="exact"`` got a ``LinearOperator``.
+        An option is out of range, options that exclude each other were combined (see the
+        table in Notes), or ``method="exact"`` got a ``LinearOperator``.
     ConvergenceError
         LAPACK or ``svds`` failed to converge.
 
     Notes
     -----
+    **The randomized method's options**, one meaning each:
+
+    ==================  ===========================  ====================================
+    mode                options                      stops when
+    ==================  ===========================  ====================================
+    adaptive (default)  ``value_tol``, ``max_iter``,  the top values' estimated relative
+                        ``block_size``                error is below ``value_tol``
+    adaptive, residual  ``excess_tol``, ``max_iter``, the estimated Frobenius excess is
+                        ``block_size``                below ``excess_tol``
+    fixed cost          ``n_iter``, ``oversample``,   after ``n_iter + 1`` blocks
+                        ``block_size``
+    power iteration     ``block_krylov=False``,       after ``n_iter`` power iterations
+                        ``n_iter``, ``oversample``
+    ==================  ===========================  ====================================
+
+    Options from two rows are refused. ``method="auto"`` may choose ``"exact"``, which
+    meets every target and ignores them; the other methods refuse them.
+
     **Block Krylov.** With a Gaussian :math:`\Omega \in \mathbb{R}^{n\times b}`, block
     Golub–Kahan–Lanczos builds orthonormal bases :math:`P = [P_1, \dots, P_{k+1}]` and
     :math:`Q = [Q_1, \dots, Q_k]` of the Krylov spaces
@@ -249,19 +278,29 @@ def truncated_svd(
     :math:`2k` passes instead of :math:`3k`, and it converges in :math:`\tilde O(1/\sqrt\epsilon)`
     iterations instead of subspace iteration's :math:`\tilde O(1/\epsilon)` [3]_.
     As :math:`U\Sigma V^H = UU^HA`, the Frobenius residual is
-    :math:`(\|A\|_F^2 - \|S\|^2)^{1/2}` (see :attr:`TruncatedSVD.residual_fro`), and each Ritz
+    :math:`(\|A\|_F^2 - \|S\|^2)^{1/2}` (see :attr:`TruncatedSVDResult.residual_fro`), and each Ritz
     value is a lower bound of the singular value of the same index.
 
     **Adaptive stopping.** The Ritz values increase monotonically with the Krylov space.
     They are computed (values only) on a schedule that keeps these checks below about half
     of the work; with :math:`d_i` the relative increase of :math:`\tilde\sigma_i` since the
-    previous check and :math:`\rho` the per-step contraction of :math:`\max_i d_i` between the
-    last two checks, the remaining error is estimated as
-    :math:`\max_i d_i\,\rho^\Delta/(1-\rho^\Delta)` (:math:`\Delta` steps between checks), and
-    the iteration stops when that is below ``tol``. Krylov convergence accelerates, so this
-    geometric model over-estimates the error once convergence has set in; the estimate is
-    returned as ``error_estimate``. The space is capped at
-    ``min(min(m, n), 12 * rank + 512)`` columns (``converged`` is then False).
+    previous check and :math:`\rho_i` its per-step contraction between the last two checks,
+    the remaining error is estimated as
+    :math:`\max_i d_i\,\rho_i^\Delta/(1-\rho_i^\Delta)` (:math:`\Delta` steps between
+    checks), and the iteration stops when that is below ``value_tol`` — if the previous
+    check's estimate was not exceeded by the growth since (a rate fitted across a change of
+    convergence phase is too optimistic), and if no run of nearly equal Ritz values may
+    hide further copies of a repeated singular value (a block Krylov space holds at most
+    one direction per start vector of each singular subspace: a plateau longer than the
+    block is widened with fresh random directions and converged again). With
+    ``excess_tol`` the same is done for the captured energy :math:`\sum_{i\le r}
+    \tilde\sigma_i^2`. Krylov convergence accelerates, so this geometric model
+    over-estimates the error once convergence has set in; the estimates are returned in
+    ``diagnostics``. The space is capped at ``min(min(m, n), 12 * rank + 512)`` columns, or
+    ``max_iter + 1`` blocks (``converged`` is then False). When ``converged`` is True the
+    true error was within a few times the target on every spectrum of the project's tests
+    (plateaus and clusters around the block size, gaps at the rank, rank-deficient
+    matrices, power laws, Marchenko–Pastur bulks with spikes; worst ratio 1.6).
 
     **Precision.** Products with ``A`` and the bases stay in the compute dtype (float32
     stays float32); Gram matrices, coefficients and the small SVD are in float64.
@@ -298,60 +337,187 @@ def truncated_svd(
     ('exact', 1.0)
     >>> B = np.random.default_rng(0).standard_normal((400, 300)) @ np.diag(0.9 ** np.arange(300))
     >>> fit = truncated_svd(B, 5, method="randomized", rng=0)
-    >>> bool(fit.converged), fit.error_estimate < 1e-6
+    >>> bool(fit.converged), fit.diagnostics.value_estimate < 1e-6
     (True, True)
     """
-    check_choice(method, name="method", choices=SVD_METHODS)
-    check_choice(preset, name="preset", choices=("accurate", "fast"))
-    block_krylov = check_bool(block_krylov, name="block_krylov")
+    options = svd_options(
+        method,
+        value_tol=value_tol,
+        excess_tol=excess_tol,
+        max_iter=max_iter,
+        n_iter=n_iter,
+        oversample=oversample,
+        block_size=block_size,
+        block_krylov=block_krylov,
+    )
     if norm_fro is not None:
         norm_fro = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
     mat = as_matrix_input(A, norm_fro=norm_fro)
     m, n = mat.shape
     r = check_rank(rank, upper=min(m, n))
-    oversample = check_int(oversample, name="oversample", minimum=0)
-    if n_iter is not None:
-        n_iter = check_int(n_iter, name="n_iter", minimum=0)
-    if block_size is not None:
-        block_size = check_int(block_size, name="block_size", minimum=1)
-    if tol is not None:
-        tol = check_positive_float(tol, name="tol")
-        if tol >= 1.0:
-            raise InputError(f"tol must satisfy 0 < tol < 1; got {tol!r}")
-    if method == "auto":
-        method = auto_method(mat.shape, r, kind=mat.kind)  # type: ignore[assignment]
-    if method in ("arpack", "lobpcg") and r == min(m, n) and r > 0:
+    chosen = _auto_method(mat.shape, r, mat.kind) if method == "auto" else str(method)
+    if chosen in ("arpack", "lobpcg") and r == min(m, n) and r > 0:
         raise InputError(
-            f"method={method!r} needs rank < min(A.shape) = {min(m, n)}; got rank={r} "
+            f"method={chosen!r} needs rank < min(A.shape) = {min(m, n)}; got rank={r} "
             f"(use method='exact' for a full decomposition)"
         )
-    if method == "arpack" and mat.dtype.kind == "c" and r >= min(m, n) - 1 and r > 0:
+    if chosen == "arpack" and mat.dtype.kind == "c" and r >= min(m, n) - 1 and r > 0:
         raise InputError(
             f"method='arpack' on complex input needs rank < min(A.shape) - 1 = "
             f"{min(m, n) - 1}; got rank={r} (use method='exact' or 'propack')"
         )
-    generator = normalize_rng(rng)
-    if mat.norm_fro == 0.0:
-        return _check_norm_fro(zero_result(mat, r, str(method)), norm_fro)
-    if method == "exact":
-        return _check_norm_fro(exact_svd(mat, r), norm_fro)
-    if method == "randomized":
-        result = randomized_svd(
-            mat,
-            r,
-            n_iter=n_iter,
-            oversample=oversample,
-            block_krylov=block_krylov,
-            tol=tol,
-            block_size=block_size,
-            preset=preset,
-            rng=generator,
+    result = svd_of(mat, r, method=chosen, options=options, rng=normalize_rng(rng))
+    return _check_norm_fro(result, norm_fro)
+
+
+SVD_OPTION_NAMES: tuple[str, ...] = (
+    "value_tol",
+    "excess_tol",
+    "max_iter",
+    "n_iter",
+    "oversample",
+    "block_size",
+    "block_krylov",
+)
+"""The keywords of the randomized method's options (see :func:`truncated_svd`, Notes)."""
+
+
+def svd_options(method: object, **options: Any) -> RandomizedOptions:
+    """Check ``method`` and the randomized method's ``options`` (keywords of
+    :func:`truncated_svd`) once, for :func:`svd_of`: the options apply to
+    ``"randomized"`` and ``"auto"`` only."""
+    check_choice(method, name="method", choices=SVD_METHODS)
+    checked = randomized_options(**options)
+    if method not in ("auto", "randomized") and checked.given:
+        raise InputError(
+            f"{', '.join(checked.given)} apply to method='randomized'; got method={method!r}"
         )
-        return _check_norm_fro(result, norm_fro)
-    return _check_norm_fro(scipy_svds(mat, r, method, generator), norm_fro)
+    return checked
 
 
-def _check_norm_fro(result: TruncatedSVD, norm_fro: float | None) -> TruncatedSVD:
+@dataclass(frozen=True)
+class RandomizedOptions:
+    """The randomized method's options, checked (see :func:`truncated_svd`, Notes)."""
+
+    value_tol: float | None = None
+    excess_tol: float | None = None
+    max_iter: int | None = None
+    n_iter: int | None = None
+    oversample: int | None = None
+    block_size: int | None = None
+    block_krylov: bool = True
+    given: tuple[str, ...] = ()
+
+
+def randomized_options(
+    *,
+    value_tol: object = None,
+    excess_tol: object = None,
+    max_iter: object = None,
+    n_iter: object = None,
+    oversample: object = None,
+    block_size: object = None,
+    block_krylov: object = True,
+) -> RandomizedOptions:
+    """Check the randomized method's options once (the rules of :func:`truncated_svd`,
+    Notes); for internal callers that then call :func:`svd_of`."""
+
+    def tol_of(value: object, name: str) -> float | None:
+        if value is None:
+            return None
+        tol = check_positive_float(value, name=name)
+        if tol >= 1.0:
+            raise InputError(f"{name} must satisfy 0 < {name} < 1; got {tol!r}")
+        return tol
+
+    def int_of(value: object, name: str, minimum: int) -> int | None:
+        return None if value is None else check_int(value, name=name, minimum=minimum)
+
+    options = RandomizedOptions(
+        value_tol=tol_of(value_tol, "value_tol"),
+        excess_tol=tol_of(excess_tol, "excess_tol"),
+        max_iter=int_of(max_iter, "max_iter", 0),
+        n_iter=int_of(n_iter, "n_iter", 0),
+        oversample=int_of(oversample, "oversample", 0),
+        block_size=int_of(block_size, "block_size", 1),
+        block_krylov=check_bool(block_krylov, name="block_krylov"),
+    )
+    raw = {
+        "value_tol": value_tol,
+        "excess_tol": excess_tol,
+        "max_iter": max_iter,
+        "n_iter": n_iter,
+        "oversample": oversample,
+        "block_size": block_size,
+    }
+    given = tuple(name for name, value in raw.items() if value is not None)
+    if not block_krylov:
+        given = (*given, "block_krylov=False")
+    adaptive = [name for name in ("value_tol", "excess_tol", "max_iter") if raw[name] is not None]
+    if value_tol is not None and excess_tol is not None:
+        raise InputError(
+            "value_tol and excess_tol are two targets of the adaptive method; give one"
+        )
+    if adaptive and (n_iter is not None or not block_krylov):
+        fixed = "n_iter" if n_iter is not None else "block_krylov=False"
+        raise InputError(
+            f"{' and '.join(adaptive)} belong to the adaptive method, {fixed} to a fixed "
+            f"number of iterations; give one or the other"
+        )
+    if oversample is not None and n_iter is None and block_krylov:
+        raise InputError(
+            "oversample applies with n_iter or block_krylov=False; the adaptive method sizes "
+            "its blocks by block_size"
+        )
+    if block_size is not None and not block_krylov:
+        raise InputError(
+            "block_size applies to the block Krylov method; power iteration "
+            "(block_krylov=False) uses blocks of rank + oversample"
+        )
+    return replace(options, given=given)
+
+
+def svd_of(
+    mat: MatrixInput,
+    rank: int,
+    *,
+    method: str,
+    options: RandomizedOptions = RandomizedOptions(),
+    rng: np.random.Generator | None = None,
+) -> TruncatedSVDResult:
+    """The body of :func:`truncated_svd` for checked input: ``mat`` from
+    :func:`lowrank._operator.as_matrix_input` (or :func:`~lowrank._operator.dense_input`),
+    ``0 <= rank <= min(mat.shape)``, a method and options from :func:`randomized_options`.
+    Internal callers that have validated their input call this, not the public function.
+    ``rng`` may be omitted for ``"exact"`` only (the others draw random vectors).
+    """
+    if rng is None:
+        if method != "exact":
+            raise InputError(f"method={method!r} needs an rng")
+        rng = np.random.default_rng(0)
+    if method == "auto":
+        method = _auto_method(mat.shape, rank, mat.kind)
+    if mat.norm_fro == 0.0:
+        return zero_result(mat, rank, method)
+    if method == "exact":
+        return exact_svd(mat, rank)
+    if method == "randomized":
+        return randomized_svd(
+            mat,
+            rank,
+            n_iter=options.n_iter,
+            max_iter=options.max_iter,
+            value_tol=options.value_tol,
+            excess_tol=options.excess_tol,
+            oversample=10 if options.oversample is None else options.oversample,
+            block_size=options.block_size,
+            block_krylov=options.block_krylov,
+            rng=rng,
+        )
+    return scipy_svds(mat, rank, method, rng)
+
+
+def _check_norm_fro(result: TruncatedSVDResult, norm_fro: float | None) -> TruncatedSVDResult:
     r"""Refuse a given ``norm_fro`` below the largest singular value (beyond rounding).
 
     :math:`\|A\|_F \ge \sigma_1` for every matrix, so such a value is not the Frobenius

@@ -15,13 +15,13 @@ from lowrank._typing import Array
 from lowrank.svd._convergence import Progress, hidden_multiplicity
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
 from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
-from lowrank.svd._result import TruncatedSVD, fix_signs
+from lowrank.svd._result import RandomizedDiagnostics, TruncatedSVDResult, fix_signs
 
 # Relative accuracy of the top singular values that the adaptive block Krylov method aims for
-# when ``n_iter`` is not given (see ``truncated_svd``, Notes).
+# by default (``value_tol``, see ``truncated_svd``, Notes).
 DEFAULT_TOL_EPS = 32.0
-# Relative excess of the Frobenius residual over the Eckart-Young-Mirsky optimum that the
-# ``preset="fast"`` setting aims for.
+# A good ``excess_tol``: the relative excess of the Frobenius residual over the
+# Eckart-Young-Mirsky optimum at which a fast rank-r approximation stops.
 FAST_TOL = 5e-4
 # The adaptive method stops growing the Krylov space at this many columns per unit of rank
 # (plus ``_MAX_DIM_EXTRA``): past that, ``method="exact"`` is the better tool.
@@ -39,7 +39,7 @@ _LATE_GROWTH = 0.15
 
 
 def default_tol(dtype: Any) -> float:
-    """The default ``tol`` of the accurate randomized method: ``DEFAULT_TOL_EPS`` machine
+    """The default ``value_tol`` of the randomized method: ``DEFAULT_TOL_EPS`` machine
     epsilons of the compute dtype (about 4e-6 for float32, 7e-15 for float64).
 
     The error estimate is pessimistic once Krylov convergence speeds up (measured errors at
@@ -49,7 +49,7 @@ def default_tol(dtype: Any) -> float:
 
 
 def default_block_size(
-    shape: tuple[int, int], rank: int, *, preset: Literal["accurate", "fast"] = "accurate"
+    shape: tuple[int, int], rank: int, *, criterion: Literal["values", "excess"] = "values"
 ) -> int:
     """Block width of the adaptive block Krylov method (``block_size=None``).
 
@@ -58,12 +58,13 @@ def default_block_size(
     16 waste passes; wider blocks converge in fewer passes but to a larger Krylov space,
     whose orthogonalisation and Rayleigh–Ritz cost grows with its square and cube. On the
     benchmark matrices (2048² and 4096² float32, ranks 8-256, ``benchmarks/RESULTS.md``)
-    the accurate preset's CPU time was least for 24 columns at rank 64 and 32 at rank 256
-    on Marchenko–Pastur spectra (by 10-30 % against 40 and 64), and within 5 % of the best
-    on fast-decaying ones. The fast preset stops after few steps, where wider blocks pay:
+    converging the values (``value_tol``), CPU time was least for 24 columns at rank 64 and
+    32 at rank 256 on Marchenko–Pastur spectra (by 10-30 % against 40 and 64), and within
+    5 % of the best on fast-decaying ones. Converging the residual (``excess_tol``) stops
+    after few steps, where wider blocks pay:
     ``rank/2 + 8`` (at most 64) took 20-25 % less CPU than those narrow ones.
     """
-    if preset == "fast":
+    if criterion == "excess":
         return int(min(min(shape), max(16, min(64, (rank + 1) // 2 + 8))))
     return int(min(min(shape), 16 + 8 * min(2, rank // 64)))
 
@@ -162,9 +163,8 @@ def _block_krylov(
     max_steps: int,
     tol: float | None,
     rng: np.random.Generator,
-    preset: str,
     criterion: str = "values",
-) -> TruncatedSVD:
+) -> TruncatedSVDResult:
     r"""Block Golub–Kahan–Lanczos bidiagonalisation with full reorthogonalisation.
 
     :math:`P_1 = \operatorname{orth}(\Omega)`; step :math:`k` orthonormalises
@@ -288,13 +288,18 @@ def _block_krylov(
         return replace(
             exact,
             method="randomized",
-            n_iter=steps - 1,
-            oversample=max(block - rank, 0),
-            subspace_dim=Q.size,
-            n_passes=passes,
-            block_size=block,
-            tol=tol,
-            preset=preset,
+            diagnostics=RandomizedDiagnostics(
+                scheme="block_krylov",
+                criterion=criterion if tol is not None else None,
+                tol=tol,
+                n_iter=steps - 1,
+                block_size=block,
+                oversample=max(block - rank, 0),
+                subspace_dim=Q.size,
+                n_passes=passes,
+                value_estimate=0.0,
+                excess_estimate=0.0,
+            ),
         )
     if complete:
         # The same for an operator: Q spans the range of A, so one more product gives
@@ -327,7 +332,8 @@ def _block_krylov(
     V = Vb.astype(dtype) if complete else P_basis @ Vb.astype(dtype)
     spectrum[:rank] = S
     U, S_r, Vh = fix_signs(U, spectrum[:rank], np.ascontiguousarray(V.conj().T))
-    return TruncatedSVD(
+    adaptive = tol is not None
+    return TruncatedSVDResult(
         U=np.ascontiguousarray(U),
         S=S_r,
         Vh=np.ascontiguousarray(Vh),
@@ -336,16 +342,19 @@ def _block_krylov(
         norm_fro=norm_fro,
         spectrum=spectrum,
         spectrum_complete=complete,
-        n_iter=steps - 1,
-        oversample=max(block - rank, 0),
-        subspace_dim=Q.size,
-        n_passes=passes,
-        block_size=block,
-        error_estimate=0.0 if complete else (progress.value_estimate if tol else None),
-        excess_estimate=0.0 if complete else (progress.excess_estimate if tol else None),
-        converged=complete or converged or tol is None,
-        tol=tol,
-        preset=preset,
+        converged=(complete or converged) if adaptive else (True if complete else None),
+        diagnostics=RandomizedDiagnostics(
+            scheme="block_krylov",
+            criterion=criterion if adaptive else None,
+            tol=tol,
+            n_iter=steps - 1,
+            block_size=block,
+            oversample=max(block - rank, 0),
+            subspace_dim=Q.size,
+            n_passes=passes,
+            value_estimate=0.0 if complete else (progress.value_estimate if adaptive else None),
+            excess_estimate=0.0 if complete else (progress.excess_estimate if adaptive else None),
+        ),
     )
 
 
@@ -383,7 +392,7 @@ def _subspace_iteration(
     n_iter: int,
     oversample: int,
     rng: np.random.Generator,
-) -> TruncatedSVD:
+) -> TruncatedSVDResult:
     """HMT Algorithm 4.4 (normalised power iteration), then Rayleigh–Ritz on the last block."""
     m, n = mat.shape
     width = min(rank + oversample, m, n)
@@ -392,11 +401,7 @@ def _subspace_iteration(
         return replace(
             exact_svd(mat, rank),
             method="randomized",
-            n_iter=n_iter,
-            oversample=width - rank,
-            subspace_dim=width,
-            block_size=width,
-            preset="subspace",
+            diagnostics=_subspace_diagnostics(n_iter, width, rank, 0),
         )
     empty_m = np.zeros((m, 0), dtype=mat.dtype)
     empty_n = np.zeros((n, 0), dtype=mat.dtype)
@@ -408,7 +413,8 @@ def _subspace_iteration(
     Ub, S, Vh = lapack_svd(B)
     spectrum = S.copy()
     U, S, Vh = fix_signs(Q @ Ub[:, :rank], S[:rank], Vh[:rank])
-    return TruncatedSVD(
+    complete = Q.shape[1] == m
+    return TruncatedSVDResult(
         U=U,
         S=S,
         Vh=np.ascontiguousarray(Vh),
@@ -416,16 +422,22 @@ def _subspace_iteration(
         shape=mat.shape,
         norm_fro=mat.frobenius_norm(),
         spectrum=spectrum,
-        spectrum_complete=Q.shape[1] == m,
-        n_iter=n_iter,
-        oversample=width - rank,
-        subspace_dim=Q.shape[1],
-        n_passes=2 * n_iter + 2,
-        block_size=width,
-        error_estimate=None,
-        converged=True,
+        spectrum_complete=complete,
+        converged=True if complete else None,
+        diagnostics=_subspace_diagnostics(n_iter, Q.shape[1], rank, 2 * n_iter + 2),
+    )
+
+
+def _subspace_diagnostics(n_iter: int, width: int, rank: int, passes: int) -> RandomizedDiagnostics:
+    return RandomizedDiagnostics(
+        scheme="subspace",
+        criterion=None,
         tol=None,
-        preset="subspace",
+        n_iter=n_iter,
+        block_size=width,
+        oversample=width - rank,
+        subspace_dim=width,
+        n_passes=passes,
     )
 
 
@@ -434,48 +446,39 @@ def randomized_svd(
     rank: int,
     *,
     n_iter: int | None,
+    max_iter: int | None,
+    value_tol: float | None,
+    excess_tol: float | None,
     oversample: int,
-    block_krylov: bool,
-    tol: float | None,
     block_size: int | None,
-    preset: str,
+    block_krylov: bool,
     rng: np.random.Generator,
-) -> TruncatedSVD:
+) -> TruncatedSVDResult:
+    """The randomized method on checked options (see :func:`lowrank.truncated_svd`)."""
     if rank == 0:
         return empty_result(mat, "randomized")
     m, n = mat.shape
     small = min(m, n)
     if not block_krylov:
         return _subspace_iteration(mat, rank, 6 if n_iter is None else n_iter, oversample, rng)
-    if n_iter is not None and tol is None:
+    if n_iter is not None:
         # Fixed cost: n_iter + 1 blocks of rank + oversample columns, the Krylov space of
         # HMT's block Krylov variant with n_iter iterations.
         block = block_size or min(rank + oversample, small)
         return _block_krylov(
-            mat,
-            rank,
-            block=min(block, small),
-            max_steps=n_iter + 1,
-            tol=None,
-            rng=rng,
-            preset=preset,
+            mat, rank, block=min(block, small), max_steps=n_iter + 1, tol=None, rng=rng
         )
-    fast = preset == "fast"
-    block = min(
-        block_size or default_block_size(mat.shape, rank, preset="fast" if fast else "accurate"),
-        small,
-    )
+    criterion: Literal["values", "excess"] = "excess" if excess_tol is not None else "values"
+    block = min(block_size or default_block_size(mat.shape, rank, criterion=criterion), small)
     max_dim = min(small, _MAX_DIM_PER_RANK * rank + _MAX_DIM_EXTRA)
-    steps = n_iter + 1 if n_iter is not None else max(2, -(-max_dim // block) + 1)
-    if tol is None:
-        tol = FAST_TOL if fast else default_tol(mat.dtype)
+    steps = max_iter + 1 if max_iter is not None else max(2, -(-max_dim // block) + 1)
+    tol = excess_tol if excess_tol is not None else value_tol
     return _block_krylov(
         mat,
         rank,
         block=block,
         max_steps=steps,
-        tol=tol,
+        tol=default_tol(mat.dtype) if tol is None else tol,
         rng=rng,
-        preset=preset,
-        criterion="excess" if fast else "values",
+        criterion=criterion,
     )

@@ -9,13 +9,13 @@ from lowrank._numerics import frobenius_norm
 from lowrank._operator import MatrixInput
 from lowrank._typing import Array
 from lowrank.errors import ConvergenceError, InputError
-from lowrank.svd._result import TruncatedSVD, fix_signs
+from lowrank.svd._result import TruncatedSVDResult, fix_signs
 
 
-def empty_result(mat: MatrixInput, method: str) -> TruncatedSVD:
+def empty_result(mat: MatrixInput, method: str) -> TruncatedSVDResult:
     m, n = mat.shape
     real = np.finfo(mat.dtype).dtype
-    return TruncatedSVD(
+    return TruncatedSVDResult(
         U=np.zeros((m, 0), dtype=mat.dtype),
         S=np.zeros(0, dtype=real),
         Vh=np.zeros((0, n), dtype=mat.dtype),
@@ -27,12 +27,12 @@ def empty_result(mat: MatrixInput, method: str) -> TruncatedSVD:
     )
 
 
-def zero_result(mat: MatrixInput, rank: int, method: str) -> TruncatedSVD:
+def zero_result(mat: MatrixInput, rank: int, method: str) -> TruncatedSVDResult:
     """The zero matrix: every singular value is 0 and any orthonormal vectors are singular
     vectors; the leading unit vectors are returned (iterative solvers fail on it)."""
     m, n = mat.shape
     real = np.finfo(mat.dtype).dtype
-    return TruncatedSVD(
+    return TruncatedSVDResult(
         U=np.eye(m, rank, dtype=mat.dtype),
         S=np.zeros(rank, dtype=real),
         Vh=np.eye(rank, n, dtype=mat.dtype),
@@ -56,7 +56,7 @@ def lapack_svd(a: Array) -> tuple[Array, Array, Array]:
             ) from None
 
 
-def exact_svd(mat: MatrixInput, rank: int) -> TruncatedSVD:
+def exact_svd(mat: MatrixInput, rank: int) -> TruncatedSVDResult:
     if mat.kind == "operator":
         raise InputError(
             "method='exact' needs an array or a sparse matrix; got a LinearOperator "
@@ -66,7 +66,7 @@ def exact_svd(mat: MatrixInput, rank: int) -> TruncatedSVD:
     U, S, Vh = lapack_svd(dense)
     spectrum = S.copy()
     U, S, Vh = fix_signs(U[:, :rank], S[:rank], Vh[:rank])
-    return TruncatedSVD(
+    return TruncatedSVDResult(
         U=np.ascontiguousarray(U),
         S=S,
         Vh=np.ascontiguousarray(Vh),
@@ -75,6 +75,4 @@ def exact_svd(mat: MatrixInput, rank: int) -> TruncatedSVD:
         norm_fro=mat.norm_fro if mat.norm_fro is not None else frobenius_norm(dense),
         spectrum=spectrum,
         spectrum_complete=True,
-        error_estimate=0.0,
-        excess_estimate=0.0,
     )

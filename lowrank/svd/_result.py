@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,9 +12,57 @@ from lowrank._numerics import compute_eps, frobenius_norm, power_of_two_scale
 from lowrank._typing import Array
 
 
+@dataclass(frozen=True)
+class RandomizedDiagnostics:
+    r"""How the randomized method reached its result (``TruncatedSVDResult.diagnostics``).
+
+    Attributes
+    ----------
+    scheme : {"block_krylov", "subspace"}
+        Block Golub–Kahan–Lanczos (the whole Krylov space) or power (subspace) iteration.
+    criterion : {"values", "excess"} or None
+        What the adaptive method converged: the top singular values (``value_tol``) or the
+        Frobenius residual (``excess_tol``); ``None`` for a fixed ``n_iter``.
+    tol : float or None
+        The target of ``criterion``, or ``None``.
+    n_iter : int
+        Krylov blocks beyond the first (power iterations for ``"subspace"``).
+    block_size : int
+        Columns per block.
+    oversample : int
+        Columns per block beyond ``rank`` (``max(block_size - rank, 0)``).
+    subspace_dim : int
+        Columns of the space of the Rayleigh–Ritz step.
+    n_passes : int
+        Products of ``A`` or :math:`A^H` with a block of vectors.
+    value_estimate : float or None
+        A-posteriori estimate of :math:`\max_{i\le r} |\tilde\sigma_i - \sigma_i| / \sigma_i`
+        (0.0 when the space spanned the whole range); ``None`` for a fixed ``n_iter``.
+    excess_estimate : float or None
+        A-posteriori estimate of the relative excess of the Frobenius residual over the
+        Eckart–Young–Mirsky optimum (the quantity
+        :attr:`TruncatedSVDResult.excess_bound` bounds rigorously but loosely); ``None`` for
+        a fixed ``n_iter``.
+    """
+
+    scheme: str
+    criterion: str | None
+    tol: float | None
+    n_iter: int
+    block_size: int
+    oversample: int
+    subspace_dim: int
+    n_passes: int
+    value_estimate: float | None = None
+    excess_estimate: float | None = None
+
+
 @dataclass(frozen=True, eq=False)
-class TruncatedSVD:
+class TruncatedSVDResult:
     r"""The leading singular triplets of a matrix, with what is known about their error.
+
+    Unpacks like the results of :func:`numpy.linalg.svd` and
+    :func:`scipy.sparse.linalg.svds`: ``U, S, Vh = truncated_svd(A, r)``.
 
     Attributes
     ----------
@@ -35,37 +84,14 @@ class TruncatedSVD:
         whole sketch, each a lower bound on the true singular value of the same index.
     spectrum_complete : bool
         True when ``spectrum`` holds every singular value of ``A`` (``"exact"``).
-    n_iter : int
-        Power or Krylov iterations (randomized: Krylov blocks beyond the first), or 0.
-    oversample : int
-        Extra sketch columns beyond ``rank`` in a block (randomized:
-        ``max(block_size - rank, 0)``), or 0.
-    subspace_dim : int
-        Columns of the space the randomized method's Rayleigh–Ritz step used (the Krylov
-        space, or the last sketch), or 0.
-    n_passes : int
-        Products of ``A`` or :math:`A^H` with a block of vectors (randomized), or 0.
-    block_size : int
-        Columns per block of the randomized method, or 0.
-    error_estimate : float or None
-        A-posteriori estimate of :math:`\max_i |\tilde\sigma_i - \sigma_i| / \sigma_i` over the
-        returned values: 0.0 for ``"exact"`` (and randomized results that spanned the whole
-        space), the convergence estimate of the adaptive randomized method (see
-        :func:`truncated_svd`, Notes), ``None`` where nothing is estimated (fixed
-        ``n_iter``, ``svds``).
-    excess_estimate : float or None
-        A-posteriori estimate of the relative excess of :attr:`residual_fro` over the
-        Eckart–Young–Mirsky optimum (the quantity :attr:`excess_bound` bounds rigorously but
-        loosely): 0.0 for exact results, the convergence estimate of the adaptive randomized
-        method, ``None`` where nothing is estimated.
-    converged : bool
-        False when the adaptive randomized method stopped at its limit before its estimate
-        reached ``tol``; True otherwise.
-    tol : float or None
-        The accuracy target of the adaptive randomized method, or ``None``.
-    preset : str or None
-        The randomized setting used: ``"accurate"``, ``"fast"``, ``"subspace"`` (power
-        iteration, ``block_krylov=False``), or ``None`` for the other methods.
+    converged : bool or None
+        Whether the result meets its accuracy target: True for ``"exact"`` and the
+        ``svds`` solvers (which raise otherwise), the adaptive randomized method's verdict
+        (False when it stopped at ``max_iter`` or its space limit first), and ``None``
+        when nothing was checked (a fixed ``n_iter``).
+    diagnostics : RandomizedDiagnostics or None
+        The randomized method's passes, space and error estimates; ``None`` for the other
+        methods.
     """
 
     U: Array
@@ -76,16 +102,15 @@ class TruncatedSVD:
     norm_fro: float
     spectrum: Array
     spectrum_complete: bool
-    n_iter: int = 0
-    oversample: int = 0
-    subspace_dim: int = 0
-    n_passes: int = 0
-    block_size: int = 0
-    error_estimate: float | None = None
-    excess_estimate: float | None = None
-    converged: bool = True
-    tol: float | None = None
-    preset: str | None = None
+    converged: bool | None = True
+    diagnostics: RandomizedDiagnostics | None = None
+
+    def __iter__(self) -> Iterator[Array]:
+        """``U, S, Vh``, so that the result unpacks like NumPy's and SciPy's."""
+        return iter((self.U, self.S, self.Vh))
+
+    def __len__(self) -> int:
+        return 3
 
     @property
     def rank(self) -> int:

@@ -12,7 +12,7 @@ from lowrank._operator import MatrixInput
 from lowrank._typing import Array
 from lowrank.errors import ConvergenceError
 from lowrank.svd._lapack import empty_result
-from lowrank.svd._result import TruncatedSVD, fix_signs
+from lowrank.svd._result import TruncatedSVDResult, fix_signs
 
 
 def _svds_kwargs(rng: np.random.Generator) -> dict[str, Any]:
@@ -24,7 +24,9 @@ def _svds_kwargs(rng: np.random.Generator) -> dict[str, Any]:
     return {"rng": rng} if "rng" in params else {"random_state": rng}
 
 
-def scipy_svds(mat: MatrixInput, rank: int, solver: str, rng: np.random.Generator) -> TruncatedSVD:
+def scipy_svds(
+    mat: MatrixInput, rank: int, solver: str, rng: np.random.Generator
+) -> TruncatedSVDResult:
     if rank == 0:
         return empty_result(mat, solver)
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
@@ -56,7 +58,7 @@ def scipy_svds(mat: MatrixInput, rank: int, solver: str, rng: np.random.Generato
     S = np.asarray(S, dtype=real)
     _check_triplets(mat, U, S, Vh, solver)
     U, S, Vh = fix_signs(U, S, Vh)
-    return TruncatedSVD(
+    return TruncatedSVDResult(
         U=np.ascontiguousarray(U),
         S=S,
         Vh=np.ascontiguousarray(Vh),

@@ -437,7 +437,7 @@ def assert_valid_svd(
 
     Parameters
     ----------
-    result : object with ``U``, ``S``, ``Vh`` (e.g. :class:`lowrank.TruncatedSVD`) or a tuple
+    result : object with ``U``, ``S``, ``Vh`` (e.g. :class:`lowrank.TruncatedSVDResult`) or a tuple
         The candidate: ``U`` (m, r), ``S`` (r,), ``Vh`` (r, n).
     A : array_like, shape (m, n)
         The matrix.
