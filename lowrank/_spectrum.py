@@ -7,10 +7,17 @@ import math
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_vector, check_positive_float
+from lowrank._validation import as_vector, check_choice, check_int, check_positive_float
 from lowrank.errors import InputError
 
-__all__ = ["as_singular_values", "reverse_cumulative_sum_of_squares", "tail_norms"]
+__all__ = [
+    "NORMS",
+    "as_singular_values",
+    "check_norm",
+    "check_schatten_p",
+    "reverse_cumulative_sum_of_squares",
+    "tail_norms",
+]
 
 
 def as_singular_values(S: ArrayLike, *, name: str = "singular_values") -> Array:
@@ -61,3 +68,32 @@ def check_schatten_p(p: object) -> float:
     if value < 1.0:
         raise InputError(f"p must be >= 1 for a Schatten norm; got {p!r}")
     return value
+
+
+NORMS: tuple[str, ...] = ("fro", "spectral", "nuclear", "schatten", "ky_fan")
+"""The unitarily invariant norms: Frobenius, spectral, nuclear, Schatten-p, Ky Fan-k."""
+
+
+def check_norm(norm: object, p: object, k: object) -> tuple[float, int | None]:
+    """Check ``norm`` and its parameters once; return the Schatten exponent equivalent to
+    ``norm`` (2, inf, 1 or ``p``) and the Ky Fan ``k`` (``None`` for the other norms).
+
+    ``p`` and ``k`` are checked whenever given, even for a norm that does not use them;
+    ``"schatten"`` needs ``p`` (``>= 1``) and ``"ky_fan"`` needs ``k`` (``>= 1``).
+    """
+    check_choice(norm, name="norm", choices=NORMS)
+    exponent = check_schatten_p(p) if p is not None else None
+    kk = check_int(k, name="k", minimum=1) if k is not None else None
+    if norm == "fro":
+        return 2.0, None
+    if norm == "spectral":
+        return math.inf, None
+    if norm == "nuclear":
+        return 1.0, None
+    if norm == "schatten":
+        if exponent is None:
+            raise InputError("norm='schatten' needs the exponent p (p >= 1); got p=None")
+        return exponent, None
+    if kk is None:
+        raise InputError("norm='ky_fan' needs k, the number of singular values summed; got k=None")
+    return 1.0, kk

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from lowrank._numerics import scaled_sum_of_squares, tolerance
-from lowrank._spectrum import as_singular_values, check_schatten_p, tail_norms
+from lowrank._spectrum import NORMS, as_singular_values, check_norm, tail_norms
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike, SVDMethod
-from lowrank._validation import as_matrix, check_choice, check_int, check_rank
-from lowrank.errors import InputError, ShapeError
+from lowrank._validation import as_matrix, check_rank
+from lowrank.errors import ShapeError
 from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
 
 __all__ = [
@@ -44,33 +44,8 @@ __all__ = [
     "residual_norm",
 ]
 
-NORMS: tuple[str, ...] = ("fro", "spectral", "nuclear", "schatten", "ky_fan")
-
 # Rows of the residual formed at once by residual_norm (times n columns, in float64).
 _RESIDUAL_BLOCK_ELEMENTS = 1 << 21
-
-
-def _check_norm(norm: str, p: float | None, k: int | None) -> tuple[float, int | None]:
-    """Return the Schatten exponent equivalent to ``norm`` and the Ky Fan ``k``."""
-    check_choice(norm, name="norm", choices=NORMS)
-    # p and k are checked whenever given, even for a norm that does not use them.
-    if p is not None:
-        check_schatten_p(p)
-    if k is not None:
-        check_int(k, name="k", minimum=1)
-    if norm == "fro":
-        return 2.0, None
-    if norm == "spectral":
-        return math.inf, None
-    if norm == "nuclear":
-        return 1.0, None
-    if norm == "schatten":
-        if p is None:
-            raise InputError("norm='schatten' needs the exponent p (p >= 1); got p=None")
-        return check_schatten_p(p), None
-    if k is None:
-        raise InputError("norm='ky_fan' needs k, the number of singular values summed; got k=None")
-    return 1.0, check_int(k, name="k", minimum=1)
 
 
 def _norm_of_values(s: Array, p: float, k: int | None) -> float:
@@ -125,7 +100,7 @@ def eym_error(
     """
     s = as_singular_values(singular_values)
     r = check_rank(rank, upper=s.size, upper_text="len(singular_values)")
-    exponent, kk = _check_norm(norm, p, k)
+    exponent, kk = check_norm(norm, p, k)
     return _norm_of_values(s[r:], exponent, kk)
 
 
@@ -255,7 +230,7 @@ def residual_norm(
     formed in float64 and its values computed by LAPACK: :math:`O(mn)` memory.
     """
     a = as_matrix(A)
-    exponent, kk = _check_norm(norm, p, k)
+    exponent, kk = check_norm(norm, p, k)
     factors = _as_factors(candidate, a.shape)
     if norm == "fro":
         parts = [scaled_sum_of_squares(block) for block in _residual_blocks(a, factors)]
@@ -343,7 +318,7 @@ def compare_to_optimal(
         else:
             rank = int(np.linalg.matrix_rank(factors))
     r = check_rank(rank, upper=min(m, n))
-    _check_norm(norm, p, k)
+    check_norm(norm, p, k)
     values = singular_values(a)
     optimal = eym_error(values, r, norm=norm, p=p, k=k)
     error = residual_norm(a, factors, norm=norm, p=p, k=k)

@@ -21,12 +21,12 @@ import numpy as np
 from lowrank._numerics import compute_eps, power_of_two_scale
 from lowrank._spectrum import (
     as_singular_values,
-    check_schatten_p,
+    check_norm,
     reverse_cumulative_sum_of_squares,
     tail_norms,
 )
 from lowrank._typing import Array, ArrayLike, NormName
-from lowrank._validation import check_choice, check_fraction, check_int, check_positive_float
+from lowrank._validation import check_fraction, check_positive_float
 from lowrank.errors import InputError, RankError
 
 __all__ = ["RankErrorCurve", "rank_error_curve", "select_rank"]
@@ -117,34 +117,18 @@ def rank_error_curve(
     array([0.  , 0.64, 1.  ])
     """
     s = as_singular_values(singular_values)
-    check_choice(norm, name="norm", choices=("fro", "spectral", "nuclear", "schatten", "ky_fan"))
-    # p and k are checked whenever given, even for a norm that does not use them.
-    if p is not None:
-        check_schatten_p(p)
-    if k is not None:
-        check_int(k, name="k", minimum=1)
+    exponent, kk = check_norm(norm, p, k)
     if norm_fro is not None:
         total = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
         return _partial_curve(s, norm, total)
     if norm == "fro":
         return _fro_curve(s)
-    if norm == "ky_fan":
-        if k is None:
-            raise InputError(
-                "norm='ky_fan' needs k, the number of singular values summed; got k=None"
-            )
-        kk = check_int(k, name="k", minimum=1)
+    if kk is not None:
         padded = np.concatenate([s, np.zeros(kk)])
         csum = np.concatenate([[0.0], np.cumsum(padded)])
         absolute = csum[kk : kk + s.size + 1] - csum[: s.size + 1]
         absolute = np.maximum(absolute, 0.0)
     else:
-        if norm == "schatten":
-            if p is None:
-                raise InputError("norm='schatten' needs the exponent p (p >= 1); got p=None")
-            exponent = check_schatten_p(p)
-        else:
-            exponent = math.inf if norm == "spectral" else 1.0
         absolute = tail_norms(s, exponent)
     return _finish(absolute, None, norm, True, 4.0 * compute_eps(np.float64) * float(absolute[0]))
 
@@ -212,6 +196,7 @@ def select_rank(
     energy: float | None = None,
     norm: NormName = "fro",
     p: float | None = None,
+    k: int | None = None,
     norm_fro: float | None = None,
 ) -> int:
     r"""The smallest rank meeting a relative-error tolerance or an energy fraction.
@@ -227,8 +212,12 @@ def select_rank(
         Smallest ``r`` with :math:`\sum_{i\le r}\sigma_i^2 \ge` ``energy`` :math:`\cdot
         \|A\|_F^2` (``0 <= energy <= 1``). Equivalent to ``rel_tol = sqrt(1 - energy)`` in
         the Frobenius norm.
-    norm, p
+    norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
         The norm for ``rel_tol``.
+    p : float, optional
+        Schatten exponent, for ``norm="schatten"``.
+    k : int, optional
+        Number of singular values in the Ky Fan k-norm, for ``norm="ky_fan"``.
     norm_fro : float, optional
         :math:`\|A\|_F` for a partial spectrum (see :func:`rank_error_curve`).
 
@@ -250,10 +239,10 @@ def select_rank(
     2
     >>> select_rank([4.0, 3.0, 0.1], rel_tol=0.7)
     1
+    >>> select_rank([4.0, 3.0, 0.1], rel_tol=0.5, norm="ky_fan", k=2)
+    1
     """
-    check_choice(norm, name="norm", choices=("fro", "spectral", "nuclear", "schatten", "ky_fan"))
-    if p is not None:
-        check_schatten_p(p)
+    check_norm(norm, p, k)
     if (rel_tol is None) == (energy is None):
         raise InputError(
             f"give exactly one of rel_tol and energy; got rel_tol={rel_tol!r}, energy={energy!r}"
@@ -264,7 +253,7 @@ def select_rank(
         norm = "fro"
     else:
         target = check_fraction(rel_tol, name="rel_tol", low_inclusive=True)
-    curve = rank_error_curve(singular_values, norm=norm, p=p, norm_fro=norm_fro)
+    curve = rank_error_curve(singular_values, norm=norm, p=p, k=k, norm_fro=norm_fro)
     # A rank whose error is within rounding of the target meets it.
     slack = curve.max_abs_error / curve.absolute[0] if curve.absolute[0] > 0 else 0.0
     meets = np.flatnonzero(curve.relative <= target + slack)

@@ -180,3 +180,13 @@ def test_property_selected_rank_is_smallest(s, energy):
     assert curve.energy[r] >= energy - slack
     if r > 0:
         assert curve.energy[r - 1] < energy + slack
+
+
+def test_select_rank_in_the_ky_fan_norm():
+    # The Ky Fan 2-norm error of the best rank-r approximation of diag(4, 3, 0.1) is the sum
+    # of the two largest remaining values: 3.1 at r = 1, 0.1 at r = 2 (relative to 7).
+    s = [4.0, 3.0, 0.1]
+    assert select_rank(s, rel_tol=0.5, norm="ky_fan", k=2) == 1
+    assert select_rank(s, rel_tol=0.1, norm="ky_fan", k=2) == 2
+    with pytest.raises(InputError, match=r"norm='ky_fan' needs k"):
+        select_rank(s, rel_tol=0.5, norm="ky_fan")
