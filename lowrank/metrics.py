@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from lowrank.errors import InputError, ShapeError
 from lowrank.svd import singular_values as _singular_values
 
 __all__ = [
+    "SpectrumAnalysis",
     "SpectrumSummary",
     "condition_number",
     "entropy_effective_rank",
@@ -374,18 +375,28 @@ class SpectrumSummary:
     condition_number: float
 
 
-def spectrum_summary(
-    A: ArrayLike, *, storage_dtype: Any = None
-) -> tuple[SpectrumSummary, np.ndarray[Any, np.dtype[np.float64]]]:
-    """All metrics of ``A`` and its singular values (float64, descending).
+class SpectrumAnalysis(NamedTuple):
+    """The result of :func:`spectrum_summary`: the metrics and the singular values."""
+
+    summary: SpectrumSummary
+    """All metrics of the matrix."""
+    singular_values: np.ndarray[Any, np.dtype[np.float64]]
+    """Its singular values, float64, descending."""
+
+
+def spectrum_summary(A: ArrayLike, *, storage_dtype: Any = None) -> SpectrumAnalysis:
+    """All metrics of ``A`` and its singular values (float64, descending), as a
+    :class:`SpectrumAnalysis` ``(summary, singular_values)``.
 
     ``storage_dtype`` defaults to the dtype of ``A`` itself (so a bfloat16 array gets the
     bfloat16 noise level in ``numerical_rank_storage``).
 
     >>> import numpy as np
-    >>> summary, s = spectrum_summary(np.diag([2.0, 1.0]))
-    >>> summary.stable_rank, summary.condition_number
+    >>> result = spectrum_summary(np.diag([2.0, 1.0]))
+    >>> result.summary.stable_rank, result.summary.condition_number
     (1.25, 2.0)
+    >>> result.singular_values
+    array([2., 1.])
     """
     if storage_dtype is not None:
         storage_dtype = as_storage_dtype(storage_dtype)
@@ -407,4 +418,4 @@ def spectrum_summary(
         ),
         condition_number=condition_number(s),
     )
-    return summary, s
+    return SpectrumAnalysis(summary, s)

@@ -73,6 +73,7 @@ NOT_SWEPT: dict[str, str] = {
     "OptimalityComparison": "result record",
     "RankErrorCurve": "result record",
     "SpectrumSummary": "result record",
+    "SpectrumAnalysis": "result record",
     "TruncatedSVDResult": "result record",
     "RandomizedDiagnostics": "result record",
     "Amplification": "result record",
