@@ -28,6 +28,7 @@ from lowrank.errors import (
     NonFiniteError,
     RankError,
     ShapeError,
+    StateError,
 )
 from lowrank.metrics import (
     SpectrumSummary,
@@ -39,7 +40,7 @@ from lowrank.metrics import (
     spectrum_summary,
     stable_rank,
 )
-from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
+from lowrank.svd import RandomizedDiagnostics, TruncatedSVDResult, singular_values, truncated_svd
 
 __all__ = [
     "ConvergenceError",
@@ -50,10 +51,12 @@ __all__ = [
     "MissingFileError",
     "NonFiniteError",
     "OptimalityComparison",
+    "RandomizedDiagnostics",
     "RankError",
     "RankErrorCurve",
     "ShapeError",
     "SpectrumSummary",
+    "StateError",
     "TruncatedSVDResult",
     "__version__",
     "best_approximation",

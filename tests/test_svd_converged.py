@@ -58,7 +58,8 @@ def spectrum(
             length = max(length, block + 1)
             start = draw(st.integers(max(0, rank - length), max(0, rank - block - 1)))
         else:
-            start = draw(st.integers(max(0, block - length + 1), max(0, min(block, rank) - 1)))
+            first = max(0, block - length + 1)
+            start = draw(st.integers(first, max(first, min(block, rank) - 1)))
         start = min(start, n - length)
         spread = 0.0
         if family == "cluster":

@@ -95,7 +95,7 @@ from lowrank.lora.convert import (
     factored_svd,
     pissa_to_lora,
 )
-from lowrank.lora.extract import ExtractedAdapter, Extraction, extract, extract_many
+from lowrank.lora.extraction import ExtractedAdapter, Extraction, extract, extract_many
 from lowrank.lora.init import (
     INIT_METHODS,
     LoRAInit,
