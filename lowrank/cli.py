@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 from lowrank._version import __version__
 from lowrank.errors import (
@@ -421,6 +421,39 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running an analysis ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What to analyse and how: every option of ``analyze``, explicit for ``demo``."""
+
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    regex: bool = False
+    flatten: bool = False
+    ranks: Sequence[int] | None = None  # None: the analysis defaults
+    energies: Sequence[float] | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    threads_per_worker: int | None = None
+    connect_timeout: float = 10.0
+    progress: bool | None = None
+
+    @classmethod
+    def from_analyze(cls, args: argparse.Namespace) -> _Request:
+        return cls(
+            include=args.include,
+            exclude=args.exclude,
+            regex=args.regex,
+            flatten=args.flatten,
+            ranks=args.ranks,
+            energies=args.energy,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            threads_per_worker=args.threads_per_worker,
+            connect_timeout=args.connect_timeout,
+            progress=args.progress,
+        )
+
+
 @dataclass
 class _Outputs:
     json: Path | None = None
@@ -496,14 +529,7 @@ def _progress_bar(enabled: bool | None, total: int) -> Any:
     )
 
 
-def _run_analysis(
-    source: str | os.PathLike[str],
-    args: argparse.Namespace,
-    outputs: _Outputs,
-    *,
-    workers: int | None,
-    scheduler: str | None,
-) -> int:
+def _run_analysis(source: str | os.PathLike[str], request: _Request, outputs: _Outputs) -> int:
     from lowrank.analysis import (
         DEFAULT_ENERGIES,
         DEFAULT_RANKS,
@@ -513,43 +539,42 @@ def _run_analysis(
     )
 
     _check_outputs(outputs)
-    include = getattr(args, "include", None)
-    exclude = getattr(args, "exclude", None)
-    if include or exclude:
+    nd_policy: Literal["skip", "flatten"] = "flatten" if request.flatten else "skip"
+    if request.include or request.exclude:
         from lowrank.io import select
 
         # Headers only: patterns that select no matrix fail here, naming close names,
         # instead of giving an empty run.
         select(
             source,
-            include=include,
-            exclude=exclude,
-            regex=getattr(args, "regex", False),
-            nd_policy="flatten" if getattr(args, "flatten", False) else "skip",
+            include=request.include,
+            exclude=request.exclude,
+            regex=request.regex,
+            nd_policy=nd_policy,
             require_match=True,
         )
     with ExitStack() as stack:
         executor = (
-            stack.enter_context(dask_executor(scheduler, timeout=args.connect_timeout))
-            if scheduler
+            stack.enter_context(dask_executor(request.scheduler, timeout=request.connect_timeout))
+            if request.scheduler
             else None
         )
         run = start_analysis(
             source,
-            include=include,
-            exclude=exclude,
-            regex=getattr(args, "regex", False),
-            nd_policy="flatten" if getattr(args, "flatten", False) else "skip",
-            ranks=getattr(args, "ranks", DEFAULT_RANKS),
-            energies=getattr(args, "energy", DEFAULT_ENERGIES),
+            include=request.include,
+            exclude=request.exclude,
+            regex=request.regex,
+            nd_policy=nd_policy,
+            ranks=DEFAULT_RANKS if request.ranks is None else request.ranks,
+            energies=DEFAULT_ENERGIES if request.energies is None else request.energies,
             executor=executor,
-            workers=workers,
-            threads_per_worker=getattr(args, "threads_per_worker", None),
+            workers=request.workers,
+            threads_per_worker=request.threads_per_worker,
             checkpoint=outputs.json,
             checkpoint_interval=2.0,
         )
         stack.enter_context(run)
-        bar = stack.enter_context(_progress_bar(args.progress, run.total))
+        bar = stack.enter_context(_progress_bar(request.progress, run.total))
         try:
             for outcome in run:
                 bar.set_postfix_str(outcome.name[-40:], refresh=False)
@@ -618,7 +643,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         spectra=_output_path(args.spectra),
         plots=[] if args.plot is None else [(args.plot_kind, Path(args.plot))],
     )
-    return _run_analysis(source, args, outputs, workers=args.workers, scheduler=args.scheduler)
+    return _run_analysis(source, _Request.from_analyze(args), outputs)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -636,7 +661,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         spectra=out / "minilm-spectra.npz",
         plots=[(kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap")],
     )
-    return _run_analysis(source, args, outputs, workers=args.workers, scheduler=None)
+    return _run_analysis(source, _Request(workers=args.workers, progress=args.progress), outputs)
 
 
 def _existing_adapter(folder: Path) -> list[str]:
