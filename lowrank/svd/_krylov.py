@@ -143,16 +143,139 @@ def _ritz_triplets(
 _SUBSET_EIGH_MIN = 400
 
 
+# The machine model behind the check schedule (a 2-core x86 machine with OpenBLAS, fitted
+# on the benchmark matrices): only the ratio of a check's cost to a step's matters.
+_MEMORY_BYTES_PER_SECOND = 20e9  # streaming A from memory, for products with few vectors
+_GEMM_FLOPS_PER_SECOND = 100e9  # products of A with a block, and with the bases
+_SYRK_FLOPS_PER_SECOND = 50e9  # the Gram matrix of the projection
+_EIGH_SECONDS_PER_CUBE = 7e-11  # LAPACK syevd on the Gram matrix, per dim**3
+_CHECK_SECONDS_PER_SQUARE = 2e-8  # the rest of a check (assembly, copies), per dim**2
+
+
 def _pass_seconds(m: int, n: int, b: int, cost: float) -> float:
     """Modelled seconds of one product of an m x n matrix with b vectors: reading the matrix
-    (about 20 GB/s) or the flops (about 100 GFLOP/s), whichever is slower."""
-    return max(4.0 * m * n / 20e9, cost * m * n * b / 100e9)
+    or the flops, whichever is slower (``cost`` flops per multiply-add: 2 real, 8 complex)."""
+    return max(4.0 * m * n / _MEMORY_BYTES_PER_SECOND, cost * m * n * b / _GEMM_FLOPS_PER_SECOND)
 
 
 def _check_seconds(dim: int, width: int) -> float:
     """Modelled seconds of a convergence check: the Gram matrix of the dim x width projection
     and its eigenvalues (LAPACK ``syevd`` runs far below GEMM speed at these sizes)."""
-    return 2.0 * dim * dim * width / 50e9 + dim**3 * 7e-11 + dim * dim * 2e-8
+    return (
+        2.0 * dim * dim * width / _SYRK_FLOPS_PER_SECOND
+        + dim**3 * _EIGH_SECONDS_PER_CUBE
+        + dim * dim * _CHECK_SECONDS_PER_SQUARE
+    )
+
+
+class _Recurrence:
+    r"""The block Golub–Kahan–Lanczos recurrence: the bases :math:`P`, :math:`Q` and the
+    recorded rows of :math:`B = Q^H A [P_1..P_{k+1}]` (see :func:`_block_krylov`)."""
+
+    def __init__(
+        self, mat: MatrixInput, block: int, max_steps: int, rng: np.random.Generator
+    ) -> None:
+        m, n = mat.shape
+        self.mat = mat
+        self.rng = rng
+        self.P = Basis(n, mat.dtype, block * (min(max_steps, 8) + 1), n)
+        self.Q = Basis(m, mat.dtype, block * min(max_steps, 8), m)
+        first, _, _ = orthonormalize(gaussian(rng, (n, block), mat.dtype), self.P.view, n, rng)
+        self.P.append(first)
+        self.newest = first
+        # Per Q block: (D^H over P so far, L^H for the next P block).
+        self.rows: list[tuple[Array, Array]] = []
+        self.L: Array | None = None  # A^H Q_{k-1} = ... + P_k L: A P_k has Q_{k-1} L^H
+        self.capacity = first.shape[1]  # random start directions (see hidden_multiplicity)
+        self.steps = self.passes = 0
+        self.flop_cost = 8.0 if mat.dtype.kind == "c" else 2.0
+
+    @property
+    def exhausted(self) -> bool:
+        """The space spans a whole side of ``A``: nothing more to add."""
+        return self.Q.room == 0 or self.newest.shape[1] == 0
+
+    def step(self) -> float:
+        """One step (two passes over ``A``); returns its modelled seconds."""
+        mat, P, Q = self.mat, self.P, self.Q
+        m, n = mat.shape
+        Y = mat.matmat(self.newest)
+        local = None if self.L is None else (Q.size - self.L.shape[1], self.L.conj().T)
+        Qk, _, Rk = orthonormalize(Y, Q.view, Q.room, self.rng, local=local)
+        Q.append(Qk)
+        Z = mat.rmatmat(Qk)
+        lp = P.size
+        # A P_k = ... + Q_k R_k, so A^H Q_k has P_k R_k^H.
+        local = (lp - self.newest.shape[1], Rk.conj().T)
+        self.newest, D, self.L = orthonormalize(Z, P.view, P.room, self.rng, local=local)
+        P.append(self.newest)
+        self.rows.append((D.conj().T, self.L.conj().T))
+        self.steps += 1
+        self.passes += 2
+        cost = self.flop_cost
+        basis_flops = m * Q.size * Y.shape[1] + n * lp * Qk.shape[1]
+        return float(
+            _pass_seconds(m, n, Y.shape[1], cost)
+            + _pass_seconds(m, n, Qk.shape[1], cost)
+            + cost * 4.0 * basis_flops / _GEMM_FLOPS_PER_SECOND
+        )
+
+    def widen(self, width: int) -> None:
+        """Add ``width`` fresh random directions to the newest block (see
+        :func:`_fresh_directions`): a repeated value may have more copies than the space
+        can hold."""
+        fresh = _fresh_directions(self.P, min(width, self.P.room), self.rng)
+        if not fresh.shape[1]:
+            return
+        self.P.append(fresh)
+        self.newest = np.concatenate([self.newest, fresh], axis=1)
+        Dh, Lh = self.rows[-1]
+        zeros = np.zeros((Lh.shape[0], fresh.shape[1]), Lh.dtype)
+        self.rows[-1] = (Dh, np.concatenate([Lh, zeros], axis=1))
+        self.L = self.rows[-1][1].conj().T
+        self.capacity += fresh.shape[1]
+
+    def projection(self) -> Array:
+        """The projection :math:`B` in float64 (complex128)."""
+        return _assemble(self.rows, self.Q.size, self.P.size, wide_dtype(self.mat.dtype))
+
+
+class _CheckSchedule:
+    """When to check convergence: a deterministic schedule from a model of the costs."""
+
+    def __init__(self) -> None:
+        self.work_since_check = 0.0
+        self.last_check_dim = 0
+        self.next_check: int | None = None
+
+    def due(self, steps: int, dim: int, width: int, has_history: bool) -> bool:
+        """Once an estimate with a rate exists, after the planned steps; before that, when
+        the work since the last check exceeds ``_CHECK_AMORTIZE`` checks; and always when
+        the space has grown by ``_CHECK_GROWTH``."""
+        if has_history:
+            if self.next_check is not None:
+                wait = steps < self.next_check
+            else:
+                wait = self.work_since_check < _CHECK_AMORTIZE * _check_seconds(dim, width)
+            if wait and dim < _CHECK_GROWTH * self.last_check_dim:
+                return False
+        self.work_since_check = 0.0
+        self.last_check_dim = dim
+        return True
+
+    def plan(self, steps: int, ahead: int, check_cost: float, space: int, block: int) -> None:
+        """Plan the next check. The model predicts ``ahead`` more steps, pessimistically
+        once Krylov convergence speeds up, so check after a third of them at most; and, if
+        checks are cheap next to steps, sooner: checking every s steps with c the cost of a
+        check relative to a step costs about ahead*c/s + s/2 (checks plus overshoot), least
+        for s = sqrt(2*ahead*c); and never more than ``_LATE_GROWTH`` of the space ahead
+        (the overshoot grows the final Rayleigh-Ritz step and the orthogonalisation)."""
+        if ahead >= (1 << 30):
+            self.next_check = None
+            return
+        interval = min(ahead // 3, math.ceil(math.sqrt(2.0 * ahead * check_cost)))
+        interval = min(interval, math.ceil(_LATE_GROWTH * space / block))
+        self.next_check = steps + max(1, interval)
 
 
 def _block_krylov(
@@ -176,185 +299,118 @@ def _block_krylov(
     :math:`\operatorname{span}\{A\Omega, (AA^H)A\Omega, \dots\}` — without another pass over
     ``A``. With ``tol`` the top Ritz values are checked as the space grows (on a flop-based
     schedule) and the iteration stops when the estimate of ``criterion`` (see
-    :class:`Progress`) is below ``tol``.
+    :class:`Progress`) is below ``tol``, unless the Ritz values may hide copies of a
+    repeated value (:func:`hidden_multiplicity`): then the space is widened and converged
+    again.
     """
-    m, n = mat.shape
-    dtype = mat.dtype
-    wide = wide_dtype(dtype)
-    eps = compute_eps(dtype)
-    P = Basis(n, dtype, block * (min(max_steps, 8) + 1), n)
-    Q = Basis(m, dtype, block * min(max_steps, 8), m)
-    first, _, _ = orthonormalize(gaussian(rng, (n, block), dtype), P.view, n, rng)
-    P.append(first)
-    rows: list[tuple[Array, Array]] = []  # per Q block: (D^H over P so far, L^H for next P)
+    eps = compute_eps(mat.dtype)
+    rec = _Recurrence(mat, block, max_steps, rng)
     norm_fro = mat.frobenius_norm()
     progress = Progress(rank, eps, norm_fro, criterion)
-    newest = first
-    capacity = first.shape[1]  # random start directions so far (see hidden_multiplicity)
-    steps = passes = 0
-    complete = converged = False
-    work_since_check = 0.0
-    last_check_dim = 0
-    cost = 8.0 if dtype.kind == "c" else 2.0
-    L: Array | None = None  # A^H Q_{k-1} = ... + P_k L: A P_k has Q_{k-1} L^H
+    schedule = _CheckSchedule()
+    converged = False
     # Ritz values for the checks need only a fraction of the target's accuracy.
     check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
-    next_check: int | None = None
-    checked_at = -1
-    checked_B = checked_values = np.zeros(0)
-    checked_G: Array | None = None
-    while steps < max_steps:
-        Y = mat.matmat(newest)
-        local = None if L is None else (Q.size - L.shape[1], L.conj().T)
-        Qk, _, Rk = orthonormalize(Y, Q.view, Q.room, rng, local=local)
-        Q.append(Qk)
-        Z = mat.rmatmat(Qk)
-        lp = P.size
-        # A P_k = ... + Q_k R_k, so A^H Q_k has P_k R_k^H.
-        local = (lp - newest.shape[1], Rk.conj().T)
-        newest, D, L = orthonormalize(Z, P.view, P.room, rng, local=local)
-        P.append(newest)
-        rows.append((D.conj().T, L.conj().T))
-        steps += 1
-        passes += 2
-        step_seconds = (
-            _pass_seconds(m, n, Y.shape[1], cost)
-            + _pass_seconds(m, n, Qk.shape[1], cost)
-            + cost * 4.0 * (m * Q.size * Y.shape[1] + n * lp * Qk.shape[1]) / 100e9
-        )
-        work_since_check += step_seconds
-        if Q.room == 0 or newest.shape[1] == 0:
-            complete = True
+    checked: tuple[int, Array, Array, Array | None] | None = None  # step, B, values, Gram
+    while rec.steps < max_steps:
+        step_seconds = rec.step()
+        schedule.work_since_check += step_seconds
+        if rec.exhausted:
             break
-        if tol is None or Q.size < rank:
+        if tol is None or rec.Q.size < rank:
             continue
-        dim = Q.size
-        # When to check (a deterministic schedule, from a model of the costs): once an
-        # estimate with a rate exists, after half the steps the geometric model predicts
-        # (Krylov convergence accelerates, so the prediction is pessimistic); before that,
-        # when the work since the last check exceeds _CHECK_AMORTIZE checks; and always
-        # when the space has grown by _CHECK_GROWTH.
-        if progress.values:
-            if next_check is not None:
-                wait = steps < next_check
-            else:
-                wait = work_since_check < _CHECK_AMORTIZE * _check_seconds(dim, P.size)
-            if wait and dim < _CHECK_GROWTH * last_check_dim:
-                continue
-        work_since_check = 0.0
-        last_check_dim = dim
-        checked_B = _assemble(rows, Q.size, P.size, wide)
-        checked_values, checked_G = _ritz_values(checked_B, rank, check_accuracy)
-        checked_at = steps
-        progress.update(steps, checked_values)
-        # Next check: the model predicts `ahead` more steps, pessimistically once Krylov
-        # convergence speeds up, so check after a third of them at most; and, if checks
-        # are cheap next to steps, sooner: checking every s steps with c the cost of a
-        # check relative to a step costs about ahead*c/s + s/2 (checks plus overshoot),
-        # least for s = sqrt(2*ahead*c).
-        ahead = progress.steps_to(tol)
-        if ahead < (1 << 30):
-            c = _check_seconds(Q.size, P.size) / max(step_seconds, 1e-12)
-            interval = min(ahead // 3, math.ceil(math.sqrt(2.0 * ahead * c)))
-            # ... and never more than _LATE_GROWTH of the space ahead: the overshoot grows
-            # the final Rayleigh-Ritz step and the orthogonalisation with it.
-            interval = min(interval, math.ceil(_LATE_GROWTH * Q.size / block))
-            next_check = steps + max(1, interval)
-        else:
-            next_check = None
+        if not schedule.due(rec.steps, rec.Q.size, rec.P.size, bool(progress.values)):
+            continue
+        B = rec.projection()
+        values, G = _ritz_values(B, rank, check_accuracy)
+        checked = (rec.steps, B, values, G)
+        progress.update(rec.steps, values)
+        check_cost = _check_seconds(rec.Q.size, rec.P.size) / max(step_seconds, 1e-12)
+        schedule.plan(rec.steps, progress.steps_to(tol), check_cost, rec.Q.size, block)
         if progress.reached(tol):
-            if not hidden_multiplicity(checked_values, rank, capacity, eps, tol):
+            if not hidden_multiplicity(values, rank, rec.capacity, eps, tol):
                 converged = True
                 break
-            # A repeated value may have more copies than the space can hold: widen it with
-            # fresh random directions and converge again.
-            fresh = _fresh_directions(P, min(block, P.room), rng)
-            if fresh.shape[1]:
-                P.append(fresh)
-                newest = np.concatenate([newest, fresh], axis=1)
-                Dh, Lh = rows[-1]
-                rows[-1] = (
-                    Dh,
-                    np.concatenate([Lh, np.zeros((Lh.shape[0], fresh.shape[1]), Lh.dtype)], axis=1),
-                )
-                L = rows[-1][1].conj().T
-                capacity += fresh.shape[1]
+            rec.widen(block)
             progress.restart()
-            next_check = None
+            schedule.next_check = None
+    return _krylov_result(mat, rank, rec, progress, checked, converged, tol, criterion, block)
+
+
+def _krylov_result(
+    mat: MatrixInput,
+    rank: int,
+    rec: _Recurrence,
+    progress: Progress,
+    checked: tuple[int, Array, Array, Array | None] | None,
+    converged: bool,
+    tol: float | None,
+    criterion: str,
+    block: int,
+) -> TruncatedSVDResult:
+    """The final Rayleigh–Ritz step of :func:`_block_krylov` and its result."""
+    adaptive = tol is not None
+    complete = rec.exhausted
+    diagnostics = RandomizedDiagnostics(
+        scheme="block_krylov",
+        criterion=criterion if adaptive else None,
+        tol=tol,
+        n_iter=rec.steps - 1,
+        block_size=block,
+        oversample=max(block - rank, 0),
+        subspace_dim=rec.Q.size,
+        n_passes=rec.passes,
+    )
     if complete and mat.kind != "operator":
         # The space is exhausted: the matrix is small on one side, and LAPACK on it is
         # exact and cheap.
-        exact = exact_svd(mat, rank)
         return replace(
-            exact,
+            exact_svd(mat, rank),
             method="randomized",
-            diagnostics=RandomizedDiagnostics(
-                scheme="block_krylov",
-                criterion=criterion if tol is not None else None,
-                tol=tol,
-                n_iter=steps - 1,
-                block_size=block,
-                oversample=max(block - rank, 0),
-                subspace_dim=Q.size,
-                n_passes=passes,
-                value_estimate=0.0,
-                excess_estimate=0.0,
-            ),
+            diagnostics=replace(diagnostics, value_estimate=0.0, excess_estimate=0.0),
         )
     if complete:
         # The same for an operator: Q spans the range of A, so one more product gives
         # Q^H A itself, and its SVD is exact, free of the rounding of the recorded
         # coefficients and of the basis P.
-        Ub, S_all, Vbh = lapack_svd(mat.rmatmat(Q.view).conj().T)
-        passes += 1
-        Ub, S, all_values = Ub[:, :rank], S_all[:rank], S_all
-        Vb = Vbh[:rank].conj().T
-        P_basis = P.view
+        Ub, all_values, Vbh = lapack_svd(mat.rmatmat(rec.Q.view).conj().T)
+        diagnostics = replace(
+            diagnostics, n_passes=rec.passes + 1, value_estimate=0.0, excess_estimate=0.0
+        )
+        Ub, S, Vb = Ub[:, :rank], all_values[:rank], Vbh[:rank].conj().T
     else:
         # A check at this step has the projection, its Gram matrix and its values already.
-        known = None
-        if checked_at == steps and checked_G is not None:
-            B, known = checked_B, (checked_values, checked_G)
+        if checked is not None and checked[0] == rec.steps and checked[3] is not None:
+            B, known = checked[1], (checked[2], checked[3])
         else:
-            B = _assemble(rows, Q.size, P.size, wide)
-        Ub, S, Vb, all_values = _ritz_triplets(B, rank, eps / 16.0, known)
-        P_basis = P.view
+            B, known = rec.projection(), None
+        Ub, S, Vb, all_values = _ritz_triplets(B, rank, compute_eps(mat.dtype) / 16.0, known)
+        unchecked = len(progress.values) >= 2 and progress.steps[-1] != rec.steps
+        if adaptive and not converged and unchecked:
+            progress.update(rec.steps, all_values)
+        if adaptive:
+            diagnostics = replace(
+                diagnostics,
+                value_estimate=progress.value_estimate,
+                excess_estimate=progress.excess_estimate,
+            )
+    dtype = mat.dtype
     spectrum = all_values.astype(np.finfo(dtype).dtype)
-    if (
-        tol is not None
-        and not converged
-        and not complete
-        and len(progress.values) >= 2
-        and progress.steps[-1] != steps
-    ):
-        progress.update(steps, all_values)
-    U = Q.view @ Ub.astype(dtype)
-    V = Vb.astype(dtype) if complete else P_basis @ Vb.astype(dtype)
+    U = rec.Q.view @ Ub.astype(dtype)
+    V = Vb.astype(dtype) if complete else rec.P.view @ Vb.astype(dtype)
     spectrum[:rank] = S
     U, S_r, Vh = fix_signs(U, spectrum[:rank], np.ascontiguousarray(V.conj().T))
-    adaptive = tol is not None
     return TruncatedSVDResult(
         U=np.ascontiguousarray(U),
         S=S_r,
         Vh=np.ascontiguousarray(Vh),
         method="randomized",
         shape=mat.shape,
-        norm_fro=norm_fro,
+        norm_fro=mat.frobenius_norm(),
         spectrum=spectrum,
         spectrum_complete=complete,
         converged=(complete or converged) if adaptive else (True if complete else None),
-        diagnostics=RandomizedDiagnostics(
-            scheme="block_krylov",
-            criterion=criterion if adaptive else None,
-            tol=tol,
-            n_iter=steps - 1,
-            block_size=block,
-            oversample=max(block - rank, 0),
-            subspace_dim=Q.size,
-            n_passes=passes,
-            value_estimate=0.0 if complete else (progress.value_estimate if adaptive else None),
-            excess_estimate=0.0 if complete else (progress.excess_estimate if adaptive else None),
-        ),
+        diagnostics=diagnostics,
     )
 
 
