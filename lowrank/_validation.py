@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from lowrank._dtypes import compute_dtype  # the one dtype table; re-exported here
 from lowrank._numerics import STORAGE_EPS
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError
@@ -45,28 +46,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
-    """The dtype a computation on data of ``dtype`` runs in.
-
-    ``float32``, ``float64``, ``complex64`` and ``complex128`` are kept; ``float16``,
-    ``bfloat16`` and the float8 types are computed in ``float32``; integers in ``float64``.
-    Booleans, objects, strings and extended precision raise :class:`~lowrank.errors.DTypeError`.
-    """
-    dt: np.dtype[Any] = np.dtype(dtype)
-    if dt.name in STORAGE_EPS or dt == np.float16:
-        return np.dtype(np.float32)
-    if dt in (np.float32, np.float64, np.complex64, np.complex128):
-        return dt
-    if dt.kind in "iu":
-        return np.dtype(np.float64)
-    if dt.kind in "fc":
-        raise DTypeError(
-            f"{name} has dtype {dt.name}, which LAPACK does not support; "
-            f"convert it to float64 or complex128 first"
-        )
-    raise DTypeError(f"{name} must have a numeric dtype (float, complex or integer); got {dt.name}")
 
 
 def _asarray(value: ArrayLike, name: str) -> Array:

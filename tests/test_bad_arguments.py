@@ -305,6 +305,9 @@ VALID: dict[str, dict[str, Any]] = {
     "olora_init": {},
     "pissa_init": {},
     "lora_scaling": {},
+    "alpha_for_scaling": {},
+    "default_alpha": {},
+    "split_triplets": {"U": LORA_B, "S": np.array([2.0, 1.0]), "Vh": LORA_A},
     "amplification_factor": {"delta_W": (LORA_B, LORA_A)},
     "subspace_similarity": {"i": 1, "j": 1},
     "subspace_similarity_grid": {},
@@ -424,6 +427,19 @@ METHODS: dict[str, tuple[Callable[[Context], Any], dict[str, Any]]] = {
     "LoRALinear.from_factors": (
         lambda ctx: __import__("lowrank.adapter").adapter.LoRALinear,
         {"weight": MATRIX, "alpha": 4.0},
+    ),
+    "LoRALinear.from_init": (
+        lambda ctx: __import__("lowrank.adapter").adapter.LoRALinear,
+        {"init": lambda ctx: __import__("lowrank.lora").lora.pissa_init(MATRIX, 2)},
+    ),
+    "LoRALinear.from_extraction": (
+        lambda ctx: __import__("lowrank.adapter").adapter.LoRALinear,
+        {
+            "extraction": lambda ctx: __import__("lowrank.lora").lora.extract(
+                MATRIX, MATRIX_B, rank=1
+            ),
+            "W_base": MATRIX,
+        },
     ),
     "LoRALinear.add_adapter": (
         lambda ctx: __import__("lowrank.adapter").adapter.LoRALinear(MATRIX),

@@ -21,6 +21,8 @@ LAYERS = {
     "_typing": 0,
     "_numerics": 0,
     "_validation": 0,
+    "_dtypes": 0,
+    "_scaling": 0,
     "_spectrum": 0,
     "_operator": 0,
     "_version": 0,

@@ -55,12 +55,13 @@ def make_task(seed: int, *, aligned: bool):
 
 def run(init: str, optimizer, seed: int, *, aligned: bool):
     W, W_target, x, y = make_task(seed, aligned=aligned)
+    # The init's alpha (default r: scaling 1), layout and residual travel with it.
     if init == "pissa":
         start = pissa_init(W, RANK)
-        layer = LoRALinear.from_factors(start.residual, start.lora_A, start.lora_B, alpha=RANK)
+        layer = LoRALinear.from_init(start)  # base weight: the residual W - sBA
     else:
         start = lora_init(W, RANK, rng=seed)
-        layer = LoRALinear.from_factors(W, start.lora_A, start.lora_B, alpha=RANK)
+        layer = LoRALinear.from_init(start, weight=W)  # B = 0: the base weight is W
     result = train(Network([layer]), x, y, loss="mse", optimizer=optimizer, epochs=STEPS, rng=seed)
     return np.array(result.step_losses), start, W_target, x
 

@@ -1,7 +1,8 @@
 """Input checks shared by the adapter modules, with the package's message style.
 
 Layer-0 helpers (:mod:`lowrank._validation`) do the generic work; this module adds the checks
-that know about layers: feature counts, factor shapes and the layer's dtype.
+that know about layers: feature counts and factor shapes. The layer's dtype is the *layer*
+column of the one dtype table, :func:`lowrank._dtypes.layer_dtype`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._dtypes import layer_dtype
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
-    as_dtype,
     as_matrix,
     as_vector,
     check_finite_array,
@@ -28,7 +29,6 @@ __all__ = [
     "check_features",
     "check_finite",
     "check_weight",
-    "layer_dtype",
 ]
 
 
@@ -43,17 +43,6 @@ def check_finite(arr: Array, *, name: str) -> None:
         lo, hi = arr.min(), arr.max()
         if not (np.isfinite(lo) and np.isfinite(hi)):
             check_finite_array(arr, name=name)
-
-
-def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
-    """The real floating dtype a layer with parameters of ``dtype`` computes in."""
-    dt = compute_dtype(as_dtype(dtype, name=name), name=name)
-    if dt.kind != "f":
-        raise DTypeError(
-            f"{name} must have a real dtype (float32, float64, float16 or an integer type); "
-            f"got {np.dtype(dtype).name}"
-        )
-    return dt
 
 
 def check_weight(weight: ArrayLike, *, name: str = "weight", copy: bool = True) -> Array:

@@ -44,8 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._dtypes import layer_dtype
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import (
+    as_dtype,
     check_bool,
     check_fraction,
     check_int,
@@ -58,10 +60,9 @@ from lowrank.adapter._checks import (
     check_factors,
     check_features,
     check_weight,
-    layer_dtype,
 )
 from lowrank.errors import InputError, ShapeError
-from lowrank.lora import lora_scaling  # re-exported: one definition of s
+from lowrank.lora.conventions import lora_scaling  # re-exported: one definition of s
 
 __all__ = [
     "LoRAGradients",
@@ -152,7 +153,7 @@ def dropout_mask(
     else:
         raise InputError(f"shape must be an int or a sequence of ints; got {shape!r}")
     checked = tuple(check_int(d, name="shape entry", minimum=0) for d in dims)
-    dt = layer_dtype(dtype, name="dtype")
+    dt = layer_dtype(as_dtype(dtype, name="dtype"), name="dtype")
     return _dropout_mask(checked, prob, normalize_rng(rng), dt)
 
 

@@ -3,14 +3,19 @@ r"""A LoRA linear layer: frozen base weight and bias, named low-rank adapters, m
 Parameters are named as in PEFT's ``lora.Linear`` state dict, so that arrays move between
 the two without renaming:
 
-==========================  ===============  ================================
-key                         shape            trainable by default
-==========================  ===============  ================================
-``base_layer.weight``       ``(out, in)``    no
-``base_layer.bias``         ``(out,)``       no
-``lora_A.<name>.weight``    ``(r, in)``      yes
-``lora_B.<name>.weight``    ``(out, r)``     yes
-==========================  ===============  ================================
+==========================  ================================  ================================
+key                         shape                             trainable by default
+==========================  ================================  ================================
+``base_layer.weight``       ``(out, in)``; ``(in, out)`` with  no
+                            ``fan_in_fan_out``
+``base_layer.bias``         ``(out,)``                        no
+``lora_A.<name>.weight``    ``(r, in)``                       yes
+``lora_B.<name>.weight``    ``(out, r)``                      yes
+==========================  ================================  ================================
+
+With ``fan_in_fan_out`` (GPT-2's ``Conv1D``, PEFT's ``fan_in_fan_out=True``) the base weight is
+*stored* ``(in, out)`` and the layer computes :math:`y = xW + b + \ldots`; the factors keep
+their shapes and merging adds :math:`(sBA)^\top` to the stored weight, as in PEFT.
 
 Notes
 -----
@@ -51,6 +56,7 @@ from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
     check_bool,
     check_fraction,
+    check_instance,
     check_str,
     check_str_sequence,
     normalize_rng,
@@ -69,7 +75,8 @@ from lowrank.adapter.functional import (
     _dropout_mask,
     lora_scaling,
 )
-from lowrank.errors import InputError, StateError
+from lowrank.errors import InputError, ShapeError, StateError
+from lowrank.lora import Extraction, LoRAInit
 
 __all__ = ["AdapterConfig", "LoRALinear"]
 
@@ -129,6 +136,10 @@ class LoRALinear(Layer):
     train_base : bool, default False
         Make ``base_layer.weight`` and ``base_layer.bias`` trainable (full fine-tuning of
         the base alongside the adapters). LoRA proper keeps them frozen.
+    fan_in_fan_out : bool, default False
+        ``weight`` is stored ``(in_features, out_features)`` (GPT-2's ``Conv1D``): the layer
+        computes :math:`xW`, its weight gradient is ``(in, out)``, and merging adds the
+        transposed update. The factors keep their shapes.
 
     Raises
     ------
@@ -138,6 +149,8 @@ class LoRALinear(Layer):
     See Also
     --------
     LoRALinear.from_factors : a layer with one adapter in one call.
+    LoRALinear.from_init : a layer from a :class:`lowrank.lora.LoRAInit`.
+    LoRALinear.from_extraction : a layer from a :class:`lowrank.lora.Extraction`.
 
     Examples
     --------
@@ -155,14 +168,20 @@ class LoRALinear(Layer):
     """
 
     def __init__(
-        self, weight: ArrayLike, bias: ArrayLike | None = None, *, train_base: bool = False
+        self,
+        weight: ArrayLike,
+        bias: ArrayLike | None = None,
+        *,
+        train_base: bool = False,
+        fan_in_fan_out: bool = False,
     ) -> None:
         super().__init__()
         train_base = check_bool(train_base, name="train_base")
+        self._fan_in_fan_out = check_bool(fan_in_fan_out, name="fan_in_fan_out")
         W = check_weight(weight)
         self._add_parameter(_WEIGHT, W, requires_grad=train_base)
         if bias is not None:
-            b = check_bias(bias, out_features=W.shape[0], dtype=W.dtype)
+            b = check_bias(bias, out_features=self.out_features, dtype=W.dtype)
             self._add_parameter(_BIAS, b, requires_grad=train_base)
         self._configs: dict[str, AdapterConfig] = {}
         self._active: tuple[str, ...] = ()
@@ -182,20 +201,212 @@ class LoRALinear(Layer):
         dropout: float = 0.0,
         adapter_name: str = "default",
         train_base: bool = False,
+        fan_in_fan_out: bool = False,
     ) -> LoRALinear:
         """A layer with one active adapter ``adapter_name`` (PEFT's ``"default"``).
 
-        This is how LoRA and PiSSA layers are built: for PiSSA pass the residual as
-        ``weight`` and the principal factors as ``lora_A``, ``lora_B`` (the initialisers are
-        in :mod:`lowrank.lora`). Parameters are those of the constructor and
-        :meth:`add_adapter`.
+        Parameters are those of the constructor and :meth:`add_adapter`. For factors from
+        :mod:`lowrank.lora`, :meth:`from_init` and :meth:`from_extraction` take the result
+        whole (alpha, rsLoRA flag, layout and, for PiSSA, the residual base weight).
         """
         check_adapter_name(adapter_name, param="adapter_name")
-        layer = cls(weight, bias, train_base=train_base)
+        layer = cls(weight, bias, train_base=train_base, fan_in_fan_out=fan_in_fan_out)
         layer.add_adapter(
             adapter_name, lora_A, lora_B, alpha=alpha, use_rslora=use_rslora, dropout=dropout
         )
         return layer
+
+    @classmethod
+    def from_init(
+        cls,
+        init: LoRAInit,
+        *,
+        weight: ArrayLike | None = None,
+        bias: ArrayLike | None = None,
+        dropout: float = 0.0,
+        adapter_name: str = "default",
+        train_base: bool = False,
+    ) -> LoRALinear:
+        r"""A layer with the factors of a LoRA initialisation, ready to train.
+
+        Everything the init decided travels with it: ``lora_A``, ``lora_B``, ``alpha``,
+        ``use_rslora`` (hence the scaling), ``fan_in_fan_out`` and, for the inits that move
+        part of :math:`W` into the adapter (PiSSA, MiLoRA, OLoRA), the residual
+        :math:`W_\mathrm{res}` as the frozen base weight. The layer's forward pass is then
+        :math:`x W^	op` to rounding at the start, whatever the init.
+
+        Parameters
+        ----------
+        init : LoRAInit
+            From :func:`lowrank.lora.init_factors`, :func:`~lowrank.lora.pissa_init`,
+            :func:`~lowrank.lora.milora_init`, :func:`~lowrank.lora.olora_init` or
+            :func:`~lowrank.lora.lora_init`.
+        weight : array_like, optional
+            The base weight :math:`W` in the init's layout, for the inits without a residual
+            (``"lora"``, ``"gaussian"``: :math:`BA = 0` leaves :math:`W` unchanged). Must be
+            omitted when the init has a residual (the residual *is* the base).
+        bias : array_like, shape ``(out_features,)``, optional
+        dropout, adapter_name, train_base
+            As :meth:`from_factors`.
+
+        Returns
+        -------
+        LoRALinear
+            One active adapter ``adapter_name``; the layer's dtype is the compute dtype of
+            the init's (float16 and bfloat16 factors give a float32 layer).
+
+        Raises
+        ------
+        InputError
+            ``init`` is not a :class:`~lowrank.lora.LoRAInit`; ``weight`` missing for an init
+            without residual, or given for one with a residual; bad ``dropout`` or names.
+        ShapeError, DTypeError, NonFiniteError
+            ``weight`` does not fit the factors, or is not a finite real matrix.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.lora import pissa_init
+        >>> W = np.random.default_rng(0).standard_normal((5, 4))
+        >>> layer = LoRALinear.from_init(pissa_init(W, 2, alpha=8.0))
+        >>> layer.adapter_config("default").scaling
+        4.0
+        >>> x = np.ones((1, 4))
+        >>> bool(np.allclose(layer.forward(x), x @ W.T))   # W_res + s B A = W
+        True
+        """
+        init = check_instance(init, LoRAInit, name="init", what="a lowrank.lora.LoRAInit")
+        if init.residual is not None and weight is not None:
+            raise InputError(
+                f"weight must be omitted for init={init.init!r}: its residual W - sBA is the "
+                f"base weight (pass the original W to the initialiser instead)"
+            )
+        base = init.residual if init.residual is not None else weight
+        if base is None:
+            raise InputError(
+                f"weight (the base W) is required for init={init.init!r}, which has no "
+                f"residual: B = 0 leaves W unchanged"
+            )
+        W = cls._checked_base(
+            base,
+            init.lora_A,
+            init.lora_B,
+            fan_in_fan_out=init.fan_in_fan_out,
+            what="init",
+            name="weight" if init.residual is None else "init.residual",
+        )
+        return cls.from_factors(
+            W,
+            init.lora_A,
+            init.lora_B,
+            alpha=init.alpha,
+            bias=bias,
+            use_rslora=init.use_rslora,
+            dropout=dropout,
+            adapter_name=adapter_name,
+            train_base=train_base,
+            fan_in_fan_out=init.fan_in_fan_out,
+        )
+
+    @classmethod
+    def from_extraction(
+        cls,
+        extraction: Extraction,
+        W_base: ArrayLike,
+        *,
+        bias: ArrayLike | None = None,
+        dropout: float = 0.0,
+        adapter_name: str = "default",
+        train_base: bool = False,
+    ) -> LoRALinear:
+        r"""A layer that is the base layer plus an extracted LoRA: :math:`W_0 + sBA`.
+
+        ``lora_A``, ``lora_B``, ``alpha``, ``use_rslora`` and ``fan_in_fan_out`` come from
+        the extraction; the base weight is ``W_base``, the :math:`W_0` it was extracted
+        against. The merged weight approximates the fine-tuned :math:`W_1` with the
+        extraction's error, :math:`\|W_1 - (W_0 + sBA)\|_F` = ``extraction.error_fro``.
+
+        Parameters
+        ----------
+        extraction : Extraction
+            From :func:`lowrank.lora.extract` (or one module of
+            :func:`lowrank.lora.extract_many`).
+        W_base : array_like
+            :math:`W_0`, in the extraction's layout (``(in, out)`` if it was extracted with
+            ``fan_in_fan_out``).
+        bias : array_like, shape ``(out_features,)``, optional
+        dropout, adapter_name, train_base
+            As :meth:`from_factors`.
+
+        Returns
+        -------
+        LoRALinear
+
+        Raises
+        ------
+        InputError
+            ``extraction`` is not an :class:`~lowrank.lora.Extraction`; bad ``dropout`` or
+            names.
+        ShapeError, DTypeError, NonFiniteError
+            ``W_base`` does not fit the factors, or is not a finite real matrix.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.lora import extract
+        >>> rng = np.random.default_rng(0)
+        >>> W0 = rng.standard_normal((6, 5))
+        >>> W1 = W0 + np.outer(rng.standard_normal(6), rng.standard_normal(5))  # rank-1 update
+        >>> layer = LoRALinear.from_extraction(extract(W0, W1, rank=1), W0)
+        >>> x = rng.standard_normal((2, 5))
+        >>> bool(np.allclose(layer.forward(x), x @ W1.T))
+        True
+        """
+        extraction = check_instance(
+            extraction, Extraction, name="extraction", what="a lowrank.lora.Extraction"
+        )
+        W = cls._checked_base(
+            W_base,
+            extraction.lora_A,
+            extraction.lora_B,
+            fan_in_fan_out=extraction.fan_in_fan_out,
+            what="extraction",
+            name="W_base",
+        )
+        return cls.from_factors(
+            W,
+            extraction.lora_A,
+            extraction.lora_B,
+            alpha=extraction.alpha,
+            bias=bias,
+            use_rslora=extraction.use_rslora,
+            dropout=dropout,
+            adapter_name=adapter_name,
+            train_base=train_base,
+            fan_in_fan_out=extraction.fan_in_fan_out,
+        )
+
+    @staticmethod
+    def _checked_base(
+        weight: ArrayLike,
+        lora_A: Array,
+        lora_B: Array,
+        *,
+        fan_in_fan_out: bool,
+        what: str,
+        name: str,
+    ) -> Array:
+        """``weight`` checked as a layer weight of the shape the factors of ``what`` need."""
+        W = check_weight(weight, name=name, copy=False)
+        out, n_in = lora_B.shape[0], lora_A.shape[1]
+        expected = (n_in, out) if fan_in_fan_out else (out, n_in)
+        if W.shape != expected:
+            layout = "(in, out), fan_in_fan_out" if fan_in_fan_out else "(out, in)"
+            raise ShapeError(
+                f"{name} must have shape {expected} ({layout}) to match the {what}'s lora_A "
+                f"{lora_A.shape} and lora_B {lora_B.shape}; got {W.shape}"
+            )
+        return W
 
     # -- adapters -----------------------------------------------------------------------
 
@@ -252,7 +463,11 @@ class LoRALinear(Layer):
         )
         W = self._params[_WEIGHT]
         A, B = check_factors(
-            lora_A, lora_B, in_features=W.shape[1], out_features=W.shape[0], dtype=W.dtype
+            lora_A,
+            lora_B,
+            in_features=self.in_features,
+            out_features=self.out_features,
+            dtype=W.dtype,
         )
         scaling = lora_scaling(alpha, A.shape[0], use_rslora=use_rslora)
         self._configs[key] = AdapterConfig(
@@ -324,7 +539,9 @@ class LoRALinear(Layer):
         return self._configs[key]
 
     def delta_weight(self, name: str) -> Array:
-        """The dense update ``scaling · lora_B @ lora_A`` of adapter ``name``, ``(out, in)``.
+        """The dense update ``scaling · lora_B @ lora_A`` of adapter ``name``, in the layout
+        of the stored weight: ``(out, in)``, or its transpose with ``fan_in_fan_out`` (as
+        PEFT's ``get_delta_weight``).
 
         Raises
         ------
@@ -332,9 +549,10 @@ class LoRALinear(Layer):
             Unknown name.
         """
         (key,) = self._check_adapter_names(check_str(name, name="name"), param="name")
-        return _delta_weight(
+        delta = _delta_weight(
             self._params[_a_key(key)], self._params[_b_key(key)], self._configs[key].scaling
         )
+        return delta.T if self._fan_in_fan_out else delta
 
     def merge(self, adapter_names: str | Sequence[str] | None = None) -> None:
         r"""Add :math:`s_a B_a A_a` to the base weight for each adapter (default: the active
@@ -395,11 +613,16 @@ class LoRALinear(Layer):
 
     @property
     def in_features(self) -> int:
-        return int(self._params[_WEIGHT].shape[1])
+        return int(self._params[_WEIGHT].shape[0 if self._fan_in_fan_out else 1])
 
     @property
     def out_features(self) -> int:
-        return int(self._params[_WEIGHT].shape[0])
+        return int(self._params[_WEIGHT].shape[1 if self._fan_in_fan_out else 0])
+
+    @property
+    def fan_in_fan_out(self) -> bool:
+        """Whether ``base_layer.weight`` is stored ``(in, out)`` (GPT-2's ``Conv1D``)."""
+        return self._fan_in_fan_out
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -420,8 +643,8 @@ class LoRALinear(Layer):
                     f"base_layer.weight; call unmerge() first or freeze them"
                 )
         W = self._params[_WEIGHT]
-        x2 = x.reshape(-1, W.shape[1])
-        y: Array = x2 @ W.T
+        x2 = x.reshape(-1, self.in_features)
+        y: Array = x2 @ (W if self._fan_in_fan_out else W.T)
         if _BIAS in self._params:
             y += self._params[_BIAS]
         caches: list[tuple[str, Array, Array, Array | None]] = []
@@ -439,20 +662,21 @@ class LoRALinear(Layer):
             y += contribution
             caches.append((name, xd, z, mask))
         self._cache = _Cache(x2=x2, x_shape=x.shape, adapters=caches)
-        return y.reshape((*x.shape[:-1], W.shape[0]))
+        return y.reshape((*x.shape[:-1], self.out_features))
 
     def _backward(self, g: Array, *, need_input_grad: bool) -> Array | None:
         cache = self._cache
         if cache is None:  # pragma: no cover - guarded by Layer.backward / Network
             raise RuntimeError("backward before forward")
         W = self._params[_WEIGHT]
-        g2 = g.reshape(-1, W.shape[0])
+        g2 = g.reshape(-1, self.out_features)
         grads: dict[str, Array] = {}
         if self._requires_grad[_WEIGHT]:
-            grads[_WEIGHT] = g2.T @ cache.x2
+            # The gradient in the stored layout: (out, in), or (in, out) with fan_in_fan_out.
+            grads[_WEIGHT] = cache.x2.T @ g2 if self._fan_in_fan_out else g2.T @ cache.x2
         if _BIAS in self._params and self._requires_grad[_BIAS]:
             grads[_BIAS] = g2.sum(axis=0)
-        dx = g2 @ W if need_input_grad else None
+        dx = (g2 @ (W.T if self._fan_in_fan_out else W)) if need_input_grad else None
         for name, xd, z, mask in cache.adapters:
             ka, kb = _a_key(name), _b_key(name)
             need_a, need_b = self._requires_grad[ka], self._requires_grad[kb]
@@ -475,5 +699,6 @@ class LoRALinear(Layer):
             f"LoRALinear(in_features={self.in_features}, out_features={self.out_features}, "
             f"adapters={list(self._configs)}, active={list(self._active)}, "
             f"merged={self._merged}, dtype={self.dtype.name}, "
+            f"fan_in_fan_out={self._fan_in_fan_out}, "
             f"trainable={self.num_trainable_parameters()})"
         )

@@ -56,8 +56,15 @@ Contents
     recompressed without forming the dense product.
 :func:`subspace_similarity`, :func:`subspace_similarity_grid`, :func:`amplification_factor`
     The LoRA paper's §7 measures.
-:class:`LoRAConfig`, :func:`pattern_key`, :func:`lora_scaling`
+:class:`LoRAConfig`, :func:`pattern_key`
     Model-wide ranks and alphas with PEFT's pattern rule.
+:func:`lora_scaling`, :func:`alpha_for_scaling`, :func:`default_alpha`, :func:`split_triplets`
+    PEFT's conventions, in one module (:mod:`lowrank.lora.conventions`): the scaling rule,
+    the default alpha (scaling 1) and the square-root split of singular triplets.
+
+A :class:`LoRAInit` or an :class:`Extraction` becomes a layer in one call, with its alpha,
+scaling, rsLoRA flag, layout and base weight: :meth:`lowrank.adapter.LoRALinear.from_init`
+and :meth:`lowrank.adapter.LoRALinear.from_extraction`.
 
 References
 ----------
@@ -86,8 +93,13 @@ True
 
 from __future__ import annotations
 
-from lowrank.lora._common import lora_scaling
 from lowrank.lora.config import LoRAConfig, anchored_patterns, pattern_key
+from lowrank.lora.conventions import (
+    alpha_for_scaling,
+    default_alpha,
+    lora_scaling,
+    split_triplets,
+)
 from lowrank.lora.convert import (
     ConvertedAdapter,
     LoRAConversion,
@@ -121,9 +133,11 @@ __all__ = [
     "LoRAConfig",
     "LoRAConversion",
     "LoRAInit",
+    "alpha_for_scaling",
     "amplification_factor",
     "anchored_patterns",
     "convert_pissa_adapter",
+    "default_alpha",
     "extract",
     "extract_many",
     "factored_svd",
@@ -135,6 +149,7 @@ __all__ = [
     "pattern_key",
     "pissa_init",
     "pissa_to_lora",
+    "split_triplets",
     "subspace_similarity",
     "subspace_similarity_grid",
 ]

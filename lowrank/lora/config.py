@@ -20,9 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lowrank._patterns import pattern_key
-from lowrank._validation import check_mapping, check_positive_float, check_str_sequence
+from lowrank._validation import (
+    check_bool,
+    check_mapping,
+    check_positive_float,
+    check_str_sequence,
+)
 from lowrank.errors import InputError
-from lowrank.lora._common import check_bool, check_positive_rank, lora_scaling
+from lowrank.lora.conventions import _check_positive_rank, lora_scaling
 
 __all__ = ["LoRAConfig", "anchored_patterns", "pattern_key"]
 
@@ -60,7 +65,7 @@ def _rank_pattern(value: object) -> dict[str, int]:
     for k, v in value.items():
         if not isinstance(k, str) or not k:
             raise InputError(f"rank_pattern keys must be non-empty strings; got {k!r}")
-        out[k] = check_positive_rank(v, name=f"rank_pattern[{k!r}]")
+        out[k] = _check_positive_rank(v, name=f"rank_pattern[{k!r}]")
         pattern_key([k], "")  # validates the regular expression
     return out
 
@@ -144,7 +149,7 @@ class LoRAConfig:
     init_lora_weights: bool | str = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "r", check_positive_rank(self.r, name="r"))
+        object.__setattr__(self, "r", _check_positive_rank(self.r, name="r"))
         object.__setattr__(
             self, "lora_alpha", check_positive_float(self.lora_alpha, name="lora_alpha")
         )

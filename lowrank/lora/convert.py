@@ -40,19 +40,19 @@ import numpy as np
 import scipy.linalg as sla
 
 from lowrank._numerics import frobenius_norm, tolerance
+from lowrank._scaling import alpha_of, scaling_denominator
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_positive_float
+from lowrank._validation import as_matrix, check_bool, check_positive_float
 from lowrank.curves import select_rank
 from lowrank.errors import InputError, ShapeError
-from lowrank.lora._common import (
-    check_alpha,
-    check_bool,
-    check_lora_rank,
-    lora_scaling,
-    split_triplets,
-    storage_dtype,
-)
+from lowrank.lora._weights import storage_dtype
 from lowrank.lora.config import LoRAConfig
+from lowrank.lora.conventions import (
+    _check_lora_rank,
+    _resolve_alpha,
+    _split_triplets,
+    lora_scaling,
+)
 from lowrank.svd import TruncatedSVDResult, fix_signs
 from lowrank.svd._lapack import lapack_svd
 
@@ -293,7 +293,7 @@ def pissa_to_lora(
             f"{A.shape} vs initial_A {A0.shape}, lora_B {B.shape} vs initial_B {B0.shape}"
         )
     rslora = check_bool(use_rslora, name="use_rslora")
-    a = check_alpha(alpha, r, use_rslora=rslora)
+    a = _resolve_alpha(alpha, r, use_rslora=rslora)
     s = lora_scaling(a, r, use_rslora=rslora)
     targets = {"rank": rank, "rel_tol": rel_tol, "energy": energy}
     chosen = {k: v for k, v in targets.items() if v is not None}
@@ -311,7 +311,8 @@ def pissa_to_lora(
         raw = [np.asarray(x) for x in (lora_A, initial_A, lora_B, initial_B)]
         exact_A = np.concatenate([raw[0], raw[1]], axis=0).astype(storage, copy=False)
         exact_B = np.concatenate([raw[2], -raw[3]], axis=1).astype(storage, copy=False)
-        alpha2 = a * (np.sqrt(2.0) if rslora else 2.0)
+        # The same scaling at rank 2r: alpha times the denominator ratio d(2r)/d(r) = d(2).
+        alpha2 = a * scaling_denominator(2, rslora)
         return LoRAConversion(
             lora_A=np.ascontiguousarray(exact_A),
             lora_B=np.ascontiguousarray(exact_B),
@@ -326,7 +327,7 @@ def pissa_to_lora(
             recompressed=False,
         )
     if rank is not None:
-        k = check_lora_rank(rank, upper=p, upper_text="min(out, in, 2r)")
+        k = _check_lora_rank(rank, upper=p, upper_text="min(out, in, 2r)")
     else:
         k = max(1, select_rank(full.spectrum, rel_tol=rel_tol, energy=energy))
     kept = TruncatedSVDResult(
@@ -339,8 +340,8 @@ def pissa_to_lora(
         spectrum=full.spectrum,
         spectrum_complete=True,
     )
-    new_alpha = s * (np.sqrt(k) if rslora else k)
-    A_k, B_k = split_triplets(kept.U, kept.S, kept.Vh, s)
+    new_alpha = alpha_of(s, k, rslora)
+    A_k, B_k = _split_triplets(kept.U, kept.S, kept.Vh, s)
     error = kept.residual_fro
     return LoRAConversion(
         lora_A=np.ascontiguousarray(A_k.astype(storage, copy=False)),

@@ -23,7 +23,7 @@ dtype), as PEFT's README asks, so :math:`W_\mathrm{res} + sBA = W` holds to the 
 :math:`W_\mathrm{res}` alone even when the SVD is randomized and far from optimal. It is the
 one place where the dense :math:`BA` is formed: it *is* the initialisation.
 
-dtypes follow :mod:`lowrank.lora._common`: float16/bfloat16 are computed in float32 and
+dtypes follow :mod:`lowrank._dtypes`: float16/bfloat16 are computed in float32 and
 returned in their own dtype, float32 stays float32, float64 stays float64.
 
 References
@@ -52,17 +52,15 @@ import scipy.linalg as sla
 
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
-from lowrank._validation import check_choice, normalize_rng
+from lowrank._validation import check_bool, check_choice, normalize_rng
 from lowrank.errors import InputError
-from lowrank.lora._common import (
-    WeightView,
-    check_alpha,
-    check_bool,
-    check_lora_rank,
-    check_positive_rank,
+from lowrank.lora._weights import WeightView, weight_view
+from lowrank.lora.conventions import (
+    _check_lora_rank,
+    _check_positive_rank,
+    _resolve_alpha,
+    _split_triplets,
     lora_scaling,
-    split_triplets,
-    weight_view,
 )
 from lowrank.svd import SVD_OPTION_NAMES, RandomizedOptions, TruncatedSVDResult, svd_of, svd_options
 
@@ -132,13 +130,15 @@ class LoRAInit:
         return self.lora_A.dtype
 
 
-def _common(
+def _check_decomposition_init(
     W: ArrayLike, rank: object, alpha: object, use_rslora: object, fan_in_fan_out: object
 ) -> tuple[WeightView, int, float, float, bool]:
+    """Check the arguments of the inits that decompose ``W`` (PiSSA, MiLoRA, OLoRA), whose
+    rank is at most ``min(W.shape)``; return ``(view, r, alpha, scaling, use_rslora)``."""
     rslora = check_bool(use_rslora, name="use_rslora")
     view = weight_view(W, fan_in_fan_out=check_bool(fan_in_fan_out, name="fan_in_fan_out"))
-    r = check_lora_rank(rank, upper=min(view.matrix.shape))
-    a = check_alpha(alpha, r, use_rslora=rslora)
+    r = _check_lora_rank(rank, upper=min(view.matrix.shape))
+    a = _resolve_alpha(alpha, r, use_rslora=rslora)
     return view, r, a, lora_scaling(a, r, use_rslora=rslora), rslora
 
 
@@ -245,8 +245,8 @@ def lora_init(
     rslora = check_bool(use_rslora, name="use_rslora")
     check_choice(distribution, name="distribution", choices=("kaiming_uniform", "gaussian"))
     view = weight_view(W, fan_in_fan_out=fan_in_fan_out)
-    r = check_positive_rank(rank)
-    a = check_alpha(alpha, r, use_rslora=rslora)
+    r = _check_positive_rank(rank)
+    a = _resolve_alpha(alpha, r, use_rslora=rslora)
     gen = normalize_rng(rng)
     shape = (r, view.in_features)
     if distribution == "kaiming_uniform":
@@ -360,9 +360,9 @@ def pissa_init(
     """
     options = checked_svd_options(method, **svd_options)
     generator = normalize_rng(rng)
-    view, r, a, s, rslora = _common(W, rank, alpha, use_rslora, fan_in_fan_out)
+    view, r, a, s, rslora = _check_decomposition_init(W, rank, alpha, use_rslora, fan_in_fan_out)
     res = svd_of(dense_input(view.matrix), r, method=method, options=options, rng=generator)
-    A, B = split_triplets(res.U, res.S, res.Vh, s)
+    A, B = _split_triplets(res.U, res.S, res.Vh, s)
     return _with_residual(view, A, B, init="pissa", alpha=a, scaling=s, use_rslora=rslora, svd=res)
 
 
@@ -437,7 +437,7 @@ def milora_init(
             f"milora needs all min(W.shape) singular triplets to take the minor ones, which "
             f"method={method!r} cannot compute; use 'exact', 'randomized' or 'propack'"
         )
-    view, r, a, s, rslora = _common(W, rank, alpha, use_rslora, fan_in_fan_out)
+    view, r, a, s, rslora = _check_decomposition_init(W, rank, alpha, use_rslora, fan_in_fan_out)
     full = svd_of(
         dense_input(view.matrix),
         min(view.matrix.shape),
@@ -445,7 +445,7 @@ def milora_init(
         options=options,
         rng=generator,
     )
-    A, B = split_triplets(full.U[:, -r:], full.S[-r:], full.Vh[-r:], s)
+    A, B = _split_triplets(full.U[:, -r:], full.S[-r:], full.Vh[-r:], s)
     return _with_residual(
         view, A, B, init="milora", alpha=a, scaling=s, use_rslora=rslora, svd=full
     )
@@ -501,7 +501,7 @@ def olora_init(
     >>> float(np.linalg.norm(init.lora_B))            # a column of Q
     1.0
     """
-    view, r, a, s, rslora = _common(W, rank, alpha, use_rslora, fan_in_fan_out)
+    view, r, a, s, rslora = _check_decomposition_init(W, rank, alpha, use_rslora, fan_in_fan_out)
     Q, R = sla.qr(view.matrix, mode="economic", check_finite=False)
     return _with_residual(
         view, R[:r], Q[:, :r], init="olora", alpha=a, scaling=s, use_rslora=rslora, svd=None

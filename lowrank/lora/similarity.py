@@ -43,7 +43,7 @@ from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, check_choice, check_positive_float, check_rank
 from lowrank.errors import InputError, ShapeError
-from lowrank.lora._common import storage_dtype
+from lowrank.lora._weights import storage_dtype
 from lowrank.lora.convert import _factored_svd
 from lowrank.svd import svd_of
 

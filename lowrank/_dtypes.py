@@ -1,0 +1,135 @@
+r"""The one dtype-policy table: what each input dtype is computed in and returned in.
+
+Three questions are asked of an input dtype across the package, and all three are answered
+by the one table below (:data:`POLICY`):
+
+* **compute** — the dtype a computation runs in (:func:`compute_dtype`, used by every
+  checker of :mod:`lowrank._validation`);
+* **LoRA** — the dtype LoRA factors and residuals are returned in
+  (:func:`lora_storage_dtype`, :mod:`lowrank.lora`);
+* **layer** — the real dtype a NumPy layer computes in (:func:`layer_dtype`,
+  :mod:`lowrank.adapter`): the compute dtype, refused when it is not real.
+
+=====================  ===========  =======================  ==========================
+input dtype            compute      LoRA returned in         layer
+=====================  ===========  =======================  ==========================
+float32                float32      float32                  float32
+float64                float64      float64                  float64
+float16, bfloat16      float32      the input dtype          float32
+float8 (all kinds)     float32      refused (dequantise)     float32
+integer                float64      float64                  float64
+complex64, complex128  kept         refused (no complex      refused (not real)
+                                    LoRA)
+anything else          refused      refused                  refused
+=====================  ===========  =======================  ==========================
+
+PEFT's SVD inits accept float32, float16 and bfloat16 only; float64 is kept here because it
+is the reference precision of a NumPy toolkit. Names of the ``ml_dtypes`` types are matched
+by string (:data:`lowrank._numerics.STORAGE_EPS`), so the core never imports ``ml_dtypes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lowrank._numerics import STORAGE_EPS
+from lowrank.errors import DTypeError
+
+__all__ = ["POLICY", "DTypeRow", "compute_dtype", "layer_dtype", "lora_storage_dtype", "row_of"]
+
+_KEEP = "keep"
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+class DTypeRow(NamedTuple):
+    """One row of :data:`POLICY`."""
+
+    label: str
+    """The input dtypes of the row, as the table in the module docstring names them."""
+    compute: str
+    """``"keep"`` or the name of the dtype computations run in."""
+    lora: str
+    """``"keep"``, ``"float64"``, or ``"quantised"`` / ``"complex"`` (refused, and why)."""
+
+
+#: The table of the module docstring, row by row (the last row matches everything else).
+POLICY: tuple[DTypeRow, ...] = (
+    DTypeRow("float32, float64", _KEEP, _KEEP),
+    DTypeRow("float16, bfloat16", "float32", _KEEP),
+    DTypeRow("float8", "float32", "quantised"),
+    DTypeRow("integer", "float64", "float64"),
+    DTypeRow("complex", _KEEP, "complex"),
+    DTypeRow("other", "refused", "refused"),
+)
+
+
+def row_of(dtype: Any) -> DTypeRow:
+    """The row of :data:`POLICY` that ``dtype`` falls in (``dtype`` must be a NumPy dtype)."""
+    dt = np.dtype(dtype)
+    if dt in (_F32, _F64):
+        return POLICY[0]
+    if dt.name in ("float16", "bfloat16"):
+        return POLICY[1]
+    if dt.name in STORAGE_EPS:
+        return POLICY[2]
+    if dt.kind in "iu":
+        return POLICY[3]
+    if dt in (np.complex64, np.complex128):
+        return POLICY[4]
+    return POLICY[5]
+
+
+def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
+    """The dtype a computation on data of ``dtype`` runs in (the table's *compute* column).
+
+    ``float32``, ``float64``, ``complex64`` and ``complex128`` are kept; ``float16``,
+    ``bfloat16`` and the float8 types are computed in ``float32``; integers in ``float64``.
+    Booleans, objects, strings and extended precision raise :class:`~lowrank.errors.DTypeError`.
+    """
+    dt: np.dtype[Any] = np.dtype(dtype)
+    row = row_of(dt)
+    if row.compute == _KEEP:
+        return dt
+    if row.compute != "refused":
+        return np.dtype(row.compute)
+    if dt.kind in "fc":
+        raise DTypeError(
+            f"{name} has dtype {dt.name}, which LAPACK does not support; "
+            f"convert it to float64 or complex128 first"
+        )
+    raise DTypeError(f"{name} must have a numeric dtype (float, complex or integer); got {dt.name}")
+
+
+def lora_storage_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
+    """The dtype LoRA factors and residuals are returned in (the table's *LoRA* column)."""
+    dt: np.dtype[Any] = np.dtype(dtype)
+    lora = row_of(dt).lora
+    if lora == _KEEP:
+        return dt
+    if lora == "float64":
+        return _F64
+    if lora == "complex":
+        raise DTypeError(f"{name} must be real; LoRA has no complex factors; got dtype {dt.name}")
+    if lora == "quantised":
+        raise DTypeError(
+            f"{name} has the quantised dtype {dt.name}; dequantise it to float16, bfloat16 or "
+            "float32 first (PEFT refuses it too)"
+        )
+    raise DTypeError(
+        f"{name} must have dtype float16, bfloat16, float32, float64 or an integer type; "
+        f"got {dt.name}"
+    )
+
+
+def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
+    """The real dtype a layer with parameters of ``dtype`` computes in (the *layer* column)."""
+    dt = compute_dtype(dtype, name=name)
+    if dt.kind != "f":
+        raise DTypeError(
+            f"{name} must have a real dtype (float32, float64, float16 or an integer type); "
+            f"got {np.dtype(dtype).name}"
+        )
+    return dt

@@ -1,0 +1,81 @@
+"""A weight in PEFT's ``(out, in)`` layout, in its compute dtype, with the dtype to return.
+
+The dtype policy itself (which dtypes are computed in which, which LoRA refuses) is the one
+table of :mod:`lowrank._dtypes`; this module applies its *LoRA* column to weights and factors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lowrank._dtypes import lora_storage_dtype
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, check_bool
+from lowrank.errors import InputError
+
+__all__ = ["WeightView", "storage_dtype", "weight_view"]
+
+
+def storage_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
+    """The dtype LoRA results are returned in for input of ``dtype`` (:mod:`lowrank._dtypes`).
+
+    Raises
+    ------
+    DTypeError
+        Complex, quantised (float8) or non-numeric dtypes.
+    """
+    return lora_storage_dtype(dtype, name=name)
+
+
+class WeightView:
+    """A weight in PEFT's ``(out, in)`` layout, in its compute dtype, with its storage dtype.
+
+    ``matrix`` is ``W`` (or ``W.T`` for ``fan_in_fan_out``): a view when no conversion was
+    needed, never modified.
+    """
+
+    __slots__ = ("fan_in_fan_out", "matrix", "storage")
+
+    def __init__(self, matrix: Array, storage: np.dtype[Any], fan_in_fan_out: bool) -> None:
+        self.matrix = matrix
+        self.storage = storage
+        self.fan_in_fan_out = fan_in_fan_out
+
+    @property
+    def out_features(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def in_features(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def to_storage_layout(self, x: Array) -> Array:
+        """``x`` (``(out, in)``) in the caller's layout and storage dtype."""
+        y = x.T if self.fan_in_fan_out else x
+        return np.ascontiguousarray(y.astype(self.storage, copy=False))
+
+
+def _raw(W: ArrayLike, name: str) -> Array:
+    if isinstance(W, np.ndarray):
+        return W
+    try:
+        return np.asarray(W)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+
+
+def weight_view(W: ArrayLike, *, name: str = "W", fan_in_fan_out: bool = False) -> WeightView:
+    """Validate ``W`` (2-D, non-empty, finite, a supported dtype) and lay it out ``(out, in)``.
+
+    Raises
+    ------
+    ShapeError, NonFiniteError, DTypeError
+        From :func:`lowrank._validation.as_matrix` and :func:`storage_dtype`.
+    """
+    check_bool(fan_in_fan_out, name="fan_in_fan_out")
+    raw = _raw(W, name)
+    storage = storage_dtype(raw.dtype, name=name)
+    matrix = as_matrix(raw, name=name)
+    return WeightView(matrix.T if fan_in_fan_out else matrix, storage, fan_in_fan_out)
