@@ -13,7 +13,8 @@ This is the only place where exceptions become text and exit statuses:
     The command was right but the work failed: matrices that could not be analysed (NaN
     entries, data unreadable at load time, no convergence; the outputs are still written,
     the failed matrices listed in them, and one line names them), an I/O error (disk full,
-    permission denied), a worker that died, an example that could not be downloaded.
+    permission denied), a worker that died, an example that could not be downloaded, a Dask
+    scheduler that could not be reached.
 2
     Usage: an unknown, missing or malformed option; an input that does not exist or is not a
     readable checkpoint (a truncated file is found when its header is listed, before any
@@ -793,6 +794,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"lowrank: error: {exc}")
         return EXIT_FAILURE
     except (FetchError, ConvergenceError) as exc:
+        _say(f"lowrank: error: {exc}")
+        return EXIT_FAILURE
+    except ConnectionError as exc:  # a Dask scheduler that cannot be reached: the network
         _say(f"lowrank: error: {exc}")
         return EXIT_FAILURE
     except LowRankError as exc:  # raised by the input checks, before any work

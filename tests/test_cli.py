@@ -466,10 +466,11 @@ def test_usage_and_input_errors(argv, message, model, tmp_path, capsys):
 
 
 def test_unreachable_scheduler_is_one_line(model, capsys):
+    # Not a usage error: the command is right, the network failed (exit 1, like a download).
     status = main(
         ["analyze", str(model), "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "0.5"]
     )
-    assert status == EXIT_USAGE
+    assert status == EXIT_FAILURE
     assert error_line(capsys).startswith(
         "lowrank: error: could not connect to the Dask scheduler at 'tcp://127.0.0.1:9'"
     )
