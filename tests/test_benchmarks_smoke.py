@@ -87,6 +87,7 @@ def test_quick_run_of_every_suite(tmp_path):
     assert "merged from" in (merged / "results.md").read_text()
 
 
+@pytest.mark.slow  # 20-30 s: child processes for every group; .ci/run runs the slow group
 def test_child_processes_and_timeouts(tmp_path):
     """The full mode's isolation: each group of cases in a child process."""
     data = run_bench(tmp_path, "--suite", "curve", "--isolation", "process", "--only", "flat_")
