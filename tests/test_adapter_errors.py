@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 
 from lowrank.adapter import (
+    LoRALinear,
+    dropout_mask,
+    lora_backward,
+    lora_delta_weight,
+    lora_forward,
+    lora_scaling,
+)
+from lowrank.adapter.nn import (
     GELU,
     SGD,
     AdamW,
     GradualUnfreezing,
     Linear,
-    LoRALinear,
     Network,
     ReLU,
     Tanh,
-    dropout_mask,
     evaluate,
-    lora_backward,
-    lora_delta_weight,
-    lora_forward,
-    lora_scaling,
     mse_loss,
     softmax_cross_entropy,
     train,
@@ -316,7 +318,7 @@ _SHARED_ACT = Tanh()
     ("layers", "error", "match"),
     [
         ([], InputError, "layers must contain at least one layer"),
-        ([Linear(W), "relu"], InputError, r"layers\[1\] must be a lowrank.adapter Layer; got str"),
+        ([Linear(W), "relu"], InputError, r"layers\[1\] must be a lowrank.adapter.nn Layer; got"),
         ([ReLU(), Tanh()], InputError, "layers must include a Linear or LoRALinear layer"),
         (
             [Linear(W), _SHARED_ACT, Linear(np.ones((4, 4))), _SHARED_ACT],

@@ -31,18 +31,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowrank.adapter import (
+from lowrank.adapter import LoRALinear, dropout_mask, lora_backward, lora_forward
+from lowrank.adapter.nn import (
     GELU,
     SGD,
     AdamW,
     Linear,
-    LoRALinear,
     Network,
     ReLU,
     Tanh,
-    dropout_mask,
-    lora_backward,
-    lora_forward,
     mse_loss,
     softmax_cross_entropy,
     train,

@@ -9,19 +9,15 @@ import pytest
 
 from lowrank._numerics import tolerance
 from lowrank.adapter import (
-    GELU,
     AdapterConfig,
-    Linear,
     LoRALinear,
-    Network,
-    ReLU,
-    Tanh,
     dropout_mask,
     lora_backward,
     lora_delta_weight,
     lora_forward,
     lora_scaling,
 )
+from lowrank.adapter.nn import GELU, Linear, Network, ReLU, Tanh
 from lowrank.errors import ShapeError
 
 DTYPES = [np.float32, np.float64]

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lowrank.adapter import (
+from lowrank.adapter import LoRALinear
+from lowrank.adapter.nn import (
     SGD,
     AdamW,
     GradualUnfreezing,
     Linear,
-    LoRALinear,
     Network,
     Tanh,
     TrainResult,

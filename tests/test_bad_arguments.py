@@ -208,7 +208,8 @@ class Context:
 
 
 def _network(*, forward: bool = False) -> Any:
-    from lowrank.adapter import Linear, LoRALinear, Network, ReLU
+    from lowrank.adapter import LoRALinear
+    from lowrank.adapter.nn import Linear, Network, ReLU
 
     lora = LoRALinear.from_factors(np.eye(6), LORA_B.T, LORA_B, alpha=4.0)
     net = Network([Linear(MATRIX), ReLU(), lora])
@@ -331,9 +332,9 @@ VALID: dict[str, dict[str, Any]] = {
         "x": X_BATCH,
         "y": np.zeros((3, 6)),
         "loss": "mse",
-        "optimizer": lambda ctx: __import__("lowrank.adapter").adapter.SGD(0.01),
+        "optimizer": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.SGD(0.01),
         "epochs": 2,
-        "schedule": lambda ctx: __import__("lowrank.adapter").adapter.GradualUnfreezing(),
+        "schedule": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.GradualUnfreezing(),
     },
     "lora_backward": {"grad_output": np.ones((3, 6)), "weight_grad": True},
     "lora_delta_weight": {},
@@ -509,11 +510,11 @@ METHODS: dict[str, tuple[Callable[[Context], Any], dict[str, Any]]] = {
         {"values": lambda ctx: _network().parameters()},
     ),
     "SGD.step": (
-        lambda ctx: __import__("lowrank.adapter").adapter.SGD(0.1),
+        lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.SGD(0.1),
         {"params": {"w": np.ones(3)}, "grads": {"w": np.ones(3)}},
     ),
     "AdamW.step": (
-        lambda ctx: __import__("lowrank.adapter").adapter.AdamW(),
+        lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.AdamW(),
         {"params": {"w": np.ones(3)}, "grads": {"w": np.ones(3)}},
     ),
 }
@@ -1042,7 +1043,8 @@ def test_bad_arguments(label: str, ctx: Context) -> None:
 
 def test_the_issue_modules_are_swept() -> None:
     wanted = {"lowrank", "lowrank.curves", "lowrank.metrics", "lowrank.approx", "lowrank.lora"}
-    wanted |= {"lowrank.adapter", "lowrank.io", "lowrank.analysis", "lowrank.plot"}
+    wanted |= {"lowrank.adapter", "lowrank.adapter.nn", "lowrank.io", "lowrank.analysis"}
+    wanted |= {"lowrank.plot", "lowrank.lora.conventions"}
     wanted |= {"lowrank.testing", "lowrank.svd"}
     assert wanted <= set(swept_modules())
 
@@ -1163,21 +1165,23 @@ class TestIssueExamples:
             numerical_rank([1.0], shape=(1, 1), storage_dtype=object)
 
     def test_train_and_network_arguments(self):
-        from lowrank.adapter import SGD, Network, train
+        from lowrank.adapter.nn import SGD, Network, train
         from lowrank.errors import InputError
 
         net, x, y = _network(), X_BATCH, np.zeros((3, 6))
         with pytest.raises(
-            InputError, match=r"network must be a lowrank.adapter Network; got None"
+            InputError, match=r"network must be a lowrank.adapter.nn Network; got None"
         ):
             train(None, x, y, loss="mse", optimizer=SGD(0.1), epochs=1)  # type: ignore[arg-type]
-        with pytest.raises(InputError, match=r"optimizer must be a lowrank.adapter Optimizer"):
+        with pytest.raises(InputError, match=r"optimizer must be a lowrank.adapter.nn Optimizer"):
             train(net, x, y, loss="mse", optimizer=None, epochs=1)  # type: ignore[arg-type]
         with pytest.raises(InputError, match=r"schedule must be callable; got 'abc'"):
             train(net, x, y, loss="mse", optimizer=SGD(0.1), epochs=1, schedule="abc")  # type: ignore[arg-type]
         with pytest.raises(InputError, match=r"shuffle must be True or False; got 'no'"):
             train(net, x, y, loss="mse", optimizer=SGD(0.1), epochs=1, shuffle="no")  # type: ignore[arg-type]
-        with pytest.raises(InputError, match=r"layers must be a sequence of lowrank.adapter Layer"):
+        with pytest.raises(
+            InputError, match=r"layers must be a sequence of lowrank.adapter.nn Layer"
+        ):
             Network(None)  # type: ignore[arg-type]
 
     def test_convert_pissa_adapter_malformed_mapping(self):
@@ -1425,7 +1429,7 @@ def _raises_cases() -> list[tuple[str, Callable[[Context], Any], type[Exception]
         ),
         (
             "SGD.step",
-            lambda c: adapter.SGD(0.1).step({}, None),
+            lambda c: adapter.nn.SGD(0.1).step({}, None),
             InputError,
             r"grads must be a mapping; got None",
         ),

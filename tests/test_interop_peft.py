@@ -36,7 +36,8 @@ from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lowrank._numerics import tolerance  # noqa: E402
-from lowrank.adapter import Linear, LoRALinear, lora_backward  # noqa: E402
+from lowrank.adapter import LoRALinear, lora_backward  # noqa: E402
+from lowrank.adapter.nn import Linear  # noqa: E402
 from lowrank.io.peft import load_peft_adapter, save_peft_adapter  # noqa: E402
 from lowrank.lora import (  # noqa: E402
     LoRAConfig,
@@ -431,7 +432,10 @@ def test_fan_in_fan_out_both_ways_and_merge(tmp_path, x):
     assert adapter.fan_in_fan_out
     m = adapter.modules["c_attn"]
     assert m.lora_A.shape == (2, 12) and m.lora_B.shape == (10, 2)
-    layer = LoRALinear.from_factors(W_stored.T, m.lora_A, m.lora_B, alpha=m.alpha, bias=b)
+    # The weight as Conv1D stores it, (in, out): no transposing by hand.
+    layer = LoRALinear.from_factors(
+        W_stored, m.lora_A, m.lora_B, alpha=m.alpha, bias=b, fan_in_fan_out=True
+    )
     weights = {"c_attn": (W_stored.T, b)}
     assert_outputs_match(torch_out(peft_model, x), layer.forward(x), weights, "fan_in_fan_out load")
     # Written here, loaded by PEFT.
@@ -443,7 +447,7 @@ def test_fan_in_fan_out_both_ways_and_merge(tmp_path, x):
     # Merge: the stored (in, out) weight gains (s B A)^T.
     merged = again.merge_and_unload().c_attn.weight.detach().numpy()
     layer.merge()
-    ours = layer.parameters()["base_layer.weight"].T
+    ours = layer.parameters()["base_layer.weight"]  # (in, out), like Conv1D's
     tol = tolerance(np.float32, size=2, scale=float(np.abs(W_stored).max()) + 4.0)
     err = float(np.max(np.abs(merged - ours)))
     MEASURED["merge fan_in_fan_out"] = err

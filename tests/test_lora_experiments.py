@@ -2,7 +2,7 @@ r"""Experiment 2: PiSSA versus the default LoRA initialisation, trained with low
 
 Task. A "pre-trained" layer :math:`W` (32 × 32, singular values geometric from 4 to 0.05)
 is fine-tuned on a regression :math:`y = x W_*^\top`, :math:`x \sim N(0, I)`, 256 samples,
-mean-squared error, full batch, 200 steps of :func:`lowrank.adapter.train`, rank-4 adapters
+mean-squared error, full batch, 200 steps of :func:`lowrank.adapter.nn.train`, rank-4 adapters
 with scaling 1. Both inits start from the *same function* (:math:`W_\mathrm{res} + sBA = W`
 for PiSSA, :math:`B = 0` for LoRA), so they start at the same loss.
 
@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 
 from lowrank import eym_error, singular_values
-from lowrank.adapter import SGD, AdamW, LoRALinear, Network, train
+from lowrank.adapter import LoRALinear
+from lowrank.adapter.nn import SGD, AdamW, Network, train
 from lowrank.lora import lora_init, pissa_init
 
 N, RANK, SAMPLES, STEPS = 32, 4, 256, 200

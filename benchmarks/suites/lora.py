@@ -169,7 +169,8 @@ def _step_fn(method: str, d: dict[str, np.ndarray], r: int, parts: _Parts) -> tu
     train = method.endswith("_adamw")
     base = method.removesuffix("_adamw")
     if base in ("dense", "lora"):
-        from lowrank.adapter import AdamW, Linear, LoRALinear
+        from lowrank.adapter import LoRALinear
+        from lowrank.adapter.nn import AdamW, Linear
 
         layer: Any = (
             Linear(W, b)
@@ -234,7 +235,7 @@ def _step_fn(method: str, d: dict[str, np.ndarray], r: int, parts: _Parts) -> tu
 def _optimizer_bytes(layer: Any) -> dict[str, int]:
     """State bytes of AdamW and of SGD with momentum after one step on ``layer``'s last
     gradients (untimed; the layer's trainable parameters are updated)."""
-    from lowrank.adapter import SGD, AdamW
+    from lowrank.adapter.nn import SGD, AdamW
 
     out = {}
     for name, opt in (

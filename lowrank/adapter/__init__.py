@@ -1,10 +1,14 @@
-r"""Pure-NumPy LoRA layers: the reference that other implementations are checked against.
+r"""The pure-NumPy LoRA reference: the layer and the functions other implementations are
+checked against.
 
-Layer 4 of :mod:`lowrank`. It provides LoRA linear layers (forward, backward, dropout,
-merging, several named adapters), dense layers and nonlinearities composed into small
-networks, losses, the SGD and AdamW optimisers, and a deterministic training loop, so that
-full fine-tuning, head-only tuning, gradual unfreezing, LoRA and PiSSA can be compared on one
-problem.
+Layer 4 of :mod:`lowrank`. :class:`LoRALinear` is a linear layer with a frozen base and named
+LoRA adapters (forward, backward, dropout, merging, PEFT's state-dict keys and
+``fan_in_fan_out`` layout), built from factors, from an initialisation
+(:meth:`LoRALinear.from_init`) or from an extraction (:meth:`LoRALinear.from_extraction`);
+:func:`lora_forward`, :func:`lora_backward` and :func:`lora_delta_weight` are the same algebra
+as stateless functions. The small neural-network framework the layer trains in (dense layers,
+activations, losses, SGD and AdamW, networks, the training loop) is the sub-package
+:mod:`lowrank.adapter.nn`.
 
 Conventions
 -----------
@@ -41,8 +45,6 @@ References
    arXiv:2106.09685.
 .. [2] F. Meng, Z. Wang and M. Zhang, "PiSSA: Principal Singular Values and Singular Vectors
    Adaptation of Large Language Models", NeurIPS 2024, arXiv:2404.02948.
-.. [3] D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
-.. [4] I. Loshchilov and F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
 
 Examples
 --------
@@ -58,9 +60,6 @@ True
 
 from __future__ import annotations
 
-from lowrank.adapter.activations import GELU, ReLU, Tanh
-from lowrank.adapter.base import Layer
-from lowrank.adapter.dense import Linear
 from lowrank.adapter.functional import (
     LoRAGradients,
     dropout_mask,
@@ -70,36 +69,14 @@ from lowrank.adapter.functional import (
     lora_scaling,
 )
 from lowrank.adapter.lora_linear import AdapterConfig, LoRALinear
-from lowrank.adapter.losses import LossName, LossResult, mse_loss, softmax_cross_entropy
-from lowrank.adapter.network import Network
-from lowrank.adapter.optim import SGD, AdamW, Optimizer
-from lowrank.adapter.training import GradualUnfreezing, Schedule, TrainResult, evaluate, train
 
 __all__ = [
-    "GELU",
-    "SGD",
-    "AdamW",
     "AdapterConfig",
-    "GradualUnfreezing",
-    "Layer",
-    "Linear",
     "LoRAGradients",
     "LoRALinear",
-    "LossName",
-    "LossResult",
-    "Network",
-    "Optimizer",
-    "ReLU",
-    "Schedule",
-    "Tanh",
-    "TrainResult",
     "dropout_mask",
-    "evaluate",
     "lora_backward",
     "lora_delta_weight",
     "lora_forward",
     "lora_scaling",
-    "mse_loss",
-    "softmax_cross_entropy",
-    "train",
 ]

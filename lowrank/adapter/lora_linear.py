@@ -67,7 +67,6 @@ from lowrank.adapter._checks import (
     check_factors,
     check_weight,
 )
-from lowrank.adapter.base import Layer
 from lowrank.adapter.functional import (
     _adapter_backward,
     _adapter_forward,
@@ -75,6 +74,7 @@ from lowrank.adapter.functional import (
     _dropout_mask,
     lora_scaling,
 )
+from lowrank.adapter.nn.base import Layer
 from lowrank.errors import InputError, ShapeError, StateError
 from lowrank.lora import Extraction, LoRAInit
 

@@ -27,7 +27,7 @@ from scipy import special
 
 from lowrank._typing import Array
 from lowrank._validation import check_choice
-from lowrank.adapter.base import Layer
+from lowrank.adapter.nn.base import Layer
 
 __all__ = ["GELU", "ReLU", "Tanh"]
 

@@ -3,7 +3,7 @@
 A layer owns its parameters (private copies, updated in place by optimisers and by merging),
 a ``requires_grad`` flag per parameter, the cache of its last forward pass, and the
 gradients of its last backward pass (for trainable parameters only). Public ``forward`` and
-``backward`` validate; :class:`~lowrank.adapter.network.Network` calls the private bodies.
+``backward`` validate; :class:`~lowrank.adapter.nn.network.Network` calls the private bodies.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import check_bool
 from lowrank.adapter._checks import check_bias, check_weight
-from lowrank.adapter.base import Layer
+from lowrank.adapter.nn.base import Layer
 
 __all__ = ["Linear"]
 

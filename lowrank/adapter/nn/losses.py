@@ -30,7 +30,7 @@ from lowrank.errors import DTypeError, InputError, ShapeError
 __all__ = ["LossName", "LossResult", "mse_loss", "softmax_cross_entropy"]
 
 LossName: TypeAlias = Literal["mse", "cross_entropy"]
-"""The losses :func:`~lowrank.adapter.training.train` knows."""
+"""The losses :func:`~lowrank.adapter.nn.training.train` knows."""
 
 
 @dataclass(frozen=True, eq=False)

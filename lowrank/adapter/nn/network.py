@@ -7,7 +7,7 @@ Notes
 -----
 For :math:`y = f_L(\cdots f_1(x))` and :math:`G_L = \partial L/\partial y`, backpropagation
 computes :math:`G_{\ell-1} = J_{f_\ell}^\top G_\ell` from the top down. The training path
-(:meth:`Network._backward`, used by :func:`~lowrank.adapter.training.train`) stops at the lowest
+(:meth:`Network._backward`, used by :func:`~lowrank.adapter.nn.training.train`) stops at the lowest
 layer that has a trainable parameter: below it nothing needs a gradient, so freezing the lower
 layers (head-only fine-tuning, gradual unfreezing) also saves their backward cost.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import check_bool, check_mapping, normalize_rng
 from lowrank.adapter._checks import as_float_array
-from lowrank.adapter.base import Layer
+from lowrank.adapter.nn.base import Layer
 from lowrank.errors import DTypeError, InputError, ShapeError, StateError
 
 __all__ = ["Network"]
@@ -35,7 +35,7 @@ class Network:
     Parameters
     ----------
     layers : sequence of Layer
-        At least one layer with features (:class:`~lowrank.adapter.dense.Linear` or
+        At least one layer with features (:class:`~lowrank.adapter.nn.dense.Linear` or
         :class:`~lowrank.adapter.lora_linear.LoRALinear`); the ``out_features`` of each such
         layer must equal the ``in_features`` of the next, and all share one dtype. The
         layers are used, not copied.
@@ -43,7 +43,7 @@ class Network:
     Raises
     ------
     InputError
-        An empty sequence, an element that is not a :class:`~lowrank.adapter.base.Layer`, the
+        An empty sequence, an element that is not a :class:`~lowrank.adapter.nn.base.Layer`, the
         same layer object twice, or no layer with features.
     ShapeError
         Consecutive feature counts do not match.
@@ -53,7 +53,7 @@ class Network:
     Examples
     --------
     >>> import numpy as np
-    >>> from lowrank.adapter import Linear, ReLU
+    >>> from lowrank.adapter.nn import Linear, ReLU
     >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
     >>> net.forward(np.ones((5, 3))).shape
     (5, 2)
@@ -65,7 +65,7 @@ class Network:
         given: object = layers
         if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
             raise InputError(
-                f"layers must be a sequence of lowrank.adapter Layer objects; got {layers!r}"
+                f"layers must be a sequence of lowrank.adapter.nn Layer objects; got {layers!r}"
             )
         checked = tuple(layers)
         if not checked:
@@ -73,7 +73,7 @@ class Network:
         for i, layer in enumerate(checked):
             if not isinstance(layer, Layer):
                 raise InputError(
-                    f"layers[{i}] must be a lowrank.adapter Layer; got {type(layer).__name__}"
+                    f"layers[{i}] must be a lowrank.adapter.nn Layer; got {type(layer).__name__}"
                 )
         seen: dict[int, int] = {}
         for i, layer in enumerate(checked):
@@ -160,7 +160,7 @@ class Network:
         StateError
             A LoRA layer with merged adapters.
         ShapeError, DTypeError, NonFiniteError
-            As for :meth:`~lowrank.adapter.base.Layer.load_parameters`.
+            As for :meth:`~lowrank.adapter.nn.base.Layer.load_parameters`.
         """
         check_mapping(values, name="values")
         per_layer: dict[int, dict[str, ArrayLike]] = {}

@@ -1,4 +1,4 @@
-r"""Minibatch training of a :class:`~lowrank.adapter.network.Network`, and schedules.
+r"""Minibatch training of a :class:`~lowrank.adapter.nn.network.Network`, and schedules.
 
 One step draws a minibatch, runs the network in training mode, evaluates the loss, back-
 propagates and lets the optimiser update the trainable parameters. Shuffling and dropout draw
@@ -8,7 +8,7 @@ Fine-tuning regimes are set up with freeze flags before (or, through a schedule,
 training:
 
 * full fine-tuning: every layer trainable;
-* head only: :meth:`~lowrank.adapter.base.Layer.freeze` every layer but the last;
+* head only: :meth:`~lowrank.adapter.nn.base.Layer.freeze` every layer but the last;
 * gradual unfreezing (Howard & Ruder 2018): :class:`GradualUnfreezing` as ``schedule``;
 * LoRA / PiSSA: :class:`~lowrank.adapter.lora_linear.LoRALinear` layers, whose base is frozen
   and whose factors train.
@@ -37,15 +37,15 @@ from lowrank._validation import (
     normalize_rng,
 )
 from lowrank.adapter._checks import as_float_array
-from lowrank.adapter.losses import (
+from lowrank.adapter.nn.losses import (
     LossName,
     LossResult,
     _check_labels,
     _cross_entropy,
     _mse,
 )
-from lowrank.adapter.network import Network
-from lowrank.adapter.optim import Optimizer
+from lowrank.adapter.nn.network import Network
+from lowrank.adapter.nn.optim import Optimizer
 from lowrank.errors import InputError, NonFiniteError, ShapeError
 
 __all__ = ["GradualUnfreezing", "Schedule", "TrainResult", "evaluate", "train"]
@@ -59,8 +59,8 @@ class GradualUnfreezing:
     """Unfreeze layers from the top: in epoch ``e`` the top ``1 + e // every`` layers with
     parameters are trainable and the others frozen.
 
-    Unfreezing uses each layer's default set (:meth:`~lowrank.adapter.base.Layer.unfreeze`):
-    all parameters of a :class:`~lowrank.adapter.dense.Linear`, the adapter factors of a
+    Unfreezing uses each layer's default set (:meth:`~lowrank.adapter.nn.base.Layer.unfreeze`):
+    all parameters of a :class:`~lowrank.adapter.nn.dense.Linear`, the adapter factors of a
     :class:`~lowrank.adapter.lora_linear.LoRALinear`.
 
     Parameters
@@ -118,7 +118,7 @@ class TrainResult:
 
 
 def _check_data(network: Network, x: ArrayLike, y: ArrayLike, loss: str) -> tuple[Array, Array]:
-    check_instance(network, Network, name="network", what="a lowrank.adapter Network")
+    check_instance(network, Network, name="network", what="a lowrank.adapter.nn Network")
     check_choice(loss, name="loss", choices=("mse", "cross_entropy"))
     xa = network.check_input(x)
     if xa.ndim != 2 or xa.shape[0] == 0:
@@ -192,9 +192,9 @@ def train(
         ``(n, out_features)`` targets for ``"mse"`` (converted to the network's dtype);
         integer labels ``(n,)`` in ``[0, out_features)`` for ``"cross_entropy"``.
     loss : {"mse", "cross_entropy"}
-        See :mod:`lowrank.adapter.losses`.
+        See :mod:`lowrank.adapter.nn.losses`.
     optimizer : Optimizer
-        :class:`~lowrank.adapter.optim.SGD` or :class:`~lowrank.adapter.optim.AdamW`.
+        :class:`~lowrank.adapter.nn.optim.SGD` or :class:`~lowrank.adapter.nn.optim.AdamW`.
     epochs : int
         Passes over the data, >= 1.
     batch_size : int, optional
@@ -225,7 +225,7 @@ def train(
     Examples
     --------
     >>> import numpy as np
-    >>> from lowrank.adapter import Linear, Network, SGD
+    >>> from lowrank.adapter.nn import SGD, Linear, Network
     >>> net = Network([Linear(np.zeros((1, 2)))])
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]]); y = np.array([[1.0], [2.0]])
     >>> result = train(net, x, y, loss="mse", optimizer=SGD(0.5), epochs=50, rng=0)
@@ -235,7 +235,7 @@ def train(
     xa, ya = _check_data(network, x, y, loss)
     if not isinstance(optimizer, Optimizer):
         raise InputError(
-            f"optimizer must be a lowrank.adapter Optimizer; got {optimizer!r} of type "
+            f"optimizer must be a lowrank.adapter.nn Optimizer; got {optimizer!r} of type "
             f"{type(optimizer).__name__}"
         )
     shuffle = check_bool(shuffle, name="shuffle")
