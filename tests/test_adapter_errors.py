@@ -13,7 +13,6 @@ from lowrank.adapter import (
     lora_backward,
     lora_delta_weight,
     lora_forward,
-    lora_scaling,
 )
 from lowrank.adapter.nn import (
     GELU,
@@ -30,6 +29,7 @@ from lowrank.adapter.nn import (
     train,
 )
 from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError, StateError
+from lowrank.lora import lora_scaling
 
 W = np.ones((4, 3))
 A = np.ones((2, 3))

@@ -15,10 +15,10 @@ from lowrank.adapter import (
     lora_backward,
     lora_delta_weight,
     lora_forward,
-    lora_scaling,
 )
 from lowrank.adapter.nn import GELU, Linear, Network, ReLU, Tanh
 from lowrank.errors import ShapeError
+from lowrank.lora import lora_scaling
 
 DTYPES = [np.float32, np.float64]
 

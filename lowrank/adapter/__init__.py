@@ -66,7 +66,6 @@ from lowrank.adapter.functional import (
     lora_backward,
     lora_delta_weight,
     lora_forward,
-    lora_scaling,
 )
 from lowrank.adapter.lora_linear import AdapterConfig, LoRALinear
 
@@ -78,5 +77,4 @@ __all__ = [
     "lora_backward",
     "lora_delta_weight",
     "lora_forward",
-    "lora_scaling",
 ]

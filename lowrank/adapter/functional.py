@@ -62,7 +62,6 @@ from lowrank.adapter._checks import (
     check_weight,
 )
 from lowrank.errors import InputError, ShapeError
-from lowrank.lora.conventions import lora_scaling  # re-exported: one definition of s
 
 __all__ = [
     "LoRAGradients",
@@ -70,7 +69,6 @@ __all__ = [
     "lora_backward",
     "lora_delta_weight",
     "lora_forward",
-    "lora_scaling",
 ]
 
 
@@ -240,7 +238,7 @@ def lora_forward(
     lora_A : array_like, shape ``(r, in)``
     lora_B : array_like, shape ``(out, r)``
     scaling : float
-        :math:`s`, e.g. from :func:`lora_scaling`.
+        :math:`s`, e.g. from :func:`lowrank.lora.lora_scaling`.
     bias : array_like, shape ``(out,)``, optional
     dropout_mask : array_like, shape like ``x``, optional
         Multiplies ``x`` on the LoRA path only (see :func:`dropout_mask`); None means no dropout.

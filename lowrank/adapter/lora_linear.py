@@ -72,11 +72,11 @@ from lowrank.adapter.functional import (
     _adapter_forward,
     _delta_weight,
     _dropout_mask,
-    lora_scaling,
 )
 from lowrank.adapter.nn.base import Layer
 from lowrank.errors import InputError, ShapeError, StateError
 from lowrank.lora import Extraction, LoRAInit
+from lowrank.lora.conventions import lora_scaling
 
 __all__ = ["AdapterConfig", "LoRALinear"]
 

@@ -26,6 +26,9 @@ one place where the dense :math:`BA` is formed: it *is* the initialisation.
 dtypes follow :mod:`lowrank._dtypes`: float16/bfloat16 are computed in float32 and
 returned in their own dtype, float32 stays float32, float64 stays float64.
 
+A :class:`LoRAInit` becomes a trainable layer in one call, with its alpha, scaling, layout and
+residual base: :meth:`lowrank.adapter.LoRALinear.from_init`.
+
 References
 ----------
 .. [1] E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022,
