@@ -7,6 +7,7 @@
     python3 tasks.py test-interop  # create .venv-interop with PyTorch + PEFT, run the interop tests
     python3 tasks.py lint          # ruff check, ruff format --check, mypy --strict
     python3 tasks.py bench [ARGS]  # run the benchmarks (see benchmarks/README.md)
+    python3 tasks.py docs [ARGS]   # build the API reference into docs/_build/html (warnings fail)
 
 Only the standard library is used here. Each environment is re-installed when
 pyproject.toml changes (a stamp file records its hash).
@@ -122,12 +123,38 @@ def bench(argv: list[str]) -> None:
     _run(python, "-m", "benchmarks", *argv)
 
 
+def docs(argv: list[str]) -> None:
+    """Build the API reference: every warning (a bad reference, a docstring whose Parameters
+    drift from the signature, a missing section) is an error; all are reported (--keep-going)."""
+    python = ensure_env("docs")
+    env = dict(os.environ)
+    env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # -E: a fresh environment, so every docstring is read (and checked) on every build.
+    _run(
+        python,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-E",
+        "-W",
+        "--keep-going",
+        "-n",
+        "docs",
+        "docs/_build/html",
+        *argv,
+        env=env,
+    )
+
+
 COMMANDS = {
     "demo": demo,
     "test": test,
     "test-interop": test_interop,
     "lint": lint,
     "bench": bench,
+    "docs": docs,
 }
 
 

@@ -1,0 +1,720 @@
+"""Sphinx configuration of the lowrank API reference.
+
+Build with ``python3 tasks.py docs`` (warnings are errors: ``-W --keep-going -n``).
+
+What the build enforces
+-----------------------
+* Every public module's ``__all__`` is documented (``api/*.rst`` use the ``apimodule``
+  directive below, which reads ``__all__``), so a name
+  added to ``__all__`` appears without editing the pages.
+* nitpicky mode: every cross-reference (``:func:``, ``:class:``, ``:mod:`` ...) must resolve.
+* numpydoc validation (``numpydoc_validation_checks`` below) of every documented object.
+* The examples: the ``>>>`` sessions are the doctests run by the test suite
+  (``python3 tasks.py test`` runs ``pytest --doctest-modules lowrank``); the docs build does not
+  re-run them, except those of :mod:`lowrank.plot`, whose figures are rendered by matplotlib's
+  ``plot_directive`` (``numpydoc_use_plots``) and fail the build if they raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import logging as logging_std
+import os
+import pkgutil
+import re
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from docutils import nodes
+from docutils.parsers.rst import Directive, directives
+from docutils.statemachine import StringList
+from numpydoc.docscrape import ClassDoc, FunctionDoc
+from sphinx.util import logging
+from sphinx.util.logging import get_node_location
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import lowrank  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+project = "lowrank"
+author = "The lowrank developers"
+copyright = "The lowrank developers"
+release = lowrank.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "matplotlib.sphinxext.plot_directive",
+]
+
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_title = f"lowrank {release}"
+
+# Every reference must resolve (the build runs with -n -W). No intersphinx (the build needs
+# no network): references into Python, NumPy, SciPy and matplotlib are left unlinked.
+nitpicky = True
+nitpick_ignore: list[tuple[str, str]] = []
+nitpick_ignore_regex = [
+    (r"py:.*", r"(numpy|scipy|matplotlib|hypothesis|dask|distributed|safetensors|ml_dtypes)\..*"),
+    (r"py:.*", r"(os|re|fnmatch|collections|typing|pathlib|concurrent|json|io)\..*"),
+]
+# numpydoc renders References as citations; a reference list need not be cited in the text.
+suppress_warnings = ["ref.citation"]
+
+# autodoc: members follow each module's __all__ (imported names included), in its order.
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": True,
+    "member-order": "bysource",
+}
+autodoc_typehints = "none"  # the numpydoc Parameters/Returns sections carry the types
+autodoc_inherit_docstrings = False
+autosummary_generate = False
+
+# numpydoc -----------------------------------------------------------------------------
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False
+numpydoc_use_plots = True  # Examples that import matplotlib become rendered ``.. plot::``
+
+# The checks every documented object must pass (numpydoc's codes), chosen to be what the
+# project meets today; a failing check is a warning, hence a build error:
+#   PR01  a parameter of the signature is not documented
+#   PR02  a documented parameter is not in the signature
+#   PR10  "x:int" with no space before the colon
+#   RT01  no Returns section (functions and methods that return)
+#   GL08  the object has no docstring
+#   SS03  the summary does not end with a period
+# PR01/PR02 are the drift checks: renaming, adding or removing an argument without the
+# docstring fails CI. For classes numpydoc checks the constructor's parameters.
+numpydoc_validation_checks = {"PR01", "PR02", "PR10", "RT01", "GL08"}
+
+# A frozen result type documents its fields under Attributes (they are read, not passed):
+# then the constructor's parameters are not asked for under Parameters (PR01); instead
+# ``_check_fields`` below requires every dataclass field to appear under Attributes.
+numpydoc_validation_overrides = {"PR01": [r"(?m)^Attributes\n-{10}"]}
+
+# Objects whose docstrings do not pass yet, by the file that owns them (regexes on the
+# object's full name, with the failing checks). Remove an entry once its docstring is fixed.
+# BEGIN numpydoc_validation_exclude
+numpydoc_validation_exclude: set[str] = {
+    # lowrank/?
+    r"^lowrank\.adapter\.nn\.LossName$",  # GL08
+    r"^lowrank\.adapter\.nn\.Schedule$",  # GL08
+    r"^lowrank\.io\.FileKind$",  # GL08
+    r"^lowrank\.io\.NDPolicy$",  # GL08
+    r"^lowrank\.io\.SkipCode$",  # GL08
+    r"^lowrank\.plot\.PlotKind$",  # GL08
+    # lowrank/adapter/lora_linear.py
+    r"^lowrank\.adapter\.LoRALinear\.adapter_config$",  # PR01, RT01
+    r"^lowrank\.adapter\.LoRALinear\.delta_weight$",  # PR01, RT01
+    r"^lowrank\.adapter\.LoRALinear\.dtype$",  # GL08
+    r"^lowrank\.adapter\.LoRALinear\.from_factors$",  # PR01
+    r"^lowrank\.adapter\.LoRALinear\.in_features$",  # GL08
+    r"^lowrank\.adapter\.LoRALinear\.merge$",  # PR01
+    r"^lowrank\.adapter\.LoRALinear\.out_features$",  # GL08
+    r"^lowrank\.adapter\.LoRALinear\.set_active_adapters$",  # PR01
+    # lowrank/adapter/nn/base.py
+    r"^lowrank\.adapter\.nn\.Layer\.backward$",  # PR01, RT01
+    r"^lowrank\.adapter\.nn\.Layer\.freeze$",  # PR01
+    r"^lowrank\.adapter\.nn\.Layer\.gradients$",  # RT01
+    r"^lowrank\.adapter\.nn\.Layer\.load_parameters$",  # PR01
+    r"^lowrank\.adapter\.nn\.Layer\.num_parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Layer\.num_trainable_parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Layer\.parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Layer\.requires_grad$",  # PR01, RT01
+    r"^lowrank\.adapter\.nn\.Layer\.trainable_parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Layer\.unfreeze$",  # PR01
+    # lowrank/adapter/nn/dense.py
+    r"^lowrank\.adapter\.nn\.Linear\.dtype$",  # GL08
+    r"^lowrank\.adapter\.nn\.Linear\.in_features$",  # GL08
+    r"^lowrank\.adapter\.nn\.Linear\.out_features$",  # GL08
+    # lowrank/adapter/nn/network.py
+    r"^lowrank\.adapter\.nn\.Network\.backward$",  # PR01, RT01
+    r"^lowrank\.adapter\.nn\.Network\.check_input$",  # PR01, RT01
+    r"^lowrank\.adapter\.nn\.Network\.dtype$",  # GL08
+    r"^lowrank\.adapter\.nn\.Network\.gradients$",  # RT01
+    r"^lowrank\.adapter\.nn\.Network\.in_features$",  # GL08
+    r"^lowrank\.adapter\.nn\.Network\.load_parameters$",  # PR01
+    r"^lowrank\.adapter\.nn\.Network\.num_parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Network\.num_trainable_parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Network\.out_features$",  # GL08
+    r"^lowrank\.adapter\.nn\.Network\.parameters$",  # RT01
+    r"^lowrank\.adapter\.nn\.Network\.parametric_indices$",  # RT01
+    r"^lowrank\.adapter\.nn\.Network\.trainable_parameters$",  # RT01
+    # lowrank/adapter/nn/optim.py
+    r"^lowrank\.adapter\.nn\.Optimizer$",  # PR01
+    r"^lowrank\.adapter\.nn\.Optimizer\.state_nbytes$",  # RT01
+    r"^lowrank\.adapter\.nn\.Optimizer\.state_size$",  # RT01
+    # lowrank/analysis/_executors.py
+    r"^lowrank\.analysis\.available_cores$",  # RT01
+    r"^lowrank\.analysis\.describe_executor$",  # PR01, RT01
+    # lowrank/analysis/_extract.py
+    r"^lowrank\.analysis\.CheckpointExtraction\.save$",  # PR01, RT01
+    # lowrank/analysis/_layers.py
+    r"^lowrank\.analysis\.parse_layer_name$",  # PR01, RT01
+    # lowrank/analysis/_report.py
+    r"^lowrank\.analysis\.Report\.from_dict$",  # PR01
+    r"^lowrank\.analysis\.Report\.from_json$",  # PR01
+    r"^lowrank\.analysis\.Report\.read_json$",  # PR01
+    r"^lowrank\.analysis\.Report\.result$",  # PR01, RT01
+    r"^lowrank\.analysis\.Report\.spectra$",  # RT01
+    r"^lowrank\.analysis\.Report\.to_csv$",  # RT01
+    r"^lowrank\.analysis\.Report\.to_dict$",  # RT01
+    r"^lowrank\.analysis\.Report\.to_json$",  # RT01
+    r"^lowrank\.analysis\.Report\.to_markdown$",  # RT01
+    r"^lowrank\.analysis\.Report\.to_text$",  # PR01, RT01
+    r"^lowrank\.analysis\.Report\.write_csv$",  # PR01
+    r"^lowrank\.analysis\.Report\.write_json$",  # PR01
+    r"^lowrank\.analysis\.Report\.write_markdown$",  # PR01
+    r"^lowrank\.analysis\.Report\.write_spectra$",  # PR01
+    r"^lowrank\.analysis\.RunInfo\.from_dict$",  # PR01
+    r"^lowrank\.analysis\.RunInfo\.to_dict$",  # RT01
+    # lowrank/analysis/_results.py
+    r"^lowrank\.analysis\.MatrixResult\.error_at_rank$",  # PR01, RT01
+    r"^lowrank\.analysis\.MatrixResult\.from_dict$",  # PR01
+    r"^lowrank\.analysis\.MatrixResult\.rank_for_energy$",  # PR01, RT01
+    r"^lowrank\.analysis\.MatrixResult\.to_dict$",  # RT01
+    r"^lowrank\.analysis\.SkippedTensor\.from_dict$",  # PR01
+    r"^lowrank\.analysis\.SkippedTensor\.to_dict$",  # RT01
+    # lowrank/analysis/_run.py
+    r"^lowrank\.analysis\.AnalysisRun\.report$",  # RT01
+    r"^lowrank\.analysis\.analyze$",  # PR01
+    # lowrank/examples.py
+    r"^lowrank\.examples\.default_cache_dir$",  # RT01
+    r"^lowrank\.examples\.fetch_example$",  # PR01, RT01
+    r"^lowrank\.examples\.fetch_minilm$",  # PR01, RT01
+    # lowrank/io/_safetensors.py
+    r"^lowrank\.io\.read_safetensors_metadata$",  # PR01, RT01
+    # lowrank/io/_select.py
+    r"^lowrank\.io\.matrix_shape$",  # RT01
+    # lowrank/io/_sources.py
+    r"^lowrank\.io\.load_tensors$",  # PR01, RT01
+    # lowrank/io/peft.py
+    r"^lowrank\.io\.PeftAdapter\.init_lora_weights$",  # GL08
+    r"^lowrank\.io\.PeftAdapter\.use_rslora$",  # GL08
+    r"^lowrank\.io\.peft\.SupportsPeftDict$",  # PR01
+    r"^lowrank\.io\.peft\.SupportsPeftDict\.to_peft_dict$",  # GL08
+    # lowrank/lora/config.py
+    r"^lowrank\.lora\.LoRAConfig\.alpha_for$",  # PR01, RT01
+    r"^lowrank\.lora\.LoRAConfig\.doubled$",  # RT01
+    r"^lowrank\.lora\.LoRAConfig\.from_peft_dict$",  # PR01
+    r"^lowrank\.lora\.LoRAConfig\.rank_for$",  # PR01, RT01
+    r"^lowrank\.lora\.LoRAConfig\.scaling_for$",  # PR01, RT01
+    r"^lowrank\.lora\.LoRAConfig\.to_peft_dict$",  # RT01
+    r"^lowrank\.lora\.anchored_patterns$",  # PR01, RT01
+    # lowrank/lora/extraction.py
+    r"^lowrank\.lora\.extract$",  # PR01
+    # lowrank/metrics.py
+    r"^lowrank\.metrics\.SpectrumAnalysis$",  # PR01
+    r"^lowrank\.metrics\.SpectrumSummary$",  # PR01, fields
+    r"^lowrank\.metrics\.condition_number$",  # PR01, RT01
+    r"^lowrank\.metrics\.entropy_effective_rank$",  # PR01, RT01
+    r"^lowrank\.metrics\.nuclear_norm$",  # PR01, RT01
+    r"^lowrank\.metrics\.spectral_norm$",  # PR01, RT01
+    r"^lowrank\.metrics\.spectrum_summary$",  # PR01, RT01
+    r"^lowrank\.metrics\.stable_rank$",  # PR01, RT01
+    # lowrank/plot.py
+    r"^lowrank\.plot\.curve_colors$",  # PR01, RT01
+    r"^lowrank\.plot\.plot_report$",  # PR01, RT01
+    r"^lowrank\.plot\.save_figure$",  # PR01
+    # lowrank/svd/__init__.py
+    r"^lowrank\.svd\.auto_method$",  # PR01, RT01
+    r"^lowrank\.svd\.default_block_size$",  # PR01, RT01
+    r"^lowrank\.svd\.default_tol$",  # PR01, RT01
+    r"^lowrank\.svd\.fix_signs$",  # PR01, RT01
+    # lowrank/svd/_result.py
+    r"^lowrank\.svd\.TruncatedSVDResult\.to_dense$",  # RT01
+    # lowrank/testing/assertions.py
+    r"^lowrank\.testing\.assert_orthonormal$",  # PR01
+    r"^lowrank\.testing\.assert_singular_values_close$",  # PR01
+    # lowrank/testing/cases.py
+    r"^lowrank\.testing\.LoRAFactors\.delta_weight$",  # RT01
+    r"^lowrank\.testing\.LoRAFactors\.merged$",  # RT01
+    r"^lowrank\.testing\.MatrixWithSpectrum\.optimal_error$",  # PR01, RT01
+    r"^lowrank\.testing\.MatrixWithSpectrum\.truncation$",  # PR01, RT01
+    r"^lowrank\.testing\.NoisyLowRank\.noise_norm$",  # PR01, RT01
+    r"^lowrank\.testing\.cases\.haar_orthonormal$",  # PR01, RT01
+    r"^lowrank\.testing\.cases\.householder_orthonormal$",  # PR01, RT01
+    r"^lowrank\.testing\.cases\.random_lora_factors$",  # PR01, RT01
+    r"^lowrank\.testing\.cases\.weight_like_matrix$",  # PR01, RT01
+    # lowrank/testing/profiles.py
+    r"^lowrank\.testing\.load_profile$",  # PR01, RT01
+    # lowrank/testing/strategies.py
+    r"^lowrank\.testing\.lora_factors$",  # RT01
+    r"^lowrank\.testing\.low_rank_plus_noise$",  # RT01
+    r"^lowrank\.testing\.matrix_shapes$",  # PR01, RT01
+    r"^lowrank\.testing\.orthonormal_matrices$",  # RT01
+    r"^lowrank\.testing\.svd_dtypes$",  # RT01
+    r"^lowrank\.testing\.weight_like_matrices$",  # RT01
+    # lowrank/testing/tolerances.py
+    r"^lowrank\.testing\.tolerances\.backward_error_tolerance$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.coarsest_eps$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.gram_atol$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.lapack_deflation_tolerance$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.norm_multiplier$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.norm_tolerance$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.power_scheme_factor$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.subspace_tolerance$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.svd_tolerance$",  # PR01, RT01
+    r"^lowrank\.testing\.tolerances\.tolerance_for$",  # PR01, RT01
+}
+# END numpydoc_validation_exclude
+
+# plot directive: the examples of lowrank.plot, run as written.
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 80)]
+plot_pre_code = "import numpy as np"
+
+# The API pages: every public module of the package (no ``_`` in its path), found by walking
+# it, so a new module is documented (and validated) without editing this file. The
+# command line (``lowrank.cli``, ``lowrank.__main__``) is documented by ``lowrank --help``.
+# Packages come in layer order, each followed by its public submodules; a name in several
+# ``__all__`` is documented in the first of them and linked from the others.
+LAYER_ORDER = [
+    "lowrank",
+    "lowrank.svd",
+    "lowrank.approx",
+    "lowrank.curves",
+    "lowrank.metrics",
+    "lowrank.lora",
+    "lowrank.adapter",
+    "lowrank.io",
+    "lowrank.analysis",
+    "lowrank.plot",
+    "lowrank.errors",
+    "lowrank.examples",
+    "lowrank.testing",
+]
+NOT_DOCUMENTED = {"lowrank.cli", "lowrank.__main__"}
+
+
+def _public_modules() -> list[str]:
+    found = {"lowrank"}
+    for info in pkgutil.walk_packages(lowrank.__path__, "lowrank."):
+        name = info.name
+        if name in NOT_DOCUMENTED or any(p.startswith("_") for p in name.split(".")[1:]):
+            continue
+        found.add(name)
+
+    def key(name: str) -> tuple[int, str]:
+        top = ".".join(name.split(".")[:2])
+        rank = LAYER_ORDER.index(top) if top in LAYER_ORDER else len(LAYER_ORDER)
+        return (rank, "" if name == top else name)
+
+    return sorted(found, key=key)
+
+
+API_MODULES = _public_modules()
+
+
+def _write_api_pages() -> None:
+    """Write ``api/<module>.rst`` (generated, git-ignored) and ``api/index.rst``."""
+    out = Path(__file__).resolve().parent / "api"
+    out.mkdir(exist_ok=True)
+    pages = []
+    for modname in API_MODULES:
+        module = importlib.import_module(modname)
+        first = (module.__doc__ or "").strip().splitlines()
+        title = f"``{modname}``" + (f": {first[0].rstrip('.')}" if first else "")
+        body = [f".. currentmodule:: {modname}", "", title, "=" * len(title), ""]
+        body += [f".. automodule:: {modname}", "   :no-members:", ""]
+        body += ["Contents", "--------", "", f".. apimodule:: {modname}"]
+        body += ["   :summary-only:", ""] if modname == "lowrank" else [""]
+        text = "\n".join(body)
+        page = out / f"{modname}.rst"
+        if not page.exists() or page.read_text() != text:
+            page.write_text(text)
+        pages.append(modname)
+    for stale in out.glob("*.rst"):
+        if stale.stem not in pages and stale.name != "index.rst":
+            stale.unlink()
+    index = ["API reference", "=============", "", ".. toctree::", "   :maxdepth: 1", ""]
+    index += [f"   {m}" for m in pages]
+    text = "\n".join([*index, ""])
+    if not (out / "index.rst").exists() or (out / "index.rst").read_text() != text:
+        (out / "index.rst").write_text(text)
+
+
+_write_api_pages()
+
+
+def _canonical_names() -> dict[int, str]:
+    """Map ``id(obj)`` to the name under which it is documented (its first public module)."""
+    names: dict[int, str] = {}
+    for modname in API_MODULES:
+        if modname == "lowrank":
+            continue
+        module = importlib.import_module(modname)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if callable(obj) or isinstance(obj, type):
+                names.setdefault(id(obj), f"{modname}.{name}")
+    return names
+
+
+class ApiModule(Directive):
+    """``.. apimodule:: module``: a summary table of ``__all__``, then each name documented.
+
+    Names re-exported from a module documented earlier (``lowrank.truncated_svd`` is
+    ``lowrank.svd.truncated_svd``) link there instead of being documented twice.
+    ``:summary-only:`` gives the table alone.
+    """
+
+    required_arguments = 1
+    option_spec: ClassVar[dict[str, Any]] = {"summary-only": directives.flag}
+
+    def run(self) -> list[nodes.Node]:
+        modname = self.arguments[0]
+        module = importlib.import_module(modname)
+        canonical = _canonical_names()
+        table = [".. autosummary::", ""]
+        body: list[str] = []
+        for name in module.__all__:
+            if name.startswith("__"):
+                continue
+            obj = getattr(module, name)
+            full = f"{modname}.{name}"
+            home = canonical.get(id(obj), full)
+            if home == full:
+                table.append(f"   {name}")
+            elif home.startswith(f"{modname}."):  # relative, or autosummary sees a cycle
+                table.append(f"   ~{home[len(modname) + 1 :]}")
+            else:
+                table.append(f"   ~{home}")
+            if home != full or "summary-only" in self.options:
+                continue
+            if isinstance(obj, type):
+                kind = "exception" if issubclass(obj, BaseException) else "class"
+            elif callable(obj) and hasattr(obj, "__code__"):
+                kind = "function"
+            else:
+                kind = "data"
+            body += [f".. auto{kind}:: {full}", ""]
+        node = nodes.section()
+        node.document = self.state.document
+        lines = StringList([*table, "", *body], source=modname)
+        self.state.nested_parse(lines, self.content_offset, node)
+        return node.children
+
+
+def _lookup(path: str) -> tuple[Any, list[str]] | None:
+    """Import the longest module prefix of ``path``; return the object and the names walked."""
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        walked = parts[:i]
+        for attr in parts[i:]:
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                return None
+            walked.append(attr)
+        return obj, walked
+    return None
+
+
+def _resolve_reexport(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a reference to where its object is documented.
+
+    ``lowrank.truncated_svd`` (a re-export), ``lowrank.adapter.base.Layer.freeze`` (a class
+    documented as ``lowrank.adapter.Layer``) and a short name used in another module's
+    docstring (``SVD_DTYPES``, ``LoRALinear.merge``) when exactly one documented object has
+    that name.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    domain = env.get_domain("py")
+    context = [c for c in (node.get("py:module"), node.get("py:class")) if c]
+    candidates = [f"{'.'.join(context[: i + 1])}.{target}" for i in range(len(context))]
+    candidates = [*reversed(candidates), target]
+    canonical = _canonical_names()
+    homes = []
+    for cand in candidates:
+        if not cand.startswith("lowrank"):
+            continue
+        found = _lookup(cand)
+        if found is None:
+            continue
+        # the deepest object on the path that is documented under another name
+        obj_path = found[1]
+        for i in range(len(obj_path), 0, -1):
+            hit = _lookup(".".join(obj_path[:i]))
+            if hit is not None and id(hit[0]) in canonical:
+                homes.append(".".join([canonical[id(hit[0])], *obj_path[i:]]))
+                break
+    suffix = [name for name in domain.objects if name.endswith(f".{target}")]
+    if len(suffix) == 1:
+        homes.append(suffix[0])
+    for home in homes:
+        if home in domain.objects:
+            new = node.deepcopy()
+            new["reftarget"] = home
+            return domain.resolve_xref(
+                env, node["refdoc"], app.builder, node["reftype"], home, new, contnode
+            )
+    return None
+
+
+# The sections every public function has (beyond numpydoc's checks, which have no code for
+# a missing Raises section): Parameters (when it takes any), Returns (or Yields; unless
+# annotated ``-> None``), Raises (when it takes any argument: every argument is checked)
+# and Examples. Objects listed in
+# SECTIONS_EXCLUDE are not held to it yet.
+# BEGIN SECTIONS_EXCLUDE
+SECTIONS_EXCLUDE: set[str] = {
+    # lowrank/adapter/nn/training.py
+    r"^lowrank\.adapter\.nn\.evaluate$",  # Examples
+    # lowrank/analysis/_compute.py
+    r"^lowrank\.analysis\.analyze_tensor$",  # Examples
+    # lowrank/analysis/_executors.py
+    r"^lowrank\.analysis\.available_cores$",  # Examples, Returns
+    r"^lowrank\.analysis\.dask_executor$",  # Examples
+    r"^lowrank\.analysis\.describe_executor$",  # Examples, Parameters, Raises, Returns
+    # lowrank/analysis/_extract.py
+    r"^lowrank\.analysis\.extract_checkpoint$",  # Examples
+    # lowrank/analysis/_layers.py
+    r"^lowrank\.analysis\.layer_grid$",  # Examples
+    r"^lowrank\.analysis\.parse_layer_name$",  # Parameters, Raises, Returns
+    # lowrank/analysis/_run.py
+    r"^lowrank\.analysis\.analyze$",  # Parameters
+    r"^lowrank\.analysis\.start_analysis$",  # Examples
+    # lowrank/approx.py
+    r"^lowrank\.approx\.best_approximation$",  # Raises
+    r"^lowrank\.approx\.compare_to_optimal$",  # Raises
+    r"^lowrank\.approx\.residual_norm$",  # Examples, Raises
+    # lowrank/examples.py
+    r"^lowrank\.examples\.default_cache_dir$",  # Examples, Returns
+    r"^lowrank\.examples\.fetch_example$",  # Examples, Parameters, Returns
+    r"^lowrank\.examples\.fetch_example_file$",  # Examples
+    r"^lowrank\.examples\.fetch_minilm$",  # Parameters, Raises, Returns
+    # lowrank/io/_atomic.py
+    r"^lowrank\.io\.atomic_write_bytes$",  # Examples
+    r"^lowrank\.io\.atomic_write_text$",  # Examples
+    # lowrank/io/_safetensors.py
+    r"^lowrank\.io\.read_safetensors_metadata$",  # Examples, Parameters, Returns
+    # lowrank/io/_select.py
+    r"^lowrank\.io\.load_matrix$",  # Examples
+    r"^lowrank\.io\.matrix_shape$",  # Examples, Returns
+    # lowrank/io/_sources.py
+    r"^lowrank\.io\.list_tensors$",  # Examples
+    r"^lowrank\.io\.load_tensor$",  # Examples
+    r"^lowrank\.io\.load_tensors$",  # Examples, Parameters, Returns
+    # lowrank/io/peft.py
+    r"^lowrank\.io\.read_peft_config$",  # Examples
+    r"^lowrank\.io\.save_peft_adapter$",  # Examples
+    # lowrank/lora/config.py
+    r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
+    # lowrank/metrics.py
+    r"^lowrank\.metrics\.condition_number$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.entropy_effective_rank$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.nuclear_norm$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.numerical_rank$",  # Raises
+    r"^lowrank\.metrics\.spectral_norm$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.spectrum_summary$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.stable_rank$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.metrics\.storage_noise_level$",  # Raises
+    # lowrank/plot.py
+    r"^lowrank\.plot\.curve_colors$",  # Parameters, Raises, Returns
+    r"^lowrank\.plot\.plot_curves$",  # Examples
+    r"^lowrank\.plot\.plot_heatmap$",  # Examples
+    r"^lowrank\.plot\.plot_report$",  # Examples, Parameters, Returns
+    r"^lowrank\.plot\.plot_spectra$",  # Examples
+    r"^lowrank\.plot\.save_figure$",  # Examples, Parameters
+    # lowrank/svd/__init__.py
+    r"^lowrank\.svd\.auto_method$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.svd\.default_block_size$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.svd\.default_tol$",  # Examples, Parameters, Raises, Returns
+    r"^lowrank\.svd\.fix_signs$",  # Examples, Parameters, Raises, Returns
+    # lowrank/svd/_values.py
+    r"^lowrank\.svd\.singular_values$",  # Raises
+    # lowrank/testing/assertions.py
+    r"^lowrank\.testing\.assert_orthonormal$",  # Parameters, Raises
+    r"^lowrank\.testing\.assert_singular_values_close$",  # Parameters, Raises
+    # lowrank/testing/cases.py
+    r"^lowrank\.testing\.cases\.haar_orthonormal$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.cases\.householder_orthonormal$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.cases\.random_lora_factors$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.cases\.weight_like_matrix$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.matrix_with_spectrum$",  # Raises
+    # lowrank/testing/profiles.py
+    r"^lowrank\.testing\.load_profile$",  # Parameters, Returns
+    # lowrank/testing/strategies.py
+    r"^lowrank\.testing\.lora_factors$",  # Raises, Returns
+    r"^lowrank\.testing\.low_rank_plus_noise$",  # Raises, Returns
+    r"^lowrank\.testing\.matrix_shapes$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.orthonormal_matrices$",  # Raises, Returns
+    r"^lowrank\.testing\.spectra$",  # Raises
+    r"^lowrank\.testing\.svd_dtypes$",  # Raises, Returns
+    r"^lowrank\.testing\.weight_like_matrices$",  # Raises, Returns
+    # lowrank/testing/tolerances.py
+    r"^lowrank\.testing\.tolerances\.backward_error_tolerance$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.coarsest_eps$",  # Returns
+    r"^lowrank\.testing\.tolerances\.gram_atol$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.lapack_deflation_tolerance$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.norm_multiplier$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.norm_tolerance$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.power_scheme_factor$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.subspace_tolerance$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.svd_tolerance$",  # Parameters, Raises, Returns
+    r"^lowrank\.testing\.tolerances\.tolerance_for$",  # Parameters, Raises, Returns
+}
+# END SECTIONS_EXCLUDE
+
+# Markup that does not render (docutils errors, references that resolve nowhere) in
+# docstrings owned elsewhere, by object: its messages are dropped until the owner fixes it.
+# Nothing else can be excluded: a new markup error anywhere fails the build.
+# BEGIN KNOWN_MARKUP_FAILURES
+KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
+    # lowrank/_numerics.py
+    "lowrank._numerics.tolerance": ["a summary line's reference"],
+    # lowrank/adapter/lora_linear.py
+    "lowrank.adapter.lora_linear": ["malformed table"],
+    # lowrank/adapter/nn/base.py
+    "lowrank.adapter.nn.base.Layer": [
+        "unresolved _add_parameter",
+        "unresolved _backward",
+        "unresolved _forward",
+    ],
+    # lowrank/adapter/nn/network.py
+    "lowrank.adapter.nn.network": ["unresolved Network._backward"],
+    # lowrank/analysis/_executors.py
+    "lowrank.analysis._executors.thread_executor": ["unresolved BLASLimitedThreadPool.shutdown"],
+    # lowrank/approx.py
+    "lowrank.approx.OptimalityComparison": ["unresolved lowrank._numerics.tolerance"],
+    # lowrank/io/_safetensors.py
+    "lowrank.io._safetensors.read_safetensors_metadata": ["unresolved list_safetensors"],
+    # lowrank/lora/__init__.py
+    "lowrank.lora": [
+        "block quote ends without a blank line; unexpected ",
+        "unexpected indentation",
+    ],
+    # lowrank/lora/conventions.py
+    "lowrank.lora.conventions": ["unresolved lowrank._scaling"],
+    # lowrank/lora/convert.py
+    "lowrank.lora.convert.factored_svd": ["unresolved lowrank._numerics.tolerance"],
+    # lowrank/lora/init.py
+    "lowrank.lora.init": ["malformed table", "unresolved lowrank._dtypes"],
+    # lowrank/svd/__init__.py
+    "lowrank.svd.default_block_size": ["unresolved lowrank.svd._krylov.default_block_size"],
+    "lowrank.svd.fix_signs": ["unresolved lowrank.svd._result.fix_signs"],
+    "lowrank.svd.truncated_svd": ["malformed table"],
+    # lowrank/svd/_krylov.py
+    "lowrank.svd._krylov.default_block_size": ["a summary line's reference"],
+    # lowrank/testing/assertions.py
+    "lowrank.testing.assertions": ["malformed table"],
+    "lowrank.testing.assertions.assert_near_optimal": [
+        "unresolved lowrank.testing.cases.MatrixWithSpectrum.S"
+    ],
+    # lowrank/testing/tolerances.py
+    "lowrank.testing.tolerances": ["unresolved lowrank._numerics.tolerance"],
+    "lowrank.testing.tolerances.tolerance_for": ["unresolved lowrank._numerics.tolerance"],
+}
+# END KNOWN_MARKUP_FAILURES
+
+
+class _KnownFailures(logging_std.Filter):
+    """Drop the warnings located in the docstrings of KNOWN_MARKUP_FAILURES."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        location = getattr(record, "location", None)
+        if isinstance(location, nodes.Node):
+            location = get_node_location(location)
+        elif isinstance(location, tuple):
+            location = ":".join(map(str, location))
+        where = f"{location or ''} {record.getMessage()}"
+        return not any(
+            re.search(
+                rf"docstring of {re.escape(name)}:|target not found: {re.escape(name)}(\s|$)", where
+            )
+            for name in KNOWN_MARKUP_FAILURES
+        )
+
+
+def _where(obj: Any) -> str | None:
+    """``file:line`` of ``obj``'s definition, for a warning's location."""
+    try:
+        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
+    except (TypeError, OSError):
+        return None
+
+
+def _excluded(name: str, patterns: set[str]) -> bool:
+    return any(re.search(p, name) for p in patterns)
+
+
+def _check_sections(app: Any, what: str, name: str, obj: Any, options: Any, lines: Any) -> None:
+    """Warn (a build error) when a public function lacks one of its sections."""
+    if what != "function" or _excluded(name, SECTIONS_EXCLUDE):
+        return
+    doc = FunctionDoc(obj, config={})
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return
+    params = [
+        p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    returns = signature.return_annotation not in (None, "None")  # assertions return None
+    wanted = {"Returns": returns, "Parameters": bool(params), "Raises": bool(params)}
+    wanted["Examples"] = True
+    missing = [
+        sec
+        for sec, need in wanted.items()
+        if need and not doc[sec] and not (sec == "Returns" and doc["Yields"])
+    ]
+    if missing:
+        logger.warning(
+            "[sections] %s has no %s section", name, ", ".join(missing), location=_where(obj)
+        )
+
+
+def _check_fields(app: Any, what: str, name: str, obj: Any, options: Any, lines: Any) -> None:
+    """Warn when a dataclass field is documented under neither Attributes nor Parameters."""
+    if what not in ("class", "exception") or not dataclasses.is_dataclass(obj):
+        return
+    if _excluded(name, numpydoc_validation_exclude):
+        return
+    doc = ClassDoc(obj, config={"show_class_members": False})
+    documented = {
+        n.strip() for item in (*doc["Attributes"], *doc["Parameters"]) for n in item.name.split(",")
+    }
+    fields = [f.name for f in dataclasses.fields(obj) if not f.name.startswith("_")]
+    missing = [f for f in fields if f not in documented]
+    if missing:
+        logger.warning(
+            "[fields] %s: fields %s documented under neither Attributes nor Parameters",
+            name,
+            ", ".join(missing),
+            location=_where(obj),
+        )
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("apimodule", ApiModule)
+    for handler in logging_std.getLogger("sphinx").handlers:
+        handler.filters.insert(0, _KnownFailures())  # before the filter that counts warnings
+    app.connect("missing-reference", _resolve_reexport)
+    app.connect("autodoc-process-docstring", _check_sections, priority=400)
+    app.connect("autodoc-process-docstring", _check_fields, priority=400)
+    return {"parallel_read_safe": True}
