@@ -219,15 +219,6 @@ numpydoc_validation_exclude: set[str] = {
     r"^lowrank\.lora\.anchored_patterns$",  # PR01, RT01
     # lowrank/lora/extraction.py
     r"^lowrank\.lora\.extract$",  # PR01
-    # lowrank/metrics.py
-    r"^lowrank\.metrics\.SpectrumAnalysis$",  # PR01
-    r"^lowrank\.metrics\.SpectrumSummary$",  # PR01, fields
-    r"^lowrank\.metrics\.condition_number$",  # PR01, RT01
-    r"^lowrank\.metrics\.entropy_effective_rank$",  # PR01, RT01
-    r"^lowrank\.metrics\.nuclear_norm$",  # PR01, RT01
-    r"^lowrank\.metrics\.spectral_norm$",  # PR01, RT01
-    r"^lowrank\.metrics\.spectrum_summary$",  # PR01, RT01
-    r"^lowrank\.metrics\.stable_rank$",  # PR01, RT01
     # lowrank/plot.py
     r"^lowrank\.plot\.curve_colors$",  # PR01, RT01
     r"^lowrank\.plot\.plot_report$",  # PR01, RT01
@@ -525,15 +516,6 @@ SECTIONS_EXCLUDE: set[str] = {
     r"^lowrank\.io\.save_peft_adapter$",  # Examples
     # lowrank/lora/config.py
     r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
-    # lowrank/metrics.py
-    r"^lowrank\.metrics\.condition_number$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.entropy_effective_rank$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.nuclear_norm$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.numerical_rank$",  # Raises
-    r"^lowrank\.metrics\.spectral_norm$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.spectrum_summary$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.stable_rank$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.metrics\.storage_noise_level$",  # Raises
     # lowrank/plot.py
     r"^lowrank\.plot\.curve_colors$",  # Parameters, Raises, Returns
     r"^lowrank\.plot\.plot_curves$",  # Examples

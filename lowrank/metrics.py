@@ -42,8 +42,29 @@ __all__ = [
 
 
 def spectral_norm(singular_values: ArrayLike) -> float:
-    r""":math:`\|A\|_2 = \sigma_1` (0 for an empty spectrum).
+    r"""The spectral norm :math:`\|A\|_2 = \sigma_1` (0 for an empty spectrum).
 
+    Parameters
+    ----------
+    singular_values : array_like, shape (k,)
+        Singular values of ``A`` (any order; sorted descending here).
+
+    Returns
+    -------
+    float
+        The largest singular value.
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D.
+    InputError
+        If a value is negative, or the values are complex.
+    NonFiniteError
+        If a value is NaN or infinite.
+
+    Examples
+    --------
     >>> spectral_norm([1.0, 5.0])
     5.0
     """
@@ -52,8 +73,29 @@ def spectral_norm(singular_values: ArrayLike) -> float:
 
 
 def nuclear_norm(singular_values: ArrayLike) -> float:
-    r""":math:`\|A\|_* = \sum_i \sigma_i`, summed smallest first.
+    r"""The nuclear norm :math:`\|A\|_* = \sum_i \sigma_i`, summed smallest first.
 
+    Parameters
+    ----------
+    singular_values : array_like, shape (k,)
+        Singular values of ``A`` (any order; sorted descending here).
+
+    Returns
+    -------
+    float
+        The sum of the singular values (0 for an empty spectrum).
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D.
+    InputError
+        If a value is negative, or the values are complex.
+    NonFiniteError
+        If a value is NaN or infinite.
+
+    Examples
+    --------
     >>> nuclear_norm([1.0, 5.0])
     6.0
     """
@@ -66,6 +108,28 @@ def stable_rank(singular_values: ArrayLike) -> float:
 
     It never exceeds the rank and, unlike it, does not jump under small perturbations.
 
+    Parameters
+    ----------
+    singular_values : array_like, shape (k,)
+        Singular values of ``A`` (any order; sorted descending here).
+
+    Returns
+    -------
+    float
+        :math:`\sum_i \sigma_i^2/\sigma_1^2`, between 1 and the rank (0 for the zero matrix
+        or an empty spectrum).
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D.
+    InputError
+        If a value is negative, or the values are complex.
+    NonFiniteError
+        If a value is NaN or infinite.
+
+    Examples
+    --------
     >>> stable_rank([2.0, 2.0, 0.0])
     2.0
     """
@@ -84,11 +148,32 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     for ``r`` equal non-zero singular values, and is 0 for the zero matrix (by convention).
     Note the normalisation by the *sum* of singular values (not of their squares).
 
+    Parameters
+    ----------
+    singular_values : array_like, shape (k,)
+        Singular values of ``A`` (any order; sorted descending here).
+
+    Returns
+    -------
+    float
+        The effective rank, between 1 and the rank (0 for the zero matrix).
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D.
+    InputError
+        If a value is negative, or the values are complex.
+    NonFiniteError
+        If a value is NaN or infinite.
+
     References
     ----------
     .. [1] O. Roy and M. Vetterli, "The effective rank: a measure of effective
        dimensionality", EUSIPCO 2007.
 
+    Examples
+    --------
     >>> round(entropy_effective_rank([1.0, 1.0, 1.0, 0.0]), 12)
     3.0
     """
@@ -102,8 +187,29 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
 
 
 def condition_number(singular_values: ArrayLike) -> float:
-    r""":math:`\kappa_2 = \sigma_1/\sigma_{\min}` over the whole spectrum (``inf`` if singular).
+    r"""The condition number :math:`\kappa_2 = \sigma_1/\sigma_{\min}` of the whole spectrum.
 
+    Parameters
+    ----------
+    singular_values : array_like, shape (k,)
+        All singular values of ``A`` (any order; sorted descending here).
+
+    Returns
+    -------
+    float
+        :math:`\sigma_1/\sigma_{\min}`; ``inf`` if the smallest value is 0.
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D.
+    InputError
+        If a value is negative, the values are complex, or there are none.
+    NonFiniteError
+        If a value is NaN or infinite.
+
+    Examples
+    --------
     >>> condition_number([4.0, 2.0])
     2.0
     """
@@ -135,6 +241,8 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
     Returns
     -------
     float
+        The noise level
+
         .. math::
 
             L = \Bigl(\frac{1}{\sqrt m} + \frac{1}{\sqrt n}\Bigr)\,\nu, \qquad
@@ -144,6 +252,15 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
         :math:`2^{-8}`, float16 :math:`2^{-11}`, float32 :math:`2^{-24}`, integers 0),
         :math:`\Delta` the spacing of the subnormal numbers (float16 :math:`2^{-24}`,
         bfloat16 :math:`2^{-133}`) and :math:`p` = 2 for complex, 1 for real formats.
+
+    Raises
+    ------
+    ShapeError
+        If ``shape`` is not a pair of non-negative integers.
+    InputError
+        If ``norm_fro`` is negative or not a finite number.
+    DTypeError
+        If ``storage_dtype`` is not a numeric dtype.
 
     Notes
     -----
@@ -216,6 +333,18 @@ def numerical_rank(
         :math:`\#\{\sigma_i > \tau\}` with, by default, NumPy's
         :math:`\tau = \sigma_1 \max(m, n)\,\varepsilon` (the rule of
         :func:`numpy.linalg.matrix_rank` and MATLAB).
+
+    Raises
+    ------
+    ShapeError
+        If ``singular_values`` is not 1-D, holds more than ``min(shape)`` values, or
+        ``shape`` is not a pair of non-negative integers.
+    InputError
+        If a value is negative or complex, or ``tol`` is negative or not a number.
+    NonFiniteError
+        If a singular value is NaN or infinite.
+    DTypeError
+        If ``dtype`` or ``storage_dtype`` is not a numeric dtype.
 
     Notes
     -----
@@ -361,7 +490,31 @@ def _check_shape(shape: object) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class SpectrumSummary:
-    """Every metric of :mod:`lowrank.metrics` for one matrix."""
+    """Every metric of :mod:`lowrank.metrics` for one matrix.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(m, n)``.
+    dtype : str
+        The dtype of the matrix given.
+    norm_fro : float
+        :math:`\|A\|_F`.
+    spectral_norm : float
+        :func:`spectral_norm`.
+    nuclear_norm : float
+        :func:`nuclear_norm`.
+    stable_rank : float
+        :func:`stable_rank`.
+    entropy_effective_rank : float
+        :func:`entropy_effective_rank`.
+    numerical_rank : int
+        :func:`numerical_rank` with NumPy's threshold.
+    numerical_rank_storage : int
+        :func:`numerical_rank` with the threshold of the storage dtype's rounding noise.
+    condition_number : float
+        :func:`condition_number`.
+    """
 
     shape: tuple[int, int]
     dtype: str
@@ -376,7 +529,15 @@ class SpectrumSummary:
 
 
 class SpectrumAnalysis(NamedTuple):
-    """The result of :func:`spectrum_summary`: the metrics and the singular values."""
+    """The result of :func:`spectrum_summary`: the metrics and the singular values.
+
+    Attributes
+    ----------
+    summary : SpectrumSummary
+        All metrics of the matrix.
+    singular_values : ndarray of float64, shape (min(m, n),)
+        Its singular values, descending.
+    """
 
     summary: SpectrumSummary
     """All metrics of the matrix."""
@@ -385,12 +546,32 @@ class SpectrumAnalysis(NamedTuple):
 
 
 def spectrum_summary(A: ArrayLike, *, storage_dtype: Any = None) -> SpectrumAnalysis:
-    """All metrics of ``A`` and its singular values (float64, descending), as a
-    :class:`SpectrumAnalysis` ``(summary, singular_values)``.
+    """All metrics of ``A`` and its singular values (float64, descending).
 
-    ``storage_dtype`` defaults to the dtype of ``A`` itself (so a bfloat16 array gets the
-    bfloat16 noise level in ``numerical_rank_storage``).
+    Parameters
+    ----------
+    A : array_like, shape (m, n)
+        The matrix.
+    storage_dtype : dtype, optional
+        The format ``A``'s entries were rounded to, for ``numerical_rank_storage``. Defaults
+        to the dtype of ``A`` itself (so a bfloat16 array gets the bfloat16 noise level).
 
+    Returns
+    -------
+    SpectrumAnalysis
+        ``(summary, singular_values)``: a :class:`SpectrumSummary` and the singular values.
+
+    Raises
+    ------
+    ShapeError
+        If ``A`` is not a non-empty 2-D matrix.
+    DTypeError
+        If ``A`` or ``storage_dtype`` has no numeric dtype.
+    NonFiniteError
+        If ``A`` has a NaN or infinite entry.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> result = spectrum_summary(np.diag([2.0, 1.0]))
     >>> result.summary.stable_rank, result.summary.condition_number
