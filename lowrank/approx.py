@@ -130,6 +130,20 @@ def best_approximation(
     Returns
     -------
     TruncatedSVDResult
+        ``U, S, Vh`` with ``U @ diag(S) @ Vh`` the approximation.
+
+    Raises
+    ------
+    ShapeError
+        If ``A`` is not a non-empty 2-D matrix.
+    DTypeError
+        If ``A`` has no numeric dtype.
+    NonFiniteError
+        If ``A`` has a NaN or infinite entry.
+    RankError
+        If ``rank`` is out of range.
+    InputError
+        If ``method`` or ``rng`` is not valid.
 
     Examples
     --------
@@ -222,12 +236,36 @@ def residual_norm(
     Returns
     -------
     float
+        :math:`\|A - X\|` in the norm chosen.
+
+    Raises
+    ------
+    ShapeError
+        If ``A`` is not a non-empty 2-D matrix, or the candidate's shape (or its factors'
+        product's) is not that of ``A``.
+    DTypeError
+        If ``A`` or the candidate has no numeric dtype.
+    NonFiniteError
+        If ``A`` or the candidate has a NaN or infinite entry.
+    InputError
+        If ``norm`` is unknown, or ``p``/``k`` is missing or invalid for it.
 
     Notes
     -----
     The Frobenius norm is accumulated block of rows by block of rows, so the m×n residual
     is never held whole. The other norms need its singular values, so the residual is
     formed in float64 and its values computed by LAPACK: :math:`O(mn)` memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank import residual_norm
+    >>> A = np.diag([3.0, 2.0, 1.0])
+    >>> L, R = np.array([[3.0], [0.0], [0.0]]), np.array([[1.0, 0.0, 0.0]])
+    >>> round(residual_norm(A, (L, R)), 10)  # sqrt(2**2 + 1**2)
+    2.2360679775
+    >>> residual_norm(A, (L, R), norm="spectral")
+    2.0
     """
     a = as_matrix(A)
     exponent, kk = check_norm(norm, p, k)
@@ -260,7 +298,10 @@ class OptimalityComparison:
         ``candidate_error / optimal_error`` (1.0 when both are zero to rounding, ``inf`` when
         only the optimum is). Never below 1 beyond rounding.
     tolerance : float
-        Absolute rounding tolerance of the two errors (see :func:`lowrank._numerics.tolerance`).
+        Absolute rounding tolerance of the two errors, :math:`16\,\varepsilon\sqrt{\max(m, n)}
+        \,s` with :math:`\varepsilon` the machine epsilon of ``A``'s dtype and :math:`s` the
+        norm's scale (:math:`\sigma_1`, times :math:`\sqrt{\min(m, n)}` but for the spectral
+        norm).
     """
 
     rank: int
@@ -297,6 +338,21 @@ def compare_to_optimal(
     Returns
     -------
     OptimalityComparison
+        The two errors, their ratio and the rounding tolerance.
+
+    Raises
+    ------
+    ShapeError
+        If ``A`` is not a non-empty 2-D matrix, or the candidate's shape (or its factors'
+        product's) is not that of ``A``.
+    DTypeError
+        If ``A`` or the candidate has no numeric dtype.
+    NonFiniteError
+        If ``A`` or the candidate has a NaN or infinite entry.
+    RankError
+        If ``rank`` is out of range.
+    InputError
+        If ``norm`` is unknown, or ``p``/``k`` is missing or invalid for it.
 
     Examples
     --------

@@ -490,7 +490,7 @@ def _check_shape(shape: object) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class SpectrumSummary:
-    """Every metric of :mod:`lowrank.metrics` for one matrix.
+    r"""Every metric of :mod:`lowrank.metrics` for one matrix.
 
     Attributes
     ----------
