@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from lowrank._patterns import pattern_key
+from lowrank._scaling import scaling_of
 from lowrank._typing import Array
 from lowrank._validation import check_bool, check_path, check_str
 from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
@@ -300,8 +301,7 @@ def _resolve(config: Mapping[str, Any], name: str) -> tuple[int, float, float]:
     ak = pattern_key(alphas, name)
     rank = int(config["r"] if rk is None else ranks[rk])
     alpha = float(config["lora_alpha"] if ak is None else alphas[ak])
-    root = math.sqrt(rank) if config.get("use_rslora", False) else rank
-    return rank, alpha, alpha / root
+    return rank, alpha, scaling_of(alpha, rank, bool(config.get("use_rslora", False)))
 
 
 def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:

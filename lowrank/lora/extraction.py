@@ -36,19 +36,16 @@ from numpy.typing import DTypeLike
 
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
-from lowrank._validation import normalize_rng
+from lowrank._validation import check_bool, normalize_rng
 from lowrank.curves import select_rank
 from lowrank.errors import DTypeError, InputError, RankError, ShapeError
-from lowrank.lora._common import (
-    check_alpha,
-    check_bool,
-    check_lora_rank,
-    check_positive_rank,
-    lora_scaling,
-    split_triplets,
-    weight_view,
-)
+from lowrank.lora._weights import weight_view
 from lowrank.lora.config import LoRAConfig, anchored_patterns
+from lowrank.lora.conventions import _check_lora_rank as check_lora_rank
+from lowrank.lora.conventions import _check_positive_rank as check_positive_rank
+from lowrank.lora.conventions import _resolve_alpha as check_alpha
+from lowrank.lora.conventions import _split_triplets as split_triplets
+from lowrank.lora.conventions import lora_scaling
 from lowrank.svd import RandomizedOptions, TruncatedSVDResult, svd_of, svd_options
 
 __all__ = ["ExtractedAdapter", "Extraction", "extract", "extract_many"]
