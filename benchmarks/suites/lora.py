@@ -2,13 +2,13 @@
 
 A training step of a LoRA layer (``lowrank.adapter.LoRALinear``, base weight frozen,
 factors trainable) against the same step of a fully trained dense layer
-(``lowrank.adapter.Linear``), and against the two written out by hand in NumPy (what a
+(``lowrank.adapter.nn.Linear``), and against the two written out by hand in NumPy (what a
 user would do without the package). Tokens x features in float32, as in fine-tuning.
 
 Issue 6's target case comes first: forward + backward of a 4096 x 4096 layer, r = 16, a
 batch of 512 tokens, in at most 0.75x the time of the dense layer trained in full, with
 optimizer state proportional to r (in + out). For that case the suite also times the whole
-training step with the AdamW update (``lowrank.adapter.AdamW``, and AdamW written out in
+training step with the AdamW update (``lowrank.adapter.nn.AdamW``, and AdamW written out in
 NumPy with in-place updates), split into forward, backward and update. For every shape it
 records the bytes of the optimizers' state after one step (AdamW: two slots per trained
 scalar; SGD with momentum: one).
@@ -55,11 +55,11 @@ TRAIN_PAIRS = (("dense_adamw", "lora_adamw"), ("numpy_dense_adamw", "numpy_lora_
 # Rounds on the first (cheap: under a second per step) shape; the others use --repeat (3).
 FIRST_SHAPE_ROUNDS = 7
 DESCRIPTIONS = {
-    "dense": "lowrank.adapter.Linear (weight and bias trained): forward + backward",
+    "dense": "lowrank.adapter.nn.Linear (weight and bias trained): forward + backward",
     "lora": "lowrank.adapter.LoRALinear (base frozen, lora_A/lora_B trained): forward + backward",
     "numpy_dense": "the dense step written out in NumPy: y = x W^T + b; dW, db, dx",
     "numpy_lora": "the LoRA step written out in NumPy: y = x W^T + s (x A^T) B^T; dA, dB, dx",
-    "dense_adamw": "`dense`, then lowrank.adapter.AdamW.step(layer.trainable_parameters(), "
+    "dense_adamw": "`dense`, then lowrank.adapter.nn.AdamW.step(layer.trainable_parameters(), "
     "layer.gradients())",
     "lora_adamw": "`lora`, then the same AdamW step (on lora_A and lora_B only)",
     "numpy_dense_adamw": "`numpy_dense`, then AdamW written out in NumPy (in-place ufuncs "
@@ -97,7 +97,7 @@ def _reference(d: dict[str, np.ndarray], method: str, r: int) -> tuple[np.ndarra
 
 
 class _NumpyAdamW:
-    """AdamW as ``torch.optim.AdamW`` (and ``lowrank.adapter.AdamW``) computes it, written
+    """AdamW as ``torch.optim.AdamW`` (and ``lowrank.adapter.nn.AdamW``) computes it, written
     out with in-place ufuncs: state ``exp_avg``, ``exp_avg_sq`` per parameter, plus one
     scratch array per parameter (a work buffer, not state: it is not counted)."""
 
@@ -576,7 +576,7 @@ class LoraSuite(Suite):
                 md_table(train_head, train_rows),
                 "",
                 "### Optimizer state after one step\n",
-                "Bytes of the state arrays of `lowrank.adapter.AdamW` (`exp_avg`, "
+                "Bytes of the state arrays of `lowrank.adapter.nn.AdamW` (`exp_avg`, "
                 f"`exp_avg_sq`) and `SGD(momentum={SGD_MOMENTUM})` (`momentum_buffer`) after "
                 "one step on the layer's gradients; expected = slots × 4 B × trained scalars "
                 "(dense: in·out + out, weight and bias; LoRA: r·(in + out), the base frozen).\n",
