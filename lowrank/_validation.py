@@ -21,6 +21,7 @@ from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank.errors import DTypeError, InputError, NonFiniteError, RankError, ShapeError
 
 __all__ = [
+    "as_array",
     "as_dtype",
     "as_matrix",
     "as_storage_dtype",
@@ -48,7 +49,9 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _asarray(value: ArrayLike, name: str) -> Array:
+def as_array(value: ArrayLike, *, name: str) -> Array:
+    """``value`` as an ndarray (no copy for one), or an :class:`~lowrank.errors.InputError`
+    naming ``name`` when NumPy cannot read it (ragged nested lists and the like)."""
     if isinstance(value, np.ndarray):
         return value
     try:
@@ -91,7 +94,7 @@ def as_matrix(
     NonFiniteError
         ``A`` holds NaN or infinity (when ``check_finite``).
     """
-    arr = _asarray(A, name)
+    arr = as_array(A, name=name)
     if arr.ndim != 2:
         raise ShapeError(f"{name} must be a 2-D matrix; got ndim={arr.ndim} with shape {arr.shape}")
     return _finish(arr, name=name, allow_empty=allow_empty, check_finite=check_finite)
@@ -113,7 +116,7 @@ def as_vector(
     x: ArrayLike, *, name: str, allow_empty: bool = True, check_finite: bool = True
 ) -> Array:
     """Return ``x`` as a 1-D array in its compute dtype (see :func:`as_matrix`)."""
-    arr = _asarray(x, name)
+    arr = as_array(x, name=name)
     if arr.ndim != 1:
         raise ShapeError(f"{name} must be 1-D; got ndim={arr.ndim} with shape {arr.shape}")
     return _finish(arr, name=name, allow_empty=allow_empty, check_finite=check_finite)

@@ -14,6 +14,7 @@ import numpy as np
 from lowrank._dtypes import layer_dtype
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
+    as_array,
     as_matrix,
     as_vector,
     check_finite_array,
@@ -33,16 +34,9 @@ __all__ = [
 
 
 def check_finite(arr: Array, *, name: str) -> None:
-    """Raise :class:`~lowrank.errors.NonFiniteError` if ``arr`` holds NaN or infinity.
-
-    ``min`` and ``max`` propagate NaN and expose ±inf without allocating anything, where
-    ``isfinite(arr).all()`` would allocate a boolean array of the full size (16 MiB for a
-    4096 × 4096 weight) on every call; the count for the message is taken only on failure.
-    """
-    if arr.dtype.kind in "fc" and arr.size:
-        lo, hi = arr.min(), arr.max()
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            check_finite_array(arr, name=name)
+    """Raise :class:`~lowrank.errors.NonFiniteError` if ``arr`` holds NaN or infinity (the
+    shared check, :func:`lowrank._validation.check_finite_array`: no full-size temporary)."""
+    check_finite_array(arr, name=name)
 
 
 def check_weight(weight: ArrayLike, *, name: str = "weight", copy: bool = True) -> Array:
@@ -114,13 +108,7 @@ def as_float_array(x: ArrayLike, *, name: str, dtype: np.dtype[Any] | None) -> A
     Integers are converted; a float array of another precision raises rather than being
     silently rounded (a float64 reference run fed to a float32 layer is usually a bug).
     """
-    if isinstance(x, np.ndarray):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"{name} could not be read as an array: {exc}") from None
+    arr = as_array(x, name=name)
     target = compute_dtype(arr.dtype, name=name)
     if target.kind != "f":
         raise DTypeError(f"{name} must have a real dtype; got {arr.dtype.name}")

@@ -12,8 +12,7 @@ import numpy as np
 
 from lowrank._dtypes import lora_storage_dtype
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_bool
-from lowrank.errors import InputError
+from lowrank._validation import as_array, as_matrix, check_bool
 
 __all__ = ["WeightView", "storage_dtype", "weight_view"]
 
@@ -57,15 +56,6 @@ class WeightView:
         return np.ascontiguousarray(y.astype(self.storage, copy=False))
 
 
-def _raw(W: ArrayLike, name: str) -> Array:
-    if isinstance(W, np.ndarray):
-        return W
-    try:
-        return np.asarray(W)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{name} could not be read as an array: {exc}") from None
-
-
 def weight_view(W: ArrayLike, *, name: str = "W", fan_in_fan_out: bool = False) -> WeightView:
     """Validate ``W`` (2-D, non-empty, finite, a supported dtype) and lay it out ``(out, in)``.
 
@@ -75,7 +65,7 @@ def weight_view(W: ArrayLike, *, name: str = "W", fan_in_fan_out: bool = False) 
         From :func:`lowrank._validation.as_matrix` and :func:`storage_dtype`.
     """
     check_bool(fan_in_fan_out, name="fan_in_fan_out")
-    raw = _raw(W, name)
+    raw = as_array(W, name=name)
     storage = storage_dtype(raw.dtype, name=name)
     matrix = as_matrix(raw, name=name)
     return WeightView(matrix.T if fan_in_fan_out else matrix, storage, fan_in_fan_out)
