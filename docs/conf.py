@@ -219,10 +219,6 @@ numpydoc_validation_exclude: set[str] = {
     r"^lowrank\.lora\.anchored_patterns$",  # PR01, RT01
     # lowrank/lora/extraction.py
     r"^lowrank\.lora\.extract$",  # PR01
-    # lowrank/plot.py
-    r"^lowrank\.plot\.curve_colors$",  # PR01, RT01
-    r"^lowrank\.plot\.plot_report$",  # PR01, RT01
-    r"^lowrank\.plot\.save_figure$",  # PR01
     # lowrank/svd/__init__.py
     r"^lowrank\.svd\.auto_method$",  # PR01, RT01
     r"^lowrank\.svd\.default_block_size$",  # PR01, RT01
@@ -490,10 +486,6 @@ SECTIONS_EXCLUDE: set[str] = {
     # lowrank/analysis/_run.py
     r"^lowrank\.analysis\.analyze$",  # Parameters
     r"^lowrank\.analysis\.start_analysis$",  # Examples
-    # lowrank/approx.py
-    r"^lowrank\.approx\.best_approximation$",  # Raises
-    r"^lowrank\.approx\.compare_to_optimal$",  # Raises
-    r"^lowrank\.approx\.residual_norm$",  # Examples, Raises
     # lowrank/examples.py
     r"^lowrank\.examples\.default_cache_dir$",  # Examples, Returns
     r"^lowrank\.examples\.fetch_example$",  # Examples, Parameters, Returns
@@ -516,13 +508,6 @@ SECTIONS_EXCLUDE: set[str] = {
     r"^lowrank\.io\.save_peft_adapter$",  # Examples
     # lowrank/lora/config.py
     r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
-    # lowrank/plot.py
-    r"^lowrank\.plot\.curve_colors$",  # Parameters, Raises, Returns
-    r"^lowrank\.plot\.plot_curves$",  # Examples
-    r"^lowrank\.plot\.plot_heatmap$",  # Examples
-    r"^lowrank\.plot\.plot_report$",  # Examples, Parameters, Returns
-    r"^lowrank\.plot\.plot_spectra$",  # Examples
-    r"^lowrank\.plot\.save_figure$",  # Examples, Parameters
     # lowrank/svd/__init__.py
     r"^lowrank\.svd\.auto_method$",  # Examples, Parameters, Raises, Returns
     r"^lowrank\.svd\.default_block_size$",  # Examples, Parameters, Raises, Returns
@@ -582,8 +567,6 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     "lowrank.adapter.nn.network": ["unresolved Network._backward"],
     # lowrank/analysis/_executors.py
     "lowrank.analysis._executors.thread_executor": ["unresolved BLASLimitedThreadPool.shutdown"],
-    # lowrank/approx.py
-    "lowrank.approx.OptimalityComparison": ["unresolved lowrank._numerics.tolerance"],
     # lowrank/io/_safetensors.py
     "lowrank.io._safetensors.read_safetensors_metadata": ["unresolved list_safetensors"],
     # lowrank/lora/__init__.py

@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 PlotKind: TypeAlias = Literal["curves", "spectra", "heatmap"]
+"""The names of the figures: ``"curves"``, ``"spectra"`` or ``"heatmap"``."""
 PLOT_KINDS: tuple[PlotKind, ...] = ("curves", "spectra", "heatmap")
 """The figures :func:`plot_report` draws."""
 
@@ -114,6 +115,21 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
 
 def curve_colors(count: int) -> Array:
     """``count`` distinct RGBA colours: ``tab10``/``tab20`` when they suffice, else ``turbo``.
+
+    Parameters
+    ----------
+    count : int
+        How many colours, ``>= 0``.
+
+    Returns
+    -------
+    ndarray, shape (count, 4)
+        RGBA rows in [0, 1].
+
+    Raises
+    ------
+    InputError
+        ``count`` is not a non-negative integer.
 
     Examples
     --------
@@ -182,6 +198,21 @@ def plot_curves(
     -----
     The curve is :math:`e_r = (\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F` (Eckart–Young–Mirsky) on a
     log y axis; the exact zero at full rank cannot be drawn on it and is left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_curves
+    >>> rng = np.random.default_rng(0)
+    >>> results = [
+    ...     analyze_matrix(rng.standard_normal((48, 48)) * decay ** np.arange(48), name=name)
+    ...     for name, decay in [("fast", 0.8), ("slow", 0.97), ("flat", 1.0)]
+    ... ]
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_curves(results, ax=ax) is fig
+    True
     """
     from lowrank.curves import rank_error_curve
 
@@ -241,6 +272,21 @@ def plot_spectra(
     -----
     Zero singular values cannot be drawn on a log axis and are left out. A power-law
     tail :math:`\sigma_i \propto i^{-a}` shows as a straight line of slope :math:`-a`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_spectra
+    >>> rng = np.random.default_rng(0)
+    >>> results = [
+    ...     analyze_matrix(rng.standard_normal((48, 48)) * decay ** np.arange(48), name=name)
+    ...     for name, decay in [("fast", 0.8), ("slow", 0.97), ("flat", 1.0)]
+    ... ]
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_spectra(results, ax=ax) is fig
+    True
     """
     items = _results(data, names)
     normalize = check_bool(normalize, name="normalize")
@@ -299,6 +345,25 @@ def plot_heatmap(
     InputError
         Nothing to plot, no name with a layer index, an energy that was not analysed, or an
         unknown colormap.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_heatmap
+    >>> rng = np.random.default_rng(0)
+    >>> results = [
+    ...     analyze_matrix(
+    ...         rng.standard_normal((32, 32)) * (0.6 + 0.1 * layer) ** np.arange(32),
+    ...         name=f"encoder.layer.{layer}.attention.{module}.weight",
+    ...     )
+    ...     for layer in range(4)
+    ...     for module in ("query", "key", "value")
+    ... ]
+    >>> fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+    >>> plot_heatmap(results, energy=0.9, ax=ax) is fig
+    True
     """
     from matplotlib import colormaps
 
@@ -344,12 +409,35 @@ def plot_heatmap(
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> None:
     """Save ``fig`` atomically as PNG, SVG or PDF, chosen by the suffix of ``path``.
 
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or os.PathLike
+        The file to write, ending in ``.png``, ``.svg`` or ``.pdf``; replaced atomically if
+        it exists.
+    dpi : int, default 150
+        Resolution of a PNG.
+
     Raises
     ------
     InputError
-        The suffix is not ``.png``, ``.svg`` or ``.pdf``, or ``dpi`` is not positive.
+        ``fig`` is not a Figure, the suffix is not ``.png``, ``.svg`` or ``.pdf``, or ``dpi``
+        is not positive.
     MissingFileError
         The directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure()
+    >>> _ = fig.add_subplot().plot([0, 1], [1, 0])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_figure(fig, Path(d) / "line.svg")
+    ...     (Path(d) / "line.svg").read_text()[:5]
+    '<?xml'
     """
     from matplotlib.figure import Figure
 
@@ -372,12 +460,40 @@ def plot_report(
 ) -> Figure:
     """Draw one of the :data:`PLOT_KINDS` and, with ``path``, save it (see :func:`save_figure`).
 
-    ``options`` go to :func:`plot_curves`, :func:`plot_spectra` or :func:`plot_heatmap`.
+    Parameters
+    ----------
+    data : Report or iterable of MatrixResult
+        What to draw.
+    kind : {"curves", "spectra", "heatmap"}
+        The figure: :func:`plot_curves`, :func:`plot_spectra` or :func:`plot_heatmap`.
+    path : str or os.PathLike, optional
+        Also save the figure there (:func:`save_figure`).
+    **options
+        Keyword arguments of the drawing function.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn.
 
     Raises
     ------
     InputError
         ``kind`` is unknown, or as the drawing function and :func:`save_figure`.
+    MissingFileError
+        The directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_report
+    >>> rng = np.random.default_rng(1)
+    >>> result = analyze_matrix(rng.standard_normal((40, 30)), name="noise")
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_report([result], kind="spectra", ax=ax, normalize=False) is fig
+    True
     """
     check_choice(kind, name="kind", choices=PLOT_KINDS)
     if path is not None:
