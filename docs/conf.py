@@ -24,6 +24,7 @@ import logging as logging_std
 import os
 import pkgutil
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -675,7 +676,14 @@ def _check_fields(app: Any, what: str, name: str, obj: Any, options: Any, lines:
         )
 
 
+def _fresh_plots(app: Any) -> None:
+    """Forget the figures of the previous build: plot_directive redraws a figure only when
+    its page's file is newer, and the generated pages do not change when a docstring does."""
+    shutil.rmtree(Path(app.doctreedir).parent / "plot_directive", ignore_errors=True)
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.connect("builder-inited", _fresh_plots)
     app.add_directive("apimodule", ApiModule)
     for handler in logging_std.getLogger("sphinx").handlers:
         handler.filters.insert(0, _KnownFailures())  # before the filter that counts warnings
