@@ -33,6 +33,8 @@ from docutils import nodes
 from docutils.parsers.rst import Directive, directives
 from docutils.statemachine import StringList
 from numpydoc.docscrape import ClassDoc, FunctionDoc
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.logging import get_node_location
 
@@ -113,13 +115,6 @@ numpydoc_validation_overrides = {"PR01": [r"(?m)^Attributes\n-{10}"]}
 # object's full name, with the failing checks). Remove an entry once its docstring is fixed.
 # BEGIN numpydoc_validation_exclude
 numpydoc_validation_exclude: set[str] = {
-    # lowrank/?
-    r"^lowrank\.adapter\.nn\.LossName$",  # GL08
-    r"^lowrank\.adapter\.nn\.Schedule$",  # GL08
-    r"^lowrank\.io\.FileKind$",  # GL08
-    r"^lowrank\.io\.NDPolicy$",  # GL08
-    r"^lowrank\.io\.SkipCode$",  # GL08
-    r"^lowrank\.plot\.PlotKind$",  # GL08
     # lowrank/adapter/lora_linear.py
     r"^lowrank\.adapter\.LoRALinear\.adapter_config$",  # PR01, RT01
     r"^lowrank\.adapter\.LoRALinear\.delta_weight$",  # PR01, RT01
@@ -263,6 +258,7 @@ numpydoc_validation_exclude: set[str] = {
 }
 # END numpydoc_validation_exclude
 
+
 # plot directive: the examples of lowrank.plot, run as written.
 plot_include_source = True
 plot_html_show_source_link = False
@@ -341,6 +337,23 @@ def _write_api_pages() -> None:
 
 
 _write_api_pages()
+
+
+def _data_names() -> set[str]:
+    """Constants and type aliases of every ``__all__``: numpydoc validates an object's own
+    ``__doc__``, which for a constant is that of its type (``tuple``, ``Literal``); theirs
+    are attribute docstrings, which autodoc shows and numpydoc does not see."""
+    names = set()
+    for modname in API_MODULES:
+        module = importlib.import_module(modname)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if not (isinstance(obj, type) or inspect.isroutine(obj)):
+                names.add(rf"^{re.escape(modname)}\.{re.escape(name)}$")
+    return names
+
+
+numpydoc_validation_exclude |= _data_names()
 
 
 def _canonical_names() -> dict[int, str]:
@@ -676,6 +689,32 @@ def _check_fields(app: Any, what: str, name: str, obj: Any, options: Any, lines:
         )
 
 
+def _reexported_data_doc(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Give a re-exported constant or type alias the docstring written where it is defined.
+
+    autodoc reads ``#:`` comments and attribute docstrings from the module being documented
+    only; ``lowrank.io.FileKind`` is defined (and documented) in ``lowrank.io._info``.
+    """
+    if what != "data" or any(line.strip() for line in lines):
+        return
+    modname, _, attr = name.rpartition(".")
+    for other in sorted(sys.modules):
+        module = sys.modules[other]
+        if other == modname or not other.startswith("lowrank.") or module is None:
+            continue
+        if getattr(module, attr, None) is not obj:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(other).find_attr_docs()
+        except PycodeError:
+            continue
+        if ("", attr) in docs:
+            lines[:] = list(docs[("", attr)])
+            return
+
+
 def _fresh_plots(app: Any) -> None:
     """Forget the figures of the previous build: plot_directive redraws a figure only when
     its page's file is newer, and the generated pages do not change when a docstring does."""
@@ -688,6 +727,7 @@ def setup(app: Any) -> dict[str, Any]:
     for handler in logging_std.getLogger("sphinx").handlers:
         handler.filters.insert(0, _KnownFailures())  # before the filter that counts warnings
     app.connect("missing-reference", _resolve_reexport)
+    app.connect("autodoc-process-docstring", _reexported_data_doc, priority=300)
     app.connect("autodoc-process-docstring", _check_sections, priority=400)
     app.connect("autodoc-process-docstring", _check_fields, priority=400)
     return {"parallel_read_safe": True}
