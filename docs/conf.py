@@ -194,17 +194,6 @@ numpydoc_validation_exclude: set[str] = {
     r"^lowrank\.examples\.default_cache_dir$",  # RT01
     r"^lowrank\.examples\.fetch_example$",  # PR01, RT01
     r"^lowrank\.examples\.fetch_minilm$",  # PR01, RT01
-    # lowrank/io/_safetensors.py
-    r"^lowrank\.io\.read_safetensors_metadata$",  # PR01, RT01
-    # lowrank/io/_select.py
-    r"^lowrank\.io\.matrix_shape$",  # RT01
-    # lowrank/io/_sources.py
-    r"^lowrank\.io\.load_tensors$",  # PR01, RT01
-    # lowrank/io/peft.py
-    r"^lowrank\.io\.PeftAdapter\.init_lora_weights$",  # GL08
-    r"^lowrank\.io\.PeftAdapter\.use_rslora$",  # GL08
-    r"^lowrank\.io\.peft\.SupportsPeftDict$",  # PR01
-    r"^lowrank\.io\.peft\.SupportsPeftDict\.to_peft_dict$",  # GL08
     # lowrank/lora/config.py
     r"^lowrank\.lora\.LoRAConfig\.alpha_for$",  # PR01, RT01
     r"^lowrank\.lora\.LoRAConfig\.doubled$",  # RT01
@@ -505,21 +494,6 @@ SECTIONS_EXCLUDE: set[str] = {
     r"^lowrank\.examples\.fetch_example$",  # Examples, Parameters, Returns
     r"^lowrank\.examples\.fetch_example_file$",  # Examples
     r"^lowrank\.examples\.fetch_minilm$",  # Parameters, Raises, Returns
-    # lowrank/io/_atomic.py
-    r"^lowrank\.io\.atomic_write_bytes$",  # Examples
-    r"^lowrank\.io\.atomic_write_text$",  # Examples
-    # lowrank/io/_safetensors.py
-    r"^lowrank\.io\.read_safetensors_metadata$",  # Examples, Parameters, Returns
-    # lowrank/io/_select.py
-    r"^lowrank\.io\.load_matrix$",  # Examples
-    r"^lowrank\.io\.matrix_shape$",  # Examples, Returns
-    # lowrank/io/_sources.py
-    r"^lowrank\.io\.list_tensors$",  # Examples
-    r"^lowrank\.io\.load_tensor$",  # Examples
-    r"^lowrank\.io\.load_tensors$",  # Examples, Parameters, Returns
-    # lowrank/io/peft.py
-    r"^lowrank\.io\.read_peft_config$",  # Examples
-    r"^lowrank\.io\.save_peft_adapter$",  # Examples
     # lowrank/lora/config.py
     r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
     # lowrank/svd/__init__.py
@@ -581,8 +555,6 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     "lowrank.adapter.nn.network": ["unresolved Network._backward"],
     # lowrank/analysis/_executors.py
     "lowrank.analysis._executors.thread_executor": ["unresolved BLASLimitedThreadPool.shutdown"],
-    # lowrank/io/_safetensors.py
-    "lowrank.io._safetensors.read_safetensors_metadata": ["unresolved list_safetensors"],
     # lowrank/lora/__init__.py
     "lowrank.lora": [
         "block quote ends without a blank line; unexpected ",

@@ -198,6 +198,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
         or ``path`` is a directory.
     MissingFileError
         The directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from lowrank.io import atomic_write_bytes
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     atomic_write_bytes(Path(d) / "blob.bin", b"\\x00\\x01")
+    ...     (Path(d) / "blob.bin").read_bytes()
+    b'\\x00\\x01'
     """
     file = check_path(path, name="path")
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -229,6 +239,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
         ``path`` is a directory.
     MissingFileError
         The directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from lowrank.io import atomic_write_text
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     atomic_write_text(Path(d) / "notes.txt", "rank 8\\n")
+    ...     (Path(d) / "notes.txt").read_text()
+    'rank 8\\n'
     """
     file = check_path(path, name="path")
     if not isinstance(text, str):

@@ -71,6 +71,16 @@ def list_safetensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
 def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``__metadata__`` map of a ``.safetensors`` header (empty if it has none).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.safetensors`` file; only its header is read.
+
+    Returns
+    -------
+    dict of str to str
+        The metadata, as written (e.g. ``{"format": "pt"}`` by PyTorch).
+
     Raises
     ------
     InputError
@@ -78,7 +88,19 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     MissingFileError
         ``path`` does not exist.
     FileFormatError
-        As :func:`list_safetensors`.
+        The file is truncated or its header is not valid safetensors JSON.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from lowrank.io import read_safetensors_metadata, save_safetensors
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "m.safetensors"
+    ...     save_safetensors(path, {"w": np.ones((2, 2), np.float32)}, metadata={"format": "pt"})
+    ...     read_safetensors_metadata(path)
+    {'format': 'pt'}
     """
     file = _absolute(check_path(path, name="path"))
     if file.is_dir():

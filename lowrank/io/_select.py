@@ -146,12 +146,26 @@ def matrix_shape(info: TensorInfo, *, nd_policy: NDPolicy = "skip") -> tuple[int
     nd_policy : {"skip", "flatten"}, default "skip"
         With "flatten", a tensor of shape ``(d0, d1, ..., dk)`` gives ``(d0, d1 * ... * dk)``.
 
+    Returns
+    -------
+    tuple of int
+        ``(rows, columns)``, read from ``info`` (no data is loaded).
+
     Raises
     ------
     ShapeError
         ``info`` has fewer than 2 dimensions, or more than 2 with ``nd_policy="skip"``.
     InputError
         ``info`` is not a TensorInfo, or ``nd_policy`` is not "skip" or "flatten".
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lowrank.io import TensorInfo
+    >>> conv = TensorInfo(name="conv.weight", shape=(8, 3, 2, 2), dtype="float32",
+    ...                   file=Path("m.safetensors"), nbytes=384, format="safetensors")
+    >>> matrix_shape(conv, nd_policy="flatten")
+    (8, 12)
     """
     check_info(info)
     check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)
@@ -461,6 +475,18 @@ def load_matrix(info: TensorInfo, *, nd_policy: NDPolicy = "skip") -> Array:
         ``info`` is not a TensorInfo or ``nd_policy`` is unknown.
     MissingFileError, FileFormatError
         As :func:`load_tensor`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from lowrank.io import list_tensors, load_matrix
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     np.save(Path(d) / "conv.npy", np.ones((4, 3, 2), np.float32))
+    ...     (info,) = list_tensors(Path(d) / "conv.npy")
+    ...     load_matrix(info, nd_policy="flatten").shape
+    (4, 6)
     """
     check_info(info)
     check_choice(nd_policy, name="nd_policy", choices=_ND_POLICIES)

@@ -135,6 +135,19 @@ def list_tensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
     ``*.safetensors.index.json``; otherwise every ``.safetensors``, ``.npz`` and ``.npy`` file
     directly in it is read, in sorted file-name order. For an index, tensors a shard holds
     but the index does not name are ignored, as Hugging Face loaders ignore them.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from lowrank.io import list_tensors, save_safetensors
+    >>> tensors = {"w": np.ones((2, 3), np.float32), "b": np.zeros(2, np.float32)}
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_safetensors(Path(d) / "model.safetensors", tensors)
+    ...     infos = list_tensors(Path(d) / "model.safetensors")
+    >>> [(info.name, info.shape, info.dtype) for info in infos]
+    [('b', (2,), 'float32'), ('w', (2, 3), 'float32')]
     """
     return _list_tensors(check_path(path, name="path"))
 
@@ -190,6 +203,19 @@ def load_tensor(info: TensorInfo) -> Array:
         The file is corrupt or no longer holds the tensor as listed.
     DTypeError
         The dtype cannot be loaded into NumPy (packed 4/6-bit floats, Python objects).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from lowrank.io import list_tensors, load_tensor
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     np.save(Path(d) / "w.npy", np.eye(2, dtype=np.float32))
+    ...     (info,) = list_tensors(Path(d) / "w.npy")
+    ...     load_tensor(info)
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
     """
     check_info(info)
     loader = _LOADERS.get(info.format)
@@ -213,9 +239,32 @@ def load_tensors(path: str | os.PathLike[str]) -> dict[str, Array]:
     Holds all tensors in memory at once; for large checkpoints iterate over
     :func:`list_tensors` and :func:`load_tensor` instead.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        What :func:`list_tensors` accepts: a file, a sharded checkpoint's index or a
+        directory.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Every tensor, in storage order, in its stored dtype and shape.
+
     Raises
     ------
     MissingFileError, InputError, FileFormatError, DTypeError
         As :func:`list_tensors` and :func:`load_tensor`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from lowrank.io import load_tensors, save_safetensors
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_safetensors(Path(d) / "m.safetensors", {"w": np.ones((2, 2), np.float32)})
+    ...     load_tensors(Path(d) / "m.safetensors")
+    {'w': array([[1., 1.],
+           [1., 1.]], dtype=float32)}
     """
     return {info.name: load_tensor(info) for info in list_tensors(path)}

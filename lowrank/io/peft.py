@@ -100,9 +100,23 @@ _RESIDUAL_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga", "milora")
 @runtime_checkable
 class SupportsPeftDict(Protocol):
     """Anything with ``to_peft_dict()`` returning ``adapter_config.json`` keys, such as
-    :class:`lowrank.lora.LoRAConfig`."""
+    :class:`lowrank.lora.LoRAConfig`.
 
-    def to_peft_dict(self) -> dict[str, Any]: ...
+    Parameters
+    ----------
+    *args, **kwargs
+        Whatever the implementing class takes (a protocol is not instantiated itself).
+    """
+
+    def to_peft_dict(self) -> dict[str, Any]:
+        """The ``adapter_config.json`` keys.
+
+        Returns
+        -------
+        dict of str to Any
+            At least ``r`` and ``lora_alpha``.
+        """
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +179,7 @@ class PeftAdapter:
 
     @property
     def use_rslora(self) -> bool:
+        """Whether the scaling is ``lora_alpha / sqrt(r)`` (rsLoRA), not ``lora_alpha / r``."""
         return bool(self.config.get("use_rslora", False))
 
     @property
@@ -175,6 +190,8 @@ class PeftAdapter:
 
     @property
     def init_lora_weights(self) -> bool | str:
+        """How PEFT initialised the factors: ``True`` (LoRA's default), ``False``, or a name
+        such as ``"gaussian"`` or ``"pissa"`` (see :attr:`needs_residual_base`)."""
         value = self.config.get("init_lora_weights", True)
         return value if isinstance(value, (bool, str)) else True
 
@@ -325,6 +342,16 @@ def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         No such folder or no ``adapter_config.json`` in it.
     FileFormatError
         Not JSON, not an object, or not a plain-LoRA config (see the module docstring).
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q"]}
+    ...     _ = (Path(d) / "adapter_config.json").write_text(json.dumps(config))
+    ...     read_peft_config(d)["lora_alpha"]
+    16
     """
     return _read_config(Path(os.path.abspath(check_path(directory, name="directory"))))
 
@@ -666,6 +693,18 @@ def save_peft_adapter(
     The JSON is written as PEFT writes it: ``indent=2``, ``sort_keys=True``. Tensor keys are
     ``base_model.model.<module>.lora_A.weight`` and ``.lora_B.weight``, with metadata
     ``{"format": "pt"}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> A, B = np.ones((2, 3), np.float32), np.zeros((4, 2), np.float32)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     config = {"r": 2, "lora_alpha": 4}
+    ...     folder = save_peft_adapter(Path(d) / "adapter", {"fc": (A, B)}, config)
+    ...     sorted(p.name for p in folder.iterdir())
+    ['adapter_config.json', 'adapter_model.safetensors']
     """
     path = Path(os.path.abspath(check_path(directory, name="directory")))
     if not isinstance(modules, Mapping) or not modules:
