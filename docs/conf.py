@@ -156,44 +156,6 @@ numpydoc_validation_exclude: set[str] = {
     r"^lowrank\.adapter\.nn\.Optimizer$",  # PR01
     r"^lowrank\.adapter\.nn\.Optimizer\.state_nbytes$",  # RT01
     r"^lowrank\.adapter\.nn\.Optimizer\.state_size$",  # RT01
-    # lowrank/analysis/_executors.py
-    r"^lowrank\.analysis\.available_cores$",  # RT01
-    r"^lowrank\.analysis\.describe_executor$",  # PR01, RT01
-    # lowrank/analysis/_extract.py
-    r"^lowrank\.analysis\.CheckpointExtraction\.save$",  # PR01, RT01
-    # lowrank/analysis/_layers.py
-    r"^lowrank\.analysis\.parse_layer_name$",  # PR01, RT01
-    # lowrank/analysis/_report.py
-    r"^lowrank\.analysis\.Report\.from_dict$",  # PR01
-    r"^lowrank\.analysis\.Report\.from_json$",  # PR01
-    r"^lowrank\.analysis\.Report\.read_json$",  # PR01
-    r"^lowrank\.analysis\.Report\.result$",  # PR01, RT01
-    r"^lowrank\.analysis\.Report\.spectra$",  # RT01
-    r"^lowrank\.analysis\.Report\.to_csv$",  # RT01
-    r"^lowrank\.analysis\.Report\.to_dict$",  # RT01
-    r"^lowrank\.analysis\.Report\.to_json$",  # RT01
-    r"^lowrank\.analysis\.Report\.to_markdown$",  # RT01
-    r"^lowrank\.analysis\.Report\.to_text$",  # PR01, RT01
-    r"^lowrank\.analysis\.Report\.write_csv$",  # PR01
-    r"^lowrank\.analysis\.Report\.write_json$",  # PR01
-    r"^lowrank\.analysis\.Report\.write_markdown$",  # PR01
-    r"^lowrank\.analysis\.Report\.write_spectra$",  # PR01
-    r"^lowrank\.analysis\.RunInfo\.from_dict$",  # PR01
-    r"^lowrank\.analysis\.RunInfo\.to_dict$",  # RT01
-    # lowrank/analysis/_results.py
-    r"^lowrank\.analysis\.MatrixResult\.error_at_rank$",  # PR01, RT01
-    r"^lowrank\.analysis\.MatrixResult\.from_dict$",  # PR01
-    r"^lowrank\.analysis\.MatrixResult\.rank_for_energy$",  # PR01, RT01
-    r"^lowrank\.analysis\.MatrixResult\.to_dict$",  # RT01
-    r"^lowrank\.analysis\.SkippedTensor\.from_dict$",  # PR01
-    r"^lowrank\.analysis\.SkippedTensor\.to_dict$",  # RT01
-    # lowrank/analysis/_run.py
-    r"^lowrank\.analysis\.AnalysisRun\.report$",  # RT01
-    r"^lowrank\.analysis\.analyze$",  # PR01
-    # lowrank/examples.py
-    r"^lowrank\.examples\.default_cache_dir$",  # RT01
-    r"^lowrank\.examples\.fetch_example$",  # PR01, RT01
-    r"^lowrank\.examples\.fetch_minilm$",  # PR01, RT01
     # lowrank/lora/config.py
     r"^lowrank\.lora\.LoRAConfig\.alpha_for$",  # PR01, RT01
     r"^lowrank\.lora\.LoRAConfig\.doubled$",  # RT01
@@ -475,25 +437,6 @@ def _resolve_reexport(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 SECTIONS_EXCLUDE: set[str] = {
     # lowrank/adapter/nn/training.py
     r"^lowrank\.adapter\.nn\.evaluate$",  # Examples
-    # lowrank/analysis/_compute.py
-    r"^lowrank\.analysis\.analyze_tensor$",  # Examples
-    # lowrank/analysis/_executors.py
-    r"^lowrank\.analysis\.available_cores$",  # Examples, Returns
-    r"^lowrank\.analysis\.dask_executor$",  # Examples
-    r"^lowrank\.analysis\.describe_executor$",  # Examples, Parameters, Raises, Returns
-    # lowrank/analysis/_extract.py
-    r"^lowrank\.analysis\.extract_checkpoint$",  # Examples
-    # lowrank/analysis/_layers.py
-    r"^lowrank\.analysis\.layer_grid$",  # Examples
-    r"^lowrank\.analysis\.parse_layer_name$",  # Parameters, Raises, Returns
-    # lowrank/analysis/_run.py
-    r"^lowrank\.analysis\.analyze$",  # Parameters
-    r"^lowrank\.analysis\.start_analysis$",  # Examples
-    # lowrank/examples.py
-    r"^lowrank\.examples\.default_cache_dir$",  # Examples, Returns
-    r"^lowrank\.examples\.fetch_example$",  # Examples, Parameters, Returns
-    r"^lowrank\.examples\.fetch_example_file$",  # Examples
-    r"^lowrank\.examples\.fetch_minilm$",  # Parameters, Raises, Returns
     # lowrank/lora/config.py
     r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
     # lowrank/svd/__init__.py
@@ -553,8 +496,6 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     ],
     # lowrank/adapter/nn/network.py
     "lowrank.adapter.nn.network": ["unresolved Network._backward"],
-    # lowrank/analysis/_executors.py
-    "lowrank.analysis._executors.thread_executor": ["unresolved BLASLimitedThreadPool.shutdown"],
     # lowrank/lora/__init__.py
     "lowrank.lora": [
         "block quote ends without a blank line; unexpected ",

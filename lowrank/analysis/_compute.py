@@ -151,6 +151,18 @@ def analyze_tensor(
     InputError
         ``info`` is not a TensorInfo, ``nd_policy`` is unknown, or ``options`` is not an
         :class:`AnalysisOptions`.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> from lowrank.io import list_tensors
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     np.save(Path(d) / "w.npy", np.diag([4.0, 3.0]))
+    ...     np.save(Path(d) / "bad.npy", np.full((2, 2), np.nan))
+    ...     bad, good = (analyze_tensor(info) for info in list_tensors(d))  # sorted by name
+    >>> bad.name, bad.code, good.name, good.stable_rank
+    ('bad', 'error', 'w', 1.5625)
     """
     start = time.perf_counter()
     if not isinstance(info, TensorInfo):

@@ -46,7 +46,18 @@ class SchedulerError(LowRankError, ConnectionError):
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    """Cores this process may run on (its CPU affinity where the OS tells it).
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> available_cores() >= 1
+    True
+    """
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS and Windows
@@ -128,7 +139,7 @@ def thread_executor(
     NumPy and SciPy release the GIL in their BLAS and LAPACK calls, so threads run the
     matrices in parallel as processes do, without starting interpreters (about a second
     of CPU each: two thirds of the CPU time on MiniLM-L6). The BLAS limit
-    (``threadpoolctl``) applies to the whole process until :meth:`~BLASLimitedThreadPool.shutdown`.
+    (``threadpoolctl``) applies to the whole process until the pool is shut down.
 
     Parameters
     ----------
@@ -191,6 +202,16 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
         ``address`` is not a non-empty string, or ``timeout`` is not positive.
     SchedulerError
         ``dask.distributed`` is not installed, or the scheduler cannot be reached.
+
+    Examples
+    --------
+    A scheduler and a worker started here (a real cluster is given by its address):
+
+    >>> from distributed import LocalCluster
+    >>> with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+    ...     with dask_executor(cluster.scheduler_address) as executor:
+    ...         executor.submit(sum, [1, 2, 3]).result()
+    6
     """
     if not isinstance(address, str) or not address.strip():
         raise InputError(
@@ -217,7 +238,30 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
 
 
 def describe_executor(executor: Executor) -> str:
-    """A short description of ``executor`` for reports."""
+    """A short description of ``executor`` for reports.
+
+    Parameters
+    ----------
+    executor : concurrent.futures.Executor
+        Any executor; a Dask client's is described by its scheduler's address.
+
+    Returns
+    -------
+    str
+        E.g. ``"ThreadPoolExecutor (2 workers)"``.
+
+    Raises
+    ------
+    InputError
+        ``executor`` is not an Executor.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with ThreadPoolExecutor(2) as pool:
+    ...     describe_executor(pool)
+    'ThreadPoolExecutor (2 workers)'
+    """
     if not isinstance(executor, Executor):
         raise InputError(
             f"executor must be a concurrent.futures.Executor; got {type(executor).__name__}"

@@ -76,7 +76,24 @@ class CheckpointExtraction:
         base_model_name_or_path: str | None = None,
         overwrite: bool = False,
     ) -> Path:
-        """Write the PEFT adapter folder (see :func:`lowrank.io.peft.save_peft_adapter`)."""
+        """Write the PEFT adapter folder (see :func:`lowrank.io.save_peft_adapter`).
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The folder to create or, with ``overwrite``, update.
+        dtype : dtype, optional
+            Convert the factors (float16, bfloat16, float32 or float64).
+        base_model_name_or_path : str, optional
+            Written to ``adapter_config.json``.
+        overwrite : bool, default False
+            Replace the adapter files of an existing folder.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
         return save_peft_adapter(
             directory,
             self.adapter.modules,
@@ -156,6 +173,23 @@ def extract_checkpoint(
         As :func:`lowrank.io.list_tensors` and :func:`lowrank.io.load_matrix`.
     RankError, NonFiniteError
         As :func:`lowrank.lora.extract_many`.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> from lowrank.io import save_safetensors
+    >>> rng = np.random.default_rng(0)
+    >>> W = rng.standard_normal((6, 5)).astype(np.float32)
+    >>> delta = np.outer(rng.standard_normal(6), rng.standard_normal(5)).astype(np.float32)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_safetensors(Path(d) / "base.safetensors", {"fc.weight": W})
+    ...     save_safetensors(Path(d) / "tuned.safetensors", {"fc.weight": W + delta})
+    ...     result = extract_checkpoint(Path(d) / "base.safetensors",
+    ...                                 Path(d) / "tuned.safetensors", rank=1)
+    >>> module = result.adapter.modules["fc"]
+    >>> module.lora_A.shape, module.lora_B.shape
+    ((1, 5), (6, 1))
     """
     base_path = _checkpoint(base, name="base")
     tuned_path = _checkpoint(tuned, name="tuned")

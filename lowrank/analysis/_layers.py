@@ -43,6 +43,22 @@ class LayerName:
 def parse_layer_name(name: str) -> LayerName | None:
     """Split a tensor name into stack, layer index and module, or ``None`` if it has no index.
 
+    Parameters
+    ----------
+    name : str
+        A tensor name, e.g. ``"encoder.layer.3.attention.self.query.weight"``.
+
+    Returns
+    -------
+    LayerName or None
+        The first all-digit component is the layer index; what precedes it is the stack,
+        what follows it (without a final ``weight``) the module.
+
+    Raises
+    ------
+    InputError
+        ``name`` is not a str.
+
     Examples
     --------
     >>> parse_layer_name("encoder.layer.3.attention.self.query.weight")
@@ -107,11 +123,28 @@ def layer_grid(results: Iterable[MatrixResult], *, energy: float) -> LayerGrid:
     Returns
     -------
     LayerGrid
+        The ranks, the row and column labels, and the matrices left out.
 
     Raises
     ------
     InputError
         No name has a layer index, or ``energy`` was not analysed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank.analysis import analyze_matrix
+    >>> results = [
+    ...     analyze_matrix(np.diag([1.0] * (layer + 1) + [0.0] * 3), name=f"h.{layer}.{m}.weight")
+    ...     for layer in range(2)
+    ...     for m in ("q", "v")
+    ... ]
+    >>> grid = layer_grid(results, energy=0.9)
+    >>> grid.rows, grid.modules
+    (('0', '1'), ('q', 'v'))
+    >>> grid.ranks
+    array([[1., 1.],
+           [2., 2.]])
     """
     given: object = results
     if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):

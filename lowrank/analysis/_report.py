@@ -75,7 +75,13 @@ class RunInfo:
     elapsed_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns
+        -------
+        dict of str to Any
+            The fields, tuples as lists.
+        """
         return {
             "source": self.source,
             "include": list(self.include),
@@ -92,7 +98,18 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
-        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed).
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (or its JSON, parsed).
+
+        Returns
+        -------
+        RunInfo
+            Equal to the one that wrote ``data``.
+        """
         check_mapping(data, name="data")
         return cls(
             source=str(data["source"]),
@@ -140,6 +157,16 @@ class Report:
     def result(self, name: str) -> MatrixResult:
         """The result of the matrix called ``name``.
 
+        Parameters
+        ----------
+        name : str
+            A tensor name, as in :attr:`MatrixResult.name`.
+
+        Returns
+        -------
+        MatrixResult
+            Its result.
+
         Raises
         ------
         InputError
@@ -155,7 +182,14 @@ class Report:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document as a dict (see :meth:`write_json`)."""
+        """The JSON document as a dict (see :meth:`write_json`).
+
+        Returns
+        -------
+        dict of str to Any
+            ``format``, ``format_version``, ``partial``, ``run``, ``matrices``, ``skipped``,
+            ``pending``.
+        """
         return {
             "format": REPORT_FORMAT,
             "format_version": REPORT_FORMAT_VERSION,
@@ -171,6 +205,11 @@ class Report:
 
         One line per top-level field and per matrix (its singular values included), so the
         file stays readable with line-oriented tools however long the spectra are.
+
+        Returns
+        -------
+        str
+            The JSON document, ending in a newline.
         """
         fields = []
         for key, value in self.to_dict().items():
@@ -185,6 +224,18 @@ class Report:
     @classmethod
     def from_dict(cls, data: object, *, where: str = "report") -> Report:
         """Rebuild a report from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : object
+            A dict, as :meth:`to_dict` returns it.
+        where : str, default "report"
+            How error messages name the source (e.g. the file).
+
+        Returns
+        -------
+        Report
+            Equal to the one that wrote ``data``.
 
         Raises
         ------
@@ -224,6 +275,18 @@ class Report:
     def from_json(cls, text: str, *, where: str = "report") -> Report:
         """Parse :meth:`to_json` output.
 
+        Parameters
+        ----------
+        text : str
+            The JSON document.
+        where : str, default "report"
+            How error messages name the source (e.g. the file).
+
+        Returns
+        -------
+        Report
+            Equal to the one that wrote ``text``.
+
         Raises
         ------
         FileFormatError
@@ -240,6 +303,11 @@ class Report:
     def write_json(self, path: str | os.PathLike[str]) -> None:
         """Write the report as JSON, atomically.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to create or replace; its directory must exist.
+
         Raises
         ------
         MissingFileError
@@ -252,6 +320,16 @@ class Report:
     @classmethod
     def read_json(cls, path: str | os.PathLike[str]) -> Report:
         """Read a report written by :meth:`write_json`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file.
+
+        Returns
+        -------
+        Report
+            The report, exactly as written.
 
         Raises
         ------
@@ -272,27 +350,68 @@ class Report:
     # -- other formats --------------------------------------------------------------------
 
     def to_csv(self) -> str:
-        """One row per analysed matrix; floats written exactly (``repr``)."""
+        """One row per analysed matrix; floats written exactly (``repr``).
+
+        Returns
+        -------
+        str
+            CSV text with a header row.
+        """
         return to_csv(self)
 
     def to_markdown(self) -> str:
-        """A Markdown document: run information, the results table, the skipped tensors."""
+        """A Markdown document: run information, the results table, the skipped tensors.
+
+        Returns
+        -------
+        str
+            The document.
+        """
         return to_markdown(self)
 
     def to_text(self, *, max_name: int = 48) -> str:
-        """A fixed-width summary table for a terminal (names cut to ``max_name`` chars)."""
+        """A fixed-width summary table for a terminal (names cut to ``max_name`` chars).
+
+        Parameters
+        ----------
+        max_name : int, default 48
+            Longer names are cut to this many characters.
+
+        Returns
+        -------
+        str
+            The table.
+        """
         return to_text(self, max_name=check_int(max_name, name="max_name", minimum=1))
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_csv` atomically (errors as :meth:`write_json`)."""
+        """Write :meth:`to_csv` atomically (errors as :meth:`write_json`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to create or replace; its directory must exist.
+        """
         atomic_write_text(check_path(path, name="path"), self.to_csv())
 
     def write_markdown(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_markdown` atomically (errors as :meth:`write_json`)."""
+        """Write :meth:`to_markdown` atomically (errors as :meth:`write_json`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to create or replace; its directory must exist.
+        """
         atomic_write_text(check_path(path, name="path"), self.to_markdown())
 
     def spectra(self) -> dict[str, Array]:
-        """Singular values of every analysed matrix, by name (float64, descending)."""
+        """Singular values of every analysed matrix, by name (float64, descending).
+
+        Returns
+        -------
+        dict of str to ndarray
+            In storage order.
+        """
         return {m.name: m.singular_values for m in self.matrices}
 
     def write_spectra(self, path: str | os.PathLike[str]) -> None:
@@ -301,6 +420,11 @@ class Report:
         The name is used as given (``numpy.savez`` would add ``.npz`` to a path without it)
         and any tensor name is a valid key (even ``"file"``, which ``numpy.savez`` rejects);
         read it with ``numpy.load(path)``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The archive to create or replace, whatever its suffix.
 
         Raises
         ------

@@ -156,6 +156,16 @@ class MatrixResult:
     def rank_for_energy(self, energy: float) -> int:
         """The rank reported for ``energy`` (one of the energies the analysis was run with).
 
+        Parameters
+        ----------
+        energy : float
+            One of :attr:`AnalysisOptions.energies`, e.g. 0.9.
+
+        Returns
+        -------
+        int
+            The smallest rank keeping that fraction of :math:`\\|A\\|_F^2`.
+
         Raises
         ------
         InputError
@@ -170,6 +180,16 @@ class MatrixResult:
     def error_at_rank(self, rank: int) -> float:
         """The relative Frobenius error reported for ``rank`` (one of the analysed ranks).
 
+        Parameters
+        ----------
+        rank : int
+            One of :attr:`AnalysisOptions.ranks`.
+
+        Returns
+        -------
+        float
+            :math:`\\|A - A_r\\|_F / \\|A\\|_F`.
+
         Raises
         ------
         InputError
@@ -182,7 +202,13 @@ class MatrixResult:
         raise InputError(f"rank must be one of the analysed ranks ({known}); got {rank!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` inverts it exactly."""
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly.
+
+        Returns
+        -------
+        dict of str to Any
+            The fields, arrays and tuples as lists.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -195,7 +221,18 @@ class MatrixResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MatrixResult:
-        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed).
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (or its JSON, parsed).
+
+        Returns
+        -------
+        MatrixResult
+            Equal to the one that wrote ``data``.
+        """
         check_mapping(data, name="data")
         return cls(
             name=str(data["name"]),
@@ -246,7 +283,13 @@ class SkippedTensor:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` inverts it exactly."""
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly.
+
+        Returns
+        -------
+        dict of str to Any
+            The fields, arrays and tuples as lists.
+        """
         return {
             "name": self.name,
             "file": self.file,
@@ -258,7 +301,18 @@ class SkippedTensor:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SkippedTensor:
-        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed)."""
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed).
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (or its JSON, parsed).
+
+        Returns
+        -------
+        SkippedTensor
+            Equal to the one that wrote ``data``.
+        """
         check_mapping(data, name="data")
         return cls(
             name=str(data["name"]),
