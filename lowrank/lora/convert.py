@@ -140,7 +140,7 @@ def factored_svd(
     See the module docstring. The QRs run in the compute dtype and the :math:`k\times k`
     core in float64, so the singular values are accurate to about
     :math:`\tau = 16\,\varepsilon\sqrt{\max(out, in, k)}\; s\,\|B\|_F\|A\|_F`
-    (:func:`lowrank._numerics.tolerance` of the compute dtype); values below :math:`\tau`
+    (:math:`\varepsilon` the machine epsilon of the compute dtype); values below :math:`\tau`
     cannot be told from rounding and are returned as 0, so that for example the change
     :math:`BA - BA` of an untrained adapter has rank 0 and norm 0.
 

@@ -7,23 +7,23 @@ residual base weight :math:`W_\mathrm{res}` such that
 
 .. math:: W_\mathrm{res} + s\,B A = W \quad\text{to rounding.}
 
-==============  ===================================================  ======================
-``init``        factors                                              residual
-==============  ===================================================  ======================
-``"lora"``      :math:`A \sim U(-1/\sqrt{in}, 1/\sqrt{in})`, B = 0   none (W unchanged)
-``"gaussian"``  :math:`A \sim N(0, 1/r^2)`, B = 0                    none
-``"pissa"``     :math:`B = U_r\sqrt{S_r/s}`, :math:`A = \sqrt{S_r/s}\,V_r^\top`
-                (leading triplets)                                   :math:`W - sBA`
-``"milora"``    the same with the *trailing* r triplets              :math:`W - sBA`
-``"olora"``     :math:`W = QR`; :math:`B = Q_{:, :r}`, :math:`A = R_{:r}`  :math:`W - sBA`
-==============  ===================================================  ======================
+==============  ===============================================================  ==================
+``init``        factors                                                          residual
+==============  ===============================================================  ==================
+``"lora"``      :math:`A \sim U(-1/\sqrt{in}, 1/\sqrt{in})`, B = 0               none (W unchanged)
+``"gaussian"``  :math:`A \sim N(0, 1/r^2)`, B = 0                                none
+``"pissa"``     :math:`B = U_r\sqrt{S_r/s}`, :math:`A = \sqrt{S_r/s}\,V_r^\top`  :math:`W - sBA`
+                (leading triplets)
+``"milora"``    the same with the *trailing* r triplets                          :math:`W - sBA`
+``"olora"``     :math:`W = QR`; :math:`B = Q_{:, :r}`, :math:`A = R_{:r}`        :math:`W - sBA`
+==============  ===============================================================  ==================
 
 The residual is computed **from the returned factors** (after rounding them to the output
 dtype), as PEFT's README asks, so :math:`W_\mathrm{res} + sBA = W` holds to the rounding of
 :math:`W_\mathrm{res}` alone even when the SVD is randomized and far from optimal. It is the
 one place where the dense :math:`BA` is formed: it *is* the initialisation.
 
-dtypes follow :mod:`lowrank._dtypes`: float16/bfloat16 are computed in float32 and
+dtypes follow the package's one rule: float16/bfloat16 are computed in float32 and
 returned in their own dtype, float32 stays float32, float64 stays float64.
 
 A :class:`LoRAInit` becomes a trainable layer in one call, with its alpha, scaling, layout and
