@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from lowrank import InputError, TruncatedSVDResult, truncated_svd
 from lowrank.adapter import LoRALinear
+from lowrank.errors import DTypeError, NonFiniteError, ShapeError
 from lowrank.testing import (
     assert_adapters_agree,
     assert_lora_reconstruction,
@@ -209,9 +210,9 @@ def test_orthonormal_and_values_helpers():
     assert_singular_values_close([1.0, 0.5], [1.0, 0.5 + 1e-6], dtype=np.float64, size=2, rtol=1e-5)
     with pytest.raises(AssertionError, match=r"relative error 0.001 > rtol 1e-05"):
         assert_singular_values_close([1.0, 0.5005], [1.0, 0.5], dtype=np.float64, size=2, rtol=1e-5)
-    with pytest.raises(AssertionError, match=r"have shape \(1,\); expected \(2,\)"):
+    with pytest.raises(AssertionError, match=r"actual has shape \(1,\); expected has shape \(2,\)"):
         assert_singular_values_close([1.0], [1.0, 0.5], dtype=np.float64, size=2)
-    with pytest.raises(AssertionError, match="singular value 1 is nan"):
+    with pytest.raises(AssertionError, match="actual has 1 NaN or infinite entries out of 2"):
         assert_singular_values_close([1.0, np.nan], [1.0, 0.5], dtype=np.float64, size=2)
 
 
@@ -356,7 +357,7 @@ LORA_DTYPES = st.sampled_from([np.float64, np.float32, np.float16, ml_dtypes.bfl
 @given(f=lst.lora_factors(dtype=LORA_DTYPES))
 def test_correct_merge_passes(f):
     W, A, B, s = f
-    assert_lora_reconstruction(merge_in(f.dtype, W, A, B, s), W, A, B, s)
+    assert_lora_reconstruction(merge_in(f.dtype, W, A, B, s), W, A, B, scaling=s)
 
 
 @given(f=lst.lora_factors(dtype=st.sampled_from([np.float64, np.float32])))
@@ -368,7 +369,7 @@ def test_correct_pissa_extraction_passes(f):
     B = res.U * root  # (out, r)
     A = root[:, None] * res.Vh  # (r, in)
     W_res = W - s * (B @ A)
-    assert_lora_reconstruction(W, W_res, A, B, s)
+    assert_lora_reconstruction(W, W_res, A, B, scaling=s)
 
 
 @given(
@@ -385,7 +386,7 @@ def test_wrong_scaling_is_caught(f):
     rslora = f.alpha / math.sqrt(f.rank)  # alpha / sqrt(r) where alpha / r was meant
     merged = merge_in(f.dtype, W, A, B, rslora)
     with pytest.raises(AssertionError, match=r"W_res \+ s\*B@A differs from W"):
-        assert_lora_reconstruction(merged, W, A, B, s)
+        assert_lora_reconstruction(merged, W, A, B, scaling=s)
 
 
 @given(f=lst.lora_factors(b_init="gaussian", shape=st.tuples(st.integers(2, 6), st.integers(2, 6))))
@@ -395,18 +396,18 @@ def test_transposed_or_swapped_factors_are_caught(f):
     merged = merge_in(f.dtype, W, A, B, s)
     caught = r"A looks transposed|look swapped|differs from W"
     with pytest.raises(AssertionError, match=caught):
-        assert_lora_reconstruction(merged, W, A.T, B, s)
+        assert_lora_reconstruction(merged, W, A.T, B, scaling=s)
     with pytest.raises(AssertionError, match=caught):
-        assert_lora_reconstruction(merged, W, B, A, s)
+        assert_lora_reconstruction(merged, W, B, A, scaling=s)
 
 
 def test_square_transposed_factor_is_caught_numerically():
     rng = np.random.default_rng(10)
     W, A, B = rng.standard_normal((5, 3)), rng.standard_normal((3, 3)), rng.standard_normal((5, 3))
     merged = W + 2.0 * B @ A
-    assert_lora_reconstruction(merged, W, A, B, 2.0)
+    assert_lora_reconstruction(merged, W, A, B, scaling=2.0)
     with pytest.raises(AssertionError, match=r"differs from W: .* out=5, in=3, r=3, s=2.0"):
-        assert_lora_reconstruction(merged, W, A.T, B, 2.0)
+        assert_lora_reconstruction(merged, W, A.T, B, scaling=2.0)
 
 
 @given(f=lst.lora_factors(dtype=st.sampled_from([np.float64, np.float32]), rank=st.integers(2, 4)))
@@ -418,28 +419,28 @@ def test_off_by_one_rank_extraction_is_caught(f):
     W_res = W - s * (B @ A)  # residual of rank r ...
     if res.S[-1] > 1e-3 * res.S[0]:  # ... but the adapter keeps only r - 1 components
         with pytest.raises(AssertionError, match="differs from W"):
-            assert_lora_reconstruction(W, W_res, A[:-1], B[:, :-1], s)
+            assert_lora_reconstruction(W, W_res, A[:-1], B[:, :-1], scaling=s)
 
 
 def test_lora_argument_errors():
     W, A, B = np.zeros((3, 2)), np.zeros((1, 2)), np.zeros((3, 1))
     with pytest.raises(InputError, match="scaling must be a real number; got '2'"):
-        assert_lora_reconstruction(W, W, A, B, "2")
+        assert_lora_reconstruction(W, W, A, B, scaling="2")
     with pytest.raises(InputError, match="scaling must be finite; got nan"):
-        assert_lora_reconstruction(W, W, A, B, math.nan)
+        assert_lora_reconstruction(W, W, A, B, scaling=math.nan)
     with pytest.raises(AssertionError, match=r"W_res has shape \(2, 3\); W has shape \(3, 2\)"):
-        assert_lora_reconstruction(W, W.T, A, B, 1.0)
+        assert_lora_reconstruction(W, W.T, A, B, scaling=1.0)
     with pytest.raises(AssertionError, match=r"W must be 2-D"):
-        assert_lora_reconstruction(W[0], W[0], A, B, 1.0)
+        assert_lora_reconstruction(W[0], W[0], A, B, scaling=1.0)
     with pytest.raises(AssertionError, match="B looks transposed"):
-        assert_lora_reconstruction(W, W, A, B.T, 1.0)
+        assert_lora_reconstruction(W, W, A, B.T, scaling=1.0)
     with pytest.raises(AssertionError, match="the shapes do not fit"):
-        assert_lora_reconstruction(W, W, np.zeros((2, 5)), B, 1.0)
+        assert_lora_reconstruction(W, W, np.zeros((2, 5)), B, scaling=1.0)
     bad = W.copy()
     bad[0, 0] = np.nan
     with pytest.raises(AssertionError, match="W_res has 1 NaN"):
-        assert_lora_reconstruction(W, bad, A, B, 1.0)
-    assert_lora_reconstruction(W + 1e-3, W, A, B, 1.0, atol=1e-2)
+        assert_lora_reconstruction(W, bad, A, B, scaling=1.0)
+    assert_lora_reconstruction(W + 1e-3, W, A, B, scaling=1.0, atol=1e-2)
 
 
 # --------------------------------------------------------------------------- adapters
@@ -514,6 +515,122 @@ def test_adapters_agree_messages_and_options():
         assert_adapters_agree(layer, layer, in_features=0)
     with pytest.raises(InputError, match=r"inputs must have shape \(batch, in_features\)"):
         assert_adapters_agree(layer, layer, in_features=4, inputs=np.ones(4))
+
+
+def _layer(x):
+    return x @ np.eye(3)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        # assert_orthonormal
+        (
+            lambda: assert_orthonormal(np.eye(2), name=3),
+            InputError,
+            r"name must be a string; got 3",
+        ),
+        # assert_singular_values_close: expected is the reference (InputError) ...
+        (
+            lambda: assert_singular_values_close([1.0], [[1.0]], dtype=np.float64, size=2),
+            ShapeError,
+            r"expected must be 1-D; got ndim=2",
+        ),
+        (
+            lambda: assert_singular_values_close([1.0], [np.nan], dtype=np.float64, size=2),
+            NonFiniteError,
+            r"expected must contain only finite values",
+        ),
+        (
+            lambda: assert_singular_values_close([1.0], [1j], dtype=np.float64, size=2),
+            InputError,
+            r"expected must be real; got dtype complex128",
+        ),
+        (
+            lambda: assert_singular_values_close([1.0], [-1.0], dtype=np.float64, size=2),
+            InputError,
+            r"expected must be non-negative; got \[-1\.\]",
+        ),
+        # ... actual is what is tested: AssertionError, unless it is not numbers at all
+        (
+            lambda: assert_singular_values_close("x", [1.0], dtype=np.float64, size=2),
+            InputError,
+            r"actual must be numeric; got dtype (<U1|str)",
+        ),
+        (
+            lambda: assert_singular_values_close(
+                np.array([1.0], dtype=object), [1.0], dtype=np.float64, size=2
+            ),
+            InputError,
+            r"actual must be numeric; got dtype object",
+        ),
+        (
+            lambda: assert_singular_values_close([1j], [1.0], dtype=np.float64, size=2),
+            AssertionError,
+            r"actual must be real; got dtype complex128",
+        ),
+        # assert_adapters_agree
+        (
+            lambda: assert_adapters_agree("x", _layer, in_features=3),
+            InputError,
+            r"first must be callable; got 'x'",
+        ),
+        (
+            lambda: assert_adapters_agree(_layer, None, in_features=3),
+            InputError,
+            r"second must be callable; got None",
+        ),
+        (
+            lambda: assert_adapters_agree(_layer, _layer, in_features=3, dtype="bogus"),
+            DTypeError,
+            r"dtype must be a NumPy dtype or its name",
+        ),
+        (
+            lambda: assert_adapters_agree(_layer, _layer, in_features=3, dtype=np.int64),
+            DTypeError,
+            r"dtype must be a floating or complex dtype .*; got <class 'numpy.int64'> \(int64\)",
+        ),
+        (
+            lambda: assert_adapters_agree(_layer, _layer, in_features=3, inputs=np.ones((2, 5))),
+            ShapeError,
+            r"inputs must have shape \(batch, in_features\) = \(batch, 3\); got \(2, 5\)",
+        ),
+        (
+            lambda: assert_adapters_agree(
+                _layer, _layer, in_features=3, inputs=np.full((2, 3), np.nan)
+            ),
+            NonFiniteError,
+            r"inputs must contain only finite values; got 6 NaN or infinite entries",
+        ),
+    ],
+)
+def test_assertion_argument_checks(call, error, match):
+    """Issue 11 section 2: arguments checked at the boundary, with messages naming them."""
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_adapters_agree_rng_none_draws_fresh_inputs():
+    assert_adapters_agree(_layer, _layer, in_features=3, rng=None)
+
+
+def test_lora_scaling_is_keyword_only():
+    """Issue 12 section 3: the scaling is passed by name, as everywhere else in the library."""
+    W, A, B = np.ones((3, 2)), np.ones((1, 2)), np.ones((3, 1))
+    with pytest.raises(TypeError, match="positional argument"):
+        assert_lora_reconstruction(W + 2.0 * B @ A, W, A, B, 2.0)  # type: ignore[misc]
+    assert_lora_reconstruction(W + 2.0 * B @ A, W, A, B, scaling=2.0)
+
+
+def test_lora_reconstruction_of_complex_factors():
+    """Complex factors are checked in complex128, not cast to real (with a ComplexWarning)."""
+    rng = np.random.default_rng(12)
+    W = rng.standard_normal((4, 3)) + 1j * rng.standard_normal((4, 3))
+    A = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
+    B = rng.standard_normal((4, 2)) + 1j * rng.standard_normal((4, 2))
+    assert_lora_reconstruction(W + 0.5 * B @ A, W, A, B, scaling=0.5)
+    with pytest.raises(AssertionError, match="differs from W"):
+        assert_lora_reconstruction(W + 0.5 * B @ A.conj(), W, A, B, scaling=0.5)
 
 
 def test_truncated_svd_result_type_is_accepted_everywhere():

@@ -36,7 +36,7 @@ def test_load_profile_reads_the_environment(monkeypatch):
     assert settings().max_examples == PROFILES["thorough"]["max_examples"]
     monkeypatch.setenv(PROFILE_ENV, "")
     assert load_profile() == "dev"
-    assert load_profile("ci") == "ci"  # an explicit name wins
+    assert load_profile(name="ci") == "ci"  # an explicit name wins
     assert settings().derandomize
 
 
@@ -46,7 +46,13 @@ def test_unknown_profile_is_an_input_error(monkeypatch):
     with pytest.raises(InputError, match=r"HYPOTHESIS_PROFILE must name a registered .*got 'fast'"):
         load_profile()
     with pytest.raises(InputError, match=r"name must name a registered .*got 'nope'"):
-        load_profile("nope")
+        load_profile(name="nope")
+
+
+def test_load_profile_name_is_keyword_only():
+    """Issue 12 section 3: optional arguments are passed by name."""
+    with pytest.raises(TypeError, match="positional argument"):
+        load_profile("ci")  # type: ignore[misc]
 
 
 def test_assertions_do_not_need_hypothesis():

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from lowrank import singular_values
+from lowrank.errors import DTypeError, InputError, NonFiniteError, ShapeError
 from lowrank.testing import (
     LoRAFactors,
     MatrixWithSpectrum,
@@ -209,8 +210,9 @@ def test_low_rank_plus_noise(case):
     )
     # Weyl: each singular value moves by at most ||E||_2 (plus the rounding to dtype).
     moved = np.abs(svd_values(case.A) - case.signal.S)
-    assert np.all(moved <= case.noise_norm("spectral") + case.signal.spectrum_tolerance)
-    assert case.noise_norm("nuclear") >= case.noise_norm("fro") >= case.noise_norm("spectral")
+    assert np.all(moved <= case.noise_norm(norm="spectral") + case.signal.spectrum_tolerance)
+    nuclear, fro, spectral = (case.noise_norm(norm=n) for n in ("nuclear", "fro", "spectral"))
+    assert nuclear >= fro >= spectral
 
 
 @given(case=lst.weight_like_matrices(dtype=lst.svd_dtypes(), spikes=st.integers(0, 1)))
@@ -253,7 +255,7 @@ def test_lora_factors_shrink_to_peft_initialisation():
     assert not f.B.any()  # PEFT initialises lora_B to zeros
 
 
-@given(Q=lst.orthonormal_matrices(5, 3, dtype=lst.svd_dtypes()))
+@given(Q=lst.orthonormal_matrices(5, k=3, dtype=lst.svd_dtypes()))
 def test_orthonormal_matrices(Q):
     assert Q.shape == (5, 3)
     assert_orthonormal(Q)
@@ -291,13 +293,17 @@ def test_plain_constructors_reject_bad_input():
 
     with pytest.raises(ShapeError, match=r"S must have at most min\(shape\) = 2 values; got 3"):
         matrix_with_spectrum([3.0, 2.0, 1.0], (2, 5))
-    with pytest.raises(InputError, match="S must be finite and non-negative"):
+    with pytest.raises(InputError, match=r"S must be non-negative; got \[ 1\. -1\.\]"):
         matrix_with_spectrum([1.0, -1.0], (2, 2))
     with pytest.raises(InputError, match=r"k must satisfy 0 <= k <= n = 2; got 3"):
         haar_orthonormal(2, 3)
-    with pytest.raises(ShapeError, match=r"each Householder vector must have shape \(3,\)"):
+    with pytest.raises(
+        ShapeError, match=r"vectors\[0\] must have shape \(n,\) = \(3,\); got \(2,\)"
+    ):
         householder_orthonormal(3, 3, [[1, 0]])
-    with pytest.raises(ShapeError, match=r"at most min\(shape\) = 2 spikes; got 3"):
+    with pytest.raises(
+        ShapeError, match=r"spikes must hold at most min\(shape\) = 2 values; got 3"
+    ):
         weight_like_matrix((2, 4), spikes=[2.0, 3.0, 4.0])
     with pytest.raises(InputError, match="b_init must be one of 'zeros', 'gaussian'; got 'ones'"):
         random_lora_factors(2, 2, 1, b_init="ones")
@@ -306,7 +312,124 @@ def test_plain_constructors_reject_bad_input():
     signal = matrix_with_spectrum([1.0], (2, 2), rng=0)
     noisy = NoisyLowRank(A=signal.A, signal=signal, noise=np.zeros((2, 2)), noise_level=0.0)
     with pytest.raises(InputError, match="norm must be one of 'fro', 'spectral', 'nuclear'"):
-        noisy.noise_norm("schatten")
+        noisy.noise_norm(norm="schatten")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        # dtypes: a name NumPy does not know, then a dtype that is not floating (or complex)
+        (lambda: weight_like_matrix((3, 2), dtype="bogus"), DTypeError, r"dtype must be a NumPy"),
+        (
+            lambda: matrix_with_spectrum([1.0], (2, 2), dtype=object),
+            DTypeError,
+            r"dtype must be a floating or complex dtype \(float16, .*complex128\); got ",
+        ),
+        (
+            lambda: random_lora_factors(2, 2, 1, dtype=np.complex128),
+            DTypeError,
+            r"dtype must be a real floating dtype \(float16, bfloat16, float32, float64\)",
+        ),
+        # spectra and spikes: 1-D, real, finite, non-negative
+        (lambda: matrix_with_spectrum([[1.0]], (2, 2)), ShapeError, r"S must be 1-D; got ndim=2"),
+        (lambda: matrix_with_spectrum([1j], (2, 2)), InputError, r"S must be real; got dtype"),
+        (
+            lambda: weight_like_matrix((3, 2), spikes=[np.nan]),
+            NonFiniteError,
+            r"spikes must contain only finite values",
+        ),
+        (
+            lambda: weight_like_matrix((3, 2), spikes=[-1.0]),
+            InputError,
+            r"spikes must be non-negative; got \[-1\.\]",
+        ),
+        # shapes
+        (
+            lambda: matrix_with_spectrum([1.0], (3,)),
+            ShapeError,
+            r"shape must be a tuple of 2 integers >= 0; got \(3,\)",
+        ),
+        (
+            lambda: weight_like_matrix((0, 3)),
+            ShapeError,
+            r"shape must be a tuple of 2 integers >= 1; got \(0, 3\)",
+        ),
+        (
+            lambda: weight_like_matrix((3, 2), scale=np.nan),
+            InputError,
+            r"scale must be finite and > 0",
+        ),
+        # orthonormal factors
+        (lambda: haar_orthonormal(-1, 0), InputError, r"n must be >= 0; got -1"),
+        (lambda: haar_orthonormal(3, 2.5), InputError, r"k must be an integer; got 2\.5"),
+        (
+            lambda: haar_orthonormal(3, 2, complex_="x"),
+            InputError,
+            r"complex_ must be True or False; got 'x'",
+        ),
+        (
+            lambda: householder_orthonormal(3, None, []),
+            InputError,
+            r"k must be an integer; got None",
+        ),
+        (
+            lambda: householder_orthonormal(2, 3, []),
+            InputError,
+            r"k must satisfy 0 <= k <= n = 2; got 3",
+        ),
+        (
+            lambda: householder_orthonormal(3, 1, "x"),
+            InputError,
+            r"vectors must be a sequence of vectors of shape \(n,\) = \(3,\); got 'x'",
+        ),
+        (
+            lambda: householder_orthonormal(3, 1, 3),
+            InputError,
+            r"vectors must be a sequence of vectors of shape \(n,\) = \(3,\); got 3",
+        ),
+        (
+            lambda: householder_orthonormal(3, 1, [["a", "b", "c"]]),
+            DTypeError,
+            r"vectors\[0\] must have a numeric dtype",
+        ),
+        # LoRA factors
+        (lambda: random_lora_factors(0, 2, 1), InputError, r"out_features must be >= 1; got 0"),
+        (lambda: random_lora_factors(2, "x", 1), InputError, r"in_features must be an integer"),
+        (lambda: random_lora_factors(2, 2, 0), InputError, r"rank must be >= 1; got 0"),
+        (
+            lambda: random_lora_factors(2, 2, 1, alpha=np.nan),
+            InputError,
+            r"alpha must be finite and > 0; got nan",
+        ),
+        (
+            lambda: random_lora_factors(2, 2, 1, use_rslora="x"),
+            InputError,
+            r"use_rslora must be True or False; got 'x'",
+        ),
+    ],
+)
+def test_plain_constructors_check_their_arguments(call, error, match):
+    """Issue 11 section 2: each constructor checks its arguments at its boundary."""
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_random_lora_factors_scaling_is_the_librarys():
+    from lowrank.lora import lora_scaling
+
+    for rs in (False, True):
+        f = random_lora_factors(4, 3, 3, alpha=6.0, use_rslora=rs, rng=0)
+        assert f.scaling == lora_scaling(6.0, 3, use_rslora=rs)
+
+
+def test_optional_arguments_are_keyword_only():
+    """Issue 12 section 3: what is optional is passed by name."""
+    signal = matrix_with_spectrum([1.0], (2, 2), rng=0)
+    noisy = NoisyLowRank(A=signal.A, signal=signal, noise=np.zeros((2, 2)), noise_level=0.0)
+    with pytest.raises(TypeError, match="positional argument"):
+        noisy.noise_norm("fro")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional argument"):
+        lst.orthonormal_matrices(3, 2)  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- validation
@@ -373,7 +496,7 @@ def test_plain_constructors_reject_bad_input():
         (lambda: lst.lora_factors(use_rslora=1), "use_rslora must be a bool or None; got 1"),
         (lambda: lst.lora_factors(b_init="ones"), "b_init must contain only 'zeros', 'gaussian'"),
         (lambda: lst.lora_factors(dtype=np.complex64), "dtype must be a real floating dtype"),
-        (lambda: lst.orthonormal_matrices(3, 4), "k must be <= 3; got 4"),
+        (lambda: lst.orthonormal_matrices(3, k=4), "k must be <= 3; got 4"),
         (lambda: lst.svd_dtypes(real=False, complex=False), "needs at least one of real/complex"),
     ],
 )

@@ -112,6 +112,12 @@ def test_tolerance_argument_errors(call, error, message):
         call()
 
 
-def test_subspace_tolerance_without_a_gap_is_infinite():
-    """Documented: no gap, no determined vectors (the assertions then skip the comparison)."""
-    assert subspace_tolerance(1e-14, 0.0) == math.inf
+@pytest.mark.parametrize("gap", [0.0, -1.0, -math.inf])
+def test_subspace_tolerance_without_a_gap_raises(gap):
+    """No gap, no determined vectors: a bound of inf would let any vectors pass silently."""
+    with pytest.raises(InputError, match=r"gap must be > 0 \(with no gap the singular vectors"):
+        subspace_tolerance(1e-14, gap)
+
+
+def test_subspace_tolerance_of_an_isolated_cluster_is_zero():
+    assert subspace_tolerance(1e-14, math.inf) == 0.0

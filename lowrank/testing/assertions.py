@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -39,15 +38,21 @@ import numpy as np
 from lowrank._numerics import frobenius_norm
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
 from lowrank._validation import (
+    as_vector,
     check_bool,
+    check_callable,
     check_choice,
+    check_finite_array,
     check_int,
     check_positive_float,
+    check_real,
+    check_str,
     normalize_rng,
 )
 from lowrank.approx import NORMS, eym_error, residual_norm
-from lowrank.errors import InputError
+from lowrank.errors import InputError, ShapeError
 from lowrank.svd import singular_values as _singular_values
+from lowrank.testing.cases import _float_dtype
 from lowrank.testing.tolerances import (
     DEFAULT_FACTOR,
     backward_error_tolerance,
@@ -115,6 +120,7 @@ def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT
     ...
     AssertionError: Q ((2, 2), float64) is not orthonormal: max |Q^H Q - I| = 1 at (0, 1) > ...
     """
+    name = check_str(name, name="name")
     q = _as_float_array(Q, name)
     fac = _check_factor(factor)
     if q.ndim != 2:
@@ -165,11 +171,20 @@ def assert_singular_values_close(
     ...
     AssertionError: singular value 1 is 1.1, expected 1.0: error 0.1 > tolerance 2.13e-14 ...
     """
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
+    e = as_vector(expected, name="expected")
+    if e.dtype.kind == "c":
+        raise InputError(f"expected must be real; got dtype {e.dtype.name}")
+    if e.size and float(np.min(e)) < 0.0:
+        raise InputError(f"expected must be non-negative; got {e}")
+    e = e.astype(np.float64)
+    got = _as_float_array(actual, "actual")
     fac = _check_factor(factor)
-    if a.shape != e.shape:
-        raise AssertionError(f"singular values have shape {a.shape}; expected {e.shape}")
+    if got.shape != e.shape:
+        raise AssertionError(f"actual has shape {got.shape}; expected has shape {e.shape}")
+    if got.dtype.kind == "c":
+        raise AssertionError(f"actual must be real; got dtype {got.dtype.name}")
+    _finite(got, "actual")
+    a = got.astype(np.float64)
     if a.size == 0:
         return
     if rtol is not None:
@@ -250,6 +265,8 @@ def _check_reference(
         if math.isinf(left) and math.isinf(right):
             continue  # one cluster holds the whole space: any basis of it is right
         gap = min(left, right) - tau
+        if not gap > 0.0:
+            continue  # not separated from the rest beyond rounding: the vectors are not determined
         cols = slice(a, min(b, rank))
         size = min(b, rank) - a
         tol = subspace_tolerance(tau_vec, gap, cluster_size=size)
@@ -880,15 +897,6 @@ def assert_near_optimal(
 # --------------------------------------------------------------------------- LoRA
 
 
-def _real_scaling(scaling: object) -> float:
-    if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real):
-        raise InputError(f"scaling must be a real number; got {scaling!r}")
-    s = float(scaling)
-    if not math.isfinite(s):
-        raise InputError(f"scaling must be finite; got {scaling!r}")
-    return s
-
-
 def _lora_shapes(W: Array, W_res: Array, A: Array, B: Array) -> None:
     if W.ndim != 2:
         raise AssertionError(f"W must be 2-D (out, in); got shape {W.shape}")
@@ -922,8 +930,8 @@ def assert_lora_reconstruction(
     W_res: ArrayLike,
     A: ArrayLike,
     B: ArrayLike,
-    scaling: float,
     *,
+    scaling: float,
     factor: float = DEFAULT_FACTOR,
     atol: float | None = None,
 ) -> None:
@@ -976,8 +984,9 @@ def assert_lora_reconstruction(
     >>> rng = np.random.default_rng(0)
     >>> W = rng.standard_normal((4, 3)); A = rng.standard_normal((2, 3))
     >>> B = rng.standard_normal((4, 2)); s = 8.0 / 2
-    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, s)
-    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, 8.0 / np.sqrt(2))  # doctest: +ELLIPSIS
+    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, scaling=s)
+    >>> assert_lora_reconstruction(W + s * B @ A, W, A, B, scaling=8.0 / np.sqrt(2))
+    ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     AssertionError: W_res + s*B@A differs from W: ||W_res + s*B@A - W||_F = 6.08 > tolerance ...
@@ -986,26 +995,27 @@ def assert_lora_reconstruction(
         _as_float_array(x, name) for x, name in ((W, "W"), (W_res, "W_res"), (A, "A"), (B, "B"))
     ]
     w, w_res, a, b = arrays
-    s = _real_scaling(scaling)
+    s = check_real(scaling, name="scaling")
     fac = _check_factor(factor)
     _lora_shapes(w, w_res, a, b)
     for x, name in zip(arrays, ("W", "W_res", "A", "B"), strict=True):
         _finite(x, name)
     out_f, in_f = w.shape
     r = a.shape[0]
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    wide = _wide(*arrays)  # complex factors are checked in complex128, never cast to real
+    a64, b64 = a.astype(wide), b.astype(wide)
     rows = max(1, (1 << 20) // max(in_f, 1))
     squares: list[float] = []
     worst, where = 0.0, (0, 0)
     for start in range(0, out_f, rows):
         stop = min(out_f, start + rows)
-        block = w_res[start:stop].astype(np.float64) + s * (b64[start:stop] @ a64)
-        block -= w[start:stop].astype(np.float64)
+        block = w_res[start:stop].astype(wide) + s * (b64[start:stop] @ a64)
+        block -= w[start:stop].astype(wide)
         squares.append(frobenius_norm(block))
         if block.size:
             i = int(np.argmax(np.abs(block)))
-            if abs(float(block.flat[i])) > worst:
-                worst = abs(float(block.flat[i]))
+            if float(abs(block.flat[i])) > worst:
+                worst = float(abs(block.flat[i]))
                 where = (start + i // in_f, i % in_f)
     err = float(np.sqrt(np.sum(np.square(squares))))
     magnitude = frobenius_norm(w) + frobenius_norm(w_res)
@@ -1039,7 +1049,7 @@ def assert_adapters_agree(
     in_features: int,
     batch: int = 16,
     dtype: Any = np.float64,
-    rng: RNGLike = 0,
+    rng: RNGLike | None = 0,
     inputs: ArrayLike | None = None,
     factor: float = DEFAULT_FACTOR,
     rtol: float | None = None,
@@ -1064,8 +1074,8 @@ def assert_adapters_agree(
         The dtype of the inputs (float16, bfloat16, float32, float64, complex).
     rng : None, int or numpy.random.Generator, default 0
         Source of the standard Gaussian inputs.
-    inputs : array_like, optional
-        Explicit inputs instead of random ones.
+    inputs : array_like, shape (batch, in_features), optional
+        Explicit (finite) inputs instead of random ones.
     factor : float, default 16
         The constant of the tolerance.
     rtol : float, optional
@@ -1083,6 +1093,10 @@ def assert_adapters_agree(
         :math:`\max|y_1 - y_2| > \tau = c\,\varepsilon\sqrt{\text{in}}\,s` with :math:`s`
         = ``scale`` (:math:`\varepsilon` of the coarsest dtype among inputs and outputs:
         each output is an inner product of length ``in_features``).
+    InputError
+        ``first`` or ``second`` not callable, ``inputs`` not finite or not of width
+        ``in_features``, ``dtype`` not a floating or complex dtype, or a bad ``in_features``,
+        ``batch``, ``rng``, ``factor``, ``rtol`` or ``scale``.
 
     Examples
     --------
@@ -1098,21 +1112,25 @@ def assert_adapters_agree(
     ...
     AssertionError: the adapters disagree on 16 of 16 inputs: max |first(x) - second(x)| = ...
     """
+    first = check_callable(first, name="first")
+    second = check_callable(second, name="second")
     fac = _check_factor(factor)
+    width = check_int(in_features, name="in_features", minimum=1)
     if inputs is None:
-        width = check_int(in_features, name="in_features", minimum=1)
         count = check_int(batch, name="batch", minimum=1)
         gen = normalize_rng(rng)
-        dt = np.dtype(dtype)
+        dt = _float_dtype(dtype, complex_ok=True)
         x64: Array = gen.standard_normal((count, width))
         if dt.kind == "c":
             x64 = x64 + 1j * gen.standard_normal((count, width))
         x = x64.astype(dt)
     else:
         x = _as_float_array(inputs, "inputs")
-        if x.ndim < 2:
-            raise InputError(f"inputs must have shape (batch, in_features); got {x.shape}")
-        width = int(x.shape[-1])
+        if x.ndim < 2 or x.shape[-1] != width:
+            raise ShapeError(
+                f"inputs must have shape (batch, in_features) = (batch, {width}); got {x.shape}"
+            )
+        check_finite_array(x, name="inputs")
     y1 = _as_float_array(first(x), "first(x)")
     y2 = _as_float_array(second(x), "second(x)")
     if y1.shape != y2.shape:

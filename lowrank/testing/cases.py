@@ -21,10 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._numerics import STORAGE_EPS
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
-from lowrank._validation import normalize_rng
+from lowrank._validation import (
+    as_dtype,
+    as_vector,
+    check_bool,
+    check_choice,
+    check_int,
+    check_matrix_shape,
+    check_positive_float,
+    check_shape,
+    normalize_rng,
+)
 from lowrank.approx import eym_error
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import DTypeError, InputError, ShapeError
+from lowrank.lora import lora_scaling
 from lowrank.testing.tolerances import DEFAULT_FACTOR, svd_tolerance
 
 __all__ = [
@@ -42,6 +54,28 @@ __all__ = [
 
 def _wide(dtype: Any) -> type[np.floating[Any]] | type[np.complexfloating[Any, Any]]:
     return np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+
+
+def _float_dtype(value: object, *, complex_ok: bool) -> np.dtype[Any]:
+    """``dtype`` as a floating (or, with ``complex_ok``, complex) NumPy dtype."""
+    dt = as_dtype(value, name="dtype")
+    if dt.kind == "f" or dt.name in STORAGE_EPS or (complex_ok and dt.kind == "c"):
+        return dt
+    allowed = "float16, bfloat16, float32, float64"
+    if complex_ok:
+        allowed += ", complex64, complex128"
+    kind = "floating or complex" if complex_ok else "real floating"
+    raise DTypeError(f"dtype must be a {kind} dtype ({allowed}); got {value!r} ({dt.name})")
+
+
+def _real_values(x: ArrayLike, *, name: str) -> Array:
+    """``x`` as a finite, real, non-negative 1-D float64 array."""
+    v = as_vector(x, name=name)
+    if v.dtype.kind == "c":
+        raise InputError(f"{name} must be real; got dtype {v.dtype.name}")
+    if v.size and float(v.min()) < 0.0:
+        raise InputError(f"{name} must be non-negative; got {v}")
+    return v.astype(np.float64)
 
 
 def _summary(a: Array, limit: int = 36) -> str:
@@ -65,8 +99,9 @@ def haar_orthonormal(n: int, k: int, *, complex_: bool = False, rng: RNGLike = N
     >>> bool(np.allclose(Q.T @ Q, np.eye(3)))
     True
     """
-    if k > n:
-        raise InputError(f"k must satisfy 0 <= k <= n = {n}; got {k}")
+    n = check_int(n, name="n", minimum=0)
+    k = check_int(k, name="k", minimum=0, maximum=n, maximum_text=f"n = {n}")
+    complex_ = check_bool(complex_, name="complex_")
     gen = normalize_rng(rng)
     z = gen.standard_normal((n, k))
     if complex_:
@@ -94,12 +129,19 @@ def householder_orthonormal(n: int, k: int, vectors: Sequence[ArrayLike]) -> Arr
            [1., 0.],
            [0., 0.]])
     """
-    vs = [np.asarray(v) for v in vectors]
+    n = check_int(n, name="n", minimum=0)
+    k = check_int(k, name="k", minimum=0, maximum=n, maximum_text=f"n = {n}")
+    if isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__iter__"):
+        raise InputError(
+            f"vectors must be a sequence of vectors of shape (n,) = ({n},); got {vectors!r}"
+        )
+    vs = [as_vector(v, name=f"vectors[{i}]") for i, v in enumerate(vectors)]
+    for i, v in enumerate(vs):
+        if v.shape != (n,):
+            raise ShapeError(f"vectors[{i}] must have shape (n,) = ({n},); got {v.shape}")
     complex_ = any(v.dtype.kind == "c" for v in vs)
     q: Array = np.eye(n, k, dtype=np.complex128 if complex_ else np.float64)
     for v in reversed(vs):
-        if v.shape != (n,):
-            raise ShapeError(f"each Householder vector must have shape ({n},); got {v.shape}")
         vv = v.astype(q.dtype)
         norm2 = float(np.real(np.vdot(vv, vv)))
         if norm2 == 0.0:
@@ -218,16 +260,15 @@ def matrix_with_spectrum(
     >>> bool(np.allclose(np.linalg.svd(case.A, compute_uv=False), case.S))
     True
     """
-    m, n = (int(shape[0]), int(shape[1]))
+    m, n = check_matrix_shape(shape)
     q = min(m, n)
-    s = np.sort(np.asarray(S, dtype=np.float64).ravel())[::-1]
+    s = np.sort(_real_values(S, name="S"))[::-1]
     if s.size > q:
         raise ShapeError(f"S must have at most min(shape) = {q} values; got {s.size}")
-    if s.size and not (np.all(np.isfinite(s)) and float(s.min()) >= 0.0):
-        raise InputError(f"S must be finite and non-negative; got {s}")
+    dtype = _float_dtype(dtype, complex_ok=True)
     s = np.concatenate([s, np.zeros(q - s.size)])
     gen = normalize_rng(rng)
-    complex_ = np.dtype(dtype).kind == "c"
+    complex_ = dtype.kind == "c"
     U = haar_orthonormal(m, q, complex_=complex_, rng=gen)
     V = haar_orthonormal(n, q, complex_=complex_, rng=gen)
     return _build_matrix(s, U, V.conj().T, dtype=dtype, factors="haar")
@@ -285,7 +326,7 @@ class NoisyLowRank:
         """The dtype of :attr:`A`."""
         return self.A.dtype
 
-    def noise_norm(self, norm: NormName = "fro") -> float:
+    def noise_norm(self, *, norm: NormName = "fro") -> float:
         r""":math:`\|E\|` in ``"fro"``, ``"spectral"`` or ``"nuclear"`` norm (float64)."""
         values = np.linalg.svd(self.noise, compute_uv=False)
         if norm == "fro":
@@ -376,12 +417,16 @@ def weight_like_matrix(
     >>> bool(s[0] > 4.5 and s[1] < 2.0)  # the spike stands out of the bulk
     True
     """
-    m, n = shape
-    gen = normalize_rng(rng)
-    complex_ = np.dtype(dtype).kind == "c"
-    theta = np.sort(np.asarray(spikes, dtype=np.float64).ravel())[::-1]
+    m, n = check_shape(shape, name="shape", ndim=2, allow_zero=False)
+    theta = np.sort(_real_values(spikes, name="spikes"))[::-1]
     if theta.size > min(m, n):
-        raise ShapeError(f"at most min(shape) = {min(m, n)} spikes; got {theta.size}")
+        raise ShapeError(
+            f"spikes must hold at most min(shape) = {min(m, n)} values; got {theta.size}"
+        )
+    scale = check_positive_float(scale, name="scale")
+    dtype = _float_dtype(dtype, complex_ok=True)
+    gen = normalize_rng(rng)
+    complex_ = dtype.kind == "c"
     G = gen.standard_normal((m, n))
     if complex_:
         G = (G + 1j * gen.standard_normal((m, n))) / math.sqrt(2.0)
@@ -483,8 +528,14 @@ def random_lora_factors(
     ((6, 4), (2, 4), (6, 2), 4.0)
     >>> W, A, B, s = f
     """
-    if b_init not in ("zeros", "gaussian"):
-        raise InputError(f"b_init must be one of 'zeros', 'gaussian'; got {b_init!r}")
+    out_features = check_int(out_features, name="out_features", minimum=1)
+    in_features = check_int(in_features, name="in_features", minimum=1)
+    rank = check_int(rank, name="rank", minimum=1)
+    alpha = check_positive_float(alpha, name="alpha")
+    use_rslora = check_bool(use_rslora, name="use_rslora")
+    check_choice(b_init, name="b_init", choices=("zeros", "gaussian"))
+    dtype = _float_dtype(dtype, complex_ok=False)
+    scaling = lora_scaling(alpha, rank, use_rslora=use_rslora)
     gen = normalize_rng(rng)
     bound = 1.0 / math.sqrt(in_features)
     W = gen.standard_normal((out_features, in_features)) * bound
@@ -493,7 +544,6 @@ def random_lora_factors(
         B = np.zeros((out_features, rank))
     else:
         B = gen.standard_normal((out_features, rank)) / math.sqrt(rank)
-    scaling = alpha / math.sqrt(rank) if use_rslora else alpha / rank
     return LoRAFactors(
         W=W.astype(dtype),
         A=A.astype(dtype),

@@ -59,7 +59,7 @@ def register_profiles() -> None:
         )
 
 
-def load_profile(name: str | None = None) -> str:
+def load_profile(*, name: str | None = None) -> str:
     """Register the profiles and load ``name`` (default: ``$HYPOTHESIS_PROFILE``, else
     ``dev``); return the name loaded.
 
@@ -71,11 +71,11 @@ def load_profile(name: str | None = None) -> str:
     Examples
     --------
     >>> from hypothesis import settings
-    >>> load_profile("thorough")
+    >>> load_profile(name="thorough")
     'thorough'
     >>> settings().max_examples
     500
-    >>> load_profile("dev")
+    >>> load_profile(name="dev")
     'dev'
     """
     from hypothesis import settings

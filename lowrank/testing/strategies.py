@@ -331,8 +331,8 @@ def _draw_orthonormal(draw: st.DrawFn, kind: str, n: int, k: int, complex_: bool
 
 def orthonormal_matrices(
     n: int,
-    k: int | None = None,
     *,
+    k: int | None = None,
     dtype: DTypeArg = np.float64,
     factors: str | Sequence[str] = FACTOR_KINDS,
 ) -> SearchStrategy[Array]:
@@ -354,7 +354,7 @@ def orthonormal_matrices(
     --------
     >>> import numpy as np
     >>> from hypothesis import given
-    >>> @given(orthonormal_matrices(4, 2, dtype=svd_dtypes()))
+    >>> @given(orthonormal_matrices(4, k=2, dtype=svd_dtypes()))
     ... def test_orthonormal(Q):
     ...     assert np.allclose(Q.conj().T @ Q, np.eye(2), atol=1e-6)
     >>> test_orthonormal()
@@ -722,7 +722,7 @@ def low_rank_plus_noise(
     ... def test_weyl(case):
     ...     assert case.signal.S[2:].tolist() == [0.0, 0.0, 0.0]
     ...     s = np.linalg.svd(case.A, compute_uv=False)
-    ...     assert np.all(np.abs(s - case.signal.S) <= case.noise_norm("spectral") + 1e-12)
+    ...     assert np.all(np.abs(s - case.signal.S) <= case.noise_norm(norm="spectral") + 1e-12)
     >>> test_weyl()
     """
     shapes = _shape_strategy(shape, min_side, max_side)

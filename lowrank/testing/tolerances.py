@@ -262,7 +262,15 @@ def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: i
 
     .. math:: \sin\Theta \le 2\sqrt{2c}\,\tau/\delta .
 
-    Returns ``inf`` when ``gap <= 0`` (the vectors are not determined).
+    ``gap`` must be positive (``inf`` for a cluster isolated from the rest): with no gap
+    the vectors are not determined, and there is nothing to bound; compare the subspace of
+    the whole cluster of (nearly) equal values instead.
+
+    Raises
+    ------
+    InputError
+        ``residual_tolerance`` negative or not finite, ``gap`` not a real number > 0, or
+        ``cluster_size`` not an integer >= 1.
 
     Examples
     --------
@@ -273,9 +281,12 @@ def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: i
     given: object = gap
     if isinstance(given, bool) or not isinstance(given, numbers.Real) or math.isnan(given):
         raise InputError(f"gap must be a real number; got {gap!r}")
+    if not float(given) > 0.0:
+        raise InputError(
+            f"gap must be > 0 (with no gap the singular vectors are not determined: compare the "
+            f"subspace of the whole cluster); got {gap!r}"
+        )
     c = check_int(cluster_size, name="cluster_size", minimum=1)
-    if gap <= 0.0:
-        return math.inf
     return 2.0 * math.sqrt(2.0 * c) * tau / float(gap)
 
 
