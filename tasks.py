@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -130,7 +131,9 @@ def docs(argv: list[str]) -> None:
     env = dict(os.environ)
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # -E: a fresh environment, so every docstring is read (and checked) on every build.
+    # A fresh build: every docstring is read (and checked) each time, and no page of a
+    # module that no longer exists is left behind.
+    shutil.rmtree(ROOT / "docs" / "_build", ignore_errors=True)
     _run(
         python,
         "-m",

@@ -224,18 +224,18 @@ plot_pre_code = "import numpy as np"
 # ``__all__`` is documented in the first of them and linked from the others.
 LAYER_ORDER = [
     "lowrank",
+    "lowrank.errors",
     "lowrank.svd",
+    "lowrank.io",
     "lowrank.approx",
     "lowrank.curves",
     "lowrank.metrics",
     "lowrank.lora",
     "lowrank.adapter",
-    "lowrank.io",
     "lowrank.analysis",
     "lowrank.plot",
-    "lowrank.errors",
-    "lowrank.examples",
     "lowrank.testing",
+    "lowrank.examples",
 ]
 NOT_DOCUMENTED = {"lowrank.cli", "lowrank.__main__"}
 
@@ -266,8 +266,10 @@ def _write_api_pages() -> None:
     pages = []
     for modname in API_MODULES:
         module = importlib.import_module(modname)
-        first = (module.__doc__ or "").strip().splitlines()
-        title = f"``{modname}``" + (f": {first[0].rstrip('.')}" if first else "")
+        first = (module.__doc__ or "").strip().split("\n\n")[0]  # the summary paragraph
+        summary = " ".join(first.split()).rstrip(".")
+        summary = summary.removeprefix(f"{modname.rsplit('.', 1)[-1]}: ")
+        title = f"``{modname}``" + (f": {summary}" if summary else "")
         body = [f".. currentmodule:: {modname}", "", title, "=" * len(title), ""]
         body += [f".. automodule:: {modname}", "   :no-members:", ""]
         body += ["Contents", "--------", "", f".. apimodule:: {modname}"]
