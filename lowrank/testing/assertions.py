@@ -111,6 +111,13 @@ def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT
     :math:`\tau` = ``tolerance(Q.dtype, size=Q.shape[0], factor=factor)``: every entry of
     :math:`Q^HQ` is an inner product of length :math:`m`.
 
+    Raises
+    ------
+    AssertionError
+        ``Q`` not 2-D, not finite, or not orthonormal to the tolerance.
+    InputError
+        ``Q`` not numeric, ``name`` not a string, or a bad ``factor``.
+
     Examples
     --------
     >>> import numpy as np
@@ -160,6 +167,20 @@ def assert_singular_values_close(
     (a backward-stable SVD in ``dtype`` of a matrix whose larger side is ``size`` perturbs
     every value by that much, Weyl); with ``rtol`` each value must be within ``rtol``
     relative to the expected one.
+
+    ``expected`` is the reference and must be a real, finite, non-negative 1-D array
+    (else :class:`~lowrank.errors.InputError`); ``actual`` is what is tested, so a shape
+    that differs from ``expected``'s, complex or non-finite entries raise
+    :class:`AssertionError` (an ``actual`` that is not numbers at all is an ``InputError``).
+
+    Raises
+    ------
+    AssertionError
+        ``actual`` of another shape, complex or not finite, or a value off by more than
+        the tolerance.
+    InputError
+        A bad ``expected``, a non-numeric ``actual``, or a bad ``dtype``, ``size``, ``rtol``
+        or ``factor``.
 
     Examples
     --------
@@ -963,6 +984,9 @@ def assert_lora_reconstruction(
         Shapes that do not follow PEFT (with a hint when a factor looks transposed or the
         two are swapped), non-finite entries, or
         :math:`\|W_{res} + s\,BA - W\|_F > \tau`.
+    InputError
+        An array that is not numeric, ``scaling`` not a finite real number, or a bad
+        ``factor`` or ``atol``.
 
     Notes
     -----

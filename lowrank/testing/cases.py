@@ -92,6 +92,12 @@ def haar_orthonormal(n: int, k: int, *, complex_: bool = False, rng: RNGLike = N
     QR of a Gaussian matrix with the signs (phases) of :math:`\operatorname{diag} R` moved
     into :math:`Q`, which makes the distribution exactly Haar (Mezzadri 2007).
 
+    Raises
+    ------
+    InputError
+        ``n`` or ``k`` not an integer with ``0 <= k <= n``, ``complex_`` not a bool, or a bad
+        ``rng``.
+
     Examples
     --------
     >>> import numpy as np
@@ -121,6 +127,13 @@ def householder_orthonormal(n: int, k: int, vectors: Sequence[ArrayLike]) -> Arr
 
     With small integer vectors the result is structured: signed permutations, exact zeros,
     ties in magnitude. Complex vectors give a unitary matrix.
+
+    Raises
+    ------
+    InputError
+        ``n`` or ``k`` not an integer with ``0 <= k <= n``, or ``vectors`` not a sequence.
+    ShapeError, DTypeError, NonFiniteError
+        A vector not of shape ``(n,)``, not numeric, or not finite.
 
     Examples
     --------
@@ -250,6 +263,15 @@ def matrix_with_spectrum(
     Returns
     -------
     MatrixWithSpectrum
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not two integers >= 0, ``S`` not 1-D or longer than ``min(shape)``.
+    InputError
+        ``S`` not real, finite and non-negative.
+    DTypeError
+        ``dtype`` not a floating or complex dtype.
 
     Examples
     --------
@@ -407,6 +429,15 @@ def weight_like_matrix(
 ) -> WeightLike:
     r"""A :class:`WeightLike` matrix: Marchenko–Pastur bulk of scale ``scale`` plus ``spikes``.
 
+    Raises
+    ------
+    ShapeError
+        ``shape`` not two integers >= 1, ``spikes`` not 1-D or longer than ``min(shape)``.
+    InputError
+        ``spikes`` not real, finite and non-negative; ``scale`` not finite and > 0.
+    DTypeError
+        ``dtype`` not a floating or complex dtype.
+
     Examples
     --------
     >>> case = weight_like_matrix((30, 20), spikes=[5.0], rng=0)
@@ -519,7 +550,16 @@ def random_lora_factors(
 ) -> LoRAFactors:
     r"""Random LoRA factors: :math:`W \sim \mathcal N(0, 1/\text{in})`, ``A`` PEFT's default
     (Kaiming-uniform, :math:`U(-1/\sqrt{\text{in}}, 1/\sqrt{\text{in}})`), ``B`` zeros (PEFT's
-    initialisation) or :math:`\mathcal N(0, 1/r)` (``"gaussian"``, a trained adapter).
+    initialisation) or :math:`\mathcal N(0, 1/r)` (``"gaussian"``, a trained adapter). The
+    scaling is :func:`lowrank.lora.lora_scaling` of ``alpha`` and ``rank``.
+
+    Raises
+    ------
+    InputError
+        ``out_features``, ``in_features`` or ``rank`` not an integer >= 1, ``alpha`` not finite
+        and > 0, ``use_rslora`` not a bool, ``b_init`` not ``"zeros"`` or ``"gaussian"``.
+    DTypeError
+        ``dtype`` not a real floating dtype.
 
     Examples
     --------
