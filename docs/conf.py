@@ -164,15 +164,6 @@ numpydoc_validation_exclude: set[str] = {
     r"^lowrank\.lora\.LoRAConfig\.scaling_for$",  # PR01, RT01
     r"^lowrank\.lora\.LoRAConfig\.to_peft_dict$",  # RT01
     r"^lowrank\.lora\.anchored_patterns$",  # PR01, RT01
-    # lowrank/lora/extraction.py
-    r"^lowrank\.lora\.extract$",  # PR01
-    # lowrank/svd/__init__.py
-    r"^lowrank\.svd\.auto_method$",  # PR01, RT01
-    r"^lowrank\.svd\.default_block_size$",  # PR01, RT01
-    r"^lowrank\.svd\.default_tol$",  # PR01, RT01
-    r"^lowrank\.svd\.fix_signs$",  # PR01, RT01
-    # lowrank/svd/_result.py
-    r"^lowrank\.svd\.TruncatedSVDResult\.to_dense$",  # RT01
     # lowrank/testing/assertions.py
     r"^lowrank\.testing\.assert_orthonormal$",  # PR01
     r"^lowrank\.testing\.assert_singular_values_close$",  # PR01
@@ -441,13 +432,6 @@ SECTIONS_EXCLUDE: set[str] = {
     r"^lowrank\.adapter\.nn\.evaluate$",  # Examples
     # lowrank/lora/config.py
     r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
-    # lowrank/svd/__init__.py
-    r"^lowrank\.svd\.auto_method$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.svd\.default_block_size$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.svd\.default_tol$",  # Examples, Parameters, Raises, Returns
-    r"^lowrank\.svd\.fix_signs$",  # Examples, Parameters, Raises, Returns
-    # lowrank/svd/_values.py
-    r"^lowrank\.svd\.singular_values$",  # Raises
     # lowrank/testing/assertions.py
     r"^lowrank\.testing\.assert_orthonormal$",  # Parameters, Raises
     r"^lowrank\.testing\.assert_singular_values_close$",  # Parameters, Raises
@@ -505,10 +489,6 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     ],
     # lowrank/lora/conventions.py
     "lowrank.lora.conventions": ["unresolved lowrank._scaling"],
-    # lowrank/svd/__init__.py
-    "lowrank.svd.default_block_size": ["unresolved lowrank.svd._krylov.default_block_size"],
-    "lowrank.svd.fix_signs": ["unresolved lowrank.svd._result.fix_signs"],
-    "lowrank.svd.truncated_svd": ["malformed table"],
     # lowrank/svd/_krylov.py
     "lowrank.svd._krylov.default_block_size": ["a summary line's reference"],
     # lowrank/testing/assertions.py

@@ -246,9 +246,16 @@ def extract(
     alpha : float, optional
         ``lora_alpha``; default the rank (``sqrt(rank)`` with rsLoRA): scaling 1.
     use_rslora : bool, default False
+        rsLoRA's scaling ``alpha / sqrt(rank)`` instead of ``alpha / rank``.
     method : str, default "exact"
-        Any :func:`lowrank.truncated_svd` method; ``n_iter``, ``oversample``, ``rng`` are
-        forwarded.
+        Any :func:`lowrank.truncated_svd` method.
+    n_iter : int, optional
+        Forwarded to :func:`lowrank.truncated_svd` (``method="randomized"``: a fixed number
+        of Krylov iterations).
+    oversample : int, optional
+        Forwarded to :func:`lowrank.truncated_svd` (with ``n_iter``).
+    rng : None, int or numpy.random.Generator
+        Forwarded to :func:`lowrank.truncated_svd` (randomized and ``svds`` methods).
     fan_in_fan_out : bool, default False
         Both weights are stored ``(in, out)``; the factors have the usual shapes.
     dtype : dtype, optional
@@ -258,6 +265,7 @@ def extract(
     Returns
     -------
     Extraction
+        The factors, their rank, alpha and scaling, and the exact error of the extraction.
 
     Raises
     ------

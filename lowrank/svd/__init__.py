@@ -80,6 +80,32 @@ def auto_method(shape: tuple[int, int], rank: int, *, kind: str = "dense") -> st
     * ``"exact"`` for dense matrices whose smaller side is at most 256, or when ``rank``
       exceeds a quarter of the smaller side (a sketch would then cost as much as LAPACK);
     * ``"randomized"`` otherwise.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(m, n)`` of the matrix.
+    rank : int
+        The number of triplets wanted, ``0 <= rank <= min(shape)``.
+    kind : {"dense", "sparse", "operator"}, default "dense"
+        What the matrix is.
+
+    Returns
+    -------
+    str
+        ``"exact"`` or ``"randomized"``.
+
+    Raises
+    ------
+    ShapeError, RankError, InputError
+        A bad ``shape``, ``rank`` or ``kind``.
+
+    Examples
+    --------
+    >>> auto_method((4096, 4096), 64), auto_method((200, 4096), 64)
+    ('randomized', 'exact')
+    >>> auto_method((10, 10), 2, kind="sparse")
+    'randomized'
     """
     m, n = check_matrix_shape(shape)
     rank = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
@@ -100,6 +126,23 @@ def default_tol(dtype: Any) -> float:
     """The default ``value_tol`` of the randomized method: ``DEFAULT_TOL_EPS`` machine
     epsilons of the compute dtype of ``dtype`` (about 4e-6 for float32, 7e-15 for float64).
 
+    Parameters
+    ----------
+    dtype : dtype or str
+        The dtype of the matrix; float16 and bfloat16 are computed in float32, integers in
+        float64.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    DTypeError
+        ``dtype`` is not numeric.
+
+    Examples
+    --------
     >>> default_tol("float32") == 32 * 2.0**-23
     True
     """
@@ -109,12 +152,39 @@ def default_tol(dtype: Any) -> float:
 def default_block_size(
     shape: tuple[int, int], rank: int, *, criterion: Literal["values", "excess"] = "values"
 ) -> int:
-    """Block width of the adaptive block Krylov method (``block_size=None``) for a matrix of
-    ``shape``, a target ``rank`` and what it converges (``"values"``: ``value_tol``,
-    ``"excess"``: ``excess_tol``); see :func:`lowrank.svd._krylov.default_block_size`.
+    """Block width of the adaptive block Krylov method (``block_size=None``).
 
-    >>> default_block_size((1000, 800), 10)
-    16
+    Products with a block of ``b`` columns cost about as much as a matrix–vector product
+    while ``b`` is small, so narrow blocks waste passes; wider blocks converge in fewer
+    passes to a larger space, whose orthogonalisation grows with its square. The widths were
+    chosen on the benchmark matrices (``benchmarks/RESULTS.md``): 16, 24 and 32 columns for
+    ranks below 64, below 128 and above when converging the values; ``rank/2 + 8`` (16 to
+    64) when converging the residual, which stops after few steps, where wide blocks pay.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(m, n)`` of the matrix.
+    rank : int
+        The target rank, ``0 <= rank <= min(shape)``.
+    criterion : {"values", "excess"}, default "values"
+        What the adaptive method converges: the singular values (``value_tol``) or the
+        Frobenius residual (``excess_tol``).
+
+    Returns
+    -------
+    int
+        Columns per block, at most ``min(shape)``.
+
+    Raises
+    ------
+    ShapeError, RankError, InputError
+        A bad ``shape``, ``rank`` or ``criterion``.
+
+    Examples
+    --------
+    >>> default_block_size((1000, 800), 10), default_block_size((1000, 800), 64, criterion="excess")
+    (16, 40)
     """
     m, n = check_matrix_shape(shape)
     r = check_rank(rank, upper=min(m, n), upper_text="min(shape)")
@@ -125,9 +195,29 @@ def default_block_size(
 def fix_signs(U: Array, S: Array, Vh: Array) -> tuple[Array, Array, Array]:
     """Sort triplets by descending ``S`` and apply the sign rule of the module docstring.
 
-    ``U`` is ``(m, r)``, ``S`` ``(r,)`` real and ``Vh`` ``(r, n)``; new arrays are returned
-    (see :func:`lowrank.svd._result.fix_signs`), the inputs are not modified.
+    Parameters
+    ----------
+    U : array_like, shape (m, r)
+        Left singular vectors.
+    S : array_like, shape (r,)
+        Singular values, real.
+    Vh : array_like, shape (r, n)
+        Right singular vectors, conjugate-transposed.
 
+    Returns
+    -------
+    U, S, Vh : ndarray
+        New arrays (the inputs are not modified): sorted by descending ``S``, and in each
+        column of ``U`` the largest-magnitude entry (the first on ties) real positive, with
+        ``U diag(S) Vh`` unchanged.
+
+    Raises
+    ------
+    ShapeError, InputError
+        Shapes that do not fit together, or complex ``S``.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> U, S, Vh = fix_signs(-np.eye(2), np.array([1.0, 2.0]), np.eye(2))
     >>> U, S
@@ -244,18 +334,18 @@ def truncated_svd(
     -----
     **The randomized method's options**, one meaning each:
 
-    ==================  ===========================  ====================================
-    mode                options                      stops when
-    ==================  ===========================  ====================================
-    adaptive (default)  ``value_tol``, ``max_iter``,  the top values' estimated relative
-                        ``block_size``                error is below ``value_tol``
-    adaptive, residual  ``excess_tol``, ``max_iter``, the estimated Frobenius excess is
-                        ``block_size``                below ``excess_tol``
-    fixed cost          ``n_iter``, ``oversample``,   after ``n_iter + 1`` blocks
+    ==================  ==============================  ===================================
+    mode                options                         stops when
+    ==================  ==============================  ===================================
+    adaptive (default)  ``value_tol``, ``max_iter``,    the top values' estimated relative
+                        ``block_size``                  error is below ``value_tol``
+    adaptive, residual  ``excess_tol``, ``max_iter``,   the estimated Frobenius excess is
+                        ``block_size``                  below ``excess_tol``
+    fixed cost          ``n_iter``, ``oversample``,     after ``n_iter + 1`` blocks
                         ``block_size``
-    power iteration     ``block_krylov=False``,       after ``n_iter`` power iterations
+    power iteration     ``block_krylov=False``,         after ``n_iter`` power iterations
                         ``n_iter``, ``oversample``
-    ==================  ===========================  ====================================
+    ==================  ==============================  ===================================
 
     Options from two rows are refused. ``method="auto"`` may choose ``"exact"``, which
     meets every target and ignores them; the other methods refuse them.

@@ -199,7 +199,22 @@ class TruncatedSVDResult:
         return upper / lower - 1.0
 
     def to_dense(self) -> Array:
-        r"""The rank-r matrix :math:`U \operatorname{diag}(S) V^H` (forms an m×n array)."""
+        r"""The rank-r matrix :math:`U \operatorname{diag}(S) V^H` (forms an m×n array).
+
+        Returns
+        -------
+        ndarray, shape (m, n)
+            In the dtype of ``U``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank import truncated_svd
+        >>> truncated_svd(np.diag([3.0, 2.0, 1.0]), 1).to_dense()
+        array([[3., 0., 0.],
+               [0., 0., 0.],
+               [0., 0., 0.]])
+        """
         dense: Array = (self.U * self.S.astype(self.U.dtype)) @ self.Vh
         return dense
 

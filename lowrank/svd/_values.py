@@ -118,6 +118,15 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
     ndarray, shape (min(m, n),)
         float64 singular values, descending.
 
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError
+        ``A`` is not a non-empty 2-D matrix of finite numbers.
+    InputError
+        A bad ``method``.
+    ConvergenceError
+        LAPACK did not converge.
+
     Notes
     -----
     The Gram route forms :math:`G = A^H A` (the smaller side) in float64 — a BLAS ``syrk`` on
