@@ -1,7 +1,7 @@
 r"""Every tolerance used by :mod:`lowrank.testing`, in one place, each derived from an error
 analysis written next to it.
 
-The rounding part of all of them is :func:`lowrank._numerics.tolerance`,
+The rounding part of all of them is ``lowrank._numerics.tolerance``,
 
 .. math:: \tau(\text{dtype}, n, s) = c\,\varepsilon\,\sqrt{n}\,s ,
 
@@ -58,7 +58,7 @@ sums and products (LoRA)       :func:`tolerance_for` with :math:`n` the longest 
 "Coarsest dtype" means the largest epsilon among the arrays that took part, using the
 *storage* epsilon for narrow types (``bfloat16`` :math:`2^{-7}`, ``float16``
 :math:`2^{-10}`) and the compute epsilon otherwise (``complex64`` is ``float32``). That is
-the one extension of :func:`lowrank._numerics.tolerance`, which knows LAPACK dtypes only:
+the one extension of ``lowrank._numerics.tolerance``, which knows LAPACK dtypes only:
 :func:`tolerance_for` substitutes the storage epsilon and otherwise calls it unchanged.
 """
 
@@ -128,6 +128,24 @@ def coarsest_eps(*dtypes: Any) -> float:
     ``float16`` :math:`2^{-10}`); integers with that of ``float64``, the dtype they are
     computed in.
 
+    Parameters
+    ----------
+    *dtypes : dtype-like
+        One or more dtypes (NumPy dtypes, scalar types or their names): any numeric dtype,
+        and the narrow types of ``ml_dtypes`` (``bfloat16``, the float8 types).
+
+    Returns
+    -------
+    float
+        :math:`\varepsilon_{\max}`, the largest of their epsilons.
+
+    Raises
+    ------
+    ValueError
+        No dtype given.
+    DTypeError
+        A dtype that is not numeric (a string dtype, ``bool``, ``None``).
+
     Examples
     --------
     >>> import numpy as np
@@ -135,6 +153,8 @@ def coarsest_eps(*dtypes: Any) -> float:
     True
     >>> coarsest_eps(np.int64)
     2.220446049250313e-16
+    >>> coarsest_eps("float32", "float16")
+    0.0009765625
     """
     if not dtypes:
         raise ValueError("coarsest_eps needs at least one dtype")
@@ -144,7 +164,8 @@ def coarsest_eps(*dtypes: Any) -> float:
 def tolerance_for(
     *dtypes: Any, size: int, scale: float = 1.0, factor: float = DEFAULT_FACTOR
 ) -> float:
-    r""":func:`lowrank._numerics.tolerance` for the coarsest of several dtypes.
+    r"""The rounding tolerance of the library (``lowrank._numerics.tolerance``) for the
+    coarsest of several dtypes.
 
     .. math:: \tau = c\,\varepsilon_{\max}\,\sqrt{n}\,s
 
@@ -153,12 +174,41 @@ def tolerance_for(
     storage types (``float16``, ``bfloat16``, float8) the storage epsilon replaces the
     compute epsilon, since rounding to storage dominates.
 
+    Parameters
+    ----------
+    *dtypes : dtype-like
+        The dtypes of the arrays involved (at least one); the coarsest counts (see
+        :func:`coarsest_eps`).
+    size : int
+        :math:`n`, the length over which rounding errors accumulate, ``>= 0``.
+    scale : float, default 1.0
+        :math:`s`, the magnitude of the quantity; finite and ``>= 0``.
+    factor : float, default 16.0
+        :math:`c` (:data:`DEFAULT_FACTOR`); finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        :math:`\tau`, an absolute tolerance in the units of ``scale``.
+
+    Raises
+    ------
+    ValueError
+        No dtype given.
+    DTypeError
+        A dtype that is not numeric.
+    InputError
+        ``size`` not an integer ``>= 0``, ``scale`` negative or not finite, or ``factor``
+        not finite and ``> 0``.
+
     Examples
     --------
     >>> import numpy as np
     >>> from lowrank._numerics import tolerance
     >>> tolerance_for(np.float64, np.float32, size=100) == tolerance(np.float32, size=100)
     True
+    >>> tolerance_for("bfloat16", size=4, scale=2.0)  # 16 * 2**-7 * sqrt(4) * 2
+    0.5
     """
     if not dtypes:
         raise ValueError("tolerance_for needs at least one dtype")
@@ -180,6 +230,31 @@ def svd_tolerance(
     r"""Absolute error of singular values and triplet residuals of a backward-stable SVD.
 
     .. math:: \tau = c\,\varepsilon\,\sqrt{\max(m, n)}\,\sigma_1
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the computation (:math:`\varepsilon` is its :func:`coarsest_eps`).
+    shape : (int, int)
+        ``(m, n)``, the shape of the matrix; sides ``>= 0``.
+    sigma_1 : float
+        :math:`\sigma_1 = \|A\|_2`, finite and ``>= 0``.
+    factor : float, default 16.0
+        :math:`c`; finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        :math:`\tau`, absolute (in the units of ``sigma_1``).
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``sigma_1`` negative or not finite, or ``factor`` not finite and ``> 0``.
+    DTypeError
+        ``dtype`` not numeric.
 
     Examples
     --------
@@ -208,11 +283,49 @@ def norm_tolerance(
     vector of :math:`q = \min(m, n)` ones: 1 (spectral), :math:`\sqrt q` (Frobenius),
     :math:`q` (nuclear), :math:`q^{1/p}` (Schatten-p), :math:`\min(k, q)` (Ky Fan k).
 
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the computation (:math:`\varepsilon` is its :func:`coarsest_eps`).
+    shape : (int, int)
+        ``(m, n)``, the shape of the matrix; sides ``>= 0``.
+    sigma_1 : float
+        :math:`\sigma_1 = \|A\|_2`, finite and ``>= 0``.
+    norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
+        The unitarily invariant norm.
+    p : float, optional
+        The order of the Schatten norm, a real number ``>= 1`` (``inf`` allowed); default
+        (``None``) counts as ``inf``, the spectral norm. Ignored by the other norms.
+    k : int, optional
+        The number of values in the Ky Fan norm, ``>= 1``; default 1. Ignored by the other
+        norms.
+    factor : float, default 16.0
+        :math:`c`; finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        :func:`norm_multiplier` times :func:`svd_tolerance`: an absolute tolerance on the
+        norm, in the units of ``sigma_1``.
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``norm`` not one of the five names, ``p`` not a real number ``>= 1``, ``k`` not an
+        integer ``>= 1``, ``sigma_1`` negative or not finite, or ``factor`` not finite and
+        ``> 0``.
+    DTypeError
+        ``dtype`` not numeric.
+
     Examples
     --------
     >>> import numpy as np
     >>> t = svd_tolerance(np.float64, (9, 4), 1.0)
-    >>> norm_tolerance(np.float64, (9, 4), 1.0, norm="fro") == 2 * t
+    >>> norm_tolerance(np.float64, (9, 4), 1.0, norm="fro") == 2 * t  # sqrt(min(9, 4))
+    True
+    >>> norm_tolerance(np.float64, (9, 4), 1.0, norm="ky_fan", k=3) == 3 * t
     True
     """
     mult = norm_multiplier(shape, norm=norm, p=p, k=k)
@@ -225,10 +338,40 @@ def norm_multiplier(
     r"""The norm of a vector of :math:`q = \min(m, n)` ones in the given unitarily invariant
     norm: :math:`\|E\| \le \|E\|_2 \cdot` this, for an m×n matrix :math:`E`.
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(m, n)``, the shape of :math:`E`; sides ``>= 0`` (an empty shape counts as
+        :math:`q = 1`).
+    norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
+        The unitarily invariant norm.
+    p : float, optional
+        The order of the Schatten norm, a real number ``>= 1`` (``inf`` allowed); default
+        (``None``) counts as ``inf``, the spectral norm. Ignored by the other norms.
+    k : int, optional
+        The number of values in the Ky Fan norm, ``>= 1``; default 1. Ignored by the other
+        norms.
+
+    Returns
+    -------
+    float
+        :math:`\|(1, \dots, 1)\|`: 1 (spectral), :math:`\sqrt q` (Frobenius), :math:`q`
+        (nuclear), :math:`q^{1/p}` (Schatten-p), :math:`\min(k, q)` (Ky Fan k).
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``norm`` not one of the five names, ``p`` not a real number ``>= 1``, or ``k`` not
+        an integer ``>= 1``.
+
     Examples
     --------
     >>> norm_multiplier((9, 4), norm="fro"), norm_multiplier((9, 4), norm="nuclear")
     (2.0, 4.0)
+    >>> norm_multiplier((9, 4), norm="schatten", p=2), norm_multiplier((9, 4), norm="spectral")
+    (2.0, 1.0)
     """
     q = max(min(check_matrix_shape(shape)), 1)
     check_choice(norm, name="norm", choices=_NORMS)
@@ -266,6 +409,23 @@ def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: i
     the vectors are not determined, and there is nothing to bound; compare the subspace of
     the whole cluster of (nearly) equal values instead.
 
+    Parameters
+    ----------
+    residual_tolerance : float
+        :math:`\tau`, the bound on the residuals of each computed triplet (for a
+        backward-stable SVD, :func:`backward_error_tolerance`); finite and ``>= 0``.
+    gap : float
+        :math:`\delta > 0`, the distance from the cluster's values to the rest of the
+        spectrum (``inf`` when there is no rest), in the units of ``residual_tolerance``.
+    cluster_size : int, default 1
+        :math:`c`, the number of (nearly) equal values compared as one subspace.
+
+    Returns
+    -------
+    float
+        The bound on :math:`\sin\Theta`; a value ``>= 1`` bounds nothing (the gap is too
+        small for the residuals).
+
     Raises
     ------
     InputError
@@ -276,6 +436,12 @@ def subspace_tolerance(residual_tolerance: float, gap: float, *, cluster_size: i
     --------
     >>> subspace_tolerance(1e-14, 0.5)
     5.6568542494923806e-14
+    >>> subspace_tolerance(1e-14, 0.5, cluster_size=2)  # sqrt(2) times larger
+    8e-14
+    >>> subspace_tolerance(1e-14, 0.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lowrank.errors.InputError: gap must be > 0 (with no gap the singular vectors are not ...
     """
     tau = _scale(residual_tolerance, "residual_tolerance")
     given: object = gap
@@ -305,6 +471,22 @@ def lapack_deflation_tolerance(dtype: Any) -> float:
     :math:`U^HAV` reach it (measured: :math:`49.7\varepsilon\sigma_1` on 3×3 float64
     matrices, whatever the size), which is why a tolerance of the form
     :math:`c\,\varepsilon\sqrt{n}\,\sigma_1` alone raises false alarms on small matrices.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the SVD (:math:`\varepsilon` is its :func:`coarsest_eps`; integers
+        count as float64).
+
+    Returns
+    -------
+    float
+        :math:`t_L`, relative: the perturbation is :math:`t_L\sigma_1`.
+
+    Raises
+    ------
+    DTypeError
+        ``dtype`` not numeric.
 
     Examples
     --------
@@ -341,6 +523,32 @@ def backward_error_tolerance(
     :math:`U^HAV - \Sigma = -U^HEV` plus the orthogonality defects of :math:`U`, :math:`V`,
     which :func:`assert_orthonormal <lowrank.testing.assertions.assert_orthonormal>` checks
     separately and which are below :math:`c\,\varepsilon\sqrt{m}`).
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the SVD (:math:`\varepsilon` is its :func:`coarsest_eps`).
+    shape : (int, int)
+        ``(m, n)``, the shape of :math:`A`; sides ``>= 0``.
+    sigma_1 : float
+        :math:`\sigma_1 = \|A\|_2`, finite and ``>= 0``.
+    factor : float, default 16.0
+        :math:`c`; finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        The bound on :math:`\|E\|_2`, absolute (in the units of ``sigma_1``):
+        :func:`svd_tolerance` plus :func:`lapack_deflation_tolerance` times ``sigma_1``.
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``sigma_1`` negative or not finite, or ``factor`` not finite and ``> 0``.
+    DTypeError
+        ``dtype`` not numeric.
 
     Examples
     --------
@@ -390,11 +598,46 @@ def gram_atol(
       :math:`\sqrt{\varepsilon}\,\sigma_1`, which no relative tolerance absorbs when
       :math:`e_\star` is itself that small.
 
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the computation (:math:`\varepsilon` is its :func:`coarsest_eps`).
+    shape : (int, int)
+        ``(m, n)``, the shape of :math:`A`; sides ``>= 0``.
+    tol : float, default 0.0
+        :math:`t`, the ``tol`` passed to ``svds``; finite and ``>= 0`` (0: machine
+        precision).
+    rank : int, default 1
+        :math:`r \ge 1`: 1 for the error of each value (``atol`` of
+        :func:`assert_valid_svd <lowrank.testing.assertions.assert_valid_svd>`), the rank
+        of the approximation for its error (``atol`` of
+        :func:`assert_near_optimal <lowrank.testing.assertions.assert_near_optimal>`).
+    factor : float, default 16.0
+        :math:`c`; finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        The accuracy, relative to :math:`\sigma_1` (multiply by :math:`\|A\|_2` for an
+        absolute one).
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``tol`` negative or not finite, ``rank`` not an integer ``>= 1``, or ``factor``
+        not finite and ``> 0``.
+    DTypeError
+        ``dtype`` not numeric.
+
     Examples
     --------
     >>> import numpy as np
     >>> f"{gram_atol(np.float64, (50, 40), rank=5):.2g}"
     '3.6e-07'
+    >>> f"{gram_atol(np.float64, (50, 40), tol=1e-6):.2g}"  # t**2 dominates: about t
+    '1e-06'
     """
     t = _scale(tol, "tol")
     m, n = check_matrix_shape(shape)
@@ -435,10 +678,36 @@ def power_scheme_factor(
     (so ``oversample >= 5`` when ``rank == 1``). Rounding adds the backward error of an SVD,
     which the assertions add anyway.
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(m, n)``, the shape of :math:`A`; sides ``>= 0``.
+    rank : int
+        :math:`r \ge 0`, the target rank.
+    n_iter : int
+        :math:`q \ge 0`, the number of power iterations.
+    oversample : int, default 10
+        :math:`p`, the extra columns of the sketch: ``>= 4``, and ``>= 5`` when
+        ``rank < 2``.
+
+    Returns
+    -------
+    float
+        :math:`F \ge 1`, relative to :math:`\sigma_{r+1}`.
+
+    Raises
+    ------
+    ShapeError
+        ``shape`` not a tuple of two integers ``>= 0``.
+    InputError
+        ``rank`` or ``n_iter`` not an integer ``>= 0``, or ``oversample`` too small.
+
     Examples
     --------
     >>> round(power_scheme_factor((100, 80), 5, n_iter=7), 3)  # scikit-learn's defaults
     1.486
+    >>> round(power_scheme_factor((100, 80), 5, n_iter=0), 1)  # no power iteration
+    382.1
     """
     m, n = check_matrix_shape(shape)
     r = check_int(rank, name="rank", minimum=0)
