@@ -253,9 +253,9 @@ def hidden_multiplicity(values: Array, rank: int, capacity: int, eps: float, tol
 
     Missing copies matter when they would displace smaller Ritz values from the top
     ``rank`` (the run ends before index ``rank``), or when the run reaches past the rank
-    but its values differ by more than ``tol`` (which of them
-    belong to the top ``rank`` is then unresolved). Values at the rounding level
-    (:math:`100\,\varepsilon\tilde\sigma_1`) are not counted: copies of zero change nothing.
+    but its values differ by more than ``tol`` (which of them belong to the top ``rank`` is
+    then unresolved). Values at the rounding level (:math:`100\,\varepsilon\tilde\sigma_1`)
+    are not counted: copies of zero change nothing.
     """
     v = np.asarray(values, dtype=np.float64)
     top = min(rank, v.size)
