@@ -92,6 +92,22 @@ def haar_orthonormal(n: int, k: int, *, complex_: bool = False, rng: RNGLike = N
     QR of a Gaussian matrix with the signs (phases) of :math:`\operatorname{diag} R` moved
     into :math:`Q`, which makes the distribution exactly Haar (Mezzadri 2007).
 
+    Parameters
+    ----------
+    n : int
+        Rows, ``>= 0``.
+    k : int
+        Columns, ``0 <= k <= n``.
+    complex_ : bool, default False
+        Complex entries (orthonormal columns of a unitary matrix) instead of real ones.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the Gaussian matrix (normalised with ``numpy.random.default_rng``).
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+        float64 (complex128 with ``complex_``), with :math:`Q^HQ = I_k` to float64 rounding.
+
     Raises
     ------
     InputError
@@ -104,6 +120,9 @@ def haar_orthonormal(n: int, k: int, *, complex_: bool = False, rng: RNGLike = N
     >>> Q = haar_orthonormal(5, 3, rng=0)
     >>> bool(np.allclose(Q.T @ Q, np.eye(3)))
     True
+    >>> Z = haar_orthonormal(4, 4, complex_=True, rng=1)  # unitary
+    >>> Z.dtype, bool(np.allclose(Z @ Z.conj().T, np.eye(4)))
+    (dtype('complex128'), True)
     """
     n = check_int(n, name="n", minimum=0)
     k = check_int(k, name="k", minimum=0, maximum=n, maximum_text=f"n = {n}")
@@ -128,6 +147,22 @@ def householder_orthonormal(n: int, k: int, vectors: Sequence[ArrayLike]) -> Arr
     With small integer vectors the result is structured: signed permutations, exact zeros,
     ties in magnitude. Complex vectors give a unitary matrix.
 
+    Parameters
+    ----------
+    n : int
+        The size of the reflections, ``>= 0``.
+    k : int
+        The number of columns kept, ``0 <= k <= n``.
+    vectors : sequence of array_like, each of shape (n,)
+        The vectors :math:`v_1, v_2, \dots`, real or complex, finite; the product is
+        :math:`H(v_1)H(v_2)\cdots`.
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+        The first ``k`` columns of the product: float64, or complex128 when a vector is
+        complex; orthonormal to float64 rounding.
+
     Raises
     ------
     InputError
@@ -141,6 +176,9 @@ def householder_orthonormal(n: int, k: int, vectors: Sequence[ArrayLike]) -> Arr
     array([[0., 1.],
            [1., 0.],
            [0., 0.]])
+    >>> householder_orthonormal(2, 2, [])  # no reflection: the identity
+    array([[1., 0.],
+           [0., 1.]])
     """
     n = check_int(n, name="n", minimum=0)
     k = check_int(k, name="k", minimum=0, maximum=n, maximum_text=f"n = {n}")
@@ -220,12 +258,69 @@ class MatrixWithSpectrum:
         self, rank: int, *, norm: NormName = "fro", p: float | None = None, k: int | None = None
     ) -> float:
         r"""The Eckart–Young–Mirsky optimum :math:`\min_{\operatorname{rank}X\le r}\|A - X\|`,
-        from the exact :attr:`S` (see :func:`lowrank.eym_error`)."""
+        from the exact :attr:`S` (see :func:`lowrank.eym_error`).
+
+        Parameters
+        ----------
+        rank : int
+            :math:`r`, ``0 <= rank <= min(m, n)``.
+        norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
+            The unitarily invariant norm.
+        p : float, optional
+            Schatten exponent, ``p >= 1`` (``inf`` is the spectral norm); for
+            ``norm="schatten"``.
+        k : int, optional
+            Number of singular values in the Ky Fan k-norm; for ``norm="ky_fan"``.
+
+        Returns
+        -------
+        float
+            The optimal error, in float64: the norm of ``S[rank:]``.
+
+        Raises
+        ------
+        RankError
+            ``rank`` out of range.
+        InputError
+            A bad ``norm``, or a missing or invalid ``p``/``k``.
+
+        Examples
+        --------
+        >>> case = matrix_with_spectrum([12.0, 4.0, 3.0], (5, 3), rng=0)
+        >>> case.optimal_error(1)  # sqrt(4**2 + 3**2)
+        5.0
+        >>> case.optimal_error(1, norm="spectral"), case.optimal_error(1, norm="nuclear")
+        (4.0, 7.0)
+        """
         return eym_error(self.S, rank, norm=norm, p=p, k=k)
 
     def truncation(self, rank: int) -> Array:
         r"""The best rank-``rank`` approximation :math:`U_r\operatorname{diag}(S_r)V_r^H` from
-        the exact factors, in float64 (complex128)."""
+        the exact factors, in float64 (complex128).
+
+        Parameters
+        ----------
+        rank : int
+            :math:`r`, ``0 <= rank <= min(m, n)``.
+
+        Returns
+        -------
+        ndarray, shape (m, n)
+            float64, or complex128 when the factors are complex (whatever :attr:`dtype` is).
+
+        Raises
+        ------
+        InputError
+            ``rank`` out of range.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> case = matrix_with_spectrum([3.0, 1.0], (4, 3), rng=0)
+        >>> X = case.truncation(1)
+        >>> X.shape, round(float(np.linalg.norm(case.A - X)), 12)  # the optimum, S[1]
+        ((4, 3), 1.0)
+        """
         if not 0 <= rank <= self.S.size:
             raise InputError(
                 f"rank must satisfy 0 <= rank <= min(A.shape) = {self.S.size}; got {rank}"
@@ -255,21 +350,23 @@ def matrix_with_spectrum(
         Non-negative values, ``q <= min(shape)``; sorted descending here.
     shape : (int, int)
         ``(m, n)``.
-    dtype : float32, float64, complex64 or complex128
-        Complex dtypes get unitary factors.
-    rng : None, int or numpy.random.Generator
+    dtype : floating or complex dtype, default float64
+        float16, bfloat16, float32, float64, complex64 or complex128; complex dtypes get
+        unitary factors. The matrix is built in float64 (complex128) and rounded once.
+    rng : None, int or numpy.random.Generator, optional
         Source of the factors.
 
     Returns
     -------
     MatrixWithSpectrum
+        The matrix with its exact SVD (``factors="haar"``).
 
     Raises
     ------
     ShapeError
         ``shape`` not two integers >= 0, ``S`` not 1-D or longer than ``min(shape)``.
     InputError
-        ``S`` not real, finite and non-negative.
+        ``S`` not real, finite and non-negative, or a bad ``rng``.
     DTypeError
         ``dtype`` not a floating or complex dtype.
 
@@ -349,7 +446,32 @@ class NoisyLowRank:
         return self.A.dtype
 
     def noise_norm(self, *, norm: NormName = "fro") -> float:
-        r""":math:`\|E\|` in ``"fro"``, ``"spectral"`` or ``"nuclear"`` norm (float64)."""
+        r""":math:`\|E\|` in ``"fro"``, ``"spectral"`` or ``"nuclear"`` norm (float64).
+
+        Parameters
+        ----------
+        norm : {"fro", "spectral", "nuclear"}, default "fro"
+            The norm.
+
+        Returns
+        -------
+        float
+            The norm of :attr:`noise`, from its singular values.
+
+        Raises
+        ------
+        InputError
+            ``norm`` not one of the three names.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> signal = matrix_with_spectrum([2.0], (3, 2), rng=0)
+        >>> E = np.array([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]])
+        >>> case = NoisyLowRank(A=signal.A + E, signal=signal, noise=E, noise_level=2.5)
+        >>> case.noise_norm(), case.noise_norm(norm="spectral"), case.noise_norm(norm="nuclear")
+        (5.0, 4.0, 7.0)
+        """
         values = np.linalg.svd(self.noise, compute_uv=False)
         if norm == "fro":
             return float(np.sqrt(np.sum(values**2)))
@@ -429,12 +551,34 @@ def weight_like_matrix(
 ) -> WeightLike:
     r"""A :class:`WeightLike` matrix: Marchenko–Pastur bulk of scale ``scale`` plus ``spikes``.
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(m, n)``, sides ``>= 1``.
+    spikes : array_like, shape (j,), default ()
+        The spike strengths :math:`\theta_j` relative to the bulk: real, finite,
+        non-negative, at most ``min(m, n)`` of them (sorted descending here).
+    scale : float, default 1.0
+        :math:`\sigma`, the scale of the bulk; finite and ``> 0``.
+    dtype : floating or complex dtype, default float64
+        float16, bfloat16, float32, float64, complex64 or complex128; the matrix is built in
+        float64 (complex128) and rounded once. Complex dtypes get a complex Gaussian bulk and
+        unitary spike vectors.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the bulk and of the spike vectors.
+
+    Returns
+    -------
+    WeightLike
+        The matrix with its ``spikes`` and ``scale``.
+
     Raises
     ------
     ShapeError
         ``shape`` not two integers >= 1, ``spikes`` not 1-D or longer than ``min(shape)``.
     InputError
-        ``spikes`` not real, finite and non-negative; ``scale`` not finite and > 0.
+        ``spikes`` not real, finite and non-negative; ``scale`` not finite and > 0; a bad
+        ``rng``.
     DTypeError
         ``dtype`` not a floating or complex dtype.
 
@@ -519,11 +663,41 @@ class LoRAFactors:
         return self.W.dtype
 
     def delta_weight(self) -> Array:
-        r""":math:`\Delta W = s\,BA`, computed in float64 from the stored factors."""
+        r""":math:`\Delta W = s\,BA`, computed in float64 from the stored factors.
+
+        Returns
+        -------
+        ndarray, shape (out, in)
+            float64.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> f = LoRAFactors(W=np.eye(2), A=np.array([[1.0, 2.0]]), B=np.array([[1.0], [0.0]]),
+        ...                 scaling=0.5, alpha=0.5, use_rslora=False)
+        >>> f.delta_weight()
+        array([[0.5, 1. ],
+               [0. , 0. ]])
+        """
         return self.scaling * (self.B.astype(np.float64) @ self.A.astype(np.float64))
 
     def merged(self) -> Array:
-        r""":math:`W + s\,BA` in float64 from the stored arrays (the exact merge)."""
+        r""":math:`W + s\,BA` in float64 from the stored arrays (the exact merge).
+
+        Returns
+        -------
+        ndarray, shape (out, in)
+            float64.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> f = LoRAFactors(W=np.eye(2), A=np.array([[1.0, 2.0]]), B=np.array([[1.0], [0.0]]),
+        ...                 scaling=0.5, alpha=0.5, use_rslora=False)
+        >>> f.merged()
+        array([[1.5, 1. ],
+               [0. , 1. ]])
+        """
         return self.W.astype(np.float64) + self.delta_weight()
 
     def __iter__(self) -> Iterator[Any]:
@@ -553,11 +727,39 @@ def random_lora_factors(
     initialisation) or :math:`\mathcal N(0, 1/r)` (``"gaussian"``, a trained adapter). The
     scaling is :func:`lowrank.lora.lora_scaling` of ``alpha`` and ``rank``.
 
+    Parameters
+    ----------
+    out_features : int
+        ``out``, the rows of ``W`` and ``B``; ``>= 1``.
+    in_features : int
+        ``in``, the columns of ``W`` and ``A``; ``>= 1``.
+    rank : int
+        ``r``, the inner dimension; ``>= 1`` (may exceed ``min(out, in)``, as PEFT allows).
+    alpha : float, default 16.0
+        ``lora_alpha``; finite and ``> 0``.
+    use_rslora : bool, default False
+        Scale by :math:`\alpha/\sqrt r` (rsLoRA) instead of :math:`\alpha/r`.
+    b_init : {"gaussian", "zeros"}, default "gaussian"
+        ``lora_B`` as after training (Gaussian) or as PEFT initialises it (zeros, a zero
+        update).
+    dtype : real floating dtype, default float64
+        float16, bfloat16, float32 or float64; the arrays are drawn in float64 and rounded
+        once.
+    rng : None, int or numpy.random.Generator, optional
+        Source of ``W``, ``A`` and ``B``.
+
+    Returns
+    -------
+    LoRAFactors
+        ``W`` (out, in), ``A`` (r, in), ``B`` (out, r) in ``dtype``, with ``scaling``,
+        ``alpha`` and ``use_rslora``.
+
     Raises
     ------
     InputError
         ``out_features``, ``in_features`` or ``rank`` not an integer >= 1, ``alpha`` not finite
-        and > 0, ``use_rslora`` not a bool, ``b_init`` not ``"zeros"`` or ``"gaussian"``.
+        and > 0, ``use_rslora`` not a bool, ``b_init`` not ``"zeros"`` or ``"gaussian"``, or a
+        bad ``rng``.
     DTypeError
         ``dtype`` not a real floating dtype.
 
@@ -567,6 +769,9 @@ def random_lora_factors(
     >>> f.W.shape, f.A.shape, f.B.shape, f.scaling
     ((6, 4), (2, 4), (6, 2), 4.0)
     >>> W, A, B, s = f
+    >>> g = random_lora_factors(6, 4, 4, alpha=8.0, use_rslora=True, b_init="zeros", rng=0)
+    >>> g.scaling, bool(g.B.any())  # 8 / sqrt(4); PEFT's zero B
+    (4.0, False)
     """
     out_features = check_int(out_features, name="out_features", minimum=1)
     in_features = check_int(in_features, name="in_features", minimum=1)
