@@ -8,22 +8,22 @@ additionally divided by the spectral gap). Arguments that are not what the asser
 (a bad ``norm``, a negative ``rtol``) raise :class:`lowrank.InputError` instead: that is a
 bug in the test, not in the code under test.
 
-=================================  =========================================================
-assertion                          checks
-=================================  =========================================================
-:func:`assert_valid_svd`           shapes; real, non-negative, descending ``S``; orthonormal
-                                   ``U`` and ``V``; ``S`` equal to the float64 reference;
-                                   every triplet a singular triplet of ``A``; the
-                                   reconstruction error equal to the EYM optimum; vectors
-                                   equal to a reference up to sign (up to rotation within
-                                   clusters of equal values).
-:func:`assert_near_optimal`        :math:`e^\star \le \|A - X\| \le (1+\epsilon)e^\star`,
-                                   :math:`e^\star` the Eckart–Young–Mirsky optimum.
-:func:`assert_lora_reconstruction` :math:`W_{res} + s\,BA = W` with PEFT's shapes.
-:func:`assert_adapters_agree`      two callables ``x -> y`` agree on random inputs.
-:func:`assert_orthonormal`         :math:`Q^HQ = I`.
-:func:`assert_singular_values_close` two vectors of singular values agree.
-=================================  =========================================================
+=====================================  =========================================================
+assertion                              checks
+=====================================  =========================================================
+:func:`assert_valid_svd`               shapes; real, non-negative, descending ``S``; orthonormal
+                                       ``U`` and ``V``; ``S`` equal to the float64 reference;
+                                       every triplet a singular triplet of ``A``; the
+                                       reconstruction error equal to the EYM optimum; vectors
+                                       equal to a reference up to sign (up to rotation within
+                                       clusters of equal values).
+:func:`assert_near_optimal`            :math:`e^\star \le \|A - X\| \le (1+\epsilon)e^\star`,
+                                       :math:`e^\star` the Eckart–Young–Mirsky optimum.
+:func:`assert_lora_reconstruction`     :math:`W_{res} + s\,BA = W` with PEFT's shapes.
+:func:`assert_adapters_agree`          two callables ``x -> y`` agree on random inputs.
+:func:`assert_orthonormal`             :math:`Q^HQ = I`.
+:func:`assert_singular_values_close`   two vectors of singular values agree.
+=====================================  =========================================================
 """
 
 from __future__ import annotations
@@ -111,6 +111,16 @@ def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT
     :math:`\tau` = ``tolerance(Q.dtype, size=Q.shape[0], factor=factor)``: every entry of
     :math:`Q^HQ` is an inner product of length :math:`m`.
 
+    Parameters
+    ----------
+    Q : array_like, shape (m, k)
+        The matrix whose columns are checked, in any numeric dtype (``bfloat16`` and the
+        float8 types are kept as they are, so the tolerance is theirs). No columns pass.
+    name : str, default "Q"
+        What the message calls ``Q``.
+    factor : float, default 16
+        The constant :math:`c` of the tolerance; finite and ``> 0``.
+
     Raises
     ------
     AssertionError
@@ -173,14 +183,33 @@ def assert_singular_values_close(
     that differs from ``expected``'s, complex or non-finite entries raise
     :class:`AssertionError` (an ``actual`` that is not numbers at all is an ``InputError``).
 
+    Parameters
+    ----------
+    actual : array_like, shape (q,)
+        The singular values under test.
+    expected : array_like, shape (q,)
+        The reference values: real, finite and non-negative, in any order.
+    dtype : dtype-like
+        The dtype ``actual`` was computed in (the coarsest involved): :math:`\varepsilon` is
+        its :func:`~lowrank.testing.tolerances.coarsest_eps`. Not used with ``rtol``.
+    size : int
+        :math:`n`, the larger side of the matrix, ``>= 0``. Not used with ``rtol``.
+    rtol : float, optional
+        A relative tolerance (finite, ``>= 0``) that replaces the absolute one: each value
+        must satisfy :math:`|a_i - e_i| \le \text{rtol}\,e_i`.
+    factor : float, default 16
+        The constant :math:`c` of the absolute tolerance; finite and ``> 0``.
+
     Raises
     ------
     AssertionError
         ``actual`` of another shape, complex or not finite, or a value off by more than
         the tolerance.
     InputError
-        A bad ``expected``, a non-numeric ``actual``, or a bad ``dtype``, ``size``, ``rtol``
-        or ``factor``.
+        A bad ``expected``, a non-numeric ``actual``, or a bad ``size``, ``rtol`` or
+        ``factor``.
+    DTypeError
+        ``dtype`` not a numeric dtype.
 
     Examples
     --------
@@ -191,6 +220,7 @@ def assert_singular_values_close(
     Traceback (most recent call last):
     ...
     AssertionError: singular value 1 is 1.1, expected 1.0: error 0.1 > tolerance 2.13e-14 ...
+    >>> assert_singular_values_close([3.0, 1.1], [3.0, 1.0], dtype=np.float64, size=4, rtol=0.2)
     """
     e = as_vector(expected, name="expected")
     if e.dtype.kind == "c":

@@ -63,6 +63,18 @@ def load_profile(*, name: str | None = None) -> str:
     """Register the profiles and load ``name`` (default: ``$HYPOTHESIS_PROFILE``, else
     ``dev``); return the name loaded.
 
+    Parameters
+    ----------
+    name : str, optional
+        The profile: ``"dev"``, ``"ci"``, ``"thorough"`` (see :data:`PROFILES`) or one
+        registered elsewhere with ``hypothesis.settings.register_profile``. Default: the
+        environment variable :data:`PROFILE_ENV` (``HYPOTHESIS_PROFILE``), else ``"dev"``.
+
+    Returns
+    -------
+    str
+        The name of the profile now loaded.
+
     Raises
     ------
     InputError
@@ -75,6 +87,10 @@ def load_profile(*, name: str | None = None) -> str:
     'thorough'
     >>> settings().max_examples
     500
+    >>> load_profile(name="nightly")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lowrank.errors.InputError: name must name a registered Hypothesis profile ('dev', ...
     >>> load_profile(name="dev")
     'dev'
     """
