@@ -3,15 +3,14 @@ r"""A LoRA linear layer: frozen base weight and bias, named low-rank adapters, m
 Parameters are named as in PEFT's ``lora.Linear`` state dict, so that arrays move between
 the two without renaming:
 
-==========================  ================================  ================================
-key                         shape                             trainable by default
-==========================  ================================  ================================
-``base_layer.weight``       ``(out, in)``; ``(in, out)`` with  no
-                            ``fan_in_fan_out``
-``base_layer.bias``         ``(out,)``                        no
-``lora_A.<name>.weight``    ``(r, in)``                       yes
-``lora_B.<name>.weight``    ``(out, r)``                      yes
-==========================  ================================  ================================
+========================  ====================================================  ====================
+key                       shape                                                 trainable by default
+========================  ====================================================  ====================
+``base_layer.weight``     ``(out, in)``; ``(in, out)`` with ``fan_in_fan_out``  no
+``base_layer.bias``       ``(out,)``                                            no
+``lora_A.<name>.weight``  ``(r, in)``                                           yes
+``lora_B.<name>.weight``  ``(out, r)``                                          yes
+========================  ====================================================  ====================
 
 With ``fan_in_fan_out`` (GPT-2's ``Conv1D``, PEFT's ``fan_in_fan_out=True``) the base weight is
 *stored* ``(in, out)`` and the layer computes :math:`y = xW + b + \ldots`; the factors keep
@@ -205,9 +204,61 @@ class LoRALinear(Layer):
     ) -> LoRALinear:
         """A layer with one active adapter ``adapter_name`` (PEFT's ``"default"``).
 
-        Parameters are those of the constructor and :meth:`add_adapter`. For factors from
-        :mod:`lowrank.lora`, :meth:`from_init` and :meth:`from_extraction` take the result
-        whole (alpha, rsLoRA flag, layout and, for PiSSA, the residual base weight).
+        For factors from :mod:`lowrank.lora`, :meth:`from_init` and :meth:`from_extraction`
+        take the result whole (alpha, rsLoRA flag, layout and, for PiSSA, the residual base
+        weight).
+
+        Parameters
+        ----------
+        weight : array_like, shape ``(out_features, in_features)``
+            The frozen base weight :math:`W` (``(in_features, out_features)`` with
+            ``fan_in_fan_out``). Copied.
+        lora_A : array_like, shape ``(r, in_features)``
+            The adapter's down-projection :math:`A`, ``r >= 1``. Copied.
+        lora_B : array_like, shape ``(out_features, r)``
+            The adapter's up-projection :math:`B` (zeros for a freshly initialised LoRA).
+            Copied.
+        alpha : float
+            ``lora_alpha`` > 0; the scaling is ``alpha / r`` (``alpha / sqrt(r)`` with
+            ``use_rslora``).
+        bias : array_like, shape ``(out_features,)``, optional
+            The frozen base bias; default none.
+        use_rslora : bool, default False
+            rsLoRA scaling, ``alpha / sqrt(r)``.
+        dropout : float, default 0.0
+            Drop probability in ``[0, 1)`` on the adapter's input in training mode.
+        adapter_name : str, default "default"
+            Non-empty, without ``.``.
+        train_base : bool, default False
+            As the constructor's: make the base weight and bias trainable too.
+        fan_in_fan_out : bool, default False
+            As the constructor's: ``weight`` is stored ``(in_features, out_features)``.
+
+        Returns
+        -------
+        LoRALinear
+            The layer, with ``adapter_name`` its only (and active) adapter.
+
+        Raises
+        ------
+        InputError
+            A bad ``adapter_name``, ``alpha`` not finite and > 0, ``dropout`` outside
+            ``[0, 1)``, or a flag that is not a bool.
+        ShapeError, DTypeError, NonFiniteError
+            A weight that is not a finite real matrix, factors whose shapes do not fit it
+            (``lora_A`` ``(r, in_features)``, ``lora_B`` ``(out_features, r)``), or a bias
+            of the wrong length.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear.from_factors(
+        ...     np.eye(3), np.ones((1, 3)), np.zeros((3, 1)), alpha=16.0, adapter_name="task"
+        ... )
+        >>> layer.adapter_names, layer.active_adapters, layer.num_trainable_parameters()
+        (('task',), ('task',), 6)
+        >>> layer.adapter_config("task").scaling  # alpha / r
+        16.0
         """
         check_adapter_name(adapter_name, param="adapter_name")
         layer = cls(weight, bias, train_base=train_base, fan_in_fan_out=fan_in_fan_out)
@@ -233,7 +284,7 @@ class LoRALinear(Layer):
         ``use_rslora`` (hence the scaling), ``fan_in_fan_out`` and, for the inits that move
         part of :math:`W` into the adapter (PiSSA, MiLoRA, OLoRA), the residual
         :math:`W_\mathrm{res}` as the frozen base weight. The layer's forward pass is then
-        :math:`x W^	op` to rounding at the start, whatever the init.
+        :math:`x W^\top` to rounding at the start, whatever the init.
 
         Parameters
         ----------
@@ -450,6 +501,17 @@ class LoRALinear(Layer):
         ShapeError, DTypeError, NonFiniteError
             Factors of the wrong shape (``r >= 1`` rows in ``lora_A``, ``lora_B`` of shape
             ``(out, r)``), dtype or with non-finite entries.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear(np.eye(3))
+        >>> layer.add_adapter("a", np.ones((1, 3)), np.ones((3, 1)), alpha=1.0)
+        >>> layer.add_adapter("b", np.ones((2, 3)), np.zeros((3, 2)), alpha=4.0)
+        >>> layer.adapter_names, layer.active_adapters  # only the first becomes active
+        (('a', 'b'), ('a',))
+        >>> sorted(layer.trainable_parameters())
+        ['lora_A.a.weight', 'lora_A.b.weight', 'lora_B.a.weight', 'lora_B.b.weight']
         """
         key = check_adapter_name(name)
         use_rslora = check_bool(use_rslora, name="use_rslora")
@@ -500,53 +562,115 @@ class LoRALinear(Layer):
         The forward pass sums the contributions of the active adapters that are not merged.
         ``requires_grad`` flags are not changed.
 
+        Parameters
+        ----------
+        names : str or sequence of str
+            One adapter name, or the names to activate in order; each must be an adapter of
+            this layer, none repeated. ``[]`` deactivates every adapter.
+
         Raises
         ------
         InputError
-            An unknown or repeated name.
+            An unknown or repeated name, or ``names`` not a string or sequence of strings.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear.from_factors(np.eye(2), np.ones((1, 2)), np.ones((2, 1)), alpha=1.0)
+        >>> x = np.array([[1.0, 0.0]])
+        >>> layer.forward(x)
+        array([[2., 1.]])
+        >>> layer.set_active_adapters([]); layer.forward(x)  # the base layer alone
+        array([[1., 0.]])
+        >>> layer.set_active_adapters("default"); layer.active_adapters
+        ('default',)
         """
         self._active = self._check_adapter_names(names)
 
     @property
     def active_adapters(self) -> tuple[str, ...]:
-        """Names of the active adapters, in activation order."""
+        """tuple of str: Names of the active adapters, in activation order."""
         return self._active
 
     @property
     def adapter_names(self) -> tuple[str, ...]:
-        """Names of all adapters, in the order they were added."""
+        """tuple of str: Names of all adapters, in the order they were added."""
         return tuple(self._configs)
 
     @property
     def merged_adapters(self) -> tuple[str, ...]:
-        """Names of the adapters merged into the base weight, in merge order."""
+        """tuple of str: Names of the adapters merged into the base weight, in merge order."""
         return tuple(self._merged)
 
     @property
     def merged(self) -> bool:
-        """Whether any adapter is merged into the base weight."""
+        """bool: Whether any adapter is merged into the base weight."""
         return bool(self._merged)
 
     def adapter_config(self, name: str) -> AdapterConfig:
         """Rank, alpha, rsLoRA flag, dropout and scaling of adapter ``name``.
 
+        Parameters
+        ----------
+        name : str
+            An adapter of this layer.
+
+        Returns
+        -------
+        AdapterConfig
+            Its hyper-parameters (frozen; fixed when the adapter was added).
+
         Raises
         ------
         InputError
-            Unknown name.
+            ``name`` is not a string, or names no adapter of this layer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear.from_factors(
+        ...     np.eye(4), np.ones((4, 4)), np.zeros((4, 4)), alpha=8.0, use_rslora=True
+        ... )
+        >>> layer.adapter_config("default")
+        AdapterConfig(rank=4, alpha=8.0, use_rslora=True, dropout=0.0, scaling=4.0)
         """
         (key,) = self._check_adapter_names(check_str(name, name="name"), param="name")
         return self._configs[key]
 
     def delta_weight(self, name: str) -> Array:
-        """The dense update ``scaling · lora_B @ lora_A`` of adapter ``name``, in the layout
-        of the stored weight: ``(out, in)``, or its transpose with ``fan_in_fan_out`` (as
-        PEFT's ``get_delta_weight``).
+        r"""The dense update :math:`\Delta W = s\,BA` of adapter ``name``, in the stored layout.
+
+        As PEFT's ``get_delta_weight``: ``scaling * lora_B @ lora_A``, transposed when the
+        base weight is stored ``(in, out)`` (``fan_in_fan_out``), so that merging is
+        ``base_layer.weight += delta_weight(name)``. This forms an ``out × in`` array; the
+        forward and backward passes never do.
+
+        Parameters
+        ----------
+        name : str
+            An adapter of this layer (active or not, merged or not).
+
+        Returns
+        -------
+        ndarray, shape ``(out_features, in_features)``
+            In the layer's dtype; shape ``(in_features, out_features)`` with
+            ``fan_in_fan_out``. A new array.
 
         Raises
         ------
         InputError
-            Unknown name.
+            ``name`` is not a string, or names no adapter of this layer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear.from_factors(
+        ...     np.zeros((3, 2)), np.ones((1, 2)), np.arange(3.0).reshape(3, 1), alpha=2.0
+        ... )
+        >>> layer.delta_weight("default")  # 2 * B @ A
+        array([[0., 0.],
+               [2., 2.],
+               [4., 4.]])
         """
         (key,) = self._check_adapter_names(check_str(name, name="name"), param="name")
         delta = _delta_weight(
@@ -555,15 +679,39 @@ class LoRALinear(Layer):
         return delta.T if self._fan_in_fan_out else delta
 
     def merge(self, adapter_names: str | Sequence[str] | None = None) -> None:
-        r"""Add :math:`s_a B_a A_a` to the base weight for each adapter (default: the active
-        ones), in order.
+        r"""Add :math:`s_a B_a A_a` to the base weight for each adapter, in order.
+
+        A merged adapter is skipped by the forward pass (its update is in the weight) until
+        :meth:`unmerge`; its factors cannot be trained meanwhile.
+
+        Parameters
+        ----------
+        adapter_names : str, sequence of str or None, default None
+            The adapters to merge; None merges the active ones. Each must be an adapter of
+            this layer that is not merged yet; inactive adapters may be merged too.
 
         Raises
         ------
         InputError
-            An unknown or repeated name, or nothing to merge.
+            An unknown or repeated name, or nothing to merge (no name given and no adapter
+            active, or an empty sequence).
         StateError
             An adapter that is already merged (merging twice would add its update twice).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> layer = LoRALinear.from_factors(np.eye(2), np.ones((1, 2)), np.ones((2, 1)), alpha=1.0)
+        >>> x = np.array([[1.0, 2.0]])
+        >>> before = layer.forward(x)
+        >>> layer.merge()
+        >>> layer.merged_adapters
+        ('default',)
+        >>> layer.parameters()["base_layer.weight"]  # W + s B A
+        array([[2., 1.],
+               [1., 2.]])
+        >>> bool(np.array_equal(layer.forward(x), before))
+        True
         """
         names = (
             self._active
@@ -586,10 +734,22 @@ class LoRALinear(Layer):
     def unmerge(self) -> None:
         """Subtract the merged adapters' updates from the base weight, last merged first.
 
+        The base weight is restored up to one rounding per merge and unmerge; the adapters
+        contribute through the forward pass again (those that are active).
+
         Raises
         ------
         StateError
             No adapter is merged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> W = np.array([[1.0, 2.0], [3.0, 4.0]])
+        >>> layer = LoRALinear.from_factors(W, np.ones((1, 2)), np.ones((2, 1)), alpha=0.5)
+        >>> layer.merge(); layer.unmerge()
+        >>> layer.merged, bool(np.array_equal(layer.parameters()["base_layer.weight"], W))
+        (False, True)
         """
         if not self._merged:
             raise StateError("unmerge needs a merged adapter; no adapter is merged")
@@ -613,19 +773,22 @@ class LoRALinear(Layer):
 
     @property
     def in_features(self) -> int:
+        """int: Size of the input's last axis (the columns of :math:`W`)."""
         return int(self._params[_WEIGHT].shape[0 if self._fan_in_fan_out else 1])
 
     @property
     def out_features(self) -> int:
+        """int: Size of the output's last axis (the rows of :math:`W`)."""
         return int(self._params[_WEIGHT].shape[1 if self._fan_in_fan_out else 0])
 
     @property
     def fan_in_fan_out(self) -> bool:
-        """Whether ``base_layer.weight`` is stored ``(in, out)`` (GPT-2's ``Conv1D``)."""
+        """bool: Whether ``base_layer.weight`` is stored ``(in, out)`` (GPT-2's ``Conv1D``)."""
         return self._fan_in_fan_out
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """numpy.dtype: The layer's float dtype (float32 or float64), that of its weight."""
         return self._params[_WEIGHT].dtype
 
     # -- forward and backward -----------------------------------------------------------

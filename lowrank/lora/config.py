@@ -41,12 +41,36 @@ def anchored_patterns(values: Mapping[str, Any], names: Iterable[str]) -> dict[s
     ``"^" + re.escape(name)``, which matches that one name only. (A plain name such as
     ``"q"`` also matches ``"encoder.q"``, and its dots match any character.)
 
+    Parameters
+    ----------
+    values : mapping of str to object
+        Per-module values (ranks or alphas) by full module name, in the order the keys
+        should be tried.
+    names : iterable of str
+        Full names of every module the adapter targets, those in ``values`` and the others.
+
+    Returns
+    -------
+    dict of str to object
+        ``values`` with its keys kept when they are already unambiguous, else with every
+        key anchored; insertion order and values unchanged. Usable as a
+        :class:`LoRAConfig` ``rank_pattern`` or ``alpha_pattern``.
+
+    Raises
+    ------
+    InputError
+        ``values`` is not a mapping with string keys, ``names`` is not a sequence of
+        strings (a bare string is refused), or a plain key is not a valid regular
+        expression (``re.escape`` it first).
+
     Examples
     --------
     >>> anchored_patterns({"layers.1.q": 2}, ["layers.1.q", "layers.1.k"])
     {'layers.1.q': 2}
     >>> anchored_patterns({"q": 2}, ["q", "block.q"])
     {'^q': 2}
+    >>> anchored_patterns({"layers.1.q": 2}, ["layers.1.q", "layers.11q"])  # "." matches "1"
+    {'^layers\\.1\\.q': 2}
     """
     plain = dict(check_mapping(values, name="values"))
     check_str_sequence(tuple(plain), name="values' keys")
@@ -166,22 +190,98 @@ class LoRAConfig:
             )
 
     def rank_for(self, name: str) -> int:
-        """The rank of module ``name`` (``rank_pattern``'s first match, else ``r``)."""
+        """The rank of module ``name`` (``rank_pattern``'s first match, else ``r``).
+
+        Parameters
+        ----------
+        name : str
+            A module's full name, e.g. ``"model.layers.0.self_attn.v_proj"``.
+
+        Returns
+        -------
+        int
+            The rank ``r`` of that module's adapter, ``>= 1``.
+
+        Raises
+        ------
+        InputError
+            ``name`` is not a string.
+
+        Examples
+        --------
+        >>> cfg = LoRAConfig(r=8, lora_alpha=16, rank_pattern={"v_proj": 4})
+        >>> cfg.rank_for("model.layers.0.self_attn.v_proj"), cfg.rank_for("model.layers.0.q_proj")
+        (4, 8)
+        """
         key = pattern_key(self.rank_pattern, name)
         return self.r if key is None else self.rank_pattern[key]
 
     def alpha_for(self, name: str) -> float:
-        """The alpha of module ``name`` (``alpha_pattern``'s first match, else ``lora_alpha``)."""
+        """The alpha of module ``name`` (``alpha_pattern``'s first match, else ``lora_alpha``).
+
+        Parameters
+        ----------
+        name : str
+            A module's full name, e.g. ``"model.layers.0.self_attn.q_proj"``.
+
+        Returns
+        -------
+        float
+            That module's ``lora_alpha``, finite and > 0.
+
+        Raises
+        ------
+        InputError
+            ``name`` is not a string.
+
+        Examples
+        --------
+        >>> cfg = LoRAConfig(r=8, lora_alpha=16, alpha_pattern={"q_proj": 32})
+        >>> cfg.alpha_for("layers.0.q_proj"), cfg.alpha_for("layers.0.k_proj")
+        (32.0, 16.0)
+        """
         key = pattern_key(self.alpha_pattern, name)
         return self.lora_alpha if key is None else self.alpha_pattern[key]
 
     def scaling_for(self, name: str) -> float:
-        """The scaling of module ``name``: ``alpha / r`` or ``alpha / sqrt(r)``."""
+        r"""The scaling of module ``name``: ``alpha / r`` or ``alpha / sqrt(r)``.
+
+        Parameters
+        ----------
+        name : str
+            A module's full name.
+
+        Returns
+        -------
+        float
+            :math:`s = \alpha/r`, or :math:`\alpha/\sqrt r` with ``use_rslora``, from the
+            module's :meth:`alpha_for` and :meth:`rank_for`.
+
+        Raises
+        ------
+        InputError
+            ``name`` is not a string.
+
+        Examples
+        --------
+        >>> LoRAConfig(r=4, lora_alpha=8).scaling_for("q_proj")
+        2.0
+        >>> LoRAConfig(r=4, lora_alpha=8, use_rslora=True).scaling_for("q_proj")
+        4.0
+        """
         return lora_scaling(self.alpha_for(name), self.rank_for(name), use_rslora=self.use_rslora)
 
     def to_peft_dict(self) -> dict[str, Any]:
         """The LoRA keys of PEFT's ``adapter_config.json`` (lists for tuples, ints for
         integral alphas). :mod:`lowrank.io.peft` adds the other keys when it writes.
+
+        Returns
+        -------
+        dict of str to object
+            The keys ``r``, ``lora_alpha``, ``use_rslora``, ``rank_pattern``,
+            ``alpha_pattern``, ``target_modules``, ``fan_in_fan_out`` and
+            ``init_lora_weights``, JSON-serialisable; :meth:`from_peft_dict` reads it back
+            to an equal config.
 
         Examples
         --------
@@ -207,10 +307,25 @@ class LoRAConfig:
     def from_peft_dict(cls, config: Mapping[str, Any]) -> LoRAConfig:
         """A config from the keys of an ``adapter_config.json`` (other keys are ignored).
 
+        Parameters
+        ----------
+        config : mapping of str to object
+            The parsed JSON: ``r`` and ``lora_alpha`` are required; ``use_rslora``,
+            ``rank_pattern``, ``alpha_pattern``, ``target_modules``, ``fan_in_fan_out`` and
+            ``init_lora_weights`` take PEFT's defaults when missing (null patterns are
+            empty).
+
+        Returns
+        -------
+        LoRAConfig
+
         Raises
         ------
         InputError
-            ``r`` or ``lora_alpha`` missing, or a value of the wrong type.
+            ``config`` is not a mapping, ``r`` or ``lora_alpha`` is missing, or a value is
+            of the wrong type.
+        RankError
+            ``r`` or a ``rank_pattern`` value is not an integer >= 1.
 
         Examples
         --------
@@ -241,6 +356,11 @@ class LoRAConfig:
         PEFT refuses rsLoRA together with ``rank_pattern``/``alpha_pattern`` because it doubles
         ``alpha_pattern`` in both cases; multiplying by :math:`\sqrt2` is the right update, so
         that combination is converted here.
+
+        Returns
+        -------
+        LoRAConfig
+            A new config; ``target_modules``, ``use_rslora`` and ``fan_in_fan_out`` are kept.
 
         Examples
         --------

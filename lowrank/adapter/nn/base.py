@@ -31,8 +31,17 @@ __all__ = ["Layer"]
 class Layer(abc.ABC):
     """Base class of the adapter layers.
 
-    Subclasses register parameters with :meth:`_add_parameter` and implement
-    :meth:`_forward` and :meth:`_backward`.
+    Subclasses register parameters with ``_add_parameter`` and implement ``_forward`` and
+    ``_backward`` (the bodies on validated arrays); the public methods here validate and
+    call them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank.adapter.nn import Layer, Linear
+    >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+    >>> isinstance(layer, Layer), sorted(layer.parameters())
+    (True, ['bias', 'weight'])
     """
 
     def __init__(self) -> None:
@@ -48,23 +57,95 @@ class Layer(abc.ABC):
         self._requires_grad[name] = requires_grad
 
     def parameters(self) -> dict[str, Array]:
-        """All parameters by name. The arrays are the layer's own: writing to them changes
-        the layer (this is how optimisers update it)."""
+        """All parameters by name.
+
+        Returns
+        -------
+        dict of str to ndarray
+            A new dict, in registration order, of the layer's own arrays: writing to them
+            changes the layer (this is how optimisers update it).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+        >>> layer.parameters()
+        {'weight': array([[1., 2.]]), 'bias': array([0.5])}
+        >>> layer.parameters()["bias"][0] = 3.0  # in place: the layer changes
+        >>> layer.parameters()["bias"]
+        array([3.])
+        """
         return dict(self._params)
 
     def trainable_parameters(self) -> dict[str, Array]:
-        """The parameters whose ``requires_grad`` flag is set."""
+        """The parameters whose ``requires_grad`` flag is set.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The layer's own arrays (as :meth:`parameters`), trainable ones only.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+        >>> layer.freeze(["bias"])
+        >>> list(layer.trainable_parameters())
+        ['weight']
+        """
         return {k: v for k, v in self._params.items() if self._requires_grad[k]}
 
     def gradients(self) -> dict[str, Array]:
         """Gradients from the last backward pass, for the trainable parameters it reached.
 
         Each backward pass replaces them (gradients are not accumulated).
+
+        Returns
+        -------
+        dict of str to ndarray
+            By parameter name, each of its parameter's shape and dtype; empty before the
+            first backward pass. Frozen parameters have no entry.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+        >>> _ = layer.forward(np.array([[1.0, 1.0], [2.0, 0.0]]))
+        >>> _ = layer.backward(np.ones((2, 1)))
+        >>> layer.gradients()  # weight: G^T x, bias: G^T 1
+        {'weight': array([[3., 1.]]), 'bias': array([2.])}
         """
         return dict(self._grads)
 
     def requires_grad(self, name: str) -> bool:
-        """Whether parameter ``name`` is trainable."""
+        """Whether parameter ``name`` is trainable.
+
+        Parameters
+        ----------
+        name : str
+            A parameter of this layer (a key of :meth:`parameters`).
+
+        Returns
+        -------
+        bool
+            Its ``requires_grad`` flag.
+
+        Raises
+        ------
+        InputError
+            ``name`` is not a string, or names no parameter of this layer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter import LoRALinear
+        >>> layer = LoRALinear.from_factors(np.eye(2), np.ones((1, 2)), np.zeros((2, 1)), alpha=1.0)
+        >>> layer.requires_grad("base_layer.weight"), layer.requires_grad("lora_A.default.weight")
+        (False, True)
+        """
         self._check_names([check_str(name, name="name")], param="name")
         return self._requires_grad[name]
 
@@ -81,14 +162,62 @@ class Layer(abc.ABC):
         return list(self._params)
 
     def freeze(self, names: Iterable[str] | None = None) -> None:
-        """Mark ``names`` (default: every parameter) as not trainable."""
+        """Mark ``names`` (default: every parameter) as not trainable.
+
+        Their stored gradients are dropped; optimisers then leave them unchanged.
+
+        Parameters
+        ----------
+        names : iterable of str or None, default None
+            Parameters of this layer; None freezes all of them.
+
+        Raises
+        ------
+        InputError
+            A name that is not a string or names no parameter of this layer (then no flag
+            changes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.ones((2, 3)), np.zeros(2))
+        >>> layer.freeze(["weight"]); layer.num_trainable_parameters()
+        2
+        >>> layer.freeze(); layer.has_trainable
+        False
+        """
         for n in self._check_names(self._params if names is None else names):
             self._requires_grad[n] = False
             self._grads.pop(n, None)
 
     def unfreeze(self, names: Iterable[str] | None = None) -> None:
-        """Mark ``names`` as trainable (default: the layer's natural trainable set; for a
-        LoRA layer that is the adapter factors, not the base weight)."""
+        """Mark ``names`` as trainable (default: the layer's natural trainable set).
+
+        Parameters
+        ----------
+        names : iterable of str or None, default None
+            Parameters of this layer. None unfreezes the natural set: every parameter of a
+            :class:`~lowrank.adapter.nn.Linear`; the adapter factors, not the base weight
+            and bias, of a :class:`~lowrank.adapter.LoRALinear`.
+
+        Raises
+        ------
+        InputError
+            A name that is not a string or names no parameter of this layer (then no flag
+            changes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter import LoRALinear
+        >>> layer = LoRALinear.from_factors(np.eye(2), np.ones((1, 2)), np.zeros((2, 1)), alpha=1.0)
+        >>> layer.freeze(); layer.unfreeze()
+        >>> sorted(layer.trainable_parameters())
+        ['lora_A.default.weight', 'lora_B.default.weight']
+        >>> layer.unfreeze(["base_layer.weight"]); layer.requires_grad("base_layer.weight")
+        True
+        """
         for n in self._check_names(self._default_trainable() if names is None else names):
             self._requires_grad[n] = True
 
@@ -100,6 +229,12 @@ class Layer(abc.ABC):
         unchanged. Values are converted to the layer's dtype. Either every value is loaded
         or, if one is invalid, none is.
 
+        Parameters
+        ----------
+        values : mapping of str to array_like
+            New values by parameter name, each of its parameter's shape; parameters not
+            named keep their values. The ``requires_grad`` flags do not change.
+
         Raises
         ------
         InputError
@@ -108,6 +243,15 @@ class Layer(abc.ABC):
             For a LoRA layer, any load while adapters are merged.
         ShapeError, DTypeError, NonFiniteError
             A value of the wrong shape, a non-real dtype, or NaN or infinity.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.zeros((1, 2)), np.zeros(1))
+        >>> layer.load_parameters({"weight": [[1, 2]]})  # converted to float64
+        >>> layer.parameters()
+        {'weight': array([[1., 2.]]), 'bias': array([0.])}
         """
         self._write_parameters(self._prepare_load(values))
 
@@ -127,33 +271,61 @@ class Layer(abc.ABC):
             self._params[n][...] = arr
 
     def num_parameters(self) -> int:
-        """Number of scalars in all parameters."""
+        """Number of scalars in all parameters, trainable or not.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter import LoRALinear
+        >>> layer = LoRALinear.from_factors(np.eye(4), np.ones((1, 4)), np.zeros((4, 1)), alpha=1.0)
+        >>> layer.num_parameters()  # 4 * 4 base + 1 * (4 + 4) adapter
+        24
+        """
         return sum(int(v.size) for v in self._params.values())
 
     def num_trainable_parameters(self) -> int:
-        """Number of scalars in the trainable parameters."""
+        r"""Number of scalars in the trainable parameters.
+
+        Returns
+        -------
+        int
+            For a LoRA layer with its base frozen, :math:`r\,(\mathrm{in} + \mathrm{out})`
+            per adapter.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter import LoRALinear
+        >>> layer = LoRALinear.from_factors(np.eye(4), np.ones((1, 4)), np.zeros((4, 1)), alpha=1.0)
+        >>> layer.num_trainable_parameters()  # r * (in + out)
+        8
+        """
         return sum(int(v.size) for v in self.trainable_parameters().values())
 
     @property
     def has_trainable(self) -> bool:
-        """Whether any parameter of the layer is trainable."""
+        """bool: Whether any parameter of the layer is trainable."""
         return any(self._requires_grad.values())
 
     # -- shape and dtype ----------------------------------------------------------------
 
     @property
     def in_features(self) -> int | None:
-        """Size of the last input axis, or None for shape-agnostic layers."""
+        """int or None: Size of the last input axis, or None for shape-agnostic layers."""
         return None
 
     @property
     def out_features(self) -> int | None:
-        """Size of the last output axis, or None for shape-agnostic layers."""
+        """int or None: Size of the last output axis, or None for shape-agnostic layers."""
         return None
 
     @property
     def dtype(self) -> np.dtype[Any] | None:
-        """The dtype the layer computes in, or None if it follows its input."""
+        """numpy.dtype or None: The dtype the layer computes in, or None if it follows its input."""
         return None
 
     # -- forward and backward -----------------------------------------------------------
@@ -192,9 +364,20 @@ class Layer(abc.ABC):
         NonFiniteError
             ``x`` holds NaN or infinity.
         InputError
-            ``x`` cannot be read as an array.
+            ``x`` cannot be read as an array, ``training`` is not a bool, or a bad ``rng``.
         StateError
             Training merged LoRA adapters.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+        >>> layer.forward(np.array([[1.0, 1.0], [2.0, 0.0]]))
+        array([[3.5],
+               [2.5]])
+        >>> layer.forward(np.ones((4, 3, 2))).shape  # leading axes are kept
+        (4, 3, 1)
         """
         training = check_bool(training, name="training")
         arr = self._check_input(x)
@@ -207,12 +390,34 @@ class Layer(abc.ABC):
         """Input gradient for ``grad_output`` :math:`= \\partial L/\\partial y` of the last
         forward pass; parameter gradients are stored (see :meth:`gradients`).
 
+        Parameters
+        ----------
+        grad_output : array_like, shape of the last output
+            :math:`G`, the gradient of a scalar loss with respect to the output of the last
+            :meth:`forward`, in the layer's dtype.
+
+        Returns
+        -------
+        ndarray, shape of the last input
+            :math:`\\partial L/\\partial x` (for a dense layer :math:`G W`). The gradients of
+            the trainable parameters replace those of :meth:`gradients`.
+
         Raises
         ------
         StateError
             No forward pass was run.
         ShapeError, DTypeError, NonFiniteError
             ``grad_output`` does not have the last output's shape or dtype, or is not finite.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]), np.array([0.5]))
+        >>> _ = layer.forward(np.array([[1.0, 1.0], [2.0, 0.0]]))
+        >>> layer.backward(np.ones((2, 1)))  # G W
+        array([[1., 2.],
+               [1., 2.]])
         """
         if self._output_shape is None:
             raise StateError("backward() needs a preceding forward(); none was run")

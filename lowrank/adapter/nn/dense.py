@@ -66,14 +66,17 @@ class Linear(Layer):
 
     @property
     def in_features(self) -> int:
+        """int: Size of the input's last axis, ``weight.shape[1]``."""
         return int(self._params["weight"].shape[1])
 
     @property
     def out_features(self) -> int:
+        """int: Size of the output's last axis, ``weight.shape[0]``."""
         return int(self._params["weight"].shape[0])
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """numpy.dtype: The layer's float dtype (float32 or float64), that of its weight."""
         return self._params["weight"].dtype
 
     def _forward(self, x: Array, *, training: bool, rng: np.random.Generator | None) -> Array:

@@ -7,7 +7,7 @@ Notes
 -----
 For :math:`y = f_L(\cdots f_1(x))` and :math:`G_L = \partial L/\partial y`, backpropagation
 computes :math:`G_{\ell-1} = J_{f_\ell}^\top G_\ell` from the top down. The training path
-(:meth:`Network._backward`, used by :func:`~lowrank.adapter.nn.training.train`) stops at the lowest
+(``Network._backward``, used by :func:`~lowrank.adapter.nn.training.train`) stops at the lowest
 layer that has a trainable parameter: below it nothing needs a gradient, so freezing the lower
 layers (head-only fine-tuning, gradual unfreezing) also saves their backward cost.
 """
@@ -107,19 +107,22 @@ class Network:
 
     @property
     def layers(self) -> tuple[Layer, ...]:
-        """The layers, bottom to top."""
+        """tuple of Layer: The layers, bottom to top (the network's own, not copies)."""
         return self._layers
 
     @property
     def in_features(self) -> int:
+        """int: Size of the input's last axis, the first featured layer's ``in_features``."""
         return int(self._first.in_features or 0)
 
     @property
     def out_features(self) -> int:
+        """int: Size of the output's last axis, the last featured layer's ``out_features``."""
         return int(self._last.out_features or 0)
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """numpy.dtype: The float dtype all featured layers share (float32 or float64)."""
         return cast("np.dtype[Any]", self._first.dtype)
 
     def __len__(self) -> int:
@@ -138,20 +141,74 @@ class Network:
         return out
 
     def parameters(self) -> dict[str, Array]:
-        """All parameters by key (the layers' own arrays)."""
+        """All parameters by key ``"<index>.<layer key>"``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The layers' own arrays (writing to them changes the network), bottom to top.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> list(net.parameters())  # the ReLU at index 1 has none
+        ['0.weight', '2.weight']
+        """
         return self._collect("parameters")
 
     def trainable_parameters(self) -> dict[str, Array]:
-        """The trainable parameters by key."""
+        """The trainable parameters by key ``"<index>.<layer key>"``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The layers' own arrays whose ``requires_grad`` flag is set; what an optimiser
+            updates.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.layers[0].freeze()
+        >>> list(net.trainable_parameters())
+        ['2.weight']
+        """
         return self._collect("trainable_parameters")
 
     def gradients(self) -> dict[str, Array]:
-        """Gradients of the last backward pass by key (trainable parameters only)."""
+        """Gradients of the last backward pass by key ``"<index>.<layer key>"``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            One entry per trainable parameter the last backward pass reached, of its
+            parameter's shape; empty before the first backward pass.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.layers[0].freeze()
+        >>> _ = net.forward(np.ones((5, 3)))
+        >>> _ = net.backward(np.ones((5, 2)))
+        >>> {k: g.shape for k, g in net.gradients().items()}
+        {'2.weight': (2, 4)}
+        """
         return self._collect("gradients")
 
     def load_parameters(self, values: Mapping[str, ArrayLike]) -> None:
-        """Copy ``values`` (keys ``"<index>.<layer key>"``, as :meth:`parameters` gives them)
-        into the layers' parameters, in place; all or nothing.
+        """Copy ``values`` into the layers' parameters, in place; all or nothing.
+
+        Parameters
+        ----------
+        values : mapping of str to array_like
+            New values by key ``"<index>.<layer key>"`` (as :meth:`parameters` gives them),
+            each of its parameter's shape; parameters not named keep their values. Values
+            are converted to the layer's dtype; freeze flags do not change.
 
         Raises
         ------
@@ -161,6 +218,15 @@ class Network:
             A LoRA layer with merged adapters.
         ShapeError, DTypeError, NonFiniteError
             As for :meth:`~lowrank.adapter.nn.base.Layer.load_parameters`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.load_parameters({"0.weight": np.zeros((4, 3))})
+        >>> net.forward(np.ones((1, 3)))
+        array([[0., 0.]])
         """
         check_mapping(values, name="values")
         per_layer: dict[int, dict[str, ArrayLike]] = {}
@@ -176,22 +242,93 @@ class Network:
             self._layers[i]._write_parameters(checked)
 
     def num_parameters(self) -> int:
-        """Number of scalars in all parameters."""
+        """Number of scalars in all parameters, trainable or not.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.num_parameters()  # 4 * 3 + 2 * 4
+        20
+        """
         return sum(layer.num_parameters() for layer in self._layers)
 
     def num_trainable_parameters(self) -> int:
-        """Number of scalars in the trainable parameters."""
+        """Number of scalars in the trainable parameters.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.layers[0].freeze(); net.num_trainable_parameters()
+        8
+        """
         return sum(layer.num_trainable_parameters() for layer in self._layers)
 
     def parametric_indices(self) -> tuple[int, ...]:
-        """Indices of the layers that have parameters, bottom to top."""
+        """Indices of the layers that have parameters, bottom to top.
+
+        Returns
+        -------
+        tuple of int
+            Positions in :attr:`layers` (activations have no parameters); what
+            :class:`~lowrank.adapter.nn.GradualUnfreezing` counts from the top.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.parametric_indices()
+        (0, 2)
+        """
         return tuple(i for i, layer in enumerate(self._layers) if layer.parameters())
 
     # -- forward and backward -----------------------------------------------------------
 
     def check_input(self, x: ArrayLike) -> Array:
-        """``x`` validated for this network: a finite float array of shape
-        ``(..., in_features)`` in the network's dtype (see :meth:`forward` for the errors)."""
+        """``x`` validated for this network, as :meth:`forward` checks it.
+
+        Parameters
+        ----------
+        x : array_like, shape ``(..., in_features)``
+            Real and finite; integers are converted to the network's dtype, floats must
+            already be in it.
+
+        Returns
+        -------
+        ndarray, shape ``(..., in_features)``
+            ``x`` as an array of the network's dtype (not copied when it already is one).
+
+        Raises
+        ------
+        ShapeError
+            ``x`` is 0-d or its last axis is not ``in_features``.
+        DTypeError
+            ``x`` is not real, or is a float of another precision than the network's.
+        NonFiniteError
+            ``x`` holds NaN or infinity.
+        InputError
+            ``x`` cannot be read as an array.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.check_input([[1, 2, 3]])
+        array([[1., 2., 3.]])
+        """
         arr = as_float_array(x, name="x", dtype=self.dtype)
         if arr.ndim < 1 or arr.shape[-1] != self.in_features:
             raise ShapeError(
@@ -217,8 +354,18 @@ class Network:
 
         Raises
         ------
-        ShapeError, DTypeError, NonFiniteError
-            ``x`` of the wrong feature count or dtype, or with NaN or infinity.
+        ShapeError, DTypeError, NonFiniteError, InputError
+            ``x`` as for :meth:`check_input`; ``training`` not a bool or a bad ``rng``.
+        StateError
+            Training merged LoRA adapters of a :class:`~lowrank.adapter.LoRALinear` layer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> net.forward(np.ones((5, 3)))[0]  # relu(1 * 3) summed over 4 units
+        array([12., 12.])
         """
         arr = self.check_input(x)
         training = check_bool(training, name="training")
@@ -235,12 +382,33 @@ class Network:
         """Input gradient for ``grad_output`` of the last forward pass, propagated through every
         layer; parameter gradients are stored (see :meth:`gradients`).
 
+        Parameters
+        ----------
+        grad_output : array_like, shape of the last output
+            :math:`\\partial L/\\partial y` for the output of the last :meth:`forward`, in the
+            network's dtype.
+
+        Returns
+        -------
+        ndarray, shape of the last input
+            :math:`\\partial L/\\partial x`. (Training uses a path that stops at the lowest
+            trainable layer instead; this one always reaches the input.)
+
         Raises
         ------
         StateError
             No forward pass was run.
         ShapeError, DTypeError, NonFiniteError
             ``grad_output`` does not match the last output, or is not finite.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> _ = net.forward(np.ones((5, 3)))
+        >>> net.backward(np.ones((5, 2)))[0]  # two outputs, four units, weights of one
+        array([8., 8., 8.])
         """
         if self._output_shape is None:
             raise StateError("backward() needs a preceding forward(); none was run")

@@ -49,7 +49,29 @@ __all__ = ["SGD", "AdamW", "Optimizer"]
 
 
 class Optimizer(abc.ABC):
-    """Base class: validates a step, then updates parameters in place."""
+    """Base class: validates a step, then updates parameters in place.
+
+    Subclasses (:class:`SGD`, :class:`AdamW`) implement ``_step``, the update on validated
+    inputs; :func:`~lowrank.adapter.nn.train` calls it directly.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate :math:`\\eta`, finite and > 0; stored as the attribute ``lr`` (which
+        may be changed between steps, e.g. by a learning-rate schedule).
+
+    Raises
+    ------
+    InputError
+        ``lr`` not finite and > 0.
+
+    Examples
+    --------
+    >>> from lowrank.adapter.nn import SGD, Optimizer
+    >>> opt = SGD(0.1)
+    >>> isinstance(opt, Optimizer), opt.lr
+    (True, 0.1)
+    """
 
     def __init__(self, lr: float) -> None:
         self.lr = check_positive_float(lr, name="lr")
@@ -76,6 +98,17 @@ class Optimizer(abc.ABC):
             A gradient whose dtype differs from its parameter, or a non-float parameter.
         NonFiniteError
             A gradient with NaN or infinity.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import SGD, Linear
+        >>> layer = Linear(np.array([[1.0, 2.0]]))
+        >>> _ = layer.forward(np.array([[1.0, 0.0]]))
+        >>> _ = layer.backward(np.array([[1.0]]))  # dL/dW = [[1, 0]]
+        >>> SGD(0.5).step(layer.trainable_parameters(), layer.gradients())
+        >>> layer.parameters()["weight"]
+        array([[0.5, 2. ]])
         """
         check_mapping(params, name="params")
         check_mapping(grads, name="grads")
@@ -111,11 +144,43 @@ class Optimizer(abc.ABC):
         """Update on clean inputs."""
 
     def state_size(self) -> int:
-        """Number of scalars held in the optimiser's state."""
+        """Number of scalars held in the optimiser's state.
+
+        Returns
+        -------
+        int
+            Zero for plain SGD; one per updated parameter scalar for SGD with momentum, two
+            for AdamW. Frozen parameters (never given a gradient) cost nothing.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import SGD
+        >>> p = {"w": np.ones(3)}
+        >>> opt = SGD(0.1, momentum=0.9); opt.step(p, {"w": np.ones(3)})
+        >>> opt.state_size()  # one momentum buffer
+        3
+        """
         return sum(int(v.size) for s in self._state.values() for v in s.values())
 
     def state_nbytes(self) -> int:
-        """Bytes held in the optimiser's state arrays."""
+        """Bytes held in the optimiser's state arrays.
+
+        Returns
+        -------
+        int
+            :meth:`state_size` times the item size of each state array (its parameter's
+            dtype).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import AdamW
+        >>> p = {"w": np.ones(3, dtype=np.float32)}
+        >>> opt = AdamW(); opt.step(p, {"w": np.ones(3, dtype=np.float32)})
+        >>> opt.state_nbytes()  # two moments of 3 float32 scalars
+        24
+        """
         return sum(int(v.nbytes) for s in self._state.values() for v in s.values())
 
 

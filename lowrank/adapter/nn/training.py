@@ -72,6 +72,19 @@ class GradualUnfreezing:
     ------
     InputError
         ``every`` is not an integer >= 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank.adapter.nn import Linear, Network, Tanh
+    >>> net = Network([Linear(np.ones((3, 2))), Tanh(), Linear(np.ones((1, 3)))])
+    >>> schedule = GradualUnfreezing(every=2)  # pass as train(..., schedule=schedule)
+    >>> for epoch in range(3):
+    ...     schedule(epoch, net)
+    ...     print(epoch, net.num_trainable_parameters())
+    0 3
+    1 3
+    2 9
     """
 
     every: int = 1
@@ -113,7 +126,7 @@ class TrainResult:
 
     @property
     def final_loss(self) -> float:
-        """The last epoch's loss."""
+        """float: The last epoch's loss, ``epoch_losses[-1]``."""
         return self.epoch_losses[-1]
 
 
@@ -162,6 +175,15 @@ def evaluate(network: Network, x: ArrayLike, y: ArrayLike, *, loss: LossName) ->
     ------
     InputError, ShapeError, DTypeError, NonFiniteError
         As for :func:`train`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank.adapter.nn import Linear, Network
+    >>> net = Network([Linear(np.array([[1.0, 2.0]]))])
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> evaluate(net, x, np.array([[1.0], [0.0]]), loss="mse")  # outputs 1 and 2
+    2.0
     """
     xa, ya = _check_data(network, x, y, loss)
     return _loss(loss, network._forward(xa, training=False, rng=None), ya).value
