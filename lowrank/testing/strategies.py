@@ -273,8 +273,22 @@ def svd_dtypes(
     single, double : bool
         Include single (float32, complex64) and double precision.
 
+    Returns
+    -------
+    SearchStrategy[numpy.dtype]
+        Draws one of the selected dtypes, in the order of :data:`SVD_DTYPES` (``float64``,
+        ``float32``, ``complex128``, ``complex64``); shrinks toward the first selected.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, when the flags select no dtype (neither ``real`` nor ``complex``, or
+        neither ``single`` nor ``double``).
+
     Examples
     --------
+    >>> svd_dtypes(complex=False)
+    sampled_from([dtype('float64'), dtype('float32')])
     >>> from hypothesis import find, settings
     >>> find(svd_dtypes(), lambda dt: dt.kind == "c", settings=settings(database=None))
     dtype('complex128')
@@ -297,11 +311,33 @@ def matrix_shapes(*, min_side: int = 1, max_side: int = 8) -> SearchStrategy[tup
     The default ``max_side=8`` is below the sketch width of a randomized SVD (rank + 10 in
     scikit-learn): pass ``min_side`` above it to test one.
 
+    Parameters
+    ----------
+    min_side : int, default 1
+        The smallest side, ``>= 1``.
+    max_side : int, default 8
+        The largest side, ``>= min_side``.
+
+    Returns
+    -------
+    SearchStrategy[tuple[int, int]]
+        Draws ``(m, n)``, each side independently in ``[min_side, max_side]``.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, when a bound is not an integer ``>= 1`` or ``max_side < min_side``.
+
     Examples
     --------
+    >>> matrix_shapes(max_side=3)
+    tuples(integers(min_value=1, max_value=3), integers(min_value=1, max_value=3))
     >>> from hypothesis import find, settings
-    >>> find(matrix_shapes(min_side=2), lambda shape: True, settings=settings(database=None))
+    >>> quiet = settings(database=None)
+    >>> find(matrix_shapes(min_side=2), lambda shape: True, settings=quiet)
     (2, 2)
+    >>> find(matrix_shapes(), lambda shape: shape[0] > shape[1], settings=quiet)  # tall
+    (2, 1)
     """
     lo, hi = _sides(min_side, max_side)
     side = st.integers(lo, hi)
@@ -350,8 +386,27 @@ def orthonormal_matrices(
     factors : {"householder", "haar"} or a sequence of them
         See :data:`FACTOR_KINDS`.
 
+    Returns
+    -------
+    SearchStrategy[ndarray]
+        Draws arrays of shape ``(n, k)`` in the drawn dtype with :math:`Q^HQ = I_k` to the
+        rounding of that dtype; with Householder factors allowed, shrinks toward the first
+        ``k`` columns of the identity.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, when ``n`` or ``k`` is not an integer with ``0 <= k <= n``, ``factors``
+        is empty or names an unknown kind, or ``dtype`` is not one of :data:`SVD_DTYPES`;
+        when drawn, for a drawn dtype that is not one of them.
+
     Examples
     --------
+    >>> from hypothesis import find, settings
+    >>> find(orthonormal_matrices(3, k=2), lambda Q: True, settings=settings(database=None))
+    array([[1., 0.],
+           [0., 1.],
+           [0., 0.]])
     >>> import numpy as np
     >>> from hypothesis import given
     >>> @given(orthonormal_matrices(4, k=2, dtype=svd_dtypes()))
@@ -483,6 +538,20 @@ def spectra(
     Returns
     -------
     SearchStrategy[ndarray]
+        Draws float64 arrays of shape ``(size,)``: ``rank`` positive values, descending,
+        then ``size - rank`` exact zeros.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, when ``size`` is not an integer ``>= 0``, ``kinds`` is empty or names an
+        unknown family, ``scale`` is not finite and ``> 0``, ``condition_number`` or
+        ``max_condition`` is not in ``[1, 1e300]``, ``gap`` is not a tuple ``(g, ratio)``
+        with ``1 <= g < size`` and ``1 <= ratio <=`` the condition bound,
+        ``condition_number > 1`` with ``size < 2``, or ``rank`` is not an integer in
+        ``[lowest, size]`` (``lowest`` is ``g + 1`` with a gap, 2 with a condition number
+        above 1, else 0); when drawn, for a drawn ``rank`` or ``scale`` out of range, or a
+        ``condition_number`` that two values with a gap at rank 1 cannot meet.
 
     Notes
     -----
@@ -503,6 +572,10 @@ def spectra(
     ...          settings=quiet)
     >>> round(float(s[0] / s[-1]), 9)
     100.0
+    >>> spectra(3, rank=4)
+    Traceback (most recent call last):
+    ...
+    hypothesis.errors.InvalidArgument: rank must be <= 3; got 4
     """
     n = _int(size, "size", minimum=0)
     chosen = _choices(kinds, "kinds", SPECTRUM_KINDS)
@@ -714,6 +787,21 @@ def low_rank_plus_noise(
     kinds : str or sequence of str
         Families of the signal's spectrum (see :func:`spectra`).
 
+    Returns
+    -------
+    SearchStrategy[NoisyLowRank]
+        Draws :class:`~lowrank.testing.cases.NoisyLowRank` cases: the signal with its exact
+        SVD (singular values from :func:`spectra` with ``rank`` non-zero ones, largest 1),
+        the float64 (complex128) noise, and ``A`` rounded to the drawn dtype.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, for the arguments shared with :func:`matrices_with_spectrum`, a ``rank``
+        that is not an integer ``>= 1``, a ``noise_level`` that is not finite and ``>= 0``,
+        or ``kinds`` empty or naming an unknown family; when drawn, for a drawn ``rank``
+        above ``min(m, n)`` (a fixed ``rank`` too), or a drawn ``noise_level`` out of range.
+
     Examples
     --------
     >>> import numpy as np
@@ -793,6 +881,22 @@ def weight_like_matrices(
     scale : float or strategy, default 1.0
         :math:`\sigma`, the scale of the bulk.
 
+    Returns
+    -------
+    SearchStrategy[WeightLike]
+        Draws :class:`~lowrank.testing.cases.WeightLike` matrices, built by
+        :func:`~lowrank.testing.cases.weight_like_matrix` from drawn spikes and a drawn
+        seed; shrinks toward no spikes and spike strengths ``spike_range[0]``.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, for the arguments shared with :func:`matrices_with_spectrum`, ``spikes``
+        not an integer ``>= 0`` (or above ``min(shape)`` for a fixed ``shape``),
+        ``spike_range`` not a tuple of finite ``0 <= low <= high``, or ``scale`` not finite
+        and ``> 0``; when drawn, for drawn ``spikes`` above ``min(m, n)`` or a drawn
+        ``scale`` out of range.
+
     Examples
     --------
     >>> from hypothesis import find, settings
@@ -862,6 +966,7 @@ def lora_factors(
     shape : (int, int) or strategy, optional
         ``(out, in)``; default drawn with sides in ``[min_side, max_side]``.
     min_side, max_side : int, default 1, 8
+        Bounds on the sides when ``shape`` is not given.
     dtype : real float dtype or strategy, default float64
         float16, bfloat16 (``ml_dtypes``), float32 or float64. The arrays are drawn in float64
         and rounded.
@@ -869,6 +974,7 @@ def lora_factors(
         ``r >= 1``; default drawn in ``[1, max_rank]`` (may exceed ``min(out, in)``, as PEFT
         allows).
     max_rank : int, default 4
+        The largest drawn rank when ``rank`` is not given, ``>= 1``.
     alpha : float or strategy, optional
         ``lora_alpha > 0``; default an integer in ``[1, 64]``.
     use_rslora : bool, optional
@@ -876,6 +982,22 @@ def lora_factors(
     b_init : {"zeros", "gaussian"} or a sequence of them, default both
         ``lora_B`` as PEFT initialises it (zeros, so the adapter starts as the identity
         update) or as after training (Gaussian).
+
+    Returns
+    -------
+    SearchStrategy[LoRAFactors]
+        Draws :class:`~lowrank.testing.cases.LoRAFactors` made by
+        :func:`~lowrank.testing.cases.random_lora_factors` with the drawn choices and a
+        drawn seed.
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, for a bad ``shape``, ``min_side`` or ``max_side`` (as in
+        :func:`matrices_with_spectrum`), a ``dtype`` that is not a real floating dtype,
+        ``max_rank`` or ``rank`` not an integer ``>= 1``, ``alpha`` not finite and ``> 0``,
+        ``use_rslora`` neither a bool nor ``None``, or ``b_init`` empty or naming an unknown
+        initialisation; when drawn, for a drawn value out of range.
 
     Examples
     --------
