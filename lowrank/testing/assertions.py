@@ -838,7 +838,7 @@ def assert_near_optimal(
         Schatten exponent and Ky Fan order.
     singular_values : array_like, optional
         All singular values of ``A`` if known (e.g. :attr:`MatrixWithSpectrum.S
-        <lowrank.testing.cases.MatrixWithSpectrum.S>`); else computed in float64.
+        <lowrank.testing.MatrixWithSpectrum.S>`); else computed in float64.
     factor : float, default 16
         The constant of the tolerance.
 
