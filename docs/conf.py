@@ -115,55 +115,6 @@ numpydoc_validation_overrides = {"PR01": [r"(?m)^Attributes\n-{10}"]}
 # object's full name, with the failing checks). Remove an entry once its docstring is fixed.
 # BEGIN numpydoc_validation_exclude
 numpydoc_validation_exclude: set[str] = {
-    # lowrank/adapter/lora_linear.py
-    r"^lowrank\.adapter\.LoRALinear\.adapter_config$",  # PR01, RT01
-    r"^lowrank\.adapter\.LoRALinear\.delta_weight$",  # PR01, RT01
-    r"^lowrank\.adapter\.LoRALinear\.dtype$",  # GL08
-    r"^lowrank\.adapter\.LoRALinear\.from_factors$",  # PR01
-    r"^lowrank\.adapter\.LoRALinear\.in_features$",  # GL08
-    r"^lowrank\.adapter\.LoRALinear\.merge$",  # PR01
-    r"^lowrank\.adapter\.LoRALinear\.out_features$",  # GL08
-    r"^lowrank\.adapter\.LoRALinear\.set_active_adapters$",  # PR01
-    # lowrank/adapter/nn/base.py
-    r"^lowrank\.adapter\.nn\.Layer\.backward$",  # PR01, RT01
-    r"^lowrank\.adapter\.nn\.Layer\.freeze$",  # PR01
-    r"^lowrank\.adapter\.nn\.Layer\.gradients$",  # RT01
-    r"^lowrank\.adapter\.nn\.Layer\.load_parameters$",  # PR01
-    r"^lowrank\.adapter\.nn\.Layer\.num_parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Layer\.num_trainable_parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Layer\.parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Layer\.requires_grad$",  # PR01, RT01
-    r"^lowrank\.adapter\.nn\.Layer\.trainable_parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Layer\.unfreeze$",  # PR01
-    # lowrank/adapter/nn/dense.py
-    r"^lowrank\.adapter\.nn\.Linear\.dtype$",  # GL08
-    r"^lowrank\.adapter\.nn\.Linear\.in_features$",  # GL08
-    r"^lowrank\.adapter\.nn\.Linear\.out_features$",  # GL08
-    # lowrank/adapter/nn/network.py
-    r"^lowrank\.adapter\.nn\.Network\.backward$",  # PR01, RT01
-    r"^lowrank\.adapter\.nn\.Network\.check_input$",  # PR01, RT01
-    r"^lowrank\.adapter\.nn\.Network\.dtype$",  # GL08
-    r"^lowrank\.adapter\.nn\.Network\.gradients$",  # RT01
-    r"^lowrank\.adapter\.nn\.Network\.in_features$",  # GL08
-    r"^lowrank\.adapter\.nn\.Network\.load_parameters$",  # PR01
-    r"^lowrank\.adapter\.nn\.Network\.num_parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Network\.num_trainable_parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Network\.out_features$",  # GL08
-    r"^lowrank\.adapter\.nn\.Network\.parameters$",  # RT01
-    r"^lowrank\.adapter\.nn\.Network\.parametric_indices$",  # RT01
-    r"^lowrank\.adapter\.nn\.Network\.trainable_parameters$",  # RT01
-    # lowrank/adapter/nn/optim.py
-    r"^lowrank\.adapter\.nn\.Optimizer$",  # PR01
-    r"^lowrank\.adapter\.nn\.Optimizer\.state_nbytes$",  # RT01
-    r"^lowrank\.adapter\.nn\.Optimizer\.state_size$",  # RT01
-    # lowrank/lora/config.py
-    r"^lowrank\.lora\.LoRAConfig\.alpha_for$",  # PR01, RT01
-    r"^lowrank\.lora\.LoRAConfig\.doubled$",  # RT01
-    r"^lowrank\.lora\.LoRAConfig\.from_peft_dict$",  # PR01
-    r"^lowrank\.lora\.LoRAConfig\.rank_for$",  # PR01, RT01
-    r"^lowrank\.lora\.LoRAConfig\.scaling_for$",  # PR01, RT01
-    r"^lowrank\.lora\.LoRAConfig\.to_peft_dict$",  # RT01
-    r"^lowrank\.lora\.anchored_patterns$",  # PR01, RT01
     # lowrank/testing/assertions.py
     r"^lowrank\.testing\.assert_orthonormal$",  # PR01
     r"^lowrank\.testing\.assert_singular_values_close$",  # PR01
@@ -428,10 +379,6 @@ def _resolve_reexport(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 # SECTIONS_EXCLUDE are not held to it yet.
 # BEGIN SECTIONS_EXCLUDE
 SECTIONS_EXCLUDE: set[str] = {
-    # lowrank/adapter/nn/training.py
-    r"^lowrank\.adapter\.nn\.evaluate$",  # Examples
-    # lowrank/lora/config.py
-    r"^lowrank\.lora\.anchored_patterns$",  # Parameters, Raises, Returns
     # lowrank/testing/assertions.py
     r"^lowrank\.testing\.assert_orthonormal$",  # Parameters
     r"^lowrank\.testing\.assert_singular_values_close$",  # Parameters
@@ -471,16 +418,6 @@ SECTIONS_EXCLUDE: set[str] = {
 KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     # lowrank/_numerics.py
     "lowrank._numerics.tolerance": ["a summary line's reference"],
-    # lowrank/adapter/lora_linear.py
-    "lowrank.adapter.lora_linear": ["malformed table"],
-    # lowrank/adapter/nn/base.py
-    "lowrank.adapter.nn.base.Layer": [
-        "unresolved _add_parameter",
-        "unresolved _backward",
-        "unresolved _forward",
-    ],
-    # lowrank/adapter/nn/network.py
-    "lowrank.adapter.nn.network": ["unresolved Network._backward"],
     # lowrank/lora/__init__.py
     "lowrank.lora": [
         "block quote ends without a blank line; unexpected ",
