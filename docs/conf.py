@@ -114,41 +114,7 @@ numpydoc_validation_overrides = {"PR01": [r"(?m)^Attributes\n-{10}"]}
 # Objects whose docstrings do not pass yet, by the file that owns them (regexes on the
 # object's full name, with the failing checks). Remove an entry once its docstring is fixed.
 # BEGIN numpydoc_validation_exclude
-numpydoc_validation_exclude: set[str] = {
-    # lowrank/testing/assertions.py
-    r"^lowrank\.testing\.assert_orthonormal$",  # PR01
-    r"^lowrank\.testing\.assert_singular_values_close$",  # PR01
-    # lowrank/testing/cases.py
-    r"^lowrank\.testing\.LoRAFactors\.delta_weight$",  # RT01
-    r"^lowrank\.testing\.LoRAFactors\.merged$",  # RT01
-    r"^lowrank\.testing\.MatrixWithSpectrum\.optimal_error$",  # PR01, RT01
-    r"^lowrank\.testing\.MatrixWithSpectrum\.truncation$",  # PR01, RT01
-    r"^lowrank\.testing\.NoisyLowRank\.noise_norm$",  # PR01, RT01
-    r"^lowrank\.testing\.cases\.haar_orthonormal$",  # PR01, RT01
-    r"^lowrank\.testing\.cases\.householder_orthonormal$",  # PR01, RT01
-    r"^lowrank\.testing\.cases\.random_lora_factors$",  # PR01, RT01
-    r"^lowrank\.testing\.cases\.weight_like_matrix$",  # PR01, RT01
-    # lowrank/testing/profiles.py
-    r"^lowrank\.testing\.load_profile$",  # PR01, RT01
-    # lowrank/testing/strategies.py
-    r"^lowrank\.testing\.lora_factors$",  # RT01
-    r"^lowrank\.testing\.low_rank_plus_noise$",  # RT01
-    r"^lowrank\.testing\.matrix_shapes$",  # PR01, RT01
-    r"^lowrank\.testing\.orthonormal_matrices$",  # RT01
-    r"^lowrank\.testing\.svd_dtypes$",  # RT01
-    r"^lowrank\.testing\.weight_like_matrices$",  # RT01
-    # lowrank/testing/tolerances.py
-    r"^lowrank\.testing\.tolerances\.backward_error_tolerance$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.coarsest_eps$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.gram_atol$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.lapack_deflation_tolerance$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.norm_multiplier$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.norm_tolerance$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.power_scheme_factor$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.subspace_tolerance$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.svd_tolerance$",  # PR01, RT01
-    r"^lowrank\.testing\.tolerances\.tolerance_for$",  # PR01, RT01
-}
+numpydoc_validation_exclude: set[str] = set()
 # END numpydoc_validation_exclude
 
 
@@ -378,37 +344,7 @@ def _resolve_reexport(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 # and Examples. Objects listed in
 # SECTIONS_EXCLUDE are not held to it yet.
 # BEGIN SECTIONS_EXCLUDE
-SECTIONS_EXCLUDE: set[str] = {
-    # lowrank/testing/assertions.py
-    r"^lowrank\.testing\.assert_orthonormal$",  # Parameters
-    r"^lowrank\.testing\.assert_singular_values_close$",  # Parameters
-    # lowrank/testing/cases.py
-    r"^lowrank\.testing\.cases\.haar_orthonormal$",  # Parameters, Returns
-    r"^lowrank\.testing\.cases\.householder_orthonormal$",  # Parameters, Returns
-    r"^lowrank\.testing\.cases\.random_lora_factors$",  # Parameters, Returns
-    r"^lowrank\.testing\.cases\.weight_like_matrix$",  # Parameters, Returns
-    # lowrank/testing/profiles.py
-    r"^lowrank\.testing\.load_profile$",  # Parameters, Returns
-    # lowrank/testing/strategies.py
-    r"^lowrank\.testing\.lora_factors$",  # Raises, Returns
-    r"^lowrank\.testing\.low_rank_plus_noise$",  # Raises, Returns
-    r"^lowrank\.testing\.matrix_shapes$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.orthonormal_matrices$",  # Raises, Returns
-    r"^lowrank\.testing\.spectra$",  # Raises
-    r"^lowrank\.testing\.svd_dtypes$",  # Raises, Returns
-    r"^lowrank\.testing\.weight_like_matrices$",  # Raises, Returns
-    # lowrank/testing/tolerances.py
-    r"^lowrank\.testing\.tolerances\.backward_error_tolerance$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.coarsest_eps$",  # Returns
-    r"^lowrank\.testing\.tolerances\.gram_atol$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.lapack_deflation_tolerance$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.norm_multiplier$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.norm_tolerance$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.power_scheme_factor$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.subspace_tolerance$",  # Parameters, Returns
-    r"^lowrank\.testing\.tolerances\.svd_tolerance$",  # Parameters, Raises, Returns
-    r"^lowrank\.testing\.tolerances\.tolerance_for$",  # Parameters, Raises, Returns
-}
+SECTIONS_EXCLUDE: set[str] = set()
 # END SECTIONS_EXCLUDE
 
 # Markup that does not render (docutils errors, references that resolve nowhere) in
@@ -416,8 +352,6 @@ SECTIONS_EXCLUDE: set[str] = {
 # Nothing else can be excluded: a new markup error anywhere fails the build.
 # BEGIN KNOWN_MARKUP_FAILURES
 KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
-    # lowrank/_numerics.py
-    "lowrank._numerics.tolerance": ["a summary line's reference"],
     # lowrank/lora/__init__.py
     "lowrank.lora": [
         "block quote ends without a blank line; unexpected ",
@@ -426,13 +360,9 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     # lowrank/lora/conventions.py
     "lowrank.lora.conventions": ["unresolved lowrank._scaling"],
     # lowrank/testing/assertions.py
-    "lowrank.testing.assertions": ["malformed table"],
     "lowrank.testing.assertions.assert_near_optimal": [
         "unresolved lowrank.testing.cases.MatrixWithSpectrum.S"
     ],
-    # lowrank/testing/tolerances.py
-    "lowrank.testing.tolerances": ["unresolved lowrank._numerics.tolerance"],
-    "lowrank.testing.tolerances.tolerance_for": ["unresolved lowrank._numerics.tolerance"],
 }
 # END KNOWN_MARKUP_FAILURES
 
