@@ -359,10 +359,6 @@ KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
     ],
     # lowrank/lora/conventions.py
     "lowrank.lora.conventions": ["unresolved lowrank._scaling"],
-    # lowrank/testing/assertions.py
-    "lowrank.testing.assertions.assert_near_optimal": [
-        "unresolved lowrank.testing.cases.MatrixWithSpectrum.S"
-    ],
 }
 # END KNOWN_MARKUP_FAILURES
 
