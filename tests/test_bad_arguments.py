@@ -74,6 +74,9 @@ NOT_SWEPT: dict[str, str] = {
     "RankErrorCurve": "result record",
     "SpectrumSummary": "result record",
     "SpectrumAnalysis": "result record",
+    "MarchenkoPasturEdge": "result record",
+    "PowerLawFit": "result record",
+    "RandomMatrixSummary": "result record",
     "TruncatedSVDResult": "result record",
     "RandomizedDiagnostics": "result record",
     "Amplification": "result record",
@@ -287,6 +290,11 @@ VALID: dict[str, dict[str, Any]] = {
     "numerical_rank": {},
     "spectrum_summary": {},
     "storage_noise_level": {"norm_fro": 3.0},
+    # rmt
+    "marchenko_pastur_edge": {"shape": (6, 4)},
+    "marchenko_pastur_median": {},
+    "power_law_fit": {},
+    "random_matrix_summary": {},
     # lora
     "LoRAConfig": {"r": 4, "lora_alpha": 8.0, "rank_pattern": {"v_proj": 2}},
     "anchored_patterns": {"values": {"q_proj": 2}, "names": ["model.q_proj", "model.k_proj"]},

@@ -34,6 +34,7 @@ LAYERS = {
     "approx": 2,
     "curves": 2,
     "metrics": 2,
+    "rmt": 2,
     "lora": 3,
     "adapter": 4,
     "analysis": 5,
