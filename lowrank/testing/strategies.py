@@ -4,10 +4,8 @@ Designed like :mod:`hypothesis.extra.numpy`: keyword-only bounds with small defa
 arguments validated when the strategy is *created* (a bad argument raises
 :class:`hypothesis.errors.InvalidArgument` at once, with the rule and the value), and every
 example built constructively: the spectrum is chosen first and the matrix is made to have
-it, so nothing is filtered or rejected.
+it, so nothing is filtered or rejected. The strategies:
 
-Strategies
-----------
 :func:`spectra`
     Singular values: flat, power law, exponential, clustered or repeated, log-uniform; with
     exact zeros, a given condition number, or a gap at a given rank.
@@ -21,14 +19,14 @@ Strategies
 :func:`matrix_shapes`, :func:`svd_dtypes`, :func:`orthonormal_matrices`
     The building blocks.
 
-Shrinking
----------
-Every choice shrinks toward the simplest example: the smallest shapes, ``float64``, a flat
-spectrum of ones with no zeros, ``S[0] = 1``, and identity singular vectors (Householder
-factors with no reflections), so a failing test is reported on a small diagonal matrix when
-one fails too. Random singular vectors come from NumPy generators seeded by Hypothesis
-(``factors="haar"``) or from reflections whose integer vectors Hypothesis draws
-(``factors="householder"``: signed permutations, exact zeros and ties).
+Notes
+-----
+*Shrinking.* Every choice shrinks toward the simplest example: the smallest shapes,
+``float64``, a flat spectrum of ones with no zeros, ``S[0] = 1``, and identity singular
+vectors (Householder factors with no reflections), so a failing test is reported on a small
+diagonal matrix when one fails too. Random singular vectors come from NumPy generators
+seeded by Hypothesis (``factors="haar"``) or from reflections whose integer vectors
+Hypothesis draws (``factors="householder"``: signed permutations, exact zeros and ties).
 
 Sizes are bounded (``max_side=8`` by default), so a property test runs in seconds. Those
 defaults are *smaller than the sketch of any randomized method* (rank + oversampling, 10 or
