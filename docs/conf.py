@@ -100,11 +100,27 @@ numpydoc_use_plots = True  # Examples that import matplotlib become rendered ``.
 #   PR02  a documented parameter is not in the signature
 #   PR10  "x:int" with no space before the colon
 #   RT01  no Returns section (functions and methods that return)
+#   YD01  no Yields section (generators)
 #   GL08  the object has no docstring
-#   SS03  the summary does not end with a period
+#   SS01  no summary line
+#   GL06  an unknown section (a misspelt "Parameter" or "Return" would hide its content)
+#   GL07  sections out of numpydoc's order
 # PR01/PR02 are the drift checks: renaming, adding or removing an argument without the
-# docstring fails CI. For classes numpydoc checks the constructor's parameters.
-numpydoc_validation_checks = {"PR01", "PR02", "PR10", "RT01", "GL08"}
+# docstring fails CI. For classes numpydoc checks the constructor's parameters. Not held
+# yet (hundreds of objects fail them): EX01 (an Examples section on every class and
+# method: the sections check below asks it of every public function), SA01 (See Also),
+# ES01 (an extended summary), RT03/PR07/PR04 (descriptions and types of every entry).
+numpydoc_validation_checks = {
+    "PR01",
+    "PR02",
+    "PR10",
+    "RT01",
+    "YD01",
+    "GL08",
+    "SS01",
+    "GL06",
+    "GL07",
+}
 
 # A frozen result type documents its fields under Attributes (they are read, not passed):
 # then the constructor's parameters are not asked for under Parameters (PR01); instead
