@@ -366,9 +366,12 @@ class PowerLawFit:
         Its asymptotic standard error :math:`(\hat\alpha - 1)/\sqrt{n_{\text{tail}}}`
         (WeightWatcher's ``sigma``).
     xmin : float
-        The lower end of the tail, an eigenvalue (units of :math:`\sigma^2`).
+        The lower end of the tail, an eigenvalue (units of :math:`\sigma^2`); ``inf``
+        (or 0) if it overflows (underflows) float64, which leaves the other fields intact:
+        they are computed from logarithms.
     xmax : float
-        The largest eigenvalue, :math:`\sigma_1^2`.
+        The largest eigenvalue, :math:`\sigma_1^2` (``inf`` for :math:`\sigma_1 >
+        1.3\cdot 10^{154}`).
     ks_distance : float
         The Kolmogorov–Smirnov distance ``D`` between the tail's empirical distribution and
         the fitted one (in the convention of ``ks``).
@@ -512,9 +515,8 @@ def power_law_fit(
     (True, False, False)
     """
     s = as_singular_values(singular_values)
-    log_xmin: float | None = None
     if xmin is not None:
-        log_xmin = math.log(check_positive_float(xmin, name="xmin"))
+        xmin = check_positive_float(xmin, name="xmin")
     check_choice(ks, name="ks", choices=("clauset", "weightwatcher"))
     positive = s[s > 0.0]
     if np.unique(positive).size < 2:
@@ -523,7 +525,7 @@ def power_law_fit(
             f"fit; got {positive.size} positive value(s) of {s.size}, "
             f"{np.unique(positive).size} distinct"
         )
-    return _power_law_fit(positive, log_xmin, ks)
+    return _power_law_fit(positive, xmin, ks)
 
 
 def _log_eigenvalues(s: Array) -> tuple[Array, float]:
@@ -538,35 +540,40 @@ def _log_eigenvalues(s: Array) -> tuple[Array, float]:
     return rel, 2.0 * math.log(top)
 
 
-def _power_law_fit(s: Array, log_xmin: float | None, ks: str) -> PowerLawFit:
+def _power_law_fit(s: Array, xmin: float | None, ks: str) -> PowerLawFit:
     """Body of :func:`power_law_fit`: ``s`` positive, descending, two distinct values."""
     logs, log_top = _log_eigenvalues(s)
-    if log_xmin is None:
+    with np.errstate(over="ignore", under="ignore"):  # inf/0 beyond float64; compare right
+        lam = np.square(s[::-1])  # ascending, like logs
+    if xmin is None:
         starts, alphas, distances = _scan_xmin(logs, ks)
         best = int(np.argmin(distances))  # first minimum: the smallest xmin on a tie
         start = int(starts[best])
         alpha, distance, ref = float(alphas[best]), float(distances[best]), float(logs[start])
     else:
-        ref = log_xmin - log_top
-        start = int(np.searchsorted(logs, ref, side="left"))
-        if start >= logs.size or not float(logs[-1]) > ref:
+        # Membership by the eigenvalues themselves (sigma_j^2 >= xmin, as a caller who took
+        # xmin = s[j]**2 or a previous fit's xmin expects), ln(lambda_j/xmin) from the logs.
+        start = int(np.searchsorted(lam, xmin, side="left"))
+        ref = math.log(xmin) - log_top
+        tail = np.maximum(logs[start:] - ref, 0.0)
+        total = float(np.sum(tail))
+        if not (lam[-1] > xmin and total > 0.0):
             raise InputError(
-                f"xmin must lie below the largest eigenvalue sigma_1^2 = {math.exp(log_top)!r} "
-                f"for a tail to fit; got {math.exp(log_xmin)!r}"
+                f"xmin must lie below the largest eigenvalue sigma_1^2 = {float(lam[-1])!r} "
+                f"for a tail to fit; got {xmin!r}"
             )
-        tail = logs[start:] - ref
-        alpha = 1.0 + tail.size / float(np.sum(tail))
+        alpha = 1.0 + tail.size / total
         distance = float(
             _ks_distances(
-                logs[None, start:], np.array([ref]), np.array([alpha]), np.array([tail.size]), ks
+                (tail + ref)[None, :], np.array([ref]), np.array([alpha]), np.array([tail.size]), ks
             )[0]
         )
     n_tail = int(logs.size - start)
     return PowerLawFit(
         alpha=alpha,
         alpha_stderr=(alpha - 1.0) / math.sqrt(n_tail),
-        xmin=math.exp(ref + log_top),
-        xmax=math.exp(log_top),
+        xmin=float(lam[start]) if xmin is None else xmin,
+        xmax=float(lam[-1]),
         ks_distance=distance,
         n_tail=n_tail,
         alpha_weighted=alpha * log_top / math.log(10.0),
@@ -725,15 +732,14 @@ def random_matrix_summary(
     """
     check_choice(method, name="method", choices=("closed_form", "fit"))
     check_choice(ks, name="ks", choices=("clauset", "weightwatcher"))
-    log_xmin: float | None = None
     if xmin is not None:
-        log_xmin = math.log(check_positive_float(xmin, name="xmin"))
+        xmin = check_positive_float(xmin, name="xmin")
     a = as_matrix(A)
     s = np.asarray(_singular_values(a), dtype=np.float64)
     m, n = int(a.shape[0]), int(a.shape[1])
     edge = _marchenko_pastur_edge(s, m, n, method)
     positive = s[s > 0.0]
-    fit = _power_law_fit(positive, log_xmin, ks) if np.unique(positive).size >= 2 else None
+    fit = _power_law_fit(positive, xmin, ks) if np.unique(positive).size >= 2 else None
     return RandomMatrixSummary(
         shape=(m, n), marchenko_pastur=edge, power_law=fit, singular_values=s
     )
