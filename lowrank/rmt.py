@@ -465,6 +465,13 @@ def power_law_fit(
     :math:`2^{20}` elements (a 4096-value spectrum takes a few tenths of a second, bounded
     memory). This is the same exhaustive scan as WeightWatcher's.
 
+    **WeightWatcher.** With ``ks="weightwatcher"`` and distinct eigenvalues this is the fit
+    of WeightWatcher 0.7's ``WWFit`` (same candidates, exponent, distance and first
+    minimum). Two differences remain: WeightWatcher first drops eigenvalues at or below
+    an absolute :math:`10^{-5}` (here only zeros are dropped, so that the fit does not
+    depend on the scale; pass ``s[s**2 > 1e-5]`` to match), and with tied eigenvalues it
+    tries each copy as a candidate, whose tail then leaves out the earlier copies.
+
     **Caveats.** The flags are WeightWatcher's rules of thumb for layers of trained networks
     (Martin & Mahoney), not statistical tests:
 

@@ -262,6 +262,33 @@ def test_scan_against_naive_loop_property(s, ks):
     assert fit.ks_distance == pytest.approx(np.min(distances), rel=1e-9, abs=1e-12)
 
 
+def weightwatcher_fit(lam: np.ndarray) -> tuple[float, float, float, int]:
+    """WeightWatcher 0.7.7's WWFit (weightwatcher/WW_powerlaw.py), re-derived from its
+    definition: eigenvalues above 1e-5, every sorted value but the last a candidate, the
+    distance to the left ends of the steps, the first minimum. (alpha, xmin, D, n_tail)."""
+    data = np.sort(lam[lam > 1e-5])
+    logs = np.log(data)
+    alphas, distances = [], []
+    for i in range(data.size - 1):
+        n = data.size - i
+        alpha = 1 + n / (np.sum(logs[i:]) - n * logs[i])
+        alphas.append(alpha)
+        distances.append(np.max(np.abs(1 - (data[i:] / data[i]) ** (1 - alpha) - np.arange(n) / n)))
+    best = int(np.argmin(distances))
+    return alphas[best], data[best], distances[best], int(np.sum(lam >= data[best]))
+
+
+def test_weightwatcher_convention_reproduces_its_fit(rng):
+    W = rng.standard_normal((200, 120)) @ np.diag(rng.pareto(2.0, 120) + 0.5)
+    s = np.linalg.svd(W, compute_uv=False)
+    alpha, xmin, distance, n_tail = weightwatcher_fit(s**2)
+    fit = power_law_fit(s[s**2 > 1e-5], ks="weightwatcher")
+    assert fit.alpha == pytest.approx(alpha, rel=1e-10)
+    assert fit.xmin == pytest.approx(xmin, rel=1e-14)
+    assert fit.ks_distance == pytest.approx(distance, rel=1e-9)
+    assert fit.n_tail == n_tail
+
+
 def test_ks_distance_against_scipy_kstest(rng):
     lam = np.concatenate([rng.uniform(0.1, 1.0, 300), pareto(rng, 3.0, 1.0, 700)])
     fit = power_law_fit(np.sqrt(lam))
