@@ -367,15 +367,7 @@ SECTIONS_EXCLUDE: set[str] = set()
 # docstrings owned elsewhere, by object: its messages are dropped until the owner fixes it.
 # Nothing else can be excluded: a new markup error anywhere fails the build.
 # BEGIN KNOWN_MARKUP_FAILURES
-KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {
-    # lowrank/lora/__init__.py
-    "lowrank.lora": [
-        "block quote ends without a blank line; unexpected ",
-        "unexpected indentation",
-    ],
-    # lowrank/lora/conventions.py
-    "lowrank.lora.conventions": ["unresolved lowrank._scaling"],
-}
+KNOWN_MARKUP_FAILURES: dict[str, list[str]] = {}
 # END KNOWN_MARKUP_FAILURES
 
 

@@ -44,8 +44,7 @@ The LoRA paper writes column vectors, :math:`h = W_0x + BAx`, with :math:`W_0 \i
 
 Contents
 --------
-:func:`init_factors` (and :func:`lora_init`, :func:`pissa_init`, :func:`milora_init`,
-:func:`olora_init`)
+:func:`init_factors`, :func:`lora_init`, :func:`pissa_init`, :func:`milora_init`, :func:`olora_init`
     Initial factors and, for PiSSA/MiLoRA/OLoRA, the residual base
     :math:`W_\mathrm{res} = W - sBA`.
 :func:`extract`, :func:`extract_many`

@@ -4,7 +4,7 @@ Every part of :mod:`lowrank` that turns ``(alpha, r)`` into a scaling, picks a d
 ``alpha``, or splits singular triplets into ``(lora_A, lora_B)`` calls these functions
 (:mod:`lowrank.lora.init`, the extraction, :mod:`lowrank.lora.convert`,
 :class:`lowrank.lora.LoRAConfig` and :class:`lowrank.adapter.LoRALinear`); the formula itself
-is :mod:`lowrank._scaling`, at the bottom layer, so that :mod:`lowrank.io` can use it too.
+is ``lowrank._scaling``, at the bottom layer, so that :mod:`lowrank.io` can use it too.
 
 =====================  =====================================  ==============================
 convention             rule                                   PEFT
