@@ -102,6 +102,7 @@ NOT_SWEPT: dict[str, str] = {
     "Report": "result record",
     "RunInfo": "result record",
     "SkippedTensor": "result record",
+    "UpdateResult": "result record",
     "LoRAFactors": "result record",
     "MatrixWithSpectrum": "result record",
     "NoisyLowRank": "result record",
@@ -325,6 +326,9 @@ VALID: dict[str, dict[str, Any]] = {
     "SGD": {"lr": 0.1},
     "AdamW": {},
     "GradualUnfreezing": {},
+    "L2SP": {"anchor": {"w": np.ones(3)}, "strength": 0.5},
+    "SlantedTriangular": {"lr_max": 0.1, "total_steps": 10},
+    "discriminative_lr_multipliers": {"network": lambda ctx: _network()},
     "Linear": {"bias": np.zeros(6)},
     "LoRALinear": {"bias": np.zeros(6)},
     "Network": {"layers": lambda ctx: _network().layers},
@@ -343,6 +347,12 @@ VALID: dict[str, dict[str, Any]] = {
         "optimizer": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.SGD(0.01),
         "epochs": 2,
         "schedule": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.GradualUnfreezing(),
+        "lr_schedule": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.SlantedTriangular(
+            0.01, 2
+        ),
+        "penalty": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.L2SP(
+            {"0.weight": MATRIX}, strength=0.1
+        ),
     },
     "lora_backward": {"grad_output": np.ones((3, 6)), "weight_grad": True},
     "lora_delta_weight": {},
@@ -377,6 +387,19 @@ VALID: dict[str, dict[str, Any]] = {
     "start_analysis": {"ranks": (1, 2), "energies": (0.9,)},
     "analyze_matrix": {},
     "analyze_tensor": {},
+    "analyze_update": {
+        "tuned": lambda ctx: ctx.tuned,
+        "base": lambda ctx: ctx.weights,
+        "ranks": (1, 2),
+        "energies": (0.9,),
+    },
+    "start_update_analysis": {
+        "tuned": lambda ctx: ctx.tuned,
+        "base": lambda ctx: ctx.weights,
+        "ranks": (1, 2),
+        "energies": (0.9,),
+    },
+    "analyze_update_matrix": {"tuned": MATRIX_B, "base": MATRIX},
     "describe_executor": {"executor": lambda ctx: _thread_pool()},
     "extract_checkpoint": {
         "base": lambda ctx: ctx.weights,
@@ -461,6 +484,18 @@ METHODS: dict[str, tuple[Callable[[Context], Any], dict[str, Any]]] = {
         {"training": True},
     ),
     "Network.forward": (lambda ctx: _network(), {"x": X_BATCH}),
+    "Network.with_head": (
+        lambda ctx: _network(),
+        {"head": lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.Linear(MATRIX.T)},
+    ),
+    "L2SP.value": (
+        lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.L2SP({"w": np.ones(3)}, 0.5),
+        {"params": {"w": np.zeros(3)}},
+    ),
+    "L2SP.gradient": (
+        lambda ctx: __import__("lowrank.adapter.nn").adapter.nn.L2SP({"w": np.ones(3)}, 0.5),
+        {"params": {"w": np.zeros(3)}},
+    ),
     "LoRAConfig.rank_for": (
         lambda ctx: __import__("lowrank.lora").lora.LoRAConfig(r=4, lora_alpha=8.0),
         {},
@@ -683,6 +718,11 @@ KIND_BY_NAME: dict[str, str] = {
     "network": "object",
     "optimizer": "object",
     "schedule": "callable",
+    "lr_schedule": "callable",
+    "penalty": "object",
+    "head": "object",
+    "anchor": "mapping",
+    "lr_multipliers": "mapping",
     "executor": "object",
     "info": "object",
     "data": "object",

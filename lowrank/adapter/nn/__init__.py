@@ -12,9 +12,12 @@ module                      contents
 ``dense``                   :class:`Linear`, ``torch.nn.Linear``'s reference
 ``activations``             :class:`ReLU`, :class:`Tanh`, :class:`GELU`
 ``losses``                  :func:`mse_loss`, :func:`softmax_cross_entropy`
-``optim``                   :class:`SGD`, :class:`AdamW` (PyTorch's update rules)
-``network``                 :class:`Network`, a sequence of layers
-``training``                :func:`train`, :func:`evaluate`, :class:`GradualUnfreezing`
+``regularizers``            :class:`L2SP`, an L2 pull toward the pre-trained weights
+``optim``                   :class:`SGD`, :class:`AdamW` (PyTorch's update rules, with
+                            per-parameter learning-rate multipliers)
+``network``                 :class:`Network`, a sequence of layers (:meth:`Network.with_head`)
+``training``                :func:`train`, :func:`evaluate`, :class:`GradualUnfreezing`,
+                            :func:`discriminative_lr_multipliers`, :class:`SlantedTriangular`
 ==========================  =============================================================
 
 Parameters are named as in PyTorch's state dicts (``"0.weight"``,
@@ -52,19 +55,25 @@ from lowrank.adapter.nn.dense import Linear
 from lowrank.adapter.nn.losses import LossName, LossResult, mse_loss, softmax_cross_entropy
 from lowrank.adapter.nn.network import Network
 from lowrank.adapter.nn.optim import SGD, AdamW, Optimizer
+from lowrank.adapter.nn.regularizers import L2SP
 from lowrank.adapter.nn.training import (
     GradualUnfreezing,
+    LRSchedule,
     Schedule,
+    SlantedTriangular,
     TrainResult,
+    discriminative_lr_multipliers,
     evaluate,
     train,
 )
 
 __all__ = [
     "GELU",
+    "L2SP",
     "SGD",
     "AdamW",
     "GradualUnfreezing",
+    "LRSchedule",
     "Layer",
     "Linear",
     "LossName",
@@ -73,8 +82,10 @@ __all__ = [
     "Optimizer",
     "ReLU",
     "Schedule",
+    "SlantedTriangular",
     "Tanh",
     "TrainResult",
+    "discriminative_lr_multipliers",
     "evaluate",
     "mse_loss",
     "softmax_cross_entropy",

@@ -275,6 +275,58 @@ class Network:
         """
         return sum(layer.num_trainable_parameters() for layer in self._layers)
 
+    def with_head(self, head: Layer) -> Network:
+        """A network with this one's layers, the last one replaced by ``head``.
+
+        The layers below are shared, not copied: training either network changes the body
+        of both. With the body frozen this is the "frozen body + new head" method of
+        task-incremental learning (a head per task): the old network still answers the
+        old task with its old head, the new one the new task.
+
+        Parameters
+        ----------
+        head : Layer
+            The new top layer; its ``in_features`` must be the old top layer's (its
+            ``out_features``, the number of classes of the new task, may differ). It must
+            not already be a layer of this network.
+
+        Returns
+        -------
+        Network
+            ``Network([*self.layers[:-1], head])``.
+
+        Raises
+        ------
+        InputError
+            ``head`` is not a :class:`~lowrank.adapter.nn.base.Layer`, is a layer of this
+            network already, or the network would have no layer with features.
+        ShapeError
+            ``head.in_features`` differs from the layer below's ``out_features``.
+        DTypeError
+            ``head`` has another dtype than the body.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lowrank.adapter.nn import Linear, ReLU
+        >>> task1 = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
+        >>> task2 = task1.with_head(Linear(np.zeros((5, 4))))
+        >>> task2.out_features, task2.layers[0] is task1.layers[0]
+        (5, True)
+        >>> for layer in task2.layers[:-1]:
+        ...     layer.freeze()
+        >>> task2.num_trainable_parameters()  # the new head only
+        20
+        """
+        if not isinstance(head, Layer):
+            raise InputError(
+                f"head must be a lowrank.adapter.nn Layer; got {head!r} of type "
+                f"{type(head).__name__}"
+            )
+        if any(head is layer for layer in self._layers):
+            raise InputError("head must be a new layer; it is a layer of this network already")
+        return Network([*self._layers[:-1], head])
+
     def parametric_indices(self) -> tuple[int, ...]:
         """Indices of the layers that have parameters, bottom to top.
 

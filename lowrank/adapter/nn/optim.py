@@ -24,12 +24,20 @@ AdamW with decoupled weight decay :math:`\lambda`, per parameter step count :mat
 the bias-corrected update of ``torch.optim.AdamW``. The step count is kept per parameter, so a
 parameter unfrozen late (gradual unfreezing) gets its own bias correction from its first step.
 
+Per-parameter learning rates (``lr_multipliers``) replace :math:`\eta` by :math:`c_k\,\eta`
+for parameter :math:`k` everywhere above (the AdamW decay included), as a PyTorch parameter
+group of learning rate :math:`c_k\,\eta` would; ULMFiT's discriminative fine-tuning is the
+choice :math:`c = 2.6^{-d}` for a layer :math:`d` parametric layers below the top
+(:func:`~lowrank.adapter.nn.discriminative_lr_multipliers`).
+
 References
 ----------
 .. [1] D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015,
    arXiv:1412.6980.
 .. [2] I. Loshchilov and F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019,
    arXiv:1711.05101.
+.. [3] J. Howard and S. Ruder, "Universal Language Model Fine-tuning for Text
+   Classification", ACL 2018, arXiv:1801.06146 (discriminative fine-tuning).
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank._validation import check_fraction, check_mapping, check_positive_float
+from lowrank._validation import check_fraction, check_mapping, check_positive_float, check_str
 from lowrank.adapter._checks import check_finite
 from lowrank.errors import DTypeError, InputError, ShapeError
 
@@ -59,11 +68,16 @@ class Optimizer(abc.ABC):
     lr : float
         Learning rate :math:`\\eta`, finite and > 0; stored as the attribute ``lr`` (which
         may be changed between steps, e.g. by a learning-rate schedule).
+    lr_multipliers : mapping of str to float, optional
+        Per-parameter factors :math:`c_k > 0` by parameter key: parameter ``k`` is updated
+        with the learning rate :math:`c_k\\eta`; keys not listed use :math:`c_k = 1`.
+        Stored (as a new dict) in the attribute ``lr_multipliers``.
 
     Raises
     ------
     InputError
-        ``lr`` not finite and > 0.
+        ``lr`` not finite and > 0; ``lr_multipliers`` not a mapping of strings to finite
+        numbers > 0.
 
     Examples
     --------
@@ -73,9 +87,14 @@ class Optimizer(abc.ABC):
     (True, 0.1)
     """
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, *, lr_multipliers: Mapping[str, float] | None = None) -> None:
         self.lr = check_positive_float(lr, name="lr")
+        self.lr_multipliers = _check_multipliers(lr_multipliers)
         self._state: dict[str, dict[str, Array]] = {}
+
+    def _lr_for(self, key: str) -> float:
+        """The learning rate of parameter ``key``: ``lr`` times its multiplier."""
+        return self.lr * self.lr_multipliers.get(key, 1.0)
 
     def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
         """Update ``params[k]`` in place for every ``k`` in ``grads``.
@@ -184,6 +203,17 @@ class Optimizer(abc.ABC):
         return sum(int(v.nbytes) for s in self._state.values() for v in s.values())
 
 
+def _check_multipliers(value: object) -> dict[str, float]:
+    if value is None:
+        return {}
+    mapping = check_mapping(value, name="lr_multipliers")
+    out: dict[str, float] = {}
+    for key, factor in mapping.items():
+        check_str(key, name="lr_multipliers key")
+        out[key] = check_positive_float(factor, name=f"lr_multipliers[{key!r}]")
+    return out
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (heavy-ball) momentum.
 
@@ -193,11 +223,14 @@ class SGD(Optimizer):
         Learning rate :math:`\\eta > 0`.
     momentum : float, default 0.0
         :math:`\\mu \\in [0, 1)`; 0 keeps no state.
+    lr_multipliers : mapping of str to float, optional
+        Per-parameter learning-rate factors (see :class:`Optimizer`).
 
     Raises
     ------
     InputError
-        ``lr`` not finite and > 0, ``momentum`` outside ``[0, 1)``.
+        ``lr`` not finite and > 0, ``momentum`` outside ``[0, 1)``, a bad
+        ``lr_multipliers``.
 
     Examples
     --------
@@ -205,10 +238,20 @@ class SGD(Optimizer):
     >>> p = {"w": np.array([1.0])}
     >>> SGD(0.5).step(p, {"w": np.array([2.0])}); p["w"]
     array([0.])
+    >>> p = {"low": np.array([1.0]), "top": np.array([1.0])}
+    >>> SGD(0.5, lr_multipliers={"low": 0.5}).step(p, {"low": np.ones(1), "top": np.ones(1)})
+    >>> p  # lr 0.25 for "low", 0.5 for "top"
+    {'low': array([0.75]), 'top': array([0.5])}
     """
 
-    def __init__(self, lr: float, *, momentum: float = 0.0) -> None:
-        super().__init__(lr)
+    def __init__(
+        self,
+        lr: float,
+        *,
+        momentum: float = 0.0,
+        lr_multipliers: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(lr, lr_multipliers=lr_multipliers)
         self.momentum = check_fraction(
             momentum, name="momentum", low=0.0, high=1.0, low_inclusive=True, high_inclusive=False
         )
@@ -216,7 +259,7 @@ class SGD(Optimizer):
     def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
         for k, g in grads.items():
             p = params[k]
-            lr = p.dtype.type(self.lr)
+            lr = p.dtype.type(self._lr_for(k))
             if self.momentum == 0.0:
                 p -= lr * g
                 continue
@@ -231,7 +274,10 @@ class SGD(Optimizer):
             p -= lr * buf
 
     def __repr__(self) -> str:
-        return f"SGD(lr={self.lr!r}, momentum={self.momentum!r})"
+        return (
+            f"SGD(lr={self.lr!r}, momentum={self.momentum!r}"
+            f"{_multipliers_repr(self.lr_multipliers)})"
+        )
 
 
 class AdamW(Optimizer):
@@ -248,11 +294,14 @@ class AdamW(Optimizer):
     weight_decay : float, default 1e-2
         :math:`\\lambda \\ge 0`, applied as :math:`\\theta \\leftarrow \\theta(1-\\eta\\lambda)`
         to the parameters that receive gradients, that is, the trainable ones only.
+    lr_multipliers : mapping of str to float, optional
+        Per-parameter learning-rate factors (see :class:`Optimizer`); parameter ``k`` uses
+        :math:`c_k\\eta` in both the decay and the Adam step.
 
     Raises
     ------
     InputError
-        A hyper-parameter outside its range.
+        A hyper-parameter outside its range, or a bad ``lr_multipliers``.
 
     Examples
     --------
@@ -273,8 +322,9 @@ class AdamW(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        lr_multipliers: Mapping[str, float] | None = None,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, lr_multipliers=lr_multipliers)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise InputError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         self.betas = (
@@ -310,8 +360,9 @@ class AdamW(Optimizer):
                 self._state[k] = state
             step = self._steps.get(k, 0) + 1
             self._steps[k] = step
+            lr = self._lr_for(k)
             if self.weight_decay:
-                p *= t(1.0 - self.lr * self.weight_decay)
+                p *= t(1.0 - lr * self.weight_decay)
             m, v = state["exp_avg"], state["exp_avg_sq"]
             m *= t(beta1)
             m += t(1.0 - beta1) * g
@@ -320,10 +371,14 @@ class AdamW(Optimizer):
             denom = np.sqrt(v)
             denom /= t(math.sqrt(1.0 - beta2**step))
             denom += t(self.eps)
-            p -= t(self.lr / (1.0 - beta1**step)) * (m / denom)
+            p -= t(lr / (1.0 - beta1**step)) * (m / denom)
 
     def __repr__(self) -> str:
         return (
             f"AdamW(lr={self.lr!r}, betas={self.betas!r}, eps={self.eps!r}, "
-            f"weight_decay={self.weight_decay!r})"
+            f"weight_decay={self.weight_decay!r}{_multipliers_repr(self.lr_multipliers)})"
         )
+
+
+def _multipliers_repr(multipliers: Mapping[str, Any]) -> str:
+    return f", lr_multipliers={dict(multipliers)!r}" if multipliers else ""

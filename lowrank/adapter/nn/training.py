@@ -9,21 +9,28 @@ training:
 
 * full fine-tuning: every layer trainable;
 * head only: :meth:`~lowrank.adapter.nn.base.Layer.freeze` every layer but the last;
-* gradual unfreezing (Howard & Ruder 2018): :class:`GradualUnfreezing` as ``schedule``;
+* frozen body + new head (task-incremental learning):
+  :meth:`~lowrank.adapter.nn.Network.with_head` shares the body, freeze it;
+* gradual unfreezing (Howard & Ruder 2018): :class:`GradualUnfreezing` as ``schedule``, with
+  discriminative learning rates (:func:`discriminative_lr_multipliers` as the optimiser's
+  ``lr_multipliers``) and the slanted triangular schedule (:class:`SlantedTriangular` as
+  ``lr_schedule``);
+* L2-SP: :class:`~lowrank.adapter.nn.L2SP` as ``penalty``;
 * LoRA / PiSSA: :class:`~lowrank.adapter.lora_linear.LoRALinear` layers, whose base is frozen
   and whose factors train.
 
 References
 ----------
 .. [1] J. Howard and S. Ruder, "Universal Language Model Fine-tuning for Text Classification",
-   ACL 2018, arXiv:1801.06146 (gradual unfreezing).
+   ACL 2018, arXiv:1801.06146 (gradual unfreezing, discriminative fine-tuning, slanted
+   triangular learning rates).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
@@ -32,8 +39,10 @@ from lowrank._validation import (
     check_bool,
     check_callable,
     check_choice,
+    check_fraction,
     check_instance,
     check_int,
+    check_positive_float,
     normalize_rng,
 )
 from lowrank.adapter._checks import as_float_array
@@ -46,12 +55,153 @@ from lowrank.adapter.nn.losses import (
 )
 from lowrank.adapter.nn.network import Network
 from lowrank.adapter.nn.optim import Optimizer
+from lowrank.adapter.nn.regularizers import L2SP
 from lowrank.errors import InputError, NonFiniteError, ShapeError
 
-__all__ = ["GradualUnfreezing", "Schedule", "TrainResult", "evaluate", "train"]
+__all__ = [
+    "GradualUnfreezing",
+    "LRSchedule",
+    "Schedule",
+    "SlantedTriangular",
+    "TrainResult",
+    "discriminative_lr_multipliers",
+    "evaluate",
+    "train",
+]
 
 Schedule = Callable[[int, Network], None]
 """Called as ``schedule(epoch, network)`` at the start of each epoch (0-based)."""
+
+LRSchedule = Callable[[int], float]
+"""Called as ``lr_schedule(step)`` before each step (0-based); returns the base learning rate."""
+
+
+@dataclass(frozen=True)
+class SlantedTriangular:
+    r"""ULMFiT's slanted triangular learning rate: a short linear warm-up, a long linear decay.
+
+    For step :math:`t = 0, 1, \ldots` of :math:`T` and
+    :math:`c = \max(1, \lfloor T\,\mathrm{cut\_frac} \rfloor)`,
+
+    .. math::
+
+        p_t = \begin{cases} t / c & t < c \\
+              1 - \dfrac{t - c}{c\,(1/\mathrm{cut\_frac} - 1)} & t \ge c \end{cases},
+        \qquad
+        \eta_t = \eta_{\max}\,\frac{1 + \max(p_t, 0)\,(\mathrm{ratio} - 1)}{\mathrm{ratio}},
+
+    equation (3) of Howard & Ruder (2018): the rate climbs from :math:`\eta_{\max}/\mathrm{ratio}`
+    to :math:`\eta_{\max}` at step :math:`c`, then falls back to
+    :math:`\eta_{\max}/\mathrm{ratio}` (and stays there past the end).
+
+    Parameters
+    ----------
+    lr_max : float
+        :math:`\eta_{\max} > 0`.
+    total_steps : int
+        :math:`T \ge 1`, the number of optimiser steps of the run (``epochs`` times the
+        batches per epoch).
+    cut_frac : float, default 0.1
+        Fraction of the steps spent increasing the rate, in ``(0, 1)``.
+    ratio : float, default 32.0
+        How much smaller the lowest rate is than the highest, >= 1.
+
+    Raises
+    ------
+    InputError
+        A parameter outside its range.
+
+    References
+    ----------
+    .. [1] J. Howard and S. Ruder, "Universal Language Model Fine-tuning for Text
+       Classification", ACL 2018, arXiv:1801.06146, section 3.2.
+
+    Examples
+    --------
+    >>> schedule = SlantedTriangular(0.1, 20, cut_frac=0.1, ratio=10.0)
+    >>> [round(schedule(t), 4) for t in (0, 1, 2, 11, 19)]
+    [0.01, 0.055, 0.1, 0.055, 0.015]
+    """
+
+    lr_max: float
+    total_steps: int
+    _: KW_ONLY
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+
+    def __post_init__(self) -> None:
+        check_positive_float(self.lr_max, name="lr_max")
+        check_int(self.total_steps, name="total_steps", minimum=1)
+        check_fraction(self.cut_frac, name="cut_frac", low=0.0, high=1.0, high_inclusive=False)
+        ratio = check_positive_float(self.ratio, name="ratio")
+        if ratio < 1.0:
+            raise InputError(f"ratio must be >= 1; got {self.ratio!r}")
+
+    @property
+    def cut(self) -> int:
+        """int: :math:`c`, the step of the highest rate."""
+        return max(1, math.floor(self.total_steps * self.cut_frac))
+
+    def __call__(self, step: int) -> float:
+        t = check_int(step, name="step", minimum=0)
+        cut = self.cut
+        if t < cut:
+            p = t / cut
+        else:
+            p = max(0.0, 1.0 - (t - cut) / (cut * (1.0 / self.cut_frac - 1.0)))
+        return self.lr_max * (1.0 + p * (self.ratio - 1.0)) / self.ratio
+
+
+def discriminative_lr_multipliers(network: Network, *, factor: float = 2.6) -> dict[str, float]:
+    r"""ULMFiT's discriminative fine-tuning: each layer's rate is the one above's / ``factor``.
+
+    The top layer with parameters gets multiplier 1, the one below :math:`1/\mathrm{factor}`,
+    the next :math:`1/\mathrm{factor}^2`, and so on (activations have no parameters and do not
+    count). Pass the result as the optimiser's ``lr_multipliers``.
+
+    Parameters
+    ----------
+    network : Network
+    factor : float, default 2.6
+        The ratio between consecutive layers' rates, finite and > 0 (Howard & Ruder's 2.6;
+        1 gives one rate for all).
+
+    Returns
+    -------
+    dict of str to float
+        By every parameter key of the network (frozen or not), ``factor ** -d`` for a
+        parameter of the layer ``d`` parametric layers below the top.
+
+    Raises
+    ------
+    InputError
+        ``network`` is not a :class:`~lowrank.adapter.nn.Network`, or ``factor`` not finite
+        and > 0.
+
+    References
+    ----------
+    .. [1] J. Howard and S. Ruder, "Universal Language Model Fine-tuning for Text
+       Classification", ACL 2018, arXiv:1801.06146, section 3.2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank.adapter.nn import SGD, Linear, Network, Tanh
+    >>> net = Network([Linear(np.ones((3, 2))), Tanh(), Linear(np.ones((1, 3)), np.zeros(1))])
+    >>> rates = discriminative_lr_multipliers(net, factor=2.0)
+    >>> rates
+    {'0.weight': 0.5, '2.weight': 1.0, '2.bias': 1.0}
+    >>> optimizer = SGD(0.1, lr_multipliers=rates)
+    """
+    check_instance(network, Network, name="network", what="a lowrank.adapter.nn Network")
+    f = check_positive_float(factor, name="factor")
+    out: dict[str, float] = {}
+    indices = network.parametric_indices()
+    for i in indices:
+        depth = len(indices) - 1 - indices.index(i)
+        for name in network.layers[i].parameters():
+            out[f"{i}.{name}"] = f ** (-depth)
+    return out
 
 
 @dataclass(frozen=True)
@@ -201,6 +351,8 @@ def train(
     shuffle: bool = True,
     rng: RNGLike = None,
     schedule: Schedule | None = None,
+    lr_schedule: LRSchedule | None = None,
+    penalty: L2SP | None = None,
 ) -> TrainResult:
     """Train ``network`` in place by minibatch gradient steps.
 
@@ -229,6 +381,13 @@ def train(
     schedule : callable, optional
         ``schedule(epoch, network)`` at the start of every epoch, e.g.
         :class:`GradualUnfreezing`.
+    lr_schedule : callable, optional
+        ``lr_schedule(step)`` before every step (0-based over the run), e.g.
+        :class:`SlantedTriangular`; its value becomes ``optimizer.lr`` (and stays there
+        after the run). Per-parameter ``lr_multipliers`` apply on top.
+    penalty : L2SP, optional
+        Added to every minibatch loss (and to ``step_losses``), its gradient to the
+        trainable anchored parameters' gradients; frozen parameters stay unchanged.
 
     Returns
     -------
@@ -238,7 +397,9 @@ def train(
     ------
     InputError
         Unknown ``loss``, bad ``epochs`` or ``batch_size``, an epoch with no trainable
-        parameter, or labels out of range.
+        parameter, labels out of range, a ``penalty`` that is not an
+        :class:`~lowrank.adapter.nn.L2SP` or anchors a key the network does not have, or an
+        ``lr_schedule`` that returns a rate that is not finite and > 0.
     ShapeError, DTypeError
         ``x`` or ``y`` of the wrong shape or dtype.
     NonFiniteError
@@ -263,6 +424,11 @@ def train(
     shuffle = check_bool(shuffle, name="shuffle")
     if schedule is not None:
         check_callable(schedule, name="schedule")
+    if lr_schedule is not None:
+        check_callable(lr_schedule, name="lr_schedule")
+    if penalty is not None:
+        check_instance(penalty, L2SP, name="penalty", what="a lowrank.adapter.nn L2SP")
+        penalty._bind(network.parameters(), name="penalty")
     n_epochs = check_int(epochs, name="epochs", minimum=1)
     n = xa.shape[0]
     size = (
@@ -289,17 +455,30 @@ def train(
         with np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, n, size):
                 rows = order[start : start + size]
+                if lr_schedule is not None:
+                    optimizer.lr = check_positive_float(
+                        lr_schedule(len(step_losses)),
+                        name=f"lr_schedule({len(step_losses)})",
+                    )
                 prediction = network._forward(xa[rows], training=True, rng=gen)
                 result = _loss(loss, prediction, ya[rows])
-                if not math.isfinite(result.value):
+                value = result.value
+                if penalty is not None:
+                    value += penalty._value(network.parameters())
+                if not math.isfinite(value):
                     raise NonFiniteError(
-                        f"loss must stay finite; it became {result.value} at epoch {epoch}, "
+                        f"loss must stay finite; it became {value} at epoch {epoch}, "
                         f"step {len(step_losses)} (training diverged: lower the learning rate)"
                     )
                 network._backward(result.gradient)
-                optimizer._step(network.trainable_parameters(), network.gradients())
-                step_losses.append(result.value)
-                total += result.value * rows.size
+                params = network.trainable_parameters()
+                grads = network.gradients()
+                if penalty is not None:
+                    for k in penalty._anchor.keys() & grads.keys():
+                        grads[k] = grads[k] + penalty._gradient(k, params[k])
+                optimizer._step(params, grads)
+                step_losses.append(value)
+                total += value * rows.size
         epoch_losses.append(total / n)
     return TrainResult(
         step_losses=tuple(step_losses),
