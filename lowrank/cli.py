@@ -1,7 +1,8 @@
 """The ``lowrank`` command line (layer 7): argparse around :mod:`lowrank.analysis`,
 :mod:`lowrank.plot` and :mod:`lowrank.examples`.
 
-Commands: ``analyze`` (metrics of every matrix of a checkpoint, reports, a figure),
+Commands: ``analyze`` (metrics of every matrix of a checkpoint, reports, a figure; with
+``--base BASE``, of every update ``PATH - BASE``),
 ``plot`` (figures from a JSON report), ``extract`` (a PEFT LoRA adapter of the difference
 of two checkpoints), ``demo`` (``analyze`` on the real all-MiniLM-L6-v2 weights).
 
@@ -61,6 +62,7 @@ examples:
   lowrank analyze ckpt/model.safetensors.index.json --include '*attention*' --md report.md
   lowrank analyze --example minilm --energy 0.9,0.99 --csv minilm.csv --workers 2
   lowrank analyze model.safetensors --scheduler tcp://10.0.0.5:8786 --json report.json
+  lowrank analyze tuned.safetensors --base base.safetensors --ranks 8,64 --md update.md
   lowrank plot report.json --kind heatmap -o heatmap.png
   lowrank extract --base base.safetensors --tuned tuned.safetensors --rank 16 -o adapter
   lowrank demo --out lowrank-demo
@@ -258,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--example",
         choices=["minilm"],
         help="analyse a real example checkpoint instead of PATH (downloaded once, then cached)",
+    )
+    analyze.add_argument(
+        "--base",
+        metavar="BASE",
+        help="analyse the update PATH - BASE instead: pair the matrices of the fine-tuned "
+        "checkpoint PATH with those of BASE by name; report the metrics of each difference, "
+        "its size relative to BASE, its subspace overlap with BASE and its amplification "
+        "factor (LoRA paper, section 7); unpaired names and shape mismatches are listed",
     )
     analyze.add_argument(
         "--cache",
@@ -530,13 +540,21 @@ def _progress_bar(enabled: bool | None, total: int) -> Any:
     )
 
 
-def _run_analysis(source: str | os.PathLike[str], request: _Request, outputs: _Outputs) -> int:
+def _run_analysis(
+    source: str | os.PathLike[str],
+    request: _Request,
+    outputs: _Outputs,
+    *,
+    base: str | None = None,
+) -> int:
+    """Run ``analyze`` on ``source``, or on the update ``source - base`` when ``base``."""
     from lowrank.analysis import (
         DEFAULT_ENERGIES,
         DEFAULT_RANKS,
         AnalysisError,
         dask_executor,
         start_analysis,
+        start_update_analysis,
     )
 
     _check_outputs(outputs)
@@ -546,34 +564,41 @@ def _run_analysis(source: str | os.PathLike[str], request: _Request, outputs: _O
 
         # Headers only: patterns that select no matrix fail here, naming close names,
         # instead of giving an empty run.
-        select(
-            source,
-            include=request.include,
-            exclude=request.exclude,
-            regex=request.regex,
-            nd_policy=nd_policy,
-            require_match=True,
-        )
+        for path in (source,) if base is None else (source, base):
+            select(
+                path,
+                include=request.include,
+                exclude=request.exclude,
+                regex=request.regex,
+                nd_policy=nd_policy,
+                require_match=True,
+            )
     with ExitStack() as stack:
         executor = (
             stack.enter_context(dask_executor(request.scheduler, timeout=request.connect_timeout))
             if request.scheduler
             else None
         )
-        run = start_analysis(
-            source,
-            include=request.include,
-            exclude=request.exclude,
-            regex=request.regex,
-            nd_policy=nd_policy,
-            ranks=DEFAULT_RANKS if request.ranks is None else request.ranks,
-            energies=DEFAULT_ENERGIES if request.energies is None else request.energies,
-            executor=executor,
-            workers=request.workers,
-            threads_per_worker=request.threads_per_worker,
-            checkpoint=outputs.json,
-            checkpoint_interval=2.0,
+        options: dict[str, Any] = {
+            "include": request.include,
+            "exclude": request.exclude,
+            "regex": request.regex,
+            "nd_policy": nd_policy,
+            "ranks": DEFAULT_RANKS if request.ranks is None else request.ranks,
+            "energies": DEFAULT_ENERGIES if request.energies is None else request.energies,
+            "executor": executor,
+            "workers": request.workers,
+            "threads_per_worker": request.threads_per_worker,
+            "checkpoint": outputs.json,
+            "checkpoint_interval": 2.0,
+        }
+        run = (
+            start_analysis(source, **options)
+            if base is None
+            else start_update_analysis(source, base, **options)
         )
+        if base is not None:
+            _say_unpaired(run.report().skipped)
         stack.enter_context(run)
         bar = stack.enter_context(_progress_bar(request.progress, run.total))
         try:
@@ -596,7 +621,8 @@ def _run_analysis(source: str | os.PathLike[str], request: _Request, outputs: _O
             return EXIT_FAILURE
     report = run.report()
     written = _write_outputs(report, outputs, plots=True)
-    print(f"# {report.run.source}")
+    update = "" if report.run.base is None else f" - {report.run.base} (update)"
+    print(f"# {report.run.source}{update}")
     print(report.to_text(), end="")
     for path in written:
         _say(f"wrote {path}")
@@ -608,6 +634,21 @@ def _run_analysis(source: str | os.PathLike[str], request: _Request, outputs: _O
 
 
 _NAMED_FAILURES = 5
+
+
+def _say_unpaired(skipped: Sequence[Any]) -> None:
+    """One stderr line for the tensors of an update analysis that found no partner."""
+    unpaired = [s.name for s in skipped if s.code == "unpaired"]
+    shape = [f"{s.name} ({s.reason})" for s in skipped if s.code == "shape"]
+    if not (unpaired or shape):
+        return
+    parts = []
+    for label, names in (("unpaired", unpaired), ("shape mismatch", shape)):
+        if names:
+            more = len(names) - _NAMED_FAILURES
+            listed = ", ".join(names[:_NAMED_FAILURES]) + (f", and {more} more" if more > 0 else "")
+            parts.append(f"{len(names)} {label}: {listed}")
+    _say(f"lowrank: note: not compared: {'; '.join(parts)} (listed in the report as skipped)")
 
 
 def _failures(failed: Sequence[Any], total: int) -> str:
@@ -631,6 +672,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         )
     if args.cache is not None and args.example is None:
         raise _UsageError("lowrank analyze: error: --cache applies to --example only")
+    if args.base is not None and args.example is not None:
+        raise _UsageError("lowrank analyze: error: --base applies to PATH, not --example")
     if args.example is not None:
         from lowrank.examples import fetch_example
 
@@ -644,7 +687,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         spectra=_output_path(args.spectra),
         plots=[] if args.plot is None else [(args.plot_kind, Path(args.plot))],
     )
-    return _run_analysis(source, _Request.from_analyze(args), outputs)
+    return _run_analysis(source, _Request.from_analyze(args), outputs, base=args.base)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

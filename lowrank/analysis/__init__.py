@@ -16,6 +16,10 @@ Typical use::
     print(report.to_text())
 
 :func:`start_analysis` gives the same as an iterator of results in completion order.
+:func:`analyze_update` (and :func:`start_update_analysis`) does the same for the update
+``ΔW = W_tuned - W_base`` of two checkpoints paired by tensor
+name, adding per matrix its relative size and the LoRA paper's §7.3 view (subspace overlap
+with the base weight, amplification factor): :class:`UpdateResult`.
 :func:`extract_checkpoint` makes a PEFT LoRA adapter of the difference of two checkpoints.
 """
 
@@ -39,8 +43,11 @@ from lowrank.analysis._results import (
     AnalysisOptions,
     MatrixResult,
     SkippedTensor,
+    UpdateResult,
 )
 from lowrank.analysis._run import AnalysisError, AnalysisRun, Outcome, analyze, start_analysis
+from lowrank.analysis._update import analyze_update_matrix
+from lowrank.analysis._update_run import analyze_update, start_update_analysis
 
 __all__ = [
     "DEFAULT_ENERGIES",
@@ -59,9 +66,12 @@ __all__ = [
     "RunInfo",
     "SchedulerError",
     "SkippedTensor",
+    "UpdateResult",
     "analyze",
     "analyze_matrix",
     "analyze_tensor",
+    "analyze_update",
+    "analyze_update_matrix",
     "available_cores",
     "dask_executor",
     "describe_executor",
@@ -70,5 +80,6 @@ __all__ = [
     "local_executor",
     "parse_layer_name",
     "start_analysis",
+    "start_update_analysis",
     "thread_executor",
 ]

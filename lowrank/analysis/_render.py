@@ -6,6 +6,8 @@ import csv
 import io
 from typing import TYPE_CHECKING
 
+from lowrank.analysis._results import MatrixResult, UpdateResult
+
 if TYPE_CHECKING:
     from lowrank.analysis._report import Report
 
@@ -32,7 +34,37 @@ def _columns(report: Report) -> list[str]:
         ]
         + [f"rank_energy_{e!r}" for e in report.run.energies]
         + [f"rel_error_rank_{r}" for r in report.run.ranks]
+        + _update_columns(report)
         + ["seconds", "file"]
+        + (["base_file"] if _is_update(report) else [])
+    )
+
+
+def _is_update(report: Report) -> bool:
+    return report.run.base is not None
+
+
+def _update_columns(report: Report) -> list[str]:
+    if not _is_update(report):
+        return []
+    ranks = report.run.ranks
+    return (
+        ["base_dtype", "base_norm_fro", "relative_size"]
+        + [f"overlap_left_rank_{r}" for r in ranks]
+        + [f"overlap_right_rank_{r}" for r in ranks]
+        + [f"amplification_rank_{r}" for r in ranks]
+    )
+
+
+def _update_cells(m: MatrixResult) -> list[str]:
+    """The update columns of ``m`` (CSV), empty for a plain result."""
+    if not isinstance(m, UpdateResult):
+        return []
+    return (
+        [m.base_dtype, repr(m.base_norm_fro), repr(m.relative_size)]
+        + [repr(v) for _, v in m.overlap_left]
+        + [repr(v) for _, v in m.overlap_right]
+        + [repr(v) for _, v in m.amplification]
     )
 
 
@@ -57,7 +89,9 @@ def to_csv(report: Report) -> str:
             ]
             + [r for _, r in m.energy_ranks]
             + [repr(err) for _, err in m.rank_errors]
+            + _update_cells(m)
             + [repr(m.seconds), m.file]
+            + ([m.base_file] if isinstance(m, UpdateResult) else [])
         )
     return buffer.getvalue()
 
@@ -87,6 +121,14 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         ]
         + [f"r@{_energy_label(e)}" for e in report.run.energies]
         + [f"err@{r}" for r in report.run.ranks]
+        + (
+            ["‖ΔW‖/‖W‖"]
+            + [f"ovlU@{r}" for r in report.run.ranks]
+            + [f"ovlV@{r}" for r in report.run.ranks]
+            + [f"amp@{r}" for r in report.run.ranks]
+            if _is_update(report)
+            else []
+        )
     )
     rows = [
         [
@@ -102,6 +144,14 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         ]
         + [str(r) for _, r in m.energy_ranks]
         + [f"{err:.4f}" for _, err in m.rank_errors]
+        + (
+            [f"{m.relative_size:.4g}"]
+            + [f"{v:.3f}" for _, v in m.overlap_left]
+            + [f"{v:.3f}" for _, v in m.overlap_right]
+            + [f"{v:.3g}" for _, v in m.amplification]
+            if isinstance(m, UpdateResult)
+            else []
+        )
         for m in report.matrices
     ]
     return header, rows
@@ -118,8 +168,13 @@ def _status_line(report: Report) -> str:
 def to_markdown(report: Report) -> str:
     """A Markdown document: run information, the results table, the skipped tensors."""
     run = report.run
+    title = (
+        f"# Low-rank analysis of `{run.source}`"
+        if run.base is None
+        else f"# Low-rank analysis of the update ΔW = `{run.source}` − `{run.base}`"
+    )
     lines = [
-        f"# Low-rank analysis of `{run.source}`",
+        title,
         "",
         f"- status: {_status_line(report)}",
         f"- selection: include {list(run.include) or 'all'}, exclude {list(run.exclude)}"
@@ -133,6 +188,15 @@ def to_markdown(report: Report) -> str:
         "rounding noise of the stored dtype.",
         "",
     ]
+    if run.base is not None:
+        lines += [
+            "Every column describes ΔW = tuned − base (formed in float64), whose `err@r` is "
+            "exactly the error `lowrank extract` reaches at rank r; `‖ΔW‖/‖W‖`: size relative "
+            "to the base weight W; `ovlU@r`, `ovlV@r`: share of ΔW's top-r left/right singular "
+            "subspace lying in W's (LoRA paper §7.2 similarity, 1 = contained, 0 = orthogonal);"
+            " `amp@r`: amplification factor ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7.3).",
+            "",
+        ]
     header, rows = _summary_rows(report)
     lines += _md_table(header, rows)
     if report.skipped:
@@ -170,6 +234,12 @@ def to_text(report: Report, *, max_name: int = 48) -> str:
         "rank: NumPy rule; rank*: above the rounding noise of the stored dtype; "
         "r@e: rank for energy e; err@r: relative Frobenius error at rank r"
     )
+    if _is_update(report):
+        out.append(
+            "every column is of ΔW = tuned - base; ‖ΔW‖/‖W‖: size relative to the base W; "
+            "ovlU@r, ovlV@r: share of ΔW's top-r left/right singular subspace in W's; "
+            "amp@r: amplification ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7)"
+        )
     if report.skipped:
         out.append(f"skipped {len(report.skipped)} tensors:")
         out += _skip_lines(report)

@@ -20,7 +20,7 @@ import numpy as np
 from lowrank._typing import Array
 from lowrank._validation import check_int, check_mapping, check_path, check_str
 from lowrank.analysis._render import to_csv, to_markdown, to_text
-from lowrank.analysis._results import MatrixResult, SkippedTensor
+from lowrank.analysis._results import MatrixResult, SkippedTensor, UpdateResult
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import atomic_path, atomic_write_text
 
@@ -60,6 +60,9 @@ class RunInfo:
         Start time, ISO 8601 in UTC.
     elapsed_seconds : float
         Wall time from start to the last result.
+    base : str or None
+        For an update analysis (:func:`lowrank.analysis.analyze_update`), the absolute path
+        of the base checkpoint (``source`` is then the tuned one); else None.
     """
 
     source: str
@@ -73,6 +76,7 @@ class RunInfo:
     lowrank_version: str
     created: str
     elapsed_seconds: float
+    base: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict.
@@ -94,6 +98,8 @@ class RunInfo:
             "lowrank_version": self.lowrank_version,
             "created": self.created,
             "elapsed_seconds": self.elapsed_seconds,
+            # Written for update analyses only, so plain reports stay as they were.
+            **({} if self.base is None else {"base": self.base}),
         }
 
     @classmethod
@@ -123,6 +129,7 @@ class RunInfo:
             lowrank_version=str(data["lowrank_version"]),
             created=str(data["created"]),
             elapsed_seconds=float(data["elapsed_seconds"]),
+            base=None if data.get("base") is None else str(data["base"]),
         )
 
 
@@ -135,7 +142,8 @@ class Report:
     run : RunInfo
         What was analysed, with which options, by which version, when.
     matrices : tuple of MatrixResult
-        One result per analysed matrix, singular values included.
+        One result per analysed matrix, singular values included (an
+        :class:`UpdateResult` per pair of an update analysis).
     skipped : tuple of SkippedTensor
         Tensors passed over by the selection, and matrices whose analysis failed
         (``code="error"``), each with its reason.
@@ -256,7 +264,10 @@ class Report:
         try:
             report = cls(
                 run=RunInfo.from_dict(data["run"]),
-                matrices=tuple(MatrixResult.from_dict(m) for m in data["matrices"]),
+                matrices=tuple(
+                    UpdateResult.from_dict(m) if "relative_size" in m else MatrixResult.from_dict(m)
+                    for m in data["matrices"]
+                ),
                 skipped=tuple(SkippedTensor.from_dict(s) for s in data["skipped"]),
                 pending=tuple(str(n) for n in data["pending"]),
             )

@@ -20,6 +20,7 @@ __all__ = [
     "AnalysisOptions",
     "MatrixResult",
     "SkippedTensor",
+    "UpdateResult",
 ]
 
 DEFAULT_RANKS: tuple[int, ...] = (8, 16, 64)
@@ -142,6 +143,8 @@ class MatrixResult:
         """Exact equality of every field (arrays compared element by element)."""
         if not isinstance(other, MatrixResult):
             return NotImplemented
+        if type(other) is not type(self):
+            return False
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
             if isinstance(a, np.ndarray):
@@ -253,6 +256,112 @@ class MatrixResult:
         )
 
 
+def _json_float(value: float) -> float | str:
+    """``value``, or ``"inf"``/``"nan"`` for what JSON cannot hold (``float()`` reads both)."""
+    return value if math.isfinite(value) else repr(value)
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateResult(MatrixResult):
+    r"""Everything computed for one update :math:`\Delta W = W_\text{tuned} - W_\text{base}`.
+
+    The fields of :class:`MatrixResult` describe :math:`\Delta W` (formed in float64 from the
+    stored values, so ``compute_dtype`` is ``"float64"``; ``dtype`` and ``file`` are those of
+    the tuned checkpoint); ``rank_errors`` are exactly the relative errors that
+    :func:`lowrank.lora.extract` reaches at each rank (the tail of :math:`\Delta W`'s
+    spectrum). The fields from ``base_file`` on compare :math:`\Delta W` with
+    :math:`W = W_\text{base}` (Hu et al. 2021, §7.3).
+
+    Attributes
+    ----------
+    name, file, shape, dtype, compute_dtype : str or tuple of int
+        As in :class:`MatrixResult`: the tensor name, the tuned checkpoint's file, the
+        shape, the tuned matrix's stored dtype, and ``"float64"``.
+    norm_fro, spectral_norm, stable_rank, entropy_effective_rank : float
+        Those of :math:`\Delta W` (see :class:`MatrixResult`).
+    numerical_rank, numerical_rank_storage : int
+        Those of :math:`\Delta W`; the storage threshold is relative to
+        :math:`\sigma_1(\Delta W)`, so it does not account for the rounding of the
+        stored :math:`W` themselves.
+    energy_ranks, rank_errors : tuple
+        Those of :math:`\Delta W`: ``rank_errors`` are what :func:`lowrank.lora.extract`
+        reaches at each rank.
+    singular_values : ndarray, shape (min(m, n),)
+        All singular values of :math:`\Delta W`, float64, descending.
+    seconds : float
+        Wall time spent on this pair (loading both matrices included).
+    base_file : str
+        The file of the base checkpoint that holds :math:`W`.
+    base_dtype : str
+        The stored dtype of :math:`W`.
+    base_norm_fro : float
+        :math:`\|W\|_F`.
+    relative_size : float
+        :math:`\|\Delta W\|_F / \|W\|_F` (``inf`` when :math:`W = 0`).
+    overlap_left, overlap_right : tuple of (int, float)
+        ``(r, phi)``: the LoRA paper's normalised subspace similarity
+        :math:`\|U_r(\Delta W)^\top U_r(W)\|_F^2 / r` of the top-r left singular vectors
+        (``overlap_left``) or right singular vectors (``overlap_right``) of :math:`\Delta W`
+        and :math:`W`: the share of :math:`\Delta W`'s top-r subspace lying in :math:`W`'s,
+        in [0, 1] (:func:`lowrank.lora.subspace_similarity`). ``r`` above
+        ``min(m, n)`` is computed at ``min(m, n)``. Without a gap after the r-th singular
+        value (e.g. r past the rank of :math:`\Delta W`) the top-r subspace is not unique,
+        nor is the overlap.
+    amplification : tuple of (int, float)
+        ``(r, factor)``: :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` with
+        :math:`U_r, V_r` the top-r singular vectors of :math:`\Delta W`
+        (:func:`lowrank.lora.amplification_factor`; ``inf`` when the projection is 0).
+    """
+
+    base_file: str
+    base_dtype: str
+    base_norm_fro: float
+    relative_size: float
+    overlap_left: tuple[tuple[int, float], ...]
+    overlap_right: tuple[tuple[int, float], ...]
+    amplification: tuple[tuple[int, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (infinities as ``"inf"``); :meth:`from_dict` inverts it exactly.
+
+        Returns
+        -------
+        dict of str to Any
+            The fields, arrays and tuples as lists.
+        """
+        out = super().to_dict()
+        out["relative_size"] = _json_float(self.relative_size)
+        out["amplification"] = [[r, _json_float(a)] for r, a in self.amplification]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpdateResult:
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed).
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (or its JSON, parsed).
+
+        Returns
+        -------
+        UpdateResult
+            Equal to the one that wrote ``data``.
+        """
+        delta = MatrixResult.from_dict(data)
+        values = {f.name: getattr(delta, f.name) for f in fields(MatrixResult)}
+        return cls(
+            **values,
+            base_file=str(data["base_file"]),
+            base_dtype=str(data["base_dtype"]),
+            base_norm_fro=float(data["base_norm_fro"]),
+            relative_size=float(data["relative_size"]),
+            overlap_left=tuple((int(r), float(v)) for r, v in data["overlap_left"]),
+            overlap_right=tuple((int(r), float(v)) for r, v in data["overlap_right"]),
+            amplification=tuple((int(r), float(v)) for r, v in data["amplification"]),
+        )
+
+
 @dataclass(frozen=True)
 class SkippedTensor:
     """A tensor of the checkpoint that has no result, and why.
@@ -270,7 +379,10 @@ class SkippedTensor:
     code : str
         ``"name"``, ``"ndim"``, ``"dtype"`` or ``"empty"`` for tensors the selection passed
         over (see :func:`lowrank.io.select`); ``"error"`` for a matrix whose analysis
-        failed (unreadable data, NaN or infinite entries...).
+        failed (unreadable data, NaN or infinite entries...). In an update analysis
+        (:func:`lowrank.analysis.analyze_update`) also ``"unpaired"`` (no matrix of that name
+        in the other checkpoint), ``"shape"`` (shapes differ) and ``"unchanged"`` (the
+        update is exactly zero).
     reason : str
         A sentence for people.
     """

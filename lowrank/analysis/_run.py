@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -38,8 +38,9 @@ from lowrank.analysis._results import (
     MatrixResult,
     SkippedTensor,
 )
+from lowrank.analysis._update import _analyze_update_pair
 from lowrank.errors import InputError, LowRankError, MissingFileError
-from lowrank.io import NDPolicy, Patterns, Selection, select
+from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
 
 __all__ = ["AnalysisError", "AnalysisRun", "Outcome", "analyze", "start_analysis"]
 
@@ -141,8 +142,13 @@ class AnalysisRun:
         owns_executor: bool,
         checkpoint: Path | None,
         checkpoint_interval: float,
+        bases: Sequence[TensorInfo] | None = None,
+        unpaired: tuple[SkippedTensor, ...] = (),
     ) -> None:
+        # bases: for an update analysis (start_update_analysis), the base matrix paired
+        # with each selected matrix; unpaired: the tensors that found no partner.
         self.selection = selection
+        self._unpaired = unpaired
         self.options = options
         self.checkpoint = checkpoint
         self._info = info
@@ -167,11 +173,21 @@ class AnalysisRun:
             )
             with _children_ignore_sigint(executor):
                 for i in order:
-                    future = executor.submit(
-                        analyze_tensor,
-                        selection.matrices[i],
-                        nd_policy=selection.nd_policy,
-                        options=options,
+                    future: Future[Outcome] = (
+                        executor.submit(
+                            analyze_tensor,
+                            selection.matrices[i],
+                            nd_policy=selection.nd_policy,
+                            options=options,
+                        )
+                        if bases is None
+                        else executor.submit(
+                            _analyze_update_pair,
+                            selection.matrices[i],
+                            bases[i],
+                            nd_policy=selection.nd_policy,
+                            options=options,
+                        )
                     )
                     self._futures[future] = i
                     self._pending.add(future)
@@ -207,16 +223,19 @@ class AnalysisRun:
                 matrices.append(outcome)
             else:
                 failed.append(outcome)
-        skipped = tuple(
-            SkippedTensor(
-                name=s.info.name,
-                file=str(s.info.file),
-                shape=s.info.shape,
-                dtype=s.info.dtype,
-                code=s.code,
-                reason=s.reason,
+        skipped = (
+            tuple(
+                SkippedTensor(
+                    name=s.info.name,
+                    file=str(s.info.file),
+                    shape=s.info.shape,
+                    dtype=s.info.dtype,
+                    code=s.code,
+                    reason=s.reason,
+                )
+                for s in self.selection.skipped
             )
-            for s in self.selection.skipped
+            + self._unpaired
         )
         end = self._end if self._end is not None else time.perf_counter()
         return Report(
@@ -411,6 +430,53 @@ def start_analysis(
     (['layer.0.weight', 'layer.1.weight', 'layer.2.weight'], 3, 3, False)
     """
     check_path(source, name="source")  # existence: lowrank.io's message, which the CLI shows
+    checked = _check_run(
+        ranks=ranks,
+        energies=energies,
+        regex=regex,
+        executor=executor,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        checkpoint=checkpoint,
+        checkpoint_interval=checkpoint_interval,
+    )
+    selection = select(
+        source, include=include, exclude=exclude, regex=checked.regex, nd_policy=nd_policy
+    )
+    return _start_run(
+        selection,
+        checked,
+        source=source,
+        include=include,
+        exclude=exclude,
+        nd_policy=nd_policy,
+    )
+
+
+@dataclass(frozen=True)
+class _CheckedRun:
+    """The checked options shared by :func:`start_analysis` and update analyses."""
+
+    options: AnalysisOptions
+    regex: bool
+    target: Path | None
+    executor: Executor | None
+    workers: int | None
+    threads_per_worker: int | None
+    interval: float
+
+
+def _check_run(
+    *,
+    ranks: object,
+    energies: object,
+    regex: object,
+    executor: object,
+    workers: object,
+    threads_per_worker: object,
+    checkpoint: object,
+    checkpoint_interval: object,
+) -> _CheckedRun:
     options = AnalysisOptions(ranks=ranks, energies=energies)  # type: ignore[arg-type]
     regex = check_bool(regex, name="regex")
     target = None if checkpoint is None else _checkpoint_path(checkpoint)
@@ -430,7 +496,32 @@ def start_analysis(
     interval = check_positive_float(
         checkpoint_interval, name="checkpoint_interval", allow_zero=True
     )
-    selection = select(source, include=include, exclude=exclude, regex=regex, nd_policy=nd_policy)
+    return _CheckedRun(
+        options=options,
+        regex=regex,
+        target=target,
+        executor=executor,
+        workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        interval=interval,
+    )
+
+
+def _start_run(
+    selection: Selection,
+    checked: _CheckedRun,
+    *,
+    source: str | os.PathLike[str],
+    include: Patterns,
+    exclude: Patterns,
+    nd_policy: NDPolicy,
+    base: str | None = None,
+    bases: Sequence[TensorInfo] | None = None,
+    unpaired: tuple[SkippedTensor, ...] = (),
+) -> AnalysisRun:
+    """Choose the executor and start the run (of an update analysis when ``bases``)."""
+    options, regex, executor = checked.options, checked.regex, checked.executor
+    n_workers, threads_per_worker = checked.workers, checked.threads_per_worker
     owns = executor is None
     description = ""
     if executor is None and selection.matrices:
@@ -438,6 +529,8 @@ def start_analysis(
         n = n_workers if n_workers is not None else min(cores, len(selection.matrices))
         threads = max(1, cores // n) if threads_per_worker is None else threads_per_worker
         elements = sum(info.size for info in selection.matrices)
+        if bases is not None:
+            elements += sum(info.size for info in bases)
         in_threads = (
             n_workers is None and threads_per_worker is None and elements <= _THREADS_MAX_ELEMENTS
         )
@@ -464,6 +557,7 @@ def start_analysis(
         lowrank_version=__version__,
         created=created,
         elapsed_seconds=0.0,
+        base=base,
     )
     try:
         return AnalysisRun(
@@ -472,8 +566,10 @@ def start_analysis(
             info=info,
             executor=executor,
             owns_executor=owns,
-            checkpoint=target,
-            checkpoint_interval=interval,
+            checkpoint=checked.target,
+            checkpoint_interval=checked.interval,
+            bases=bases,
+            unpaired=unpaired,
         )
     except BaseException:
         if owns and executor is not None:

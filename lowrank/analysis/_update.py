@@ -1,0 +1,240 @@
+r"""The numbers of one update :math:`\Delta W = W_\text{tuned} - W_\text{base}`.
+
+:func:`analyze_update_matrix` works on two arrays; :func:`_analyze_update_pair` is the task
+sent to executors by :func:`lowrank.analysis.start_update_analysis`: it takes two picklable
+:class:`~lowrank.io.TensorInfo` and loads only that pair, so a worker's memory follows the
+largest pair, never the checkpoints.
+
+Nothing here re-derives the LoRA paper's quantities: the subspace overlap is
+:func:`lowrank.lora.subspace_similarity` and the amplification factor is
+:func:`lowrank.lora.amplification_factor`; the metrics of :math:`\Delta W` are those of
+:func:`lowrank.analysis.analyze_matrix`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from lowrank._numerics import frobenius_norm
+from lowrank._operator import dense_input
+from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_matrix, as_storage_dtype, check_str
+from lowrank.analysis._compute import _analyze, _check_options
+from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor, UpdateResult
+from lowrank.errors import LowRankError, ShapeError
+from lowrank.io import NDPolicy, TensorInfo, load_matrix
+from lowrank.lora import amplification_factor, subspace_similarity
+from lowrank.svd import svd_of
+
+__all__ = ["analyze_update_matrix"]
+
+
+def _float64(a: Array) -> Array:
+    """``a`` (already a checked compute-dtype matrix) in float64, or complex128."""
+    return a.astype(np.promote_types(a.dtype, np.float64), copy=False)
+
+
+def analyze_update_matrix(
+    tuned: ArrayLike,
+    base: ArrayLike,
+    *,
+    name: str = "A",
+    file: str = "",
+    base_file: str = "",
+    options: AnalysisOptions | None = None,
+) -> UpdateResult:
+    r"""The metrics of :math:`\Delta W = W_\text{tuned} - W_\text{base}` and its LoRA §7 view.
+
+    Parameters
+    ----------
+    tuned, base : array_like, shape (m, n)
+        :math:`W_\text{tuned}` and :math:`W = W_\text{base}`, in any dtype
+        :func:`analyze_matrix` accepts (bfloat16 included). :math:`\Delta W` is formed in
+        float64 from the stored values.
+    name, file, base_file : str
+        Recorded in the result.
+    options : AnalysisOptions, optional
+        Ranks and energies to report (default :class:`AnalysisOptions()`).
+
+    Returns
+    -------
+    UpdateResult
+        The :class:`MatrixResult` fields of :math:`\Delta W` (``dtype`` that of ``tuned``,
+        ``compute_dtype`` float64), its relative size, and per rank the subspace overlaps
+        and the amplification factor.
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError
+        ``tuned`` or ``base`` is not a non-empty 2-D numeric matrix of finite values, or
+        their shapes differ.
+    InputError
+        ``name``, ``file`` or ``base_file`` is not a string, or ``options`` is not an
+        :class:`AnalysisOptions`.
+
+    Notes
+    -----
+    With :math:`\sigma_i` the singular values of :math:`\Delta W` and :math:`r` a requested
+    rank, the error at rank :math:`r` is
+    :math:`(\sum_{i>r}\sigma_i^2)^{1/2}/\|\Delta W\|_F`, exactly the relative error of the
+    rank-:math:`r` LoRA that :func:`lowrank.lora.extract` gives (Eckart–Young–Mirsky). The
+    relative size is :math:`\|\Delta W\|_F/\|W\|_F`. With :math:`U_r, V_r` the top-:math:`r`
+    singular vectors of :math:`\Delta W` and :math:`\tilde U_r, \tilde V_r` those of
+    :math:`W`, the overlaps are
+
+    .. math::
+
+        \phi_\text{left} = \|U_r^\top \tilde U_r\|_F^2 / r, \qquad
+        \phi_\text{right} = \|V_r^\top \tilde V_r\|_F^2 / r
+
+    (:func:`lowrank.lora.subspace_similarity` of the orthonormal bases) and the
+    amplification factor is :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F`
+    (:func:`lowrank.lora.amplification_factor`), Hu et al. 2021, §7.3. A rank above
+    :math:`\min(m, n)` is evaluated at :math:`\min(m, n)`. Singular vectors of repeated
+    singular values are not unique, and neither are the overlaps at such a rank.
+
+    Cost: besides the spectrum of :math:`\Delta W`, one exact SVD of :math:`\Delta W` and
+    of :math:`W` (for the overlaps) and one exact SVD of :math:`\Delta W` per rank (inside
+    :func:`~lowrank.lora.amplification_factor`), all in float64. Memory: the two stored
+    matrices, their float64 copies and :math:`\Delta W`.
+
+    References
+    ----------
+    .. [1] E. J. Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022,
+       arXiv:2106.09685, §7.3.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W = np.diag([4.0, 2.0, 1.0])
+    >>> res = analyze_update_matrix(W + np.diag([0.0, 0.0, 3.0]), W,
+    ...                             options=AnalysisOptions(ranks=[1]))
+    >>> res.norm_fro, round(res.relative_size, 6), res.rank_errors     # 3 / sqrt(21)
+    (3.0, 0.654654, ((1, 0.0),))
+    >>> res.overlap_left, res.amplification     # ΔW lives in W's third direction
+    (((1, 0.0),), ((1, 3.0),))
+    """
+    start = time.perf_counter()
+    options = _check_options(options)
+    check_str(name, name="name")
+    check_str(file, name="file")
+    check_str(base_file, name="base_file")
+    raw_tuned, raw_base = np.asarray(tuned), np.asarray(base)
+    t = as_matrix(raw_tuned, name="tuned")
+    b = as_matrix(raw_base, name="base")
+    if t.shape != b.shape:
+        raise ShapeError(f"tuned and base must have the same shape; got {t.shape} and {b.shape}")
+    return _analyze_update(
+        _float64(t),
+        _float64(b),
+        name=name,
+        file=file,
+        base_file=base_file,
+        options=options,
+        stored=as_storage_dtype(raw_tuned.dtype),
+        base_stored=as_storage_dtype(raw_base.dtype),
+        start=start,
+    )
+
+
+def _analyze_update(
+    tuned: Array,
+    base: Array,
+    *,
+    name: str,
+    file: str,
+    base_file: str,
+    options: AnalysisOptions,
+    stored: np.dtype[Any],
+    base_stored: np.dtype[Any],
+    start: float,
+) -> UpdateResult:
+    """The body of :func:`analyze_update_matrix` for two checked float64 matrices."""
+    delta = tuned - base
+    del tuned  # peak memory: base, delta and the SVD workspaces
+    metrics = _analyze(delta, name=name, file=file, options=options, stored=stored, start=start)
+    base_fro = frobenius_norm(base)
+    if metrics.norm_fro == 0.0:
+        relative = 0.0
+    elif base_fro == 0.0:
+        relative = float("inf")
+    else:
+        relative = metrics.norm_fro / base_fro
+    full = min(delta.shape)
+    ranks = sorted({min(r, full) for r in options.ranks})
+    top = ranks[-1]
+    sd = svd_of(dense_input(delta), top, method="exact")
+    sb = svd_of(dense_input(base), top, method="exact")
+    left: dict[int, float] = {}
+    right: dict[int, float] = {}
+    amp: dict[int, float] = {}
+    for r in ranks:
+        # The spans of the top-r singular vectors, as rows: their right singular subspaces.
+        left[r] = subspace_similarity(sd.U[:, :r].T, sb.U[:, :r].T, r, r, side="right")
+        right[r] = subspace_similarity(sd.Vh[:r], sb.Vh[:r], r, r, side="right")
+        amp[r] = amplification_factor(base, delta, rank=r).factor
+    values = {f: getattr(metrics, f) for f in MatrixResult.__dataclass_fields__}
+    values["seconds"] = time.perf_counter() - start
+    return UpdateResult(
+        **values,
+        base_file=base_file,
+        base_dtype=base_stored.name,
+        base_norm_fro=base_fro,
+        relative_size=relative,
+        overlap_left=tuple((r, left[min(r, full)]) for r in options.ranks),
+        overlap_right=tuple((r, right[min(r, full)]) for r in options.ranks),
+        amplification=tuple((r, amp[min(r, full)]) for r in options.ranks),
+    )
+
+
+def _skip(info: TensorInfo, code: str, reason: str) -> SkippedTensor:
+    return SkippedTensor(
+        name=info.name,
+        file=str(info.file),
+        shape=info.shape,
+        dtype=info.dtype,
+        code=code,
+        reason=reason,
+    )
+
+
+def _analyze_update_pair(
+    tuned: TensorInfo,
+    base: TensorInfo,
+    *,
+    nd_policy: NDPolicy,
+    options: AnalysisOptions,
+) -> UpdateResult | SkippedTensor:
+    """Load one pair and analyse its update; the task run by executors.
+
+    Returns a :class:`SkippedTensor` with ``code="unchanged"`` when the two stored
+    matrices are equal, and with ``code="error"`` when the data cannot be analysed (as
+    :func:`analyze_tensor`), so that one bad pair does not stop the others.
+    """
+    start = time.perf_counter()
+    try:
+        stored_t = load_matrix(tuned, nd_policy=nd_policy)
+        stored_b = load_matrix(base, nd_policy=nd_policy)
+        dtypes = stored_t.dtype, stored_b.dtype
+        t = _float64(as_matrix(stored_t, name="tuned"))
+        del stored_t
+        b = _float64(as_matrix(stored_b, name="base"))
+        del stored_b
+        if np.array_equal(t, b):
+            return _skip(tuned, "unchanged", "the matrix is identical in both checkpoints")
+        return _analyze_update(
+            t,
+            b,
+            name=tuned.name,
+            file=str(tuned.file),
+            base_file=str(base.file),
+            options=options,
+            stored=dtypes[0],
+            base_stored=dtypes[1],
+            start=start,
+        )
+    except (LowRankError, MemoryError) as exc:
+        return _skip(tuned, "error", f"{type(exc).__name__}: {exc}")
