@@ -452,3 +452,19 @@ class TestL2SP:
 
     def test_repr(self):
         assert repr(L2SP({"w": np.ones(1)}, strength=0.5)) == "L2SP(keys=['w'], strength=0.5)"
+
+
+def test_float32_network_keeps_float32_under_every_new_feature(rng):
+    """Multipliers, the schedule and the penalty keep a float32 network in float32."""
+    net = _net(rng, dtype=np.float32)
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=8)
+    penalty = L2SP(net.parameters(), strength=0.1)  # float32 anchor, float64 value sums
+    opt = AdamW(0.01, lr_multipliers=discriminative_lr_multipliers(net))
+    result = train(
+        net, x, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=4, rng=0,
+        lr_schedule=SlantedTriangular(0.01, 6), penalty=penalty,
+    )  # fmt: skip
+    assert all(v.dtype == np.float32 for v in net.parameters().values())
+    assert all(np.isfinite(v) for v in result.step_losses)
+    assert penalty.value(net.parameters()) > 0.0
