@@ -256,6 +256,7 @@ SKIPPED: dict[str, str] = {
         "creates .venv-interop with PyTorch and PEFT (minutes, network); CI runs it"
     ),
     "python3 tasks.py lint": "ruff and mypy over the tree (minutes); CI runs it",
+    "python3 tasks.py docs": "installs the docs extra and builds the whole reference; CI runs it",
     "python3 tasks.py bench --quick": (
         "installs the dev extras into .venv; tests/test_benchmarks_smoke.py runs "
         "`python -m benchmarks --quick`"
