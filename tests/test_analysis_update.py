@@ -147,6 +147,17 @@ class TestAnalyzeUpdateMatrix:
         assert res.overlap_left[0][1] == pytest.approx(0.0, abs=1e-12)
         assert res.amplification == ((2, float("inf")),)
 
+    def test_rank_past_an_exactly_low_rank_update(self):
+        # sigma_2 of ΔW is exactly 0: the factor at r = 2 is the dense call's (any basis of
+        # the null direction is right; the dense call and the analysis share the SVD code).
+        W = np.diag([10.0, 6.0, 1.0, 0.5])
+        delta = np.diag([0.0, 0.0, 2.0, 0.0])
+        res = analyze_update_matrix(W + delta, W, options=AnalysisOptions(ranks=[1, 2]))
+        assert res.singular_values[1] == 0.0
+        assert res.amplification[0] == (1, pytest.approx(2.0 / 1.0, rel=1e-12))
+        ref = amplification_factor(W, delta, rank=2).factor
+        assert res.amplification[1] == (2, pytest.approx(ref, rel=1e-12))
+
     def test_shape_mismatch_raises(self):
         with pytest.raises(ShapeError, match=r"tuned and base must have the same shape"):
             analyze_update_matrix(np.ones((3, 2)), np.ones((2, 3)))

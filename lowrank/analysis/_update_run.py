@@ -210,10 +210,10 @@ def analyze_update(
     float64 copies of one matrix at the peak, measured with ``tracemalloc`` on 300 x 200
     pairs), not the checkpoints. The per-pair numbers are those of
     :func:`analyze_update_matrix`; they cost more than :func:`analyze`'s (one SVD for the
-    spectrum, one of :math:`\Delta W` and one of :math:`W` for the overlaps, and one per
-    rank inside :func:`lowrank.lora.amplification_factor`): measured on one BLAS thread,
-    2.6 s for a 1024 x 1024 pair with the default ranks against 0.23 s for
-    :func:`analyze_matrix` on one such matrix.
+    spectrum, then one full SVD of :math:`\Delta W` and one of :math:`W` for the overlaps
+    and the amplification factors): measured on one BLAS thread, 1.2 s for a
+    1024 x 1024 pair with the default ranks against 0.2 s for :func:`analyze_matrix` on
+    one such matrix.
 
     Examples
     --------
