@@ -33,7 +33,7 @@ from lowrank._validation import (
     check_path,
     check_str_sequence,
 )
-from lowrank.analysis import MatrixResult, Report, layer_grid
+from lowrank.analysis import MatrixResult, Report, layer_grid, parse_layer_name
 from lowrank.errors import InputError
 from lowrank.io import atomic_path
 
@@ -150,8 +150,47 @@ def _check_legend(legend: object) -> bool | None:
     return None if legend is None else check_bool(legend, name="legend")
 
 
-def _finish_lines(ax: Axes, count: int, legend: bool | None, what: str) -> None:
-    show = count <= _LEGEND_MAX if legend is None else legend
+# How much lighter the shallowest layer of a module is drawn than its deepest (mixed with
+# white), so that depth reads as shade within one hue.
+_SHALLOW_LIGHTEN = 0.6
+
+
+def _line_styles(items: Sequence[MatrixResult]) -> tuple[list[tuple[Array, str]], int]:
+    """A colour and a legend label per line, and the number of legend groups.
+
+    Matrices of one module type across layers (``encoder.layer.3.attention.self.query``:
+    module ``attention.self.query``, layer 3; :func:`lowrank.analysis.parse_layer_name`)
+    share a hue, shaded from light (shallow) to full (deep), with one legend entry per
+    module (on its deepest line); the other matrices (embeddings, heads) get a hue each.
+    """
+    groups: dict[str, list[tuple[int, int]]] = {}  # key -> [(item index, layer)]
+    for i, m in enumerate(items):
+        parsed = parse_layer_name(m.name)
+        key, layer = (parsed.module, parsed.layer) if parsed is not None else (m.name, 0)
+        groups.setdefault(key, []).append((i, layer))
+    base = curve_colors(len(groups))
+    styles: list[tuple[Array, str]] = [(base[0], "")] * len(items)
+    for color, (key, members) in zip(base, groups.items(), strict=True):
+        layers = [layer for _, layer in members]
+        low, high = min(layers), max(layers)
+        deepest = max(members, key=lambda member: member[1])[0]
+        for i, layer in members:
+            depth = (layer - low) / (high - low) if high > low else 1.0
+            mix = _SHALLOW_LIGHTEN * (1.0 - depth)
+            shade = color.copy()
+            shade[:3] = color[:3] * (1.0 - mix) + mix
+            if len(members) == 1:
+                label = items[i].name
+            elif i == deepest:
+                label = f"{key} (layers {low}–{high}, darker = deeper)"
+            else:
+                label = "_nolegend_"
+            styles[i] = (shade, label)
+    return styles, len(groups)
+
+
+def _finish_lines(ax: Axes, count: int, groups: int, legend: bool | None, what: str) -> None:
+    show = groups <= _LEGEND_MAX if legend is None else legend
     if show:
         ax.legend(fontsize="x-small", loc="best")
     else:
@@ -183,7 +222,9 @@ def plot_curves(
     fraction : bool, default False
         x is ``r / min(m, n)`` instead of ``r``, to compare matrices of different sizes.
     legend : bool, optional
-        Show a legend (default: when there are at most 12 curves).
+        Show a legend (default: when there are at most 12 groups). Matrices of one module
+        type across layers share a colour, lighter for shallower layers, and one legend
+        entry; other matrices get a colour and an entry each.
 
     Returns
     -------
@@ -221,18 +262,19 @@ def plot_curves(
     fraction = check_bool(fraction, name="fraction")
     legend = _check_legend(legend)
     fig, ax = _new_axes(ax, (7.0, 4.5))
-    for m, color in zip(items, curve_colors(len(items)), strict=True):
+    styles, groups = _line_styles(items)
+    for m, (color, label) in zip(items, styles, strict=True):
         curve = rank_error_curve(m.singular_values)
         ranks, errors = curve.ranks.astype(float), curve.relative.copy()
         if limit is not None:
             ranks, errors = ranks[: limit + 1], errors[: limit + 1]
         errors[errors <= 0.0] = np.nan
         x = ranks / max(min(m.shape), 1) if fraction else ranks
-        ax.plot(x, errors, color=color, linewidth=1.2, label=m.name)
+        ax.plot(x, errors, color=color, linewidth=1.2, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("rank / min(m, n)" if fraction else "rank r")
     ax.set_ylabel("relative error ‖A − A_r‖_F / ‖A‖_F")
-    _finish_lines(ax, len(items), legend, "Rank–error curves")
+    _finish_lines(ax, len(items), groups, legend, "Rank–error curves")
     return fig
 
 
@@ -257,7 +299,9 @@ def plot_spectra(
     normalize : bool, default True
         Draw :math:`\sigma_i/\sigma_1` (else :math:`\sigma_i`).
     legend : bool, optional
-        Show a legend (default: when there are at most 12 lines).
+        Show a legend (default: when there are at most 12 groups). Matrices of one module
+        type across layers share a colour, lighter for shallower layers, and one legend
+        entry; other matrices get a colour and an entry each.
 
     Returns
     -------
@@ -292,16 +336,17 @@ def plot_spectra(
     normalize = check_bool(normalize, name="normalize")
     legend = _check_legend(legend)
     fig, ax = _new_axes(ax, (7.0, 4.5))
-    for m, color in zip(items, curve_colors(len(items)), strict=True):
+    styles, groups = _line_styles(items)
+    for m, (color, label) in zip(items, styles, strict=True):
         s = np.asarray(m.singular_values, dtype=np.float64)
         y = s / s[0] if normalize and s.size and s[0] > 0 else s.copy()
         y[y <= 0.0] = np.nan
-        ax.plot(np.arange(1, s.size + 1), y, color=color, linewidth=1.2, label=m.name)
+        ax.plot(np.arange(1, s.size + 1), y, color=color, linewidth=1.2, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index i")
     ax.set_ylabel("σ_i / σ_1" if normalize else "σ_i")
-    _finish_lines(ax, len(items), legend, "Singular values")
+    _finish_lines(ax, len(items), groups, legend, "Singular values")
     return fig
 
 

@@ -309,3 +309,52 @@ class TestErrors:
         with pytest.raises(InputError, match="ax must be a matplotlib Axes placed on a figure"):
             plot_curves(three, ax=Loose())  # type: ignore[arg-type]
         assert Axes  # the real class is what users pass
+
+
+def transformer_report(layers: int = 4) -> Report:
+    """Two module types over ``layers`` layers, plus an embedding matrix (not per layer)."""
+    spectra = {"embeddings.word_embeddings.weight": 0.5 ** np.arange(6)}
+    for i in range(layers):
+        for module in ("attention.self.query", "intermediate.dense"):
+            spectra[f"encoder.layer.{i}.{module}.weight"] = (0.6 + 0.05 * i) ** np.arange(6)
+    return make_report(spectra)
+
+
+@pytest.mark.parametrize("draw", [plot_curves, plot_spectra])
+def test_lines_are_grouped_by_module_and_shaded_by_depth(draw):
+    report = transformer_report(layers=4)
+    fig = draw(report)
+    ax = fig.axes[0]
+    # One legend entry per module type (on its deepest layer) and one for the embeddings:
+    # 3 entries for 9 lines.
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert len(ax.get_lines()) == 9
+    assert labels == [
+        "embeddings.word_embeddings.weight",
+        "attention.self.query (layers 0–3, darker = deeper)",
+        "intermediate.dense (layers 0–3, darker = deeper)",
+    ]
+    # Within a module one hue, lighter (closer to white) for shallower layers; the lines are
+    # drawn in the report's order.
+    names = [m.name for m in report.matrices]
+    rgb = {
+        name: np.asarray(matplotlib.colors.to_rgb(line.get_color()))
+        for name, line in zip(names, ax.get_lines(), strict=True)
+    }
+    brightness = [rgb[f"encoder.layer.{i}.attention.self.query.weight"].sum() for i in range(4)]
+    assert brightness == sorted(brightness, reverse=True) and brightness[0] > brightness[-1]
+    # Same hue: the colour differences of a module's layers point towards white.
+    shallow = rgb["encoder.layer.0.attention.self.query.weight"]
+    deep = rgb["encoder.layer.3.attention.self.query.weight"]
+    room = deep < 1.0 - 1e-9  # channels already at 1 cannot get lighter
+    lighten = (shallow - deep)[room] / (1.0 - deep[room])
+    np.testing.assert_allclose(lighten, 0.6, atol=1e-12)  # _SHALLOW_LIGHTEN
+    assert not np.allclose(deep, rgb["encoder.layer.3.intermediate.dense.weight"])
+
+
+def test_many_groups_get_a_title_instead_of_a_legend():
+    # 13 separate (not per-layer) matrices: more groups than a legend can hold.
+    report = make_report({f"head{i}.weight": 0.9 ** np.arange(5) for i in range(13)})
+    ax = plot_curves(report).axes[0]
+    assert ax.get_legend() is None
+    assert ax.get_title() == "Rank–error curves of 13 matrices"
