@@ -116,11 +116,12 @@ def test_markdown_and_text(report):
     assert "odd\\|name" in md  # the pipe is escaped, the table keeps its columns
     assert "## Skipped tensors" in md and "dtype int64 is an integer type" in md
     header = next(line for line in md.splitlines() if line.startswith("| name"))
-    assert header.count("|") == 9 + 2 + 2 + 1  # fixed columns, energies, ranks; one per edge
+    # fixed columns, energies, ranks, alpha and spikes; one per edge
+    assert header.count("|") == 9 + 2 + 2 + 2 + 1
     text = report.to_text()
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["name", "shape", "dtype"]
-    assert lines[0].split()[-4:] == ["r@50%", "r@90%", "err@2", "err@8"]
+    assert lines[0].split()[-6:] == ["r@50%", "r@90%", "err@2", "err@8", "α", "spikes"]
     assert "complete: 4 matrices" in lines[-1]
     assert "dtype: embeddings.position_ids: dtype int64 is an integer type, not floating" in text
     short = report.to_text(max_name=10)

@@ -5,7 +5,9 @@ one task per matrix to an executor (by default threads for a small checkpoint an
 processes for a larger one, or a Dask cluster), each task loading its own matrix, and
 gathers a :class:`Report`: per matrix the norms, stable and entropy effective ranks,
 numerical ranks (NumPy's rule and the stored dtype's noise level), the rank for each energy
-level, the relative error at each rank, and all singular values. Reports are written and
+level, the relative error at each rank, the random-matrix view (Marchenko–Pastur edge,
+spikes, power-law alpha: :class:`RandomMatrixView`, and per module type
+:meth:`Report.random_matrix_summary`), and all singular values. Reports are written and
 read as JSON (exactly), CSV, Markdown and ``.npz``.
 
 Typical use::
@@ -42,10 +44,12 @@ from lowrank.analysis._results import (
     DEFAULT_RANKS,
     AnalysisOptions,
     MatrixResult,
+    RandomMatrixView,
     SkippedTensor,
     UpdateResult,
 )
 from lowrank.analysis._run import AnalysisError, AnalysisRun, Outcome, analyze, start_analysis
+from lowrank.analysis._summary import RandomMatrixGroup, RandomMatrixOverview
 from lowrank.analysis._update import analyze_update_matrix
 from lowrank.analysis._update_run import analyze_update, start_update_analysis
 
@@ -62,6 +66,9 @@ __all__ = [
     "LayerName",
     "MatrixResult",
     "Outcome",
+    "RandomMatrixGroup",
+    "RandomMatrixOverview",
+    "RandomMatrixView",
     "Report",
     "RunInfo",
     "SchedulerError",

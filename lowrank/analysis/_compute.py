@@ -14,11 +14,17 @@ import numpy as np
 
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, as_storage_dtype, check_choice, check_str
-from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor
+from lowrank.analysis._results import (
+    AnalysisOptions,
+    MatrixResult,
+    RandomMatrixView,
+    SkippedTensor,
+)
 from lowrank.curves import rank_error_curve, select_rank
 from lowrank.errors import InputError, LowRankError
 from lowrank.io import NDPolicy, TensorInfo, load_matrix
 from lowrank.metrics import spectrum_summary
+from lowrank.rmt import marchenko_pastur_edge, power_law_fit
 
 __all__ = ["analyze_matrix", "analyze_tensor"]
 
@@ -31,7 +37,7 @@ def analyze_matrix(
     options: AnalysisOptions | None = None,
     storage_dtype: Any = None,
 ) -> MatrixResult:
-    r"""Norms, effective ranks, energy ranks and rank errors of one matrix.
+    r"""Norms, effective ranks, energy ranks, rank errors and random-matrix view of a matrix.
 
     Parameters
     ----------
@@ -63,7 +69,10 @@ def analyze_matrix(
     each requested energy :math:`e` the rank is :func:`lowrank.select_rank` with
     ``energy=e``; for each rank :math:`r` the error is
     :math:`(\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F`, evaluated from the tail (not by
-    subtraction), 0 when :math:`r \ge \min(m, n)`.
+    subtraction), 0 when :math:`r \ge \min(m, n)`. The random-matrix view
+    (:attr:`MatrixResult.random_matrix`) is :func:`lowrank.rmt.marchenko_pastur_edge`
+    (closed form and fit) and :func:`lowrank.rmt.power_law_fit` of the same singular
+    values: about 0.1 s for 4096 values, far less than their SVD.
 
     Examples
     --------
@@ -73,6 +82,9 @@ def analyze_matrix(
     (4.0, 1.5625, 2)
     >>> res.energy_ranks, res.rank_errors
     (((0.9, 2), (0.99, 2)), ((1, 0.6),))
+    >>> fit = res.random_matrix.power_law          # eigenvalues 16, 9: a two-point tail
+    >>> fit.n_tail, round(fit.alpha, 3)
+    (2, 4.476)
     """
     start = time.perf_counter()
     options = _check_options(options)
@@ -106,6 +118,7 @@ def _analyze(
     summary, s = spectrum_summary(a, storage_dtype=stored)
     curve = rank_error_curve(s)
     full = s.size
+    values = np.asarray(s, dtype=np.float64)
     return MatrixResult(
         name=name,
         file=file,
@@ -120,8 +133,20 @@ def _analyze(
         numerical_rank_storage=summary.numerical_rank_storage,
         energy_ranks=tuple((e, select_rank(s, energy=e)) for e in options.energies),
         rank_errors=tuple((r, float(curve.relative[min(r, full)])) for r in options.ranks),
-        singular_values=np.asarray(s, dtype=np.float64),
+        random_matrix=_random_matrix_view(values, summary.shape),
+        singular_values=values,
         seconds=time.perf_counter() - start,
+    )
+
+
+def _random_matrix_view(s: Array, shape: tuple[int, int]) -> RandomMatrixView:
+    """:mod:`lowrank.rmt`'s records for the singular values ``s`` (float64, all of them)."""
+    positive = s[s > 0.0]
+    return RandomMatrixView(
+        marchenko_pastur=marchenko_pastur_edge(s, shape=shape, method="closed_form"),
+        marchenko_pastur_fit=marchenko_pastur_edge(s, shape=shape, method="fit"),
+        # power_law_fit raises for fewer than two distinct positive values: no tail.
+        power_law=power_law_fit(s) if np.unique(positive).size >= 2 else None,
     )
 
 

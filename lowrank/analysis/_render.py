@@ -7,6 +7,7 @@ import io
 from typing import TYPE_CHECKING
 
 from lowrank.analysis._results import MatrixResult, UpdateResult
+from lowrank.analysis._summary import RandomMatrixGroup, summarize
 
 if TYPE_CHECKING:
     from lowrank.analysis._report import Report
@@ -34,10 +35,84 @@ def _columns(report: Report) -> list[str]:
         ]
         + [f"rank_energy_{e!r}" for e in report.run.energies]
         + [f"rel_error_rank_{r}" for r in report.run.ranks]
+        + RMT_COLUMNS
         + _update_columns(report)
         + ["seconds", "file"]
         + (["base_file"] if _is_update(report) else [])
     )
+
+
+RMT_COLUMNS = [
+    "mp_edge",
+    "mp_sigma",
+    "mp_spikes",
+    "mp_spike_share",
+    "mp_softrank",
+    "mp_fit_edge",
+    "mp_fit_sigma",
+    "mp_fit_spikes",
+    "mp_fit_spike_share",
+    "mp_fit_softrank",
+    "alpha",
+    "alpha_stderr",
+    "alpha_xmin",
+    "alpha_ks_distance",
+    "alpha_n_tail",
+    "alpha_weighted",
+    "under_trained",
+    "over_trained",
+]
+"""The CSV columns of the random-matrix view: the closed-form and fitted Marchenko–Pastur
+edges (edge, entry scale, spikes, their energy share, MP soft rank), then the power-law fit."""
+
+
+def _rmt_cells(m: MatrixResult) -> list[object]:
+    """The :data:`RMT_COLUMNS` of ``m``: empty cells for what it does not have."""
+    view = m.random_matrix
+    if view is None:
+        return [""] * len(RMT_COLUMNS)
+    cells: list[object] = []
+    for mp in (view.marchenko_pastur, view.marchenko_pastur_fit):
+        cells += [
+            repr(mp.edge),
+            repr(mp.sigma),
+            mp.num_spikes,
+            repr(mp.spike_share),
+            repr(mp.mp_softrank),
+        ]
+    fit = view.power_law
+    if fit is None:
+        return cells + [""] * (len(RMT_COLUMNS) - len(cells))
+    return [
+        *cells,
+        repr(fit.alpha),
+        repr(fit.alpha_stderr),
+        repr(fit.xmin),
+        repr(fit.ks_distance),
+        fit.n_tail,
+        repr(fit.alpha_weighted),
+        fit.under_trained,
+        fit.over_trained,
+    ]
+
+
+def _alpha_cell(m: MatrixResult) -> str:
+    view = m.random_matrix
+    return "–" if view is None or view.power_law is None else f"{view.power_law.alpha:.2f}"
+
+
+def _spikes_cell(m: MatrixResult) -> str:
+    view = m.random_matrix
+    return "–" if view is None else str(view.marchenko_pastur.num_spikes)
+
+
+ALPHA_LEGEND = (
+    "α: power-law exponent of the tail of the eigenvalues σ² (WeightWatcher's alpha; "
+    "> 6 under-trained, < 2 over-trained, rules of thumb; – no tail to fit)"
+)
+SPIKES_LEGEND = (
+    "spikes: singular values above the Marchenko–Pastur edge σ̂(√m + √n), σ̂² = ‖A‖_F²/(mn)"
+)
 
 
 def _is_update(report: Report) -> bool:
@@ -89,6 +164,7 @@ def to_csv(report: Report) -> str:
             ]
             + [r for _, r in m.energy_ranks]
             + [repr(err) for _, err in m.rank_errors]
+            + _rmt_cells(m)
             + _update_cells(m)
             + [repr(m.seconds), m.file]
             + ([m.base_file] if isinstance(m, UpdateResult) else [])
@@ -129,6 +205,7 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
             if _is_update(report)
             else []
         )
+        + ["α", "spikes"]
     )
     rows = [
         [
@@ -152,6 +229,7 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
             if isinstance(m, UpdateResult)
             else []
         )
+        + [_alpha_cell(m), _spikes_cell(m)]
         for m in report.matrices
     ]
     return header, rows
@@ -185,7 +263,7 @@ def to_markdown(report: Report) -> str:
         "",
         "`r@e`: smallest rank capturing the fraction e of ‖A‖_F²; `err@r`: relative Frobenius "
         "error of the best rank-r approximation; numerical rank by NumPy's rule, and above the "
-        "rounding noise of the stored dtype.",
+        "rounding noise of the stored dtype. " + ALPHA_LEGEND + "; " + SPIKES_LEGEND + ".",
         "",
     ]
     if run.base is not None:
@@ -199,6 +277,8 @@ def to_markdown(report: Report) -> str:
         ]
     header, rows = _summary_rows(report)
     lines += _md_table(header, rows)
+    if report.matrices:
+        lines += _random_matrix_section(report)
     if report.skipped:
         lines += ["", "## Skipped tensors", ""]
         lines += _md_table(
@@ -212,6 +292,55 @@ def to_markdown(report: Report) -> str:
         lines += ["", "## Pending (run interrupted)", ""]
         lines += [f"- `{name}`" for name in report.pending]
     return "\n".join(lines) + "\n"
+
+
+def _optional(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _group_row(g: RandomMatrixGroup) -> list[str]:
+    return [
+        g.name,
+        str(g.count),
+        str(g.fitted),
+        _optional(g.alpha_mean, ".2f"),
+        _optional(g.alpha_median, ".2f"),
+        _optional(g.alpha_weighted_mean, ".2f"),
+        str(g.spikes),
+        _optional(g.under_trained_share, ".0%"),
+        _optional(g.over_trained_share, ".0%"),
+    ]
+
+
+def _random_matrix_section(report: Report) -> list[str]:
+    """Markdown: :meth:`Report.random_matrix_summary` as a table, overall last."""
+    overview = summarize(report.matrices)
+    of = " of ΔW" if _is_update(report) else ""
+    lines = [
+        "",
+        f"## Random-matrix view{of} by module type",
+        "",
+        "Matrices grouped by module type (a matrix without a layer index on its own); "
+        "α statistics and the shares flagged under-trained (α > 6) or over-trained (α < 2) "
+        "over the matrices with a power-law fit; spikes: the total above the "
+        "Marchenko–Pastur edge.",
+        "",
+    ]
+    lines += _md_table(
+        [
+            "module",
+            "matrices",
+            "fitted",
+            "mean α",
+            "median α",
+            "mean α weighted",
+            "spikes",
+            "under-trained",
+            "over-trained",
+        ],
+        [_group_row(g) for g in (*overview.modules, overview.overall)],
+    )
+    return lines
 
 
 def to_text(report: Report, *, max_name: int = 48) -> str:
@@ -234,6 +363,7 @@ def to_text(report: Report, *, max_name: int = 48) -> str:
         "rank: NumPy rule; rank*: above the rounding noise of the stored dtype; "
         "r@e: rank for energy e; err@r: relative Frobenius error at rank r"
     )
+    out += [ALPHA_LEGEND, SPIKES_LEGEND]
     if _is_update(report):
         out.append(
             "every column is of ΔW = tuned - base; ‖ΔW‖/‖W‖: size relative to the base W; "

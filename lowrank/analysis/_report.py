@@ -21,6 +21,7 @@ from lowrank._typing import Array
 from lowrank._validation import check_int, check_mapping, check_path, check_str
 from lowrank.analysis._render import to_csv, to_markdown, to_text
 from lowrank.analysis._results import MatrixResult, SkippedTensor, UpdateResult
+from lowrank.analysis._summary import RandomMatrixOverview, summarize
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import atomic_path, atomic_write_text
 
@@ -186,6 +187,46 @@ class Report:
         raise InputError(
             f"name must be one of the {len(self.matrices)} analysed matrices; got {name!r}"
         )
+
+    def random_matrix_summary(self) -> RandomMatrixOverview:
+        r"""The random-matrix view of the model: per module type and overall.
+
+        Groups the matrices by module type (:func:`~lowrank.analysis.parse_layer_name`;
+        a matrix without a layer index is a group of its own, under its name) and gives
+        for each group and for all matrices: the count, the mean and median power-law
+        :math:`\alpha`, the mean :math:`\alpha` weighted, the total number of spikes
+        above the closed-form Marchenko–Pastur edge and the shares of matrices flagged
+        under-trained (:math:`\alpha > 6`) or over-trained (:math:`\alpha < 2`). For an
+        update report, of the updates :math:`\Delta W`.
+
+        Returns
+        -------
+        RandomMatrixOverview
+            ``modules`` (a :class:`RandomMatrixGroup` per module type, in report order)
+            and ``overall``. Matrices without a power-law fit (or read from a report
+            written before the random-matrix view existed) count in ``count`` only.
+
+        Notes
+        -----
+        WeightWatcher's rules of thumb, not tests: :math:`\alpha` of a tail of a few
+        values is noisy (see :func:`lowrank.rmt.power_law_fit`), so read the shares with
+        the ``n_tail`` of each matrix in mind.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> from lowrank.analysis import analyze
+        >>> rng = np.random.default_rng(0)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     for i in range(2):
+        ...         np.save(Path(d) / f"layer.{i}.query.weight.npy", rng.standard_normal((60, 30)))
+        ...     report = analyze(d)
+        >>> summary = report.random_matrix_summary()
+        >>> [(g.name, g.count, g.fitted) for g in summary.modules], summary.overall.count
+        ([('query', 2, 2)], 2)
+        """
+        return summarize(self.matrices)
 
     # -- JSON -----------------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ import numpy as np
 from lowrank._typing import Array
 from lowrank._validation import check_mapping
 from lowrank.errors import InputError
+from lowrank.rmt import MarchenkoPasturEdge, PowerLawFit
 
 __all__ = [
     "DEFAULT_ENERGIES",
     "DEFAULT_RANKS",
     "AnalysisOptions",
     "MatrixResult",
+    "RandomMatrixView",
     "SkippedTensor",
     "UpdateResult",
 ]
@@ -83,6 +85,108 @@ class AnalysisOptions:
         object.__setattr__(self, "energies", _check_energies(self.energies))
 
 
+@dataclass(frozen=True)
+class RandomMatrixView:
+    r"""The random-matrix view of one matrix, from the singular values of its analysis.
+
+    The three records are exactly what :mod:`lowrank.rmt` returns for the matrix's
+    singular values (:attr:`MatrixResult.singular_values`) and shape: no second SVD.
+
+    Attributes
+    ----------
+    marchenko_pastur : MarchenkoPasturEdge
+        :func:`lowrank.rmt.marchenko_pastur_edge` with ``method="closed_form"``: the
+        bulk edge :math:`\hat\sigma(\sqrt N + \sqrt M)` with the entry scale
+        :math:`\hat\sigma^2 = \|W\|_F^2/(mn)` of the matrix itself, the number of
+        singular values above it (``num_spikes``, the *spikes* of the reports' tables),
+        their share of :math:`\|W\|_F^2` and the MP soft rank.
+    marchenko_pastur_fit : MarchenkoPasturEdge
+        The same with ``method="fit"``: the entry scale from the median eigenvalue (the
+        bulk), which the spikes hardly move; it counts more spikes than the closed form
+        when the spikes carry much of the energy.
+    power_law : PowerLawFit or None
+        :func:`lowrank.rmt.power_law_fit` of the eigenvalues :math:`\sigma_i^2` (default
+        options: ``xmin`` chosen by the KS distance, ``ks="clauset"``): ``alpha``, ``xmin``,
+        ``ks_distance`` (D), ``n_tail``, ``alpha_weighted`` and the ``under_trained``
+        (:math:`\alpha > 6`) and ``over_trained`` (:math:`\alpha < 2`) flags. ``None`` for
+        a spectrum with fewer than two distinct positive values (no tail to fit).
+    """
+
+    marchenko_pastur: MarchenkoPasturEdge
+    marchenko_pastur_fit: MarchenkoPasturEdge
+    power_law: PowerLawFit | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (infinities as ``"inf"``); :meth:`from_dict` inverts it exactly.
+
+        Returns
+        -------
+        dict of str to Any
+            ``marchenko_pastur``, ``marchenko_pastur_fit`` and ``power_law`` (``None`` or a
+            dict), each record's fields by name.
+        """
+
+        def record(value: Any) -> dict[str, Any]:
+            return {
+                f.name: _json_float(v) if isinstance(v, float) else v
+                for f in fields(value)
+                for v in (getattr(value, f.name),)
+            }
+
+        return {
+            "marchenko_pastur": record(self.marchenko_pastur),
+            "marchenko_pastur_fit": record(self.marchenko_pastur_fit),
+            "power_law": None if self.power_law is None else record(self.power_law),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RandomMatrixView:
+        """Rebuild from :meth:`to_dict` output (``KeyError``/``TypeError`` if malformed).
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (or its JSON, parsed).
+
+        Returns
+        -------
+        RandomMatrixView
+            Equal to the one that wrote ``data``.
+        """
+        check_mapping(data, name="data")
+
+        def edge(d: dict[str, Any]) -> MarchenkoPasturEdge:
+            return MarchenkoPasturEdge(
+                edge=float(d["edge"]),
+                bulk_min=float(d["bulk_min"]),
+                sigma=float(d["sigma"]),
+                method=str(d["method"]),
+                num_spikes=int(d["num_spikes"]),
+                spike_share=float(d["spike_share"]),
+                mp_softrank=float(d["mp_softrank"]),
+            )
+
+        fit = data["power_law"]
+        return cls(
+            marchenko_pastur=edge(data["marchenko_pastur"]),
+            marchenko_pastur_fit=edge(data["marchenko_pastur_fit"]),
+            power_law=None
+            if fit is None
+            else PowerLawFit(
+                alpha=float(fit["alpha"]),
+                alpha_stderr=float(fit["alpha_stderr"]),
+                xmin=float(fit["xmin"]),
+                xmax=float(fit["xmax"]),
+                ks_distance=float(fit["ks_distance"]),
+                n_tail=int(fit["n_tail"]),
+                alpha_weighted=float(fit["alpha_weighted"]),
+                under_trained=bool(fit["under_trained"]),
+                over_trained=bool(fit["over_trained"]),
+                ks=str(fit["ks"]),
+            ),
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class MatrixResult:
     r"""Everything computed for one weight matrix.
@@ -117,6 +221,9 @@ class MatrixResult:
     rank_errors : tuple of (int, float)
         ``(r, err)``: the relative Frobenius error :math:`(\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F`
         of the best rank-r approximation (0 for ``r >= min(m, n)``).
+    random_matrix : RandomMatrixView or None
+        The Marchenko–Pastur edges, spikes and power-law fit of the spectrum
+        (:mod:`lowrank.rmt`); ``None`` only in reports written before it was computed.
     singular_values : ndarray, shape (min(m, n),)
         All singular values, float64, descending.
     seconds : float
@@ -136,6 +243,7 @@ class MatrixResult:
     numerical_rank_storage: int
     energy_ranks: tuple[tuple[float, int], ...]
     rank_errors: tuple[tuple[int, float], ...]
+    random_matrix: RandomMatrixView | None
     singular_values: Array
     seconds: float
 
@@ -217,6 +325,8 @@ class MatrixResult:
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 value = value.tolist()
+            elif isinstance(value, RandomMatrixView):
+                value = value.to_dict()
             elif isinstance(value, tuple):
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
             out[f.name] = value
@@ -251,6 +361,10 @@ class MatrixResult:
             numerical_rank_storage=int(data["numerical_rank_storage"]),
             energy_ranks=tuple((float(e), int(r)) for e, r in data["energy_ranks"]),
             rank_errors=tuple((int(r), float(err)) for r, err in data["rank_errors"]),
+            # Absent from reports written before the random-matrix view existed.
+            random_matrix=None
+            if data.get("random_matrix") is None
+            else RandomMatrixView.from_dict(data["random_matrix"]),
             singular_values=np.asarray(data["singular_values"], dtype=np.float64).reshape(-1),
             seconds=float(data["seconds"]),
         )
@@ -286,6 +400,9 @@ class UpdateResult(MatrixResult):
     energy_ranks, rank_errors : tuple
         Those of :math:`\Delta W`: ``rank_errors`` are what :func:`lowrank.lora.extract`
         reaches at each rank.
+    random_matrix : RandomMatrixView or None
+        The Marchenko–Pastur edges, spikes and power-law fit of :math:`\Delta W`'s
+        spectrum (see :class:`MatrixResult`).
     singular_values : ndarray, shape (min(m, n),)
         All singular values of :math:`\Delta W`, float64, descending.
     seconds : float
