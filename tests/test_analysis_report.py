@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ from lowrank.analysis import (
     REPORT_FORMAT,
     Report,
     analyze,
+    parse_layer_name,
 )
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import save_safetensors
@@ -107,6 +109,41 @@ def test_csv_holds_exact_values(report):
         assert int(row["rank_energy_0.9"]) == m.rank_for_energy(0.9)
         assert float(row["rel_error_rank_8"]) == m.error_at_rank(8)
         assert row["dtype"] == m.dtype
+
+    by_name = {r["name"]: r for r in rows}
+    query = by_name["encoder.layer.1.attention.self.query.weight"]
+    assert (query["stack"], query["layer"], query["module"]) == (
+        "encoder.layer",
+        "1",
+        "attention.self.query",
+    )
+    # a name without a layer index has empty layer columns, not a guess
+    assert (by_name["odd|name"]["layer"], by_name["odd|name"]["module"]) == ("", "")
+
+
+def test_to_pandas_matches_the_csv(report):
+    pd = pytest.importorskip("pandas")
+    df = report.to_pandas()
+    assert isinstance(df, pd.DataFrame)
+    rows = list(csv.DictReader(io.StringIO(report.to_csv())))
+    assert list(df.columns) == list(rows[0])
+    assert df["name"].tolist() == [m.name for m in report.matrices]
+    assert df["layer"].dtype == "Int64"  # nullable: "odd|name" has no layer index
+    assert df["layer"].isna().tolist() == [
+        parse_layer_name(m.name) is None for m in report.matrices
+    ]
+    assert df["rows"].dtype == np.int64 and df["stable_rank"].dtype == np.float64
+    for (_, row), m in zip(df.iterrows(), report.matrices, strict=True):
+        assert row["stable_rank"] == m.stable_rank  # exact, not through text
+        assert row["rank_energy_0.9"] == m.rank_for_energy(0.9)
+    by_module = df.groupby("module")["name"].count()
+    assert by_module["attention.self.query"] == 2
+
+
+def test_to_pandas_without_pandas_names_the_extra(report, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'lowrank-toolkit\[pandas\]'"):
+        report.to_pandas()
 
 
 def test_markdown_and_text(report):

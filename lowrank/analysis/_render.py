@@ -6,23 +6,37 @@ import csv
 import io
 from typing import TYPE_CHECKING
 
+from lowrank.analysis._layers import parse_layer_name
 from lowrank.analysis._results import MatrixResult, UpdateResult
 from lowrank.analysis._summary import RandomMatrixGroup, summarize
 
 if TYPE_CHECKING:
     from lowrank.analysis._report import Report
 
-__all__ = ["to_csv", "to_markdown", "to_text"]
+__all__ = ["table", "to_csv", "to_markdown", "to_text"]
 
 
 def _energy_label(e: float) -> str:
     return f"{100 * e:g}%"
 
 
+LAYER_COLUMNS = ["stack", "layer", "module"]
+"""The columns parsed from a tensor name by :func:`~lowrank.analysis.parse_layer_name`:
+``encoder.layer.3.attention.self.query.weight`` is stack ``encoder.layer``, layer 3, module
+``attention.self.query``; all three are empty for a name without a layer index (embeddings,
+pooler, heads)."""
+
+
+def _layer_cells(m: MatrixResult) -> list[object]:
+    parsed = parse_layer_name(m.name)
+    return [None, None, None] if parsed is None else [parsed.stack, parsed.layer, parsed.module]
+
+
 def _columns(report: Report) -> list[str]:
     return (
         [
             "name",
+            *LAYER_COLUMNS,
             "rows",
             "cols",
             "dtype",
@@ -67,30 +81,30 @@ edges (edge, entry scale, spikes, their energy share, MP soft rank), then the po
 
 
 def _rmt_cells(m: MatrixResult) -> list[object]:
-    """The :data:`RMT_COLUMNS` of ``m``: empty cells for what it does not have."""
+    """The :data:`RMT_COLUMNS` of ``m``: ``None`` (an empty cell) for what it does not have."""
     view = m.random_matrix
     if view is None:
-        return [""] * len(RMT_COLUMNS)
+        return [None] * len(RMT_COLUMNS)
     cells: list[object] = []
     for mp in (view.marchenko_pastur, view.marchenko_pastur_fit):
         cells += [
-            repr(mp.edge),
-            repr(mp.sigma),
+            float(mp.edge),
+            float(mp.sigma),
             mp.num_spikes,
-            repr(mp.spike_share),
-            repr(mp.mp_softrank),
+            float(mp.spike_share),
+            float(mp.mp_softrank),
         ]
     fit = view.power_law
     if fit is None:
-        return cells + [""] * (len(RMT_COLUMNS) - len(cells))
+        return cells + [None] * (len(RMT_COLUMNS) - len(cells))
     return [
         *cells,
-        repr(fit.alpha),
-        repr(fit.alpha_stderr),
-        repr(fit.xmin),
-        repr(fit.ks_distance),
+        float(fit.alpha),
+        float(fit.alpha_stderr),
+        float(fit.xmin),
+        float(fit.ks_distance),
         fit.n_tail,
-        repr(fit.alpha_weighted),
+        float(fit.alpha_weighted),
         fit.under_trained,
         fit.over_trained,
     ]
@@ -131,44 +145,53 @@ def _update_columns(report: Report) -> list[str]:
     )
 
 
-def _update_cells(m: MatrixResult) -> list[str]:
+def _update_cells(m: MatrixResult) -> list[object]:
     """The update columns of ``m`` (CSV), empty for a plain result."""
     if not isinstance(m, UpdateResult):
         return []
     return (
-        [m.base_dtype, repr(m.base_norm_fro), repr(m.relative_size)]
-        + [repr(v) for _, v in m.overlap_left]
-        + [repr(v) for _, v in m.overlap_right]
-        + [repr(v) for _, v in m.amplification]
+        [m.base_dtype, float(m.base_norm_fro), float(m.relative_size)]
+        + [float(v) for _, v in m.overlap_left]
+        + [float(v) for _, v in m.overlap_right]
+        + [float(v) for _, v in m.amplification]
     )
 
 
-def to_csv(report: Report) -> str:
-    """One row per analysed matrix, floats written with ``repr`` (exact)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_columns(report))
+def table(report: Report) -> tuple[list[str], list[list[object]]]:
+    """The CSV columns and one row of typed cells per matrix (``None`` for an empty cell)."""
+    rows: list[list[object]] = []
     for m in report.matrices:
-        writer.writerow(
+        rows.append(
             [
                 m.name,
+                *_layer_cells(m),
                 m.shape[0],
                 m.shape[1],
                 m.dtype,
-                repr(m.norm_fro),
-                repr(m.spectral_norm),
-                repr(m.stable_rank),
-                repr(m.entropy_effective_rank),
+                float(m.norm_fro),
+                float(m.spectral_norm),
+                float(m.stable_rank),
+                float(m.entropy_effective_rank),
                 m.numerical_rank,
                 m.numerical_rank_storage,
             ]
             + [r for _, r in m.energy_ranks]
-            + [repr(err) for _, err in m.rank_errors]
+            + [float(err) for _, err in m.rank_errors]
             + _rmt_cells(m)
             + _update_cells(m)
-            + [repr(m.seconds), m.file]
+            + [float(m.seconds), m.file]
             + ([m.base_file] if isinstance(m, UpdateResult) else [])
         )
+    return _columns(report), rows
+
+
+def to_csv(report: Report) -> str:
+    """One row per analysed matrix; floats written as ``str``, which is ``repr`` (exact)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns, rows = table(report)
+    writer.writerow(columns)
+    writer.writerows(rows)
     return buffer.getvalue()
 
 

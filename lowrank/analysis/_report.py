@@ -19,7 +19,7 @@ import numpy as np
 
 from lowrank._typing import Array
 from lowrank._validation import check_int, check_mapping, check_path, check_str
-from lowrank.analysis._render import to_csv, to_markdown, to_text
+from lowrank.analysis._render import table, to_csv, to_markdown, to_text
 from lowrank.analysis._results import MatrixResult, SkippedTensor, UpdateResult
 from lowrank.analysis._summary import RandomMatrixOverview, summarize
 from lowrank.errors import FileFormatError, InputError, MissingFileError
@@ -410,6 +410,60 @@ class Report:
             CSV text with a header row.
         """
         return to_csv(self)
+
+    def to_pandas(self) -> Any:
+        """The CSV table as a pandas ``DataFrame``: one row per matrix.
+
+        The columns are those of :meth:`to_csv`, among them ``stack``, ``layer`` and
+        ``module`` parsed from the name (:func:`~lowrank.analysis.parse_layer_name`;
+        missing for names without a layer index: embeddings, pooler, heads), so that
+        ``df.groupby("module")`` compares one module type across layers. Integer columns
+        with missing cells (``layer``, ``mp_spikes``...) are pandas' nullable ``Int64``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per analysed matrix, in the report's order.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed (``pip install 'lowrank-toolkit[pandas]'``).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> from lowrank.analysis import analyze
+        >>> from lowrank.io import save_safetensors
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.safetensors"
+        >>> save_safetensors(path, {"h.0.attn.q.weight": np.eye(4), "wte.weight": np.eye(3)})
+        >>> report = analyze(path, energies=(0.9,), ranks=(1,))
+        >>> df = report.to_pandas()
+        >>> df["name"].tolist(), df["rank_energy_0.9"].tolist()
+        (['h.0.attn.q.weight', 'wte.weight'], [4, 3])
+        >>> int(df.loc[0, "layer"]), df.loc[0, "module"]
+        (0, 'attn.q')
+        >>> df["layer"].isna().tolist()  # wte.weight has no layer index
+        [False, True]
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Report.to_pandas needs pandas, which lowrank does not require: "
+                "pip install 'lowrank-toolkit[pandas]' (or pip install pandas)"
+            ) from None
+        columns, rows = table(self)
+        data: dict[str, Any] = {}
+        for j, column in enumerate(columns):
+            cells = [row[j] for row in rows]
+            given = [v for v in cells if v is not None]
+            if len(given) < len(cells) and given and all(type(v) is int for v in given):
+                data[column] = pd.array(cells, dtype="Int64")
+            else:
+                data[column] = cells
+        return pd.DataFrame(data, columns=columns)
 
     def to_markdown(self) -> str:
         """A Markdown document: run information, the results table, the skipped tensors.
