@@ -315,6 +315,28 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--max-rank", type=_positive_int, metavar="R", help="curves: draw ranks up to R"
     )
+    plot.add_argument(
+        "--relative",
+        action="store_true",
+        help="curves: x is rank / min(m, n); heatmap: cells show rank / min(m, n)",
+    )
+    plot.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="draw only matrices whose name matches (repeatable)",
+    )
+    plot.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="leave out matrices whose name matches (repeatable)",
+    )
+    plot.add_argument(
+        "--regex",
+        action="store_true",
+        help="patterns are regular expressions matching the whole name",
+    )
     plot.set_defaults(handler=_cmd_plot)
 
     extract = commands.add_parser(
@@ -794,13 +816,36 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise _UsageError("lowrank plot: error: --energy applies to --kind heatmap only")
     if args.max_rank is not None and args.kind != "curves":
         raise _UsageError("lowrank plot: error: --max-rank applies to --kind curves only")
+    if args.relative and args.kind == "spectra":
+        raise _UsageError("lowrank plot: error: --relative applies to --kind curves or heatmap")
     report = Report.read_json(args.report)
     options: dict[str, Any] = {}
     if args.energy is not None:
         options["energy"] = args.energy
     if args.max_rank is not None:
         options["max_rank"] = args.max_rank
-    plot_report(report, kind=args.kind, path=args.output, **options)
+    if args.relative:
+        options["fraction" if args.kind == "curves" else "relative"] = True
+    data: Any = report
+    if args.include or args.exclude:
+        from lowrank.io import TensorInfo, select
+
+        # The matching (and the message naming close names when nothing matches) of
+        # 'analyze --include/--exclude', on the analysed names.
+        infos = [
+            TensorInfo(m.name, m.shape, m.dtype, Path(m.file), 0, "safetensors")
+            for m in report.matrices
+        ]
+        chosen = select(
+            infos,
+            include=args.include,
+            exclude=args.exclude,
+            regex=args.regex,
+            require_match=True,
+        )
+        names = {info.name for info in chosen.matrices}
+        data = [m for m in report.matrices if m.name in names]
+    plot_report(data, kind=args.kind, path=args.output, **options)
     note = " (partial report)" if report.partial else ""
     _say(f"wrote {args.output}{note}")
     return EXIT_OK

@@ -358,3 +358,77 @@ def test_many_groups_get_a_title_instead_of_a_legend():
     ax = plot_curves(report).axes[0]
     assert ax.get_legend() is None
     assert ax.get_title() == "Rank–error curves of 13 matrices"
+
+
+class TestCommand:
+    """``lowrank plot REPORT --include/--exclude/--regex/--relative``: the figure drawn is
+    captured (wrapping :func:`lowrank.plot.plot_report`) and its saved PNG checked."""
+
+    @pytest.fixture
+    def run(self, layered, tmp_path, monkeypatch):
+        import lowrank.plot
+        from lowrank.cli import main
+
+        report_path = tmp_path / "r.json"
+        layered.write_json(report_path)
+        drawn: list[Figure] = []
+        original = lowrank.plot.plot_report
+
+        def capture(*args, **kwargs):
+            drawn.append(original(*args, **kwargs))
+            return drawn[-1]
+
+        monkeypatch.setattr(lowrank.plot, "plot_report", capture)
+
+        def run(kind: str, *options: str) -> tuple[int, Figure | None, np.ndarray | None]:
+            target = tmp_path / f"{kind}.png"
+            status = main(["plot", str(report_path), "--kind", kind, "-o", str(target), *options])
+            if status != 0:
+                return status, None, None
+            return status, drawn[-1], imread(target)[..., :3]
+
+        return run
+
+    def test_include_and_relative_curves(self, run, layered):
+        status, fig, rgb = run("curves", "--include", "*.query.*", "--include", "*value*")
+        assert status == 0
+        ax = fig.axes[0]
+        assert len(ax.get_lines()) == 6  # 3 layers x (query, value)
+        assert ax.get_xlabel() == "rank r"
+        assert drawn_fraction(rgb) > 0.02
+        status, fig, _ = run("curves", "--include", "*query*", "--relative")
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == "rank / min(m, n)"
+        assert len(ax.get_lines()) == 3
+        for line in ax.get_lines():  # rank 0 .. min(m, n) drawn as 0 .. 1
+            x = line.get_xdata()
+            assert x[0] == 0.0 and x[-1] == 1.0
+
+    def test_exclude_and_regex(self, run):
+        status, fig, _ = run("spectra", "--exclude", "embeddings.*")
+        assert status == 0 and len(fig.axes[0].get_lines()) == 9
+        status, fig, _ = run("spectra", "--regex", "--include", r"encoder\.layer\.[01]\..*")
+        assert status == 0 and len(fig.axes[0].get_lines()) == 6
+
+    def test_relative_heatmap(self, run, layered):
+        status, fig, rgb = run("heatmap", "--relative", "--exclude", "*output*")
+        assert status == 0
+        ax = fig.axes[0]
+        assert ax.get_title() == "rank / min(m, n) for 50% of ‖A‖_F²"
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "attention.self.query",
+            "attention.self.value",
+        ]
+        first = layered.result("encoder.layer.0.attention.self.query.weight")
+        assert ax.texts[0].get_text() == f"{first.rank_for_energy(0.5) / 24:.2f}"
+        assert drawn_fraction(rgb) > 0.1
+
+    def test_usage_errors(self, run, capsys):
+        status, _, _ = run("spectra", "--relative")
+        assert status == 2
+        err = capsys.readouterr().err
+        assert "lowrank plot: error: --relative applies to --kind curves or heatmap" in err
+        status, _, _ = run("curves", "--include", "*qery*")
+        assert status != 0
+        err = capsys.readouterr().err
+        assert "include" in err and "*qery*" in err
