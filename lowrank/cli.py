@@ -255,7 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    analyze.add_argument("path", nargs="?", metavar="PATH", help="weight file, index or directory")
+    analyze.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="weight file, index or directory; or a PEFT adapter folder (it holds "
+        "adapter_config.json): the update s*B*A of each module, with --base BASE also its "
+        "size and overlaps relative to BASE (--merged: the merged matrices instead)",
+    )
     analyze.add_argument(
         "--example",
         choices=["minilm"],
@@ -268,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint PATH with those of BASE by name; report the metrics of each difference, "
         "its size relative to BASE, its subspace overlap with BASE and its amplification "
         "factor (LoRA paper, section 7); unpaired names and shape mismatches are listed",
+    )
+    analyze.add_argument(
+        "--merged",
+        action="store_true",
+        help="with an adapter folder PATH and --base: analyse the merged matrices "
+        "BASE + s*B*A instead of the updates",
     )
     analyze.add_argument(
         "--cache",
@@ -709,7 +722,57 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         spectra=_output_path(args.spectra),
         plots=[] if args.plot is None else [(args.plot_kind, Path(args.plot))],
     )
+    if args.example is None and (Path(args.path) / "adapter_config.json").is_file():
+        return _run_adapter_analysis(args, outputs)
+    if args.merged:
+        raise _UsageError(
+            "lowrank analyze: error: --merged applies to an adapter folder PATH (with "
+            "adapter_config.json) and --base"
+        )
     return _run_analysis(source, _Request.from_analyze(args), outputs, base=args.base)
+
+
+def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
+    """``analyze ADAPTER_DIR [--base BASE]``: the updates s·B·A of a PEFT adapter folder."""
+    from lowrank.analysis import DEFAULT_ENERGIES, DEFAULT_RANKS, analyze_adapter
+
+    unused = [
+        flag
+        for flag, value in (
+            ("--include", args.include),
+            ("--exclude", args.exclude),
+            ("--scheduler", args.scheduler),
+            ("--flatten", args.flatten),
+        )
+        if value
+    ]
+    if unused:
+        raise _UsageError(
+            f"lowrank analyze: error: {', '.join(unused)} do not apply to an adapter folder "
+            f"('{args.path}' holds adapter_config.json): every adapted module is analysed"
+        )
+    _check_outputs(outputs)
+    report = analyze_adapter(
+        args.path,
+        base=args.base,
+        merged=args.merged,
+        ranks=DEFAULT_RANKS if args.ranks is None else args.ranks,
+        energies=DEFAULT_ENERGIES if args.energy is None else args.energy,
+    )
+    if args.base is not None:
+        _say_unpaired(report.skipped)
+    written = _write_outputs(report, outputs, plots=True)
+    what = "merged with" if args.merged else "update of"
+    update = "" if args.base is None else f", {what} {os.path.abspath(args.base)}"
+    print(f"# {report.run.source} (adapter{update})")
+    print(report.to_text(), end="")
+    for path in written:
+        _say(f"wrote {path}")
+    failed = [s for s in report.skipped if s.code == "error"]
+    if failed:
+        _say(f"lowrank: error: {_failures(failed, len(failed) + len(report.matrices))}")
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -390,6 +390,12 @@ VALID: dict[str, dict[str, Any]] = {
     "start_analysis": {"ranks": (1, 2), "energies": (0.9,)},
     "analyze_matrix": {},
     "analyze_tensor": {},
+    "analyze_adapter": {
+        "adapter_dir": lambda ctx: ctx.peft_dir(),
+        "ranks": (1, 2),
+        "energies": (0.9,),
+    },
+    "base_weight_name": {"module": "fc", "base_names": ["fc.weight"]},
     "analyze_update": {
         "tuned": lambda ctx: ctx.tuned,
         "base": lambda ctx: ctx.weights,

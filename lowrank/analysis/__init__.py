@@ -23,10 +23,14 @@ Typical use::
 name, adding per matrix its relative size and the LoRA paper's §7.3 view (subspace overlap
 with the base weight, amplification factor): :class:`UpdateResult`.
 :func:`extract_checkpoint` makes a PEFT LoRA adapter of the difference of two checkpoints.
+:func:`analyze_adapter` analyses a PEFT adapter folder: the update :math:`sBA` of each
+module from its thin factors, and with a base checkpoint its overlaps with the base weight (or
+the merged matrices).
 """
 
 from __future__ import annotations
 
+from lowrank.analysis._adapter import analyze_adapter, base_weight_name
 from lowrank.analysis._compute import analyze_matrix, analyze_tensor
 from lowrank.analysis._executors import (
     SchedulerError,
@@ -75,11 +79,13 @@ __all__ = [
     "SkippedTensor",
     "UpdateResult",
     "analyze",
+    "analyze_adapter",
     "analyze_matrix",
     "analyze_tensor",
     "analyze_update",
     "analyze_update_matrix",
     "available_cores",
+    "base_weight_name",
     "dask_executor",
     "describe_executor",
     "extract_checkpoint",
