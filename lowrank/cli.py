@@ -2,7 +2,9 @@
 :mod:`lowrank.plot` and :mod:`lowrank.examples`.
 
 Commands: ``analyze`` (metrics of every matrix of a checkpoint, reports, a figure; with
-``--base BASE``, of every update ``PATH - BASE``),
+``--base BASE``, of every update ``PATH - BASE``; for a PEFT adapter folder, of each update
+``s B A`` from its factors, with ``--base`` its overlaps with the base or with ``--merged``
+the merged matrices),
 ``plot`` (figures from a JSON report), ``extract`` (a PEFT LoRA adapter of the difference
 of two checkpoints), ``demo`` (``analyze`` on the real all-MiniLM-L6-v2 weights).
 
@@ -63,6 +65,7 @@ examples:
   lowrank analyze --example minilm --energy 0.9,0.99 --csv minilm.csv --workers 2
   lowrank analyze model.safetensors --scheduler tcp://10.0.0.5:8786 --json report.json
   lowrank analyze tuned.safetensors --base base.safetensors --ranks 8,64 --md update.md
+  lowrank analyze adapter/ --base base.safetensors --ranks 4,8 --json adapter-report.json
   lowrank plot report.json --kind heatmap -o heatmap.png
   lowrank extract --base base.safetensors --tuned tuned.safetensors --rank 16 -o adapter
   lowrank demo --out lowrank-demo
