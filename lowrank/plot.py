@@ -363,8 +363,13 @@ def plot_heatmap(
 
     Layer index and module come from the tensor names
     (:func:`lowrank.analysis.parse_layer_name`): ``encoder.layer.3.attention.self.query.weight``
-    is layer 3, module ``attention.self.query``. Matrices without a layer index
-    (embeddings, heads) are left out; missing cells stay blank.
+    is layer 3, module ``attention.self.query``. The columns follow the order of a
+    transformer block, not the file's: attention query, key, value, output, then the
+    feed-forward up, gate and down projections (by the common module names of BERT, Llama,
+    GPT-2, T5 and DistilBERT), unknown modules after them in order of first appearance.
+    Matrices without a layer index (embeddings, pooler, heads) are shown beside the grid,
+    after a blank column, each as one column spanning all rows with its value written once.
+    Missing cells stay blank.
 
     Parameters
     ----------
@@ -423,11 +428,25 @@ def plot_heatmap(
         raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r}")
     grid = layer_grid(items, energy=energy)
     values = grid.ranks / grid.full_ranks if relative else grid.ranks
-    fig, ax = _new_axes(ax, (1.2 + 1.1 * len(grid.modules), 1.4 + 0.45 * len(grid.rows)))
-    image = ax.imshow(
-        np.ma.masked_invalid(values), aspect="auto", cmap=cmap, interpolation="nearest"
+    # Matrices without a layer index: one full-height column each, after a blank column.
+    by_name = {m.name: m for m in items}
+    others = [by_name[name] for name in dict.fromkeys(grid.left_out)]
+    side = np.array(
+        [m.rank_for_energy(grid.energy) / (min(m.shape) if relative else 1) for m in others]
     )
-    ax.set_xticks(range(len(grid.modules)), grid.modules, rotation=35, ha="right", fontsize="small")
+    shown = values
+    ticks, labels = list(range(len(grid.modules))), list(grid.modules)
+    if others:
+        gap = np.full((len(grid.rows), 1), np.nan)
+        shown = np.hstack([values, gap, np.broadcast_to(side, (len(grid.rows), side.size))])
+        ticks += [len(grid.modules) + 1 + k for k in range(len(others))]
+        labels += [_short_name(m.name) for m in others]
+    width = 1.2 + 1.1 * len(grid.modules) + (1.1 * len(others) + 0.4 if others else 0.0)
+    fig, ax = _new_axes(ax, (width, 1.4 + 0.45 * len(grid.rows)))
+    image = ax.imshow(
+        np.ma.masked_invalid(shown), aspect="auto", cmap=cmap, interpolation="nearest"
+    )
+    ax.set_xticks(ticks, labels, rotation=35, ha="right", fontsize="small")
     ax.set_yticks(range(len(grid.rows)), grid.rows, fontsize="small")
     ax.set_ylabel("layer")
     label = "rank / min(m, n)" if relative else "rank"
@@ -448,7 +467,23 @@ def plot_heatmap(
                     color=ink,
                     fontsize="x-small",
                 )
+        for k, v in enumerate(side):
+            r, g, b, _ = colormap(norm(v))
+            ax.text(
+                len(grid.modules) + 1 + k,
+                (len(grid.rows) - 1) / 2,
+                f"{v:.2f}" if relative else f"{int(v)}",
+                ha="center",
+                va="center",
+                color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white",
+                fontsize="x-small",
+            )
     return fig
+
+
+def _short_name(name: str) -> str:
+    """A tensor name without its final ``.weight``, for a tick label."""
+    return name[: -len(".weight")] if name.endswith(".weight") and name != ".weight" else name
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> None:

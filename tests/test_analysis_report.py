@@ -17,8 +17,11 @@ from lowrank.analysis import (
     REPORT_FORMAT,
     Report,
     analyze,
+    analyze_matrix,
+    layer_grid,
     parse_layer_name,
 )
+from lowrank.analysis._layers import module_order
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import save_safetensors
 
@@ -235,3 +238,70 @@ class TestReadErrors:
         data = mutate(report.to_dict())
         with pytest.raises(FileFormatError, match=message):
             Report.from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("stored", "ordered"),
+    [
+        (  # BERT, as stored
+            [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            ],
+            [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            ],
+        ),
+        (  # GPT-2: c_proj is the attention output under attn, the down projection under mlp
+            ["mlp.c_proj", "mlp.c_fc", "attn.c_proj", "attn.c_attn"],
+            ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"],
+        ),
+        (  # Llama with an unknown module kept after the known ones, in first-seen order
+            ["zz", "mlp.down_proj", "mlp.gate_proj", "aa", "mlp.up_proj", "self_attn.v_proj"],
+            ["self_attn.v_proj", "mlp.up_proj", "mlp.gate_proj", "mlp.down_proj", "zz", "aa"],
+        ),
+        (  # T5 (layer.0.SelfAttention.o; DenseReluDense.wi/wo) and DistilBERT
+            [
+                "layer.1.DenseReluDense.wo",
+                "layer.1.DenseReluDense.wi",
+                "layer.0.SelfAttention.o",
+                "ffn.lin2",
+                "attention.q_lin",
+            ],
+            [
+                "attention.q_lin",
+                "layer.0.SelfAttention.o",
+                "layer.1.DenseReluDense.wi",
+                "layer.1.DenseReluDense.wo",
+                "ffn.lin2",
+            ],
+        ),
+    ],
+)
+def test_module_order(stored, ordered):
+    assert module_order(stored) == ordered
+    assert module_order(stored + stored[:1]) == ordered  # duplicates once
+
+
+def test_module_order_rejects_non_strings():
+    with pytest.raises(InputError, match="modules must be an iterable of str; got 'q'"):
+        module_order("q")
+    with pytest.raises(InputError, match="modules must hold str; got an item of type int"):
+        module_order(["q", 3])
+
+
+def test_layer_grid_columns_follow_the_block_order():
+    results = [
+        analyze_matrix(np.eye(3), name=f"model.layers.0.{m}.weight")
+        for m in ("mlp.down_proj", "self_attn.q_proj")
+    ]
+    assert layer_grid(results, energy=0.9).modules == ("self_attn.q_proj", "mlp.down_proj")

@@ -199,26 +199,41 @@ class TestHeatmap:
             ],
             dtype=float,
         )
-        np.testing.assert_array_equal(image.get_array(), expected)
+        shown = image.get_array()
+        np.testing.assert_array_equal(shown[:, :3], expected)
+        # The embedding matrix (no layer index) beside the grid: a blank column, then one
+        # column with its rank in every row.
+        assert shown[:, 3].mask.all()
+        embedding = layered.result("embeddings.word_embeddings.weight").rank_for_energy(0.9)
+        np.testing.assert_array_equal(shown[:, 4], embedding)
         assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
         assert [t.get_text() for t in ax.get_xticklabels()] == [
             "attention.self.query",
             "attention.self.value",
             "output.dense",
+            "embeddings.word_embeddings",
         ]
+        assert list(ax.get_xticks()) == [0, 1, 2, 4]
         rgb = saved_png(fig, tmp_path / "heatmap.png")
         cmap, norm = image.get_cmap(), image.norm
         for (i, j), value in np.ndenumerate(expected):
             pixel = pixel_at(rgb, ax, j, i)
             np.testing.assert_allclose(pixel, cmap(norm(value))[:3], atol=2.5 / 255)
+        for i in range(3):
+            np.testing.assert_allclose(pixel_at(rgb, ax, 3, i), 1.0)  # the blank column
+            np.testing.assert_allclose(
+                pixel_at(rgb, ax, 4, i), cmap(norm(embedding))[:3], atol=2.5 / 255
+            )
 
     def test_annotations_relative_values_and_default_energy(self, layered, tmp_path):
         fig = plot_heatmap(layered, relative=True)
         ax = fig.axes[0]
         assert ax.get_title() == "rank / min(m, n) for 50% of ‖A‖_F²"
         texts = [t.get_text() for t in ax.texts]
-        assert len(texts) == 9
+        assert len(texts) == 9 + 1  # the grid, and the embedding matrix written once
         full = 24
+        flat = layered.result("embeddings.word_embeddings.weight")  # 24 equal values
+        assert texts[-1] == f"{flat.rank_for_energy(0.5) / full:.2f}" == "0.50"
         first = layered.result("encoder.layer.0.attention.self.query.weight")
         assert texts[0] == f"{first.rank_for_energy(0.5) / full:.2f}"
         rgb = saved_png(fig, tmp_path / "annotated.png")
@@ -231,6 +246,33 @@ class TestHeatmap:
         assert np.ma.is_masked(ax.images[0].get_array()[1, 2])
         rgb = saved_png(fig, tmp_path / "gap.png")
         np.testing.assert_allclose(pixel_at(rgb, ax, 2, 1), 1.0)
+
+    def test_columns_in_the_models_order(self, tmp_path):
+        # Llama names, stored in a scrambled order, drawn as q, k, v, o, up, gate, down,
+        # then a module of no known kind; the embedding and the head beside the grid.
+        stored = ["mlp.down_proj", "self_attn.v_proj", "extra.adapter", "mlp.gate_proj"]
+        stored += ["self_attn.o_proj", "mlp.up_proj", "self_attn.k_proj", "self_attn.q_proj"]
+        spectra = {"model.embed_tokens.weight": 0.5 ** np.arange(8)}
+        for i in range(2):
+            for module in stored:
+                spectra[f"model.layers.{i}.{module}.weight"] = (0.5 + 0.1 * i) ** np.arange(8)
+        spectra["lm_head.weight"] = 0.9 ** np.arange(8)
+        fig = plot_heatmap(make_report(spectra), energy=0.9)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.up_proj",
+            "mlp.gate_proj",
+            "mlp.down_proj",
+            "extra.adapter",
+            "model.embed_tokens",
+            "lm_head",
+        ]
+        assert ax.images[0].get_array().shape == (2, 8 + 1 + 2)
+        assert saved_png(fig, tmp_path / "llama.png").shape[1] > 700
 
 
 class TestFiles:
@@ -411,7 +453,9 @@ class TestCommand:
         assert status == 0 and len(fig.axes[0].get_lines()) == 6
 
     def test_relative_heatmap(self, run, layered):
-        status, fig, rgb = run("heatmap", "--relative", "--exclude", "*output*")
+        status, fig, rgb = run(
+            "heatmap", "--relative", "--exclude", "*output*", "--exclude", "embeddings.*"
+        )
         assert status == 0
         ax = fig.axes[0]
         assert ax.get_title() == "rank / min(m, n) for 50% of ‖A‖_F²"

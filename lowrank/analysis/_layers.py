@@ -5,6 +5,11 @@ Transformer checkpoints name their weights ``<stack>.<i>.<module>.weight``:
 (Llama), ``transformer.h.11.mlp.c_fc.weight`` (GPT-2). The first all-digit component after
 the start is the layer index, what comes before it the stack, what follows the module
 (without a final ``weight``).
+
+The grid's columns follow the model's order, not the file's (``module_order``): attention
+first (query, key, value, a fused ``qkv``, then the output projection), then the feed-forward
+block (up, gate, down), by the common names of BERT, Llama, GPT-2, T5 and DistilBERT modules;
+modules of none of these kinds come after, in order of first appearance.
 """
 
 from __future__ import annotations
@@ -82,6 +87,83 @@ def parse_layer_name(name: str) -> LayerName | None:
     return None
 
 
+# The place of a module in a transformer block, by the last component of its name (and,
+# for names used in both blocks, whether the name says attention). Lower comes first.
+_QUERY, _KEY, _VALUE, _ATTN_OUT, _UP, _GATE, _DOWN = range(7)
+_LAST_NAME = {
+    **dict.fromkeys(("query", "q_proj", "q", "wq", "q_lin", "query_proj"), _QUERY),
+    **dict.fromkeys(("c_attn", "qkv", "qkv_proj", "query_key_value", "wqkv", "in_proj"), _QUERY),
+    **dict.fromkeys(("key", "k_proj", "k", "wk", "k_lin", "key_proj"), _KEY),
+    **dict.fromkeys(("value", "v_proj", "v", "wv", "v_lin", "value_proj"), _VALUE),
+    **dict.fromkeys(("o_proj", "out_proj", "o", "out_lin", "dense_proj"), _ATTN_OUT),
+    **dict.fromkeys(("up_proj", "c_fc", "fc1", "w3", "lin1", "wi", "wi_1", "fc_in"), _UP),
+    **dict.fromkeys(("dense_h_to_4h",), _UP),
+    **dict.fromkeys(("gate_proj", "w1", "wi_0", "gate"), _GATE),
+    **dict.fromkeys(("down_proj", "fc2", "w2", "lin2", "fc_out", "dense_4h_to_h"), _DOWN),
+}
+_ATTENTION_WORDS = ("attn", "attention")
+
+
+def _module_place(module: str) -> int | None:
+    parts = module.lower().split(".")
+    last = parts[-1]
+    in_attention = any(w in p for p in parts[:-1] for w in _ATTENTION_WORDS)
+    if last in ("c_proj", "wo", "dense"):
+        # GPT-2 attn.c_proj / mlp.c_proj, T5 SelfAttention.o / DenseReluDense.wo, BERT
+        # attention.output.dense / intermediate.dense / output.dense.
+        if in_attention:
+            return _ATTN_OUT
+        if "intermediate" in parts[:-1]:
+            return _UP
+        return _DOWN
+    return _LAST_NAME.get(last)
+
+
+def module_order(modules: Iterable[str]) -> list[str]:
+    """Sort module names in the order of a transformer block; unknown ones after, as given.
+
+    Parameters
+    ----------
+    modules : iterable of str
+        Module names as :func:`parse_layer_name` gives them (``"attention.self.query"``).
+
+    Returns
+    -------
+    list of str
+        The distinct names: attention query, key and value (a fused ``qkv``/``c_attn``
+        with the query), the attention output projection, then the feed-forward up, gate and
+        down projections; names of none of these kinds last, in their first-seen order.
+        Recognised by the last component: ``query``/``q_proj``/``q``/``wq``/``q_lin``,
+        ``key``/``k_proj``..., ``value``/``v_proj``..., ``o_proj``/``out_proj``/``o``, and
+        ``up_proj``/``c_fc``/``fc1``/``w3``/``wi``, ``gate_proj``/``w1``,
+        ``down_proj``/``fc2``/``w2``; ``dense``, ``c_proj`` and ``wo`` are the attention
+        output under an ``attention``/``attn`` component, the up projection under
+        ``intermediate`` (BERT) and the down projection otherwise.
+
+    Raises
+    ------
+    InputError
+        ``modules`` is not an iterable of str.
+
+    Examples
+    --------
+    >>> module_order(["mlp.down_proj", "self_attn.o_proj", "self_attn.q_proj", "mlp.up_proj"])
+    ['self_attn.q_proj', 'self_attn.o_proj', 'mlp.up_proj', 'mlp.down_proj']
+    >>> module_order(["output.dense", "attention.output.dense", "intermediate.dense", "adapter"])
+    ['attention.output.dense', 'intermediate.dense', 'output.dense', 'adapter']
+    """
+    given: object = modules
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+        raise InputError(f"modules must be an iterable of str; got {modules!r}")
+    names = list(dict.fromkeys(modules))
+    bad = [type(n).__name__ for n in names if not isinstance(n, str)]
+    if bad:
+        raise InputError(f"modules must hold str; got an item of type {bad[0]}")
+    places = {n: _module_place(n) for n in names}
+    known = sorted((n for n in names if places[n] is not None), key=lambda n: places[n] or 0)
+    return known + [n for n in names if places[n] is None]
+
+
 @dataclass(frozen=True, eq=False)
 class LayerGrid:
     """Rank needed for an energy level, per layer (rows) and module (columns).
@@ -93,7 +175,10 @@ class LayerGrid:
     rows : tuple of str
         Row labels: ``"3"`` for one stack, ``"decoder.block.3"`` when there are several.
     modules : tuple of str
-        Column labels, in order of first appearance in the report.
+        Column labels in the order of a transformer block: attention query, key, value
+        (a fused ``qkv`` with the query), output projection, then feed-forward up, gate,
+        down, by the common module names of BERT, Llama, GPT-2, T5 and DistilBERT; other
+        modules after these, in order of first appearance.
     ranks : ndarray of float, shape (len(rows), len(modules))
         The rank; NaN where a layer has no such module.
     full_ranks : ndarray of float, same shape
@@ -170,7 +255,7 @@ def layer_grid(results: Iterable[MatrixResult], *, energy: float) -> LayerGrid:
         )
     stacks = list(dict.fromkeys(k[0] for k in placed))
     row_keys = sorted({(k[0], k[1]) for k in placed}, key=lambda r: (stacks.index(r[0]), r[1]))
-    modules = list(dict.fromkeys(k[2] for k in placed))
+    modules = module_order(k[2] for k in placed)
     ranks = np.full((len(row_keys), len(modules)), np.nan)
     full = np.full_like(ranks, np.nan)
     for (stack, layer, module), m in placed.items():
