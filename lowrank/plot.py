@@ -19,6 +19,7 @@ Typical use::
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -31,6 +32,8 @@ from lowrank._validation import (
     check_choice,
     check_int,
     check_path,
+    check_positive_float,
+    check_str,
     check_str_sequence,
 )
 from lowrank.analysis import MatrixResult, Report, layer_grid, parse_layer_name
@@ -48,6 +51,7 @@ __all__ = [
     "ResultsLike",
     "curve_colors",
     "plot_curves",
+    "plot_eigenvalues",
     "plot_heatmap",
     "plot_report",
     "plot_spectra",
@@ -484,6 +488,200 @@ def plot_heatmap(
 def _short_name(name: str) -> str:
     """A tensor name without its final ``.weight``, for a tick label."""
     return name[: -len(".weight")] if name.endswith(".weight") and name != ".weight" else name
+
+
+def _mp_density(eigenvalues: Array, *, sigma: float, shape: tuple[int, int]) -> Array:
+    r"""The Marchenko–Pastur density of the eigenvalues :math:`\lambda = \sigma_i^2` of an
+    ``m × n`` matrix of i.i.d. entries of standard deviation ``sigma``.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of float
+        Where to evaluate it.
+    sigma : float
+        The entry scale :math:`\hat\sigma` (``MarchenkoPasturEdge.sigma``); > 0.
+    shape : tuple of int
+        ``(m, n)``, both positive.
+
+    Returns
+    -------
+    ndarray of float
+        The density, zero outside the bulk :math:`[\lambda_-, \lambda_+]`.
+
+    Raises
+    ------
+    InputError
+        ``sigma`` is not positive or ``shape`` has a non-positive side.
+
+    Notes
+    -----
+    With :math:`N \ge M` the sides, :math:`\lambda_\pm = \hat\sigma^2(\sqrt N \pm \sqrt M)^2`
+    and
+
+    .. math:: p(\lambda) = \frac{\sqrt{(\lambda_+ - \lambda)(\lambda - \lambda_-)}}
+              {2\pi\hat\sigma^2 M\lambda},
+
+    the density of the :math:`M` eigenvalues of :math:`W^\top W` (or :math:`WW^\top`), which
+    integrates to 1 (Marchenko & Pastur 1967).
+    """
+    sigma = check_positive_float(sigma, name="sigma")
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and d > 0 for d in shape)
+    ):
+        raise InputError(f"shape must be a tuple of two positive ints; got {shape!r}")
+    big, small = max(shape), min(shape)
+    lo = sigma**2 * (math.sqrt(big) - math.sqrt(small)) ** 2
+    hi = sigma**2 * (math.sqrt(big) + math.sqrt(small)) ** 2
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    inside = (lam > lo) & (lam < hi) & (lam > 0)
+    out = np.zeros_like(lam)
+    x = lam[inside]
+    out[inside] = np.sqrt((hi - x) * (x - lo)) / (2 * math.pi * sigma**2 * small * x)
+    return out
+
+
+def plot_eigenvalues(
+    data: ResultsLike | MatrixResult,
+    *,
+    name: str | None = None,
+    ax: Axes | None = None,
+    bins: int = 60,
+) -> Figure:
+    r"""The eigenvalue distribution of one matrix, with its Marchenko–Pastur bulk and power-law fit.
+
+    A histogram of the eigenvalues :math:`\lambda_i = \sigma_i^2` (log-spaced bins, drawn as a
+    density on log–log axes), with what the analysis computed for it
+    (:attr:`lowrank.analysis.MatrixResult.random_matrix`): the Marchenko–Pastur density for
+    the bulk's entry scale (the ``fit`` edge, which the spikes hardly move) and both upper
+    edges :math:`\text{edge}^2` (closed form dashed, fit dotted), and the power law
+    :math:`p(\lambda)\propto\lambda^{-\alpha}` from ``xmin`` on (its share of the eigenvalues,
+    ``n_tail / min(m, n)``), with ``xmin`` marked.
+
+    Parameters
+    ----------
+    data : Report, iterable of MatrixResult or MatrixResult
+        Where the matrix is.
+    name : str, optional
+        Which matrix (required unless ``data`` holds one).
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    bins : int, default 60
+        Number of log-spaced bins between the smallest and largest positive eigenvalue.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, an unknown name, no name for several matrices, a matrix without
+        positive singular values or without a random-matrix view (a report from before it),
+        or ``bins`` < 1.
+
+    Notes
+    -----
+    Zero eigenvalues cannot be drawn on a log axis and are left out of the histogram, whose
+    bars sum to the share of positive eigenvalues. The power-law line is
+    :math:`\frac{n_\text{tail}}{M}\frac{\alpha-1}{x_\min}(\lambda/x_\min)^{-\alpha}`, the
+    fitted density scaled to the tail's share, so that it lies on the histogram's tail.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_eigenvalues
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.standard_normal((200, 100)) / 10
+    >>> spikes = 3 * rng.standard_normal((200, 3)) @ rng.standard_normal((3, 100)) / 10
+    >>> result = analyze_matrix(noise + spikes, name="W")
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_eigenvalues(result, ax=ax) is fig
+    True
+    """
+    if isinstance(data, MatrixResult):
+        data = [data]
+    items = _results(data)
+    bins = check_int(bins, name="bins", minimum=1)
+    if name is None:
+        if len(items) > 1:
+            raise InputError(
+                f"name must name one of the {len(items)} matrices (e.g. {items[0].name!r}); "
+                "got None"
+            )
+        m = items[0]
+    else:
+        m = _results(items, [check_str(name, name="name")])[0]
+    view = m.random_matrix
+    if view is None:
+        raise InputError(
+            f"matrix {m.name!r} has no random-matrix view (a report written before it); "
+            "analyse it again"
+        )
+    s = np.asarray(m.singular_values, dtype=np.float64)
+    lam = (s * s)[s > 0]
+    if lam.size == 0:
+        raise InputError(f"matrix {m.name!r} has no positive singular value to plot")
+    count = min(m.shape)
+    fig, ax = _new_axes(ax, (9.0, 4.5))
+    lo, hi = float(lam.min()), float(lam.max())
+    if hi <= lo:
+        lo, hi = lo / 1.5, hi * 1.5
+    edges = np.geomspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(lam, bins=edges)
+    ax.hist(
+        edges[:-1],
+        bins=edges.tolist(),
+        weights=counts / (count * np.diff(edges)),
+        color="0.75",
+        edgecolor="0.55",
+        linewidth=0.5,
+        label=f"eigenvalues σ_i² ({lam.size})",
+    )
+    fit, closed = view.marchenko_pastur_fit, view.marchenko_pastur
+    if fit.sigma > 0:
+        bulk_lo = fit.sigma**2 * (math.sqrt(max(m.shape)) - math.sqrt(count)) ** 2
+        grid = np.geomspace(max(bulk_lo, lo / 10, fit.edge**2 * 1e-6), fit.edge**2, 400)
+        density = _mp_density(grid, sigma=fit.sigma, shape=m.shape)
+        density[density <= 0] = np.nan
+        ax.plot(grid, density, color="tab:blue", linewidth=1.5, label="Marchenko–Pastur bulk")
+        ax.axvline(
+            fit.edge**2,
+            color="tab:blue",
+            linestyle=":",
+            label=f"MP edge, fitted σ̂ ({fit.num_spikes} spikes above)",
+        )
+    if closed.sigma > 0:
+        ax.axvline(
+            closed.edge**2,
+            color="tab:purple",
+            linestyle="--",
+            label=f"MP edge, σ̂² = ‖W‖_F²/(mn) ({closed.num_spikes} spikes above)",
+        )
+    law = view.power_law
+    if law is not None and math.isfinite(law.xmin) and law.xmin > 0:
+        x = np.geomspace(law.xmin, max(law.xmin, hi), 100)
+        share = law.n_tail / count
+        y = share * (law.alpha - 1) / law.xmin * (x / law.xmin) ** (-law.alpha)
+        ax.plot(
+            x,
+            y,
+            color="tab:red",
+            linewidth=1.5,
+            label=f"power law α = {law.alpha:.2f} (D = {law.ks_distance:.3f})",
+        )
+        ax.axvline(law.xmin, color="tab:red", linestyle="-.", linewidth=0.8, label="x_min")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("eigenvalue λ = σ²")
+    ax.set_ylabel("density")
+    ax.set_title(f"Eigenvalues of {m.name} ({m.shape[0]}×{m.shape[1]})", fontsize="medium")
+    # Beside the axes: inside, it would hide the tail and the edges it explains.
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> None:

@@ -422,6 +422,7 @@ VALID: dict[str, dict[str, Any]] = {
     # plot
     "curve_colors": {"count": 3},
     "plot_curves": {"data": lambda ctx: ctx.report()},
+    "plot_eigenvalues": {"data": lambda ctx: ctx.matrix_result()},
     "plot_heatmap": {"data": lambda ctx: ctx.report()},
     "plot_report": {"data": lambda ctx: ctx.report(), "kind": "curves"},
     "plot_spectra": {"data": lambda ctx: ctx.report()},

@@ -476,3 +476,82 @@ class TestCommand:
         assert status != 0
         err = capsys.readouterr().err
         assert "include" in err and "*qery*" in err
+
+
+@pytest.fixture(scope="module")
+def spiked():
+    """Noise of entry scale 0.1 plus three strong directions: 3 spikes above the bulk."""
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((300, 120)) / 10
+    spikes = 3 * rng.standard_normal((300, 3)) @ rng.standard_normal((3, 120)) / 10
+    return analyze_matrix(noise + spikes, name="W")
+
+
+class TestEigenvalues:
+    """plot_eigenvalues: the histogram is a density of the eigenvalues, the MP curve is the
+    Marchenko-Pastur density (it integrates to 1), the lines sit where the analysis put the
+    edges and the tail, and the rendered PNG shows them in their colours."""
+
+    def test_structure(self, spiked, tmp_path):
+        from lowrank.plot import plot_eigenvalues
+
+        fig = plot_eigenvalues(spiked)
+        ax = fig.axes[0]
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        view = spiked.random_matrix
+        # The bars: a density of all min(m, n) eigenvalues (all positive here), so their
+        # areas sum to 1 (up to float rounding).
+        area = sum(p.get_width() * p.get_height() for p in ax.patches)
+        assert area == pytest.approx(1.0, rel=1e-12)
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        edge_fit = next(v for k, v in lines.items() if k.startswith("MP edge, fitted"))
+        edge_closed = next(v for k, v in lines.items() if k.startswith("MP edge, σ̂²"))
+        assert edge_fit.get_xdata()[0] == pytest.approx(view.marchenko_pastur_fit.edge**2)
+        assert edge_closed.get_xdata()[0] == pytest.approx(view.marchenko_pastur.edge**2)
+        assert "3 spikes above" in edge_fit.get_label()
+        # The power law: slope -alpha on log-log axes, from xmin on.
+        law = view.power_law
+        pl = next(v for k, v in lines.items() if k.startswith("power law"))
+        x, y = np.asarray(pl.get_xdata()), np.asarray(pl.get_ydata())
+        assert x[0] == pytest.approx(law.xmin)
+        slope = np.diff(np.log(y)) / np.diff(np.log(x))
+        np.testing.assert_allclose(slope, -law.alpha, rtol=1e-9)
+        rgb = saved_png(fig, tmp_path / "eig.png")
+        for color in ("tab:blue", "tab:red", "tab:purple"):
+            assert pixels_near(rgb, matplotlib.colors.to_rgb(color)) > 50, color
+        assert pixels_near(rgb, (0.75, 0.75, 0.75)) > 2000  # the grey bars
+
+    def test_mp_density_integrates_to_one(self):
+        from lowrank.plot import _mp_density
+
+        for shape in [(4, 4), (300, 120), (50, 400)]:
+            big, small = max(shape), min(shape)
+            hi = 0.25 * (np.sqrt(big) + np.sqrt(small)) ** 2
+            lam = np.linspace(0.0, hi, 2_000_001)
+            # the square-root edges (and the 1/λ pole of a square matrix) converge slowly
+            total = np.trapezoid(_mp_density(lam, sigma=0.5, shape=shape), lam)
+            assert total == pytest.approx(1.0, abs=2e-3), shape
+
+    def test_picks_by_name_and_errors(self, layered, spiked):
+        from lowrank.plot import _mp_density, plot_eigenvalues
+
+        name = "encoder.layer.1.output.dense.weight"
+        ax = plot_eigenvalues(layered, name=name).axes[0]
+        assert ax.get_title().startswith(f"Eigenvalues of {name} (")
+        with pytest.raises(InputError, match=r"name must name one of the 10 matrices"):
+            plot_eigenvalues(layered)
+        with pytest.raises(InputError, match="names must be analysed matrices; got unknown"):
+            plot_eigenvalues(layered, name="nope")
+        with pytest.raises(InputError, match="bins must"):
+            plot_eigenvalues(spiked, bins=0)
+        from dataclasses import replace
+
+        with pytest.raises(InputError, match="has no random-matrix view"):
+            plot_eigenvalues(replace(spiked, random_matrix=None))
+        zero = analyze_matrix(np.zeros((3, 3)), name="Z")
+        with pytest.raises(InputError, match="'Z' has no positive singular value"):
+            plot_eigenvalues(zero)
+        with pytest.raises(InputError, match="shape must be a tuple of two positive ints"):
+            _mp_density(np.ones(2), sigma=1.0, shape=(0, 3))
+        with pytest.raises(InputError, match="sigma"):
+            _mp_density(np.ones(2), sigma=-1.0, shape=(3, 3))
