@@ -1,4 +1,7 @@
-r"""Figures of an analysis: rank–error curves, spectra, and a layer × module rank heatmap.
+r"""Figures of an analysis: rank–error curves, spectra, a rank heatmap, eigenvalue histograms.
+
+The heatmap shows the rank for an energy level per layer × module; the eigenvalue histogram
+of one matrix shows its Marchenko–Pastur bulk and power-law tail (:func:`plot_eigenvalues`).
 
 Each function draws from a :class:`~lowrank.analysis.Report` (a fresh one, or one read
 back with :meth:`Report.read_json <lowrank.analysis.Report.read_json>`: nothing is
