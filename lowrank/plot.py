@@ -39,7 +39,10 @@ from lowrank._validation import (
     check_str,
     check_str_sequence,
 )
-from lowrank.analysis import MatrixResult, Report, layer_grid, parse_layer_name
+from lowrank.analysis import MatrixResult, Report, UpdateResult, layer_grid, parse_layer_name
+
+# The column order of layer_grid (a transformer block's), for grids of other values.
+from lowrank.analysis._layers import module_order
 from lowrank.errors import InputError
 from lowrank.io import atomic_path
 
@@ -56,6 +59,7 @@ __all__ = [
     "plot_curves",
     "plot_eigenvalues",
     "plot_heatmap",
+    "plot_overlap",
     "plot_report",
     "plot_spectra",
     "save_figure",
@@ -441,51 +445,203 @@ def plot_heatmap(
     side = np.array(
         [m.rank_for_energy(grid.energy) / (min(m.shape) if relative else 1) for m in others]
     )
+    label = "rank / min(m, n)" if relative else "rank"
+    return _draw_grid(
+        ax,
+        rows=grid.rows,
+        modules=grid.modules,
+        values=values,
+        others=[m.name for m in others],
+        side=side,
+        title=f"{label} for {100 * grid.energy:g}% of ‖A‖_F²",
+        label=label,
+        fmt="{:.2f}" if relative else "{:.0f}",
+        cmap=cmap,
+        annotate=annotate,
+    )
+
+
+def _draw_grid(
+    ax: Axes | None,
+    *,
+    rows: Sequence[str],
+    modules: Sequence[str],
+    values: Array,
+    others: Sequence[str],
+    side: Array,
+    title: str,
+    label: str,
+    fmt: str,
+    cmap: str,
+    annotate: bool,
+    limits: tuple[float, float] | None = None,
+) -> Figure:
+    """A layer × module grid of ``values``, and beside it, after a blank column, one
+    full-height column per matrix without a layer index (``others``, values ``side``)."""
+    from matplotlib import colormaps
+
     shown = values
-    ticks, labels = list(range(len(grid.modules))), list(grid.modules)
-    if others:
-        gap = np.full((len(grid.rows), 1), np.nan)
-        shown = np.hstack([values, gap, np.broadcast_to(side, (len(grid.rows), side.size))])
-        ticks += [len(grid.modules) + 1 + k for k in range(len(others))]
-        labels += [_short_name(m.name) for m in others]
-    width = 1.2 + 1.1 * len(grid.modules) + (1.1 * len(others) + 0.4 if others else 0.0)
-    fig, ax = _new_axes(ax, (width, 1.4 + 0.45 * len(grid.rows)))
+    ticks, labels = list(range(len(modules))), list(modules)
+    if len(others):
+        gap = np.full((len(rows), 1), np.nan)
+        shown = np.hstack([values, gap, np.broadcast_to(side, (len(rows), side.size))])
+        ticks += [len(modules) + 1 + k for k in range(len(others))]
+        labels += [_short_name(name) for name in others]
+    width = 1.2 + 1.1 * len(modules) + (1.1 * len(others) + 0.4 if len(others) else 0.0)
+    fig, ax = _new_axes(ax, (width, 1.4 + 0.45 * len(rows)))
+    vmin, vmax = (None, None) if limits is None else limits
     image = ax.imshow(
-        np.ma.masked_invalid(shown), aspect="auto", cmap=cmap, interpolation="nearest"
+        np.ma.masked_invalid(shown),
+        aspect="auto",
+        cmap=cmap,
+        interpolation="nearest",
+        vmin=vmin,
+        vmax=vmax,
     )
     ax.set_xticks(ticks, labels, rotation=35, ha="right", fontsize="small")
-    ax.set_yticks(range(len(grid.rows)), grid.rows, fontsize="small")
+    ax.set_yticks(range(len(rows)), rows, fontsize="small")
     ax.set_ylabel("layer")
-    label = "rank / min(m, n)" if relative else "rank"
-    ax.set_title(f"{label} for {100 * grid.energy:g}% of ‖A‖_F²", fontsize="medium")
+    ax.set_title(title, fontsize="medium")
     fig.colorbar(image, ax=ax, label=label)
     if annotate:
         norm, colormap = image.norm, colormaps[cmap]
+
+        def write(x: float, y: float, v: Any) -> None:
+            r, g, b, _ = colormap(norm(v))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            ax.text(x, y, fmt.format(v), ha="center", va="center", color=ink, fontsize="x-small")
+
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                r, g, b, _ = colormap(norm(v))
-                ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.2f}" if relative else f"{int(v)}",
-                    ha="center",
-                    va="center",
-                    color=ink,
-                    fontsize="x-small",
-                )
+                write(j, i, v)
         for k, v in enumerate(side):
-            r, g, b, _ = colormap(norm(v))
-            ax.text(
-                len(grid.modules) + 1 + k,
-                (len(grid.rows) - 1) / 2,
-                f"{v:.2f}" if relative else f"{int(v)}",
-                ha="center",
-                va="center",
-                color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white",
-                fontsize="x-small",
-            )
+            if np.isfinite(v):
+                write(len(modules) + 1 + k, (len(rows) - 1) / 2, v)
     return fig
+
+
+def plot_overlap(
+    data: ResultsLike,
+    *,
+    rank: int | None = None,
+    side: Literal["left", "right"] = "left",
+    ax: Axes | None = None,
+    annotate: bool = True,
+    cmap: str = "viridis",
+) -> Figure:
+    r"""Subspace overlap of each update :math:`\Delta W` with its base :math:`W`, layer × module.
+
+    The cells are :attr:`lowrank.analysis.UpdateResult.overlap_left` (or ``overlap_right``)
+    at ``rank``: :math:`\|U_r(\Delta W)^\top U_r(W)\|_F^2/r`, the share of
+    :math:`\Delta W`'s top-r subspace inside :math:`W`'s (Hu et al. 2021, §7.3), on a fixed
+    0–1 colour scale. Rows, columns and the matrices without a layer index beside the grid
+    are laid out as in :func:`plot_heatmap`.
+
+    Parameters
+    ----------
+    data : Report or iterable of UpdateResult
+        The results of an update analysis (``lowrank analyze TUNED --base BASE``).
+    rank : int, optional
+        One of the analysed ranks (default: the first).
+    side : {"left", "right"}, default "left"
+        Left (output space, ``U``) or right (input space, ``V``) singular vectors.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    annotate : bool, default True
+        Write the value in each cell.
+    cmap : str, default "viridis"
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, a result that is not an update, no name with a layer index, a
+        rank that was not analysed, an unknown ``side`` or colormap.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_update_matrix
+    >>> from lowrank.plot import plot_overlap
+    >>> rng = np.random.default_rng(0)
+    >>> results = []
+    >>> for layer in range(3):
+    ...     for module in ("query", "value"):
+    ...         W = rng.standard_normal((24, 24))
+    ...         delta = 0.1 * rng.standard_normal((24, 2)) @ rng.standard_normal((2, 24))
+    ...         name = f"encoder.layer.{layer}.attention.self.{module}.weight"
+    ...         results.append(analyze_update_matrix(W + delta, W, name=name))
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_overlap(results, rank=results[0].overlap_left[0][0], ax=ax) is fig
+    True
+    """
+    from matplotlib import colormaps
+
+    items = _results(data)
+    plain = [m.name for m in items if not isinstance(m, UpdateResult)]
+    if plain:
+        raise InputError(
+            "data must be the results of an update analysis (lowrank analyze TUNED --base "
+            f"BASE); got a plain result for {plain[0]!r}"
+        )
+    updates = [m for m in items if isinstance(m, UpdateResult)]
+    check_choice(side, name="side", choices=("left", "right"))
+    annotate = check_bool(annotate, name="annotate")
+    if cmap not in colormaps:
+        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r}")
+    analysed = [r for r, _ in updates[0].overlap_left]
+    if rank is None:
+        if not analysed:
+            raise InputError("the report has no rank to plot (analysed ranks: none)")
+        rank = analysed[0]
+    rank = check_int(rank, name="rank", minimum=1)
+    if rank not in analysed:
+        raise InputError(f"rank must be one of the analysed ranks {tuple(analysed)}; got {rank}")
+
+    def overlap(m: UpdateResult) -> float:
+        return dict(m.overlap_left if side == "left" else m.overlap_right).get(rank, np.nan)
+
+    placed: dict[tuple[str, int, str], UpdateResult] = {}
+    others: list[UpdateResult] = []
+    for m in updates:
+        parsed = parse_layer_name(m.name)
+        if parsed is None:
+            others.append(m)
+        else:
+            placed.setdefault((parsed.stack, parsed.layer, parsed.module), m)
+    if not placed:
+        raise InputError(
+            "a layer x module grid needs tensor names with a layer index, like "
+            f"'encoder.layer.3.attention.self.query.weight'; none of the {len(updates)} "
+            "names has one"
+        )
+    stacks = list(dict.fromkeys(k[0] for k in placed))
+    row_keys = sorted({(k[0], k[1]) for k in placed}, key=lambda r: (stacks.index(r[0]), r[1]))
+    modules = module_order(k[2] for k in placed)
+    values = np.full((len(row_keys), len(modules)), np.nan)
+    for (stack, layer, module), m in placed.items():
+        values[row_keys.index((stack, layer)), modules.index(module)] = overlap(m)
+    rows = [str(layer) if len(stacks) == 1 else f"{stack}.{layer}" for stack, layer in row_keys]
+    vectors = "U" if side == "left" else "V"
+    return _draw_grid(
+        ax,
+        rows=rows,
+        modules=modules,
+        values=values,
+        others=[m.name for m in others],
+        side=np.array([overlap(m) for m in others]),
+        title=f"overlap ‖{vectors}_r(ΔW)ᵀ{vectors}_r(W)‖_F² / r at r = {rank}",
+        label=f"{side} subspace overlap",
+        fmt="{:.2f}",
+        cmap=cmap,
+        annotate=annotate,
+        limits=(0.0, 1.0),
+    )
 
 
 def _short_name(name: str) -> str:

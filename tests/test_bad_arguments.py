@@ -213,6 +213,13 @@ class Context:
 
         return analyze_matrix(MATRIX, name="model.layers.0.self_attn.q_proj.weight")
 
+    def update_result(self) -> Any:
+        from lowrank.analysis import analyze_update_matrix
+
+        return analyze_update_matrix(
+            MATRIX_B, MATRIX, name="model.layers.0.self_attn.q_proj.weight"
+        )
+
 
 def _network(*, forward: bool = False) -> Any:
     from lowrank.adapter import LoRALinear
@@ -424,6 +431,7 @@ VALID: dict[str, dict[str, Any]] = {
     "plot_curves": {"data": lambda ctx: ctx.report()},
     "plot_eigenvalues": {"data": lambda ctx: ctx.matrix_result()},
     "plot_heatmap": {"data": lambda ctx: ctx.report()},
+    "plot_overlap": {"data": lambda ctx: [ctx.update_result()]},
     "plot_report": {"data": lambda ctx: ctx.report(), "kind": "curves"},
     "plot_spectra": {"data": lambda ctx: ctx.report()},
     "save_figure": {"fig": lambda ctx: _figure(), "path": lambda ctx: ctx.fresh(".png")},

@@ -555,3 +555,86 @@ class TestEigenvalues:
             _mp_density(np.ones(2), sigma=1.0, shape=(0, 3))
         with pytest.raises(InputError, match="sigma"):
             _mp_density(np.ones(2), sigma=-1.0, shape=(3, 3))
+
+
+@pytest.fixture(scope="module")
+def updates():
+    """Updates of 2 layers x (query, value) and an embedding: the query updates lie in the
+    span of W's top singular vectors (overlap 1 at rank 2), the value updates are random."""
+    from lowrank.analysis import analyze_update_matrix
+
+    rng = np.random.default_rng(11)
+    options = AnalysisOptions(ranks=[2, 4], energies=[0.9])
+    results = []
+    for i in range(2):
+        for module in ("value", "query"):  # stored value first: drawn query first
+            W = rng.standard_normal((20, 16))
+            if module == "query":
+                U, _, Vh = np.linalg.svd(W, full_matrices=False)
+                delta = 0.3 * U[:, :2] @ np.diag([2.0, 1.0]) @ Vh[:2]
+            else:
+                delta = 0.3 * rng.standard_normal((20, 2)) @ rng.standard_normal((2, 16))
+            name = f"encoder.layer.{i}.attention.self.{module}.weight"
+            results.append(analyze_update_matrix(W + delta, W, name=name, options=options))
+    W = rng.standard_normal((30, 16))
+    delta = 0.3 * rng.standard_normal((30, 2)) @ rng.standard_normal((2, 16))
+    results.append(
+        analyze_update_matrix(
+            W + delta, W, name="embeddings.word_embeddings.weight", options=options
+        )
+    )
+    return results
+
+
+class TestOverlap:
+    def test_cells_and_pixels(self, updates, tmp_path):
+        from lowrank.plot import plot_overlap
+
+        fig = plot_overlap(updates, rank=2, annotate=False)
+        ax = fig.axes[0]
+        shown = ax.images[0].get_array()
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "attention.self.query",
+            "attention.self.value",
+            "embeddings.word_embeddings",
+        ]
+        by_name = {m.name: dict(m.overlap_left)[2] for m in updates}
+        for i in range(2):
+            for j, module in enumerate(("query", "value")):
+                expected = by_name[f"encoder.layer.{i}.attention.self.{module}.weight"]
+                assert shown[i, j] == expected
+        np.testing.assert_allclose(shown[:, 0], 1.0, atol=1e-9)  # in W's top-2 subspace
+        assert (shown[:, 1] < 0.9).all()  # random updates: mostly outside
+        assert shown[:, 2].mask.all()
+        np.testing.assert_array_equal(shown[:, 3], by_name["embeddings.word_embeddings.weight"])
+        assert ax.images[0].norm.vmin == 0.0 and ax.images[0].norm.vmax == 1.0
+        rgb = saved_png(fig, tmp_path / "overlap.png")
+        cmap = ax.images[0].get_cmap()
+        top = cmap(1.0)[:3]
+        for i in range(2):
+            np.testing.assert_allclose(pixel_at(rgb, ax, 0, i), top, atol=2.5 / 255)
+
+    def test_right_side_default_rank_and_text(self, updates):
+        from lowrank.plot import plot_overlap
+
+        ax = plot_overlap(updates, side="right").axes[0]
+        assert ax.get_title() == "overlap ‖V_r(ΔW)ᵀV_r(W)‖_F² / r at r = 2"
+        right = dict(updates[1].overlap_right)[2]  # layer 0 query
+        assert ax.texts[0].get_text() == f"{right:.2f}"
+        assert len(ax.texts) == 4 + 1
+
+    def test_errors(self, updates, three):
+        from lowrank.plot import plot_overlap
+
+        with pytest.raises(InputError, match="got a plain result for 'fast'"):
+            plot_overlap(three)
+        with pytest.raises(
+            InputError, match=r"rank must be one of the analysed ranks \(2, 4\); got 3"
+        ):
+            plot_overlap(updates, rank=3)
+        with pytest.raises(InputError, match="side must be"):
+            plot_overlap(updates, side="up")
+        with pytest.raises(InputError, match="cmap must be a matplotlib colormap name"):
+            plot_overlap(updates, cmap="nope")
+        with pytest.raises(InputError, match="none of the 1 names has one"):
+            plot_overlap(updates[-1:])
