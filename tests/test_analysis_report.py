@@ -305,3 +305,13 @@ def test_layer_grid_columns_follow_the_block_order():
         for m in ("mlp.down_proj", "self_attn.q_proj")
     ]
     assert layer_grid(results, energy=0.9).modules == ("self_attn.q_proj", "mlp.down_proj")
+
+
+def test_pandas_is_imported_only_by_to_pandas():
+    import subprocess
+
+    code = (
+        "import sys, lowrank, lowrank.analysis, lowrank.plot, lowrank.cli\n"
+        "assert 'pandas' not in sys.modules, 'pandas loaded at import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
