@@ -312,13 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot",
         help="draw a figure from a JSON report",
-        description="Draw rank-error curves, spectra or a layer x module heatmap from a "
-        "report written by 'lowrank analyze --json', without recomputing.",
+        description="Draw rank-error curves, spectra, a layer x module heatmap, one matrix's "
+        "eigenvalue histogram or an update's subspace overlaps from a report written by "
+        "'lowrank analyze --json', without recomputing.",
         epilog="example:\n  lowrank plot report.json --kind curves -o curves.svg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plot.add_argument("report", metavar="REPORT.json")
-    plot.add_argument("--kind", choices=PLOT_KINDS, required=True)
+    plot.add_argument(
+        "--kind",
+        choices=(*PLOT_KINDS, *_MORE_PLOT_KINDS),
+        required=True,
+        help="eigenvalues: one matrix's eigenvalue histogram with its Marchenko-Pastur bulk "
+        "and power-law fit; overlap: per layer x module, the subspace overlap of each update "
+        "with its base (a report of 'analyze TUNED --base BASE')",
+    )
     plot.add_argument(
         "-o", "--output", required=True, metavar="F", help="figure file: .png, .svg or .pdf"
     )
@@ -330,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.add_argument(
         "--max-rank", type=_positive_int, metavar="R", help="curves: draw ranks up to R"
+    )
+    plot.add_argument("--name", metavar="NAME", help="eigenvalues: the matrix to draw")
+    plot.add_argument(
+        "--rank", type=_positive_int, metavar="R", help="overlap: one of the analysed ranks"
+    )
+    plot.add_argument(
+        "--side",
+        choices=("left", "right"),
+        help="overlap: left (output) or right (input) singular vectors (default left)",
     )
     plot.add_argument(
         "--relative",
@@ -874,15 +891,27 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_MORE_PLOT_KINDS = ("eigenvalues", "overlap")
+"""Figures of ``lowrank plot`` beyond :data:`lowrank.plot.PLOT_KINDS` (which ``analyze
+--plot-kind`` offers): they need a matrix name or an update report."""
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from lowrank.analysis import Report
-    from lowrank.plot import plot_report
+    from lowrank.plot import plot_eigenvalues, plot_overlap, plot_report, save_figure
 
+    for flag, value, kinds in (
+        ("--name", args.name, ("eigenvalues",)),
+        ("--rank", args.rank, ("overlap",)),
+        ("--side", args.side, ("overlap",)),
+    ):
+        if value is not None and args.kind not in kinds:
+            raise _UsageError(f"lowrank plot: error: {flag} applies to --kind {kinds[0]} only")
     if args.energy is not None and args.kind != "heatmap":
         raise _UsageError("lowrank plot: error: --energy applies to --kind heatmap only")
     if args.max_rank is not None and args.kind != "curves":
         raise _UsageError("lowrank plot: error: --max-rank applies to --kind curves only")
-    if args.relative and args.kind == "spectra":
+    if args.relative and args.kind not in ("curves", "heatmap"):
         raise _UsageError("lowrank plot: error: --relative applies to --kind curves or heatmap")
     report = Report.read_json(args.report)
     options: dict[str, Any] = {}
@@ -911,7 +940,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         )
         names = {info.name for info in chosen.matrices}
         data = [m for m in report.matrices if m.name in names]
-    plot_report(data, kind=args.kind, path=args.output, **options)
+    if args.kind == "eigenvalues":
+        count = len(data.matrices) if isinstance(data, Report) else len(data)
+        if args.name is None and count > 1:
+            raise _UsageError(
+                f"lowrank plot: error: --kind eigenvalues needs --name NAME (the report has "
+                f"{count} matrices), or --include selecting one"
+            )
+        save_figure(plot_eigenvalues(data, name=args.name), args.output)
+    elif args.kind == "overlap":
+        fig = plot_overlap(data, rank=args.rank, side=args.side or "left")
+        save_figure(fig, args.output)
+    else:
+        plot_report(data, kind=args.kind, path=args.output, **options)
     note = " (partial report)" if report.partial else ""
     _say(f"wrote {args.output}{note}")
     return EXIT_OK

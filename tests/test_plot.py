@@ -638,3 +638,50 @@ class TestOverlap:
             plot_overlap(updates, cmap="nope")
         with pytest.raises(InputError, match="none of the 1 names has one"):
             plot_overlap(updates[-1:])
+
+
+class TestCommandNewKinds:
+    """``lowrank plot --kind eigenvalues --name NAME`` and ``--kind overlap``."""
+
+    def test_eigenvalues_and_overlap(self, layered, updates, tmp_path, capsys):
+        from dataclasses import replace
+
+        from lowrank.cli import main
+
+        plain = tmp_path / "r.json"
+        layered.write_json(plain)
+        target = tmp_path / "eig.png"
+        name = "encoder.layer.2.output.dense.weight"
+        args = ["plot", str(plain), "--kind", "eigenvalues", "--name", name, "-o", str(target)]
+        assert main(args) == 0
+        assert drawn_fraction(imread(target)[..., :3]) > 0.05
+        # --include selecting one matrix does instead of --name
+        args = ["plot", str(plain), "--kind", "eigenvalues", "--include", name, "-o", str(target)]
+        assert main(args) == 0
+        update = Report(run=replace(layered.run, base="/base"), matrices=tuple(updates))
+        update_file = tmp_path / "u.json"
+        update.write_json(update_file)
+        target = tmp_path / "overlap.png"
+        args = ["plot", str(update_file), "--kind", "overlap", "--rank", "4", "-o", str(target)]
+        assert main([*args, "--side", "right"]) == 0
+        assert drawn_fraction(imread(target)[..., :3]) > 0.1
+        capsys.readouterr()
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (["--kind", "eigenvalues"], "--kind eigenvalues needs --name NAME (the report has 10"),
+            (["--kind", "curves", "--name", "x"], "--name applies to --kind eigenvalues only"),
+            (["--kind", "heatmap", "--rank", "2"], "--rank applies to --kind overlap only"),
+            (["--kind", "spectra", "--side", "left"], "--side applies to --kind overlap only"),
+            (["--kind", "overlap", "--relative"], "--relative applies to --kind curves or heatmap"),
+            (["--kind", "overlap"], "got a plain result for"),
+        ],
+    )
+    def test_usage_errors(self, layered, tmp_path, capsys, options, message):
+        from lowrank.cli import main
+
+        plain = tmp_path / "r.json"
+        layered.write_json(plain)
+        assert main(["plot", str(plain), *options, "-o", str(tmp_path / "x.png")]) != 0
+        assert message in capsys.readouterr().err
