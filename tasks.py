@@ -4,7 +4,7 @@
     python3 tasks.py demo          # create .venv, install, analyse the real MiniLM checkpoint
     python3 tasks.py test          # create .venv, install the test extras, run the test suite
     python3 tasks.py test -m "slow or network"  # ... the groups the default run leaves out
-    python3 tasks.py test-interop  # create .venv-interop with PyTorch + PEFT, run the interop tests
+    python3 tasks.py test-interop  # .venv-interop with PyTorch, PEFT, WeightWatcher: interop tests
     python3 tasks.py lint          # ruff check, ruff format --check, mypy --strict
     python3 tasks.py bench [ARGS]  # run the benchmarks (see benchmarks/README.md)
     python3 tasks.py docs [ARGS]   # build the API reference into docs/_build/html (warnings fail)
@@ -106,7 +106,9 @@ def test(argv: list[str]) -> None:
 
 
 def test_interop(argv: list[str]) -> None:
-    python = ensure_env("test", name=".venv-interop", pre=("torch==2.13.0", "peft"))
+    python = ensure_env(
+        "test", name=".venv-interop", pre=("torch==2.13.0", "peft", "weightwatcher==0.7.7")
+    )
     env = dict(os.environ)
     env.setdefault("HYPOTHESIS_PROFILE", "ci" if env.get("CI") else "dev")
     _run(python, "-m", "pytest", "-m", "interop", "tests", *argv, env=env)
