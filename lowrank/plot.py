@@ -2,6 +2,8 @@ r"""Figures of an analysis: rank–error curves, spectra, a rank heatmap, eigenv
 
 The heatmap shows the rank for an energy level per layer × module; the eigenvalue histogram
 of one matrix shows its Marchenko–Pastur bulk and power-law tail (:func:`plot_eigenvalues`).
+An update analysis adds the subspace overlap grid (:func:`plot_overlap`) and the spectra of
+each :math:`\Delta W` against its base :math:`W`'s (:func:`plot_update_spectra`).
 
 Each function draws from a :class:`~lowrank.analysis.Report` (a fresh one, or one read
 back with :meth:`Report.read_json <lowrank.analysis.Report.read_json>`: nothing is
@@ -62,6 +64,7 @@ __all__ = [
     "plot_overlap",
     "plot_report",
     "plot_spectra",
+    "plot_update_spectra",
     "save_figure",
 ]
 
@@ -642,6 +645,115 @@ def plot_overlap(
         annotate=annotate,
         limits=(0.0, 1.0),
     )
+
+
+def plot_update_spectra(
+    data: ResultsLike,
+    *,
+    names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    normalize: bool = True,
+    legend: bool | None = None,
+) -> Figure:
+    r"""The spectrum of each update :math:`\Delta W` against its base :math:`W`'s, log–log.
+
+    For each matrix, :attr:`~lowrank.analysis.MatrixResult.singular_values` (of
+    :math:`\Delta W`, solid) and :attr:`~lowrank.analysis.UpdateResult.base_singular_values`
+    (of :math:`W = W_\text{base}`, dashed) against their index, in one colour per matrix
+    (matrices of one module type across layers share a hue, lighter for shallower layers, as
+    in :func:`plot_spectra`). A low-rank update shows as a solid line that drops far below
+    the dashed one after a few indices.
+
+    Parameters
+    ----------
+    data : Report or iterable of UpdateResult
+        The results of an update analysis (``lowrank analyze TUNED --base BASE``).
+    names : sequence of str, optional
+        Only these matrices, in this order.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    normalize : bool, default True
+        Divide both spectra of a matrix by :math:`\sigma_1(W)` (so the solid line's height
+        is the update's size relative to :math:`W`'s; not done where :math:`\sigma_1(W) = 0`),
+        else draw :math:`\sigma_i`.
+    legend : bool, optional
+        Show a legend (default: when there are at most 12 groups): its first two entries
+        say which line style is :math:`\Delta W` and which :math:`W`, then one per colour.
+        Without it the title says so.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, an unknown name, a result that is not an update, or one without
+        the base's singular values (a report written before they were recorded).
+
+    Notes
+    -----
+    Zero singular values cannot be drawn on a log axis and are left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_update_matrix
+    >>> from lowrank.plot import plot_update_spectra
+    >>> rng = np.random.default_rng(0)
+    >>> W = rng.standard_normal((32, 32))
+    >>> delta = 0.1 * rng.standard_normal((32, 2)) @ rng.standard_normal((2, 32))
+    >>> result = analyze_update_matrix(W + delta, W, name="query.weight")
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_update_spectra([result], ax=ax) is fig
+    True
+    """
+    from matplotlib.lines import Line2D
+
+    items = _results(data, names)
+    plain = [m.name for m in items if not isinstance(m, UpdateResult)]
+    if plain:
+        raise InputError(
+            "data must be the results of an update analysis (lowrank analyze TUNED --base "
+            f"BASE); got a plain result for {plain[0]!r}"
+        )
+    updates = [m for m in items if isinstance(m, UpdateResult)]
+    missing = [m.name for m in updates if m.base_singular_values is None]
+    if missing:
+        raise InputError(
+            f"the result for {missing[0]!r} has no base_singular_values (a report written "
+            "before they were recorded); run the update analysis again"
+        )
+    normalize = check_bool(normalize, name="normalize")
+    legend = _check_legend(legend)
+    fig, ax = _new_axes(ax, (7.0, 4.5))
+    styles, groups = _line_styles(updates)
+    for m, (color, label) in zip(updates, styles, strict=True):
+        base = np.asarray(m.base_singular_values, dtype=np.float64)
+        scale = base[0] if normalize and base.size and base[0] > 0 else 1.0
+        for s, style, what in ((m.singular_values, "-", label), (base, "--", "_nolegend_")):
+            y = np.asarray(s, dtype=np.float64) / scale
+            y[y <= 0.0] = np.nan
+            ax.plot(np.arange(1, y.size + 1), y, color=color, linestyle=style, label=what)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("σ_i / σ_1(W)" if normalize else "σ_i")
+    show = groups <= _LEGEND_MAX if legend is None else legend
+    if show:
+        keys = [
+            Line2D([], [], color="0.3", linestyle="-", label="ΔW (solid)"),
+            Line2D([], [], color="0.3", linestyle="--", label="W = W_base (dashed)"),
+        ]
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=[*keys, *handles], fontsize="x-small", loc="best")
+    else:
+        ax.set_title(
+            f"Spectra of {len(updates)} updates: ΔW solid, W = W_base dashed", fontsize="medium"
+        )
+    ax.grid(True, which="major", alpha=0.3)
+    return fig
 
 
 def _short_name(name: str) -> str:

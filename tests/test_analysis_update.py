@@ -26,7 +26,7 @@ from lowrank.analysis import (
     local_executor,
     start_update_analysis,
 )
-from lowrank.errors import MissingFileError, ShapeError
+from lowrank.errors import InputError, MissingFileError, ShapeError
 from lowrank.io import save_safetensors
 from lowrank.lora import amplification_factor, subspace_similarity
 
@@ -70,6 +70,14 @@ def _check_against_dense(res: UpdateResult, W_tuned: np.ndarray, W_base: np.ndar
     np.testing.assert_allclose(res.spectral_norm, sv[0], rtol=RTOL)
     np.testing.assert_allclose(res.stable_rank, fro**2 / sv[0] ** 2, rtol=RTOL)
     np.testing.assert_allclose(res.base_norm_fro, np.linalg.norm(b), rtol=RTOL)
+    # W's spectrum against NumPy's float64 values-only SVD of the same float64 matrix: both
+    # backward stable, so they agree to a small multiple of eps * sigma_1(W) (RTOL, above).
+    sb_ref = np.linalg.svd(b, compute_uv=False)
+    assert res.base_singular_values is not None
+    assert res.base_singular_values.dtype == np.float64
+    assert res.base_singular_values.shape == (min(b.shape),)
+    assert (np.diff(res.base_singular_values) <= 0).all()  # descending
+    np.testing.assert_allclose(res.base_singular_values, sb_ref, rtol=0, atol=RTOL * sb_ref[0])
     np.testing.assert_allclose(res.relative_size, fro / np.linalg.norm(b), rtol=RTOL)
     for (r, err), (r_ref, err_ref) in zip(
         res.rank_errors, _reference_errors(sv, [r for r, _ in res.rank_errors]), strict=True
@@ -175,6 +183,17 @@ class TestAnalyzeUpdateMatrix:
             "float64",
         )
         assert res == UpdateResult.from_dict(json.loads(json.dumps(res.to_dict())))
+        # W's singular values are in the JSON and read back bit for bit.
+        again = UpdateResult.from_dict(json.loads(json.dumps(res.to_dict())))
+        assert again.base_singular_values is not None and res.base_singular_values is not None
+        np.testing.assert_array_equal(again.base_singular_values, res.base_singular_values)
+        # An update report written before the field existed still reads, with None; it is
+        # then not equal to one that has the values.
+        older = res.to_dict()
+        del older["base_singular_values"]
+        old = UpdateResult.from_dict(older)
+        assert old.base_singular_values is None
+        assert old != res and res != old
         # A plain MatrixResult with the same numbers is not equal to it.
         plain = MatrixResult.from_dict(res.to_dict())
         assert plain != res and res != plain
@@ -319,6 +338,33 @@ class TestAnalyzeUpdate:
         report = analyze(root / "base.safetensors", ranks=[1])
         assert "base" not in report.to_dict()["run"]
         assert "relative_size" not in report.to_csv()
+
+    def test_spectra_npz_holds_both_spectra(self, checkpoints, tmp_path):
+        from dataclasses import replace
+
+        root, *_ = checkpoints
+        report = _run(root)
+        report.write_spectra(tmp_path / "s.npz")
+        with np.load(tmp_path / "s.npz") as archive:
+            names = [m.name for m in report.matrices]
+            assert sorted(archive.files) == sorted([*names, *(f"base:{n}" for n in names)])
+            for m in report.matrices:
+                np.testing.assert_array_equal(archive[m.name], m.singular_values)
+                np.testing.assert_array_equal(archive[f"base:{m.name}"], m.base_singular_values)
+        # An older report without the field writes the ΔW spectra only.
+        older = replace(
+            report, matrices=tuple(replace(m, base_singular_values=None) for m in report.matrices)
+        )
+        older.write_spectra(tmp_path / "old.npz")
+        with np.load(tmp_path / "old.npz") as archive:
+            assert sorted(archive.files) == sorted(m.name for m in report.matrices)
+        # A tensor named like another's base key is refused before anything is written.
+        first = report.matrices[0]
+        clash = replace(report.matrices[1], name=f"base:{first.name}")
+        bad = replace(report, matrices=(first, clash))
+        with pytest.raises(InputError, match=r"the \.npz key 'base:layers.0.*' of the base spec"):
+            bad.write_spectra(tmp_path / "bad.npz")
+        assert not (tmp_path / "bad.npz").exists()
 
     def test_infinite_amplification_round_trips_through_json(self, tmp_path):
         W = np.diag([10.0, 6.0, 0.0, 0.0]).astype(np.float32)

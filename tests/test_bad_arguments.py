@@ -434,6 +434,7 @@ VALID: dict[str, dict[str, Any]] = {
     "plot_overlap": {"data": lambda ctx: [ctx.update_result()]},
     "plot_report": {"data": lambda ctx: ctx.report(), "kind": "curves"},
     "plot_spectra": {"data": lambda ctx: ctx.report()},
+    "plot_update_spectra": {"data": lambda ctx: [ctx.update_result()]},
     "save_figure": {"fig": lambda ctx: _figure(), "path": lambda ctx: ctx.fresh(".png")},
     # testing
     "assert_adapters_agree": {

@@ -640,6 +640,72 @@ class TestOverlap:
             plot_overlap(updates[-1:])
 
 
+class TestUpdateSpectra:
+    """plot_update_spectra: ΔW solid against W dashed, one colour per matrix."""
+
+    def test_lines_are_the_reports_values(self, updates, tmp_path):
+        from lowrank.plot import plot_update_spectra
+
+        fig = plot_update_spectra(updates)
+        ax = fig.axes[0]
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+        lines = ax.get_lines()
+        assert len(lines) == 2 * len(updates)
+        pairs = zip(lines[::2], lines[1::2], strict=True)
+        for m, (solid, dashed) in zip(updates, pairs, strict=True):
+            s, b = m.singular_values, m.base_singular_values
+            assert (solid.get_linestyle(), dashed.get_linestyle()) == ("-", "--")
+            assert solid.get_color() is dashed.get_color() or np.array_equal(
+                solid.get_color(), dashed.get_color()
+            )
+            np.testing.assert_array_equal(solid.get_xdata(), np.arange(1, s.size + 1))
+            # Both divided by sigma_1(W): one division each, so 1 ulp.
+            np.testing.assert_allclose(dashed.get_ydata(), b / b[0], rtol=1e-15)
+            y = solid.get_ydata()
+            drawn = s > 0
+            np.testing.assert_allclose(y[drawn], s[drawn] / b[0], rtol=1e-15)
+            assert np.isnan(y[~drawn]).all()  # zero values are not drawn on a log axis
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == [
+            "ΔW (solid)",
+            "W = W_base (dashed)",
+            "attention.self.value (layers 0–1, darker = deeper)",
+            "attention.self.query (layers 0–1, darker = deeper)",
+            "embeddings.word_embeddings.weight",
+        ]
+        rgb = saved_png(fig, tmp_path / "update-spectra.png")
+        assert 0.01 < drawn_fraction(rgb) < 0.5
+        assert min(pixels_near(rgb, c) for c in curve_colors(3)) > 30
+
+    def test_raw_values_selected_names_and_no_legend(self, updates):
+        from lowrank.plot import plot_update_spectra
+
+        name = "embeddings.word_embeddings.weight"
+        ax = plot_update_spectra(updates, names=[name], normalize=False, legend=False).axes[0]
+        solid, dashed = ax.get_lines()
+        np.testing.assert_array_equal(dashed.get_ydata(), updates[-1].base_singular_values)
+        s = updates[-1].singular_values
+        np.testing.assert_array_equal(solid.get_ydata()[s > 0], s[s > 0])
+        assert ax.get_ylabel() == "σ_i"
+        assert ax.get_legend() is None
+        assert ax.get_title() == "Spectra of 1 updates: ΔW solid, W = W_base dashed"
+
+    def test_errors(self, updates, three):
+        from dataclasses import replace
+
+        from lowrank.plot import plot_update_spectra
+
+        with pytest.raises(InputError, match="got a plain result for 'fast'"):
+            plot_update_spectra(three)
+        with pytest.raises(InputError, match="unknown name 'nope'"):
+            plot_update_spectra(updates, names=["nope"])
+        old = replace(updates[0], base_singular_values=None)
+        with pytest.raises(InputError, match="has no base_singular_values"):
+            plot_update_spectra([old])
+        with pytest.raises(InputError, match="normalize"):
+            plot_update_spectra(updates, normalize="yes")
+
+
 class TestCommandNewKinds:
     """``lowrank plot --kind eigenvalues --name NAME`` and ``--kind overlap``."""
 

@@ -521,11 +521,13 @@ class Report:
         return {m.name: m.singular_values for m in self.matrices}
 
     def write_spectra(self, path: str | os.PathLike[str]) -> None:
-        """Save :meth:`spectra` as an ``.npz`` archive (one array per tensor name), atomically.
+        r"""Save :meth:`spectra` as an ``.npz`` archive (one array per tensor name), atomically.
 
         The name is used as given (``numpy.savez`` would add ``.npz`` to a path without it)
         and any tensor name is a valid key (even ``"file"``, which ``numpy.savez`` rejects);
-        read it with ``numpy.load(path)``.
+        read it with ``numpy.load(path)``. In an update report the key ``NAME`` holds the
+        spectrum of :math:`\Delta W` and ``base:NAME`` that of its base :math:`W`
+        (:attr:`UpdateResult.base_singular_values`, where the report has it).
 
         Parameters
         ----------
@@ -535,13 +537,25 @@ class Report:
         Raises
         ------
         MissingFileError, InputError
-            As :meth:`write_json`.
+            As :meth:`write_json`; also ``InputError`` when a tensor's name is the
+            ``base:NAME`` key of another's base spectrum.
         """
+        target = check_path(path, name="path")
+        arrays = self.spectra()
+        for m in self.matrices:
+            if isinstance(m, UpdateResult) and m.base_singular_values is not None:
+                key = f"base:{m.name}"
+                if key in arrays:
+                    raise InputError(
+                        f"the .npz key {key!r} of the base spectrum of {m.name!r} is also a "
+                        "tensor name; rename one of them"
+                    )
+                arrays[key] = m.base_singular_values
         with (
-            atomic_path(check_path(path, name="path")) as temp,
+            atomic_path(target) as temp,
             zipfile.ZipFile(temp, mode="w", compression=zipfile.ZIP_STORED) as archive,
         ):
             # What numpy.savez does, without its keyword arguments shadowing tensor names.
-            for name, values in self.spectra().items():
+            for name, values in arrays.items():
                 with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
                     np.lib.format.write_array(member, values, allow_pickle=False)

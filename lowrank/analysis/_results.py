@@ -255,8 +255,13 @@ class MatrixResult:
             return False
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, np.ndarray):
-                if not (a.dtype == b.dtype and np.array_equal(a, b)):
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if not (
+                    isinstance(a, np.ndarray)
+                    and isinstance(b, np.ndarray)
+                    and a.dtype == b.dtype
+                    and np.array_equal(a, b)
+                ):
                     return False
             elif a != b:
                 return False
@@ -428,6 +433,11 @@ class UpdateResult(MatrixResult):
         ``(r, factor)``: :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` with
         :math:`U_r, V_r` the top-r singular vectors of :math:`\Delta W`
         (:func:`lowrank.lora.amplification_factor`; ``inf`` when the projection is 0).
+    base_singular_values : ndarray, shape (min(m, n),), or None
+        All singular values of :math:`W`, float64, descending: the spectrum of the exact
+        SVD whose top singular vectors give the overlaps (no extra SVD). ``None`` in
+        reports written before the field existed, and where :math:`W`'s spectrum was not
+        computed.
     """
 
     base_file: str
@@ -437,6 +447,7 @@ class UpdateResult(MatrixResult):
     overlap_left: tuple[tuple[int, float], ...]
     overlap_right: tuple[tuple[int, float], ...]
     amplification: tuple[tuple[int, float], ...]
+    base_singular_values: Array | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (infinities as ``"inf"``); :meth:`from_dict` inverts it exactly.
@@ -476,6 +487,9 @@ class UpdateResult(MatrixResult):
             overlap_left=tuple((int(r), float(v)) for r, v in data["overlap_left"]),
             overlap_right=tuple((int(r), float(v)) for r, v in data["overlap_right"]),
             amplification=tuple((int(r), float(v)) for r, v in data["amplification"]),
+            base_singular_values=None
+            if data.get("base_singular_values") is None
+            else np.asarray(data["base_singular_values"], dtype=np.float64).reshape(-1),
         )
 
 

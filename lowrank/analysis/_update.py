@@ -64,7 +64,8 @@ def analyze_update_matrix(
     UpdateResult
         The :class:`MatrixResult` fields of :math:`\Delta W` (``dtype`` that of ``tuned``,
         ``compute_dtype`` float64), its relative size, and per rank the subspace overlaps
-        and the amplification factor.
+        and the amplification factor; ``base_singular_values`` are all singular values of
+        :math:`W` (float64, descending).
 
     Raises
     ------
@@ -188,6 +189,8 @@ def _analyze_update(
         overlap_left=tuple((r, left[min(r, full)]) for r in options.ranks),
         overlap_right=tuple((r, right[min(r, full)]) for r in options.ranks),
         amplification=tuple((r, amp[min(r, full)]) for r in options.ranks),
+        # The exact SVD of W computed every singular value; its spectrum is W's, free.
+        base_singular_values=np.asarray(sb.spectrum, dtype=np.float64),
     )
 
 
