@@ -88,6 +88,7 @@ NOT_SWEPT: dict[str, str] = {
     "AdapterConfig": "result record",
     "LoRAGradients": "result record",
     "LossResult": "result record",
+    "DigitsFinetune": "result record",
     "TrainResult": "result record",
     "PeftAdapter": "result record",
     "PeftModule": "result record",
@@ -392,6 +393,8 @@ VALID: dict[str, dict[str, Any]] = {
         "metadata": {"k": "v"},
     },
     "select": {},
+    # examples_digits (a second of training per valid call; bad arguments fail first)
+    "make_digits_finetune": {"directory": lambda ctx: ctx.fresh()},
     # analysis
     "analyze": {"ranks": (1, 2), "energies": (0.9,)},
     "start_analysis": {"ranks": (1, 2), "energies": (0.9,)},

@@ -232,10 +232,29 @@ class TestDemo:
                 "minilm-curves.png",
                 "minilm-spectra.png",
                 "minilm-heatmap.png",
+                "digits",
+                "digits-update.json",
+                "digits-update.md",
+                "digits-adapter.json",
+                "digits-adapter.md",
             ]
         )
         report = Report.read_json(out / "minilm-report.json")
         assert report.run.ranks == (8, 16, 64) and len(report.matrices) == 4
+        # The second part: the toolkit's own fine-tune on scikit-learn's digits.
+        assert sorted(p.name for p in (out / "digits").iterdir()) == [
+            "adapter_lora",
+            "base.safetensors",
+            "tuned_full.safetensors",
+        ]
+        names = ["0.weight", "2.weight", "4.weight"]
+        for stem in ("digits-update", "digits-adapter"):
+            digits = Report.read_json(out / f"{stem}.json")
+            assert [m.name for m in digits.matrices] == names
+            assert all(m.relative_size > 0 for m in digits.matrices)
+        printed = capsys.readouterr().out
+        assert "# digits: a fine-tune made here on scikit-learn's digits" in printed
+        assert "full 0.weight" in printed and "lora 4.weight" in printed
 
     def test_out_must_be_a_directory(self, tmp_path, capsys):
         (tmp_path / "f").write_text("")

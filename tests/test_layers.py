@@ -38,6 +38,7 @@ LAYERS = {
     "lora": 3,
     "adapter": 4,
     "analysis": 5,
+    "examples_digits": 5,
     "plot": 6,
     "cli": 7,
     "__main__": 8,

@@ -94,3 +94,54 @@ def test_numbers_match_numpy_float64_svd(demo, minilm, name):
     for r, err in res.rank_errors:
         direct = math.sqrt(max(0.0, np.sum(s[r:] ** 2))) / fro
         assert err == pytest.approx(direct, rel=1e-8, abs=1e-15)
+
+
+PLANTED = {
+    "encoder.layer.0.attention.self.query.weight": (4.0, 2.0, 1.0, 0.5, 0.25),  # 384 x 384
+    "encoder.layer.5.intermediate.dense.weight": (3.0, 3.0 / 16, 3.0 / 256),  # 1536 x 384
+}
+
+
+def test_planted_update_on_real_weights(minilm, tmp_path):
+    """Real MiniLM weights W plus a planted Delta W = U diag(s) V^T of known rank and
+    spectrum: analyze_update finds exactly that rank and spectrum."""
+    from lowrank.analysis import analyze_update
+    from lowrank.io import save_safetensors
+
+    rng = np.random.default_rng(13)
+    infos = {i.name: i for i in list_tensors(minilm)}
+    base, tuned, planted = {}, {}, {}
+    for name, s in PLANTED.items():
+        W = load_tensor(infos[name])  # float32, as stored
+        m, n = W.shape
+        U = np.linalg.qr(rng.standard_normal((m, len(s))))[0]
+        V = np.linalg.qr(rng.standard_normal((n, len(s))))[0]
+        delta = (U * np.array(s)) @ V.T
+        base[name] = W
+        # Stored in float64, so tuned - base is Delta W to float64 rounding of the sum.
+        tuned[name] = W.astype(np.float64) + delta
+        planted[name] = (np.array(s), delta, W.astype(np.float64))
+    save_safetensors(tmp_path / "base.safetensors", base)
+    save_safetensors(tmp_path / "tuned.safetensors", tuned)
+    with threadpool_limits(1):
+        report = analyze_update(tmp_path / "tuned.safetensors", tmp_path / "base.safetensors")
+    assert sorted(r.name for r in report.matrices) == sorted(PLANTED)
+    for res in report.matrices:
+        s, delta, W = planted[res.name]
+        rank = s.size
+        assert res.numerical_rank == rank
+        # The planted values to float64 accuracy (the residual of the sum is ~eps64 * |W|).
+        np.testing.assert_allclose(res.singular_values[:rank], s, rtol=1e-10)
+        # Beyond the rank only rounding: well below the smallest planted value.
+        assert np.all(res.singular_values[rank:] <= 1e-6 * s[0])
+        # The ranks for 90 % and 99 % energy, worked out by hand from s.
+        expected = {"query": {0.9: 2, 0.99: 4}, "intermediate": {0.9: 1, 0.99: 1}}
+        kind = "query" if "query" in res.name else "intermediate"
+        assert dict(res.energy_ranks) == expected[kind]
+        for r, err in res.rank_errors:
+            assert err == pytest.approx(
+                math.sqrt(np.sum(s[r:] ** 2) / np.sum(s**2)), rel=1e-8, abs=1e-8
+            )
+        assert res.norm_fro == pytest.approx(np.linalg.norm(s), rel=1e-12)
+        assert res.spectral_norm == pytest.approx(s[0], rel=1e-12)
+        assert res.relative_size == pytest.approx(np.linalg.norm(s) / np.linalg.norm(W), rel=1e-12)
