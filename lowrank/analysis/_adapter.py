@@ -42,12 +42,12 @@ from lowrank.analysis._results import (
     SkippedTensor,
     UpdateResult,
 )
-from lowrank.analysis._update import _amplification, _float64
+from lowrank.analysis._update import _float64, _subspace_view
 from lowrank.curves import rank_error_curve, select_rank
 from lowrank.errors import InputError, LowRankError, MissingFileError
 from lowrank.io import TensorInfo, list_tensors, load_matrix
 from lowrank.io.peft import PeftModule, load_peft_adapter
-from lowrank.lora import factored_svd, subspace_similarity
+from lowrank.lora import factored_svd
 from lowrank.metrics import (
     entropy_effective_rank,
     numerical_rank,
@@ -219,13 +219,7 @@ def _with_base(
         # dense SVD, exactly as analyze_update computes them.
         sd = svd_of(dense_input(delta), top, method="exact")
     sb = svd_of(dense_input(base), top, method="exact")
-    left: dict[int, float] = {}
-    right: dict[int, float] = {}
-    amp: dict[int, float] = {}
-    for r in ranks:
-        left[r] = subspace_similarity(sd.U[:, :r].T, sb.U[:, :r].T, r, r, side="right")
-        right[r] = subspace_similarity(sd.Vh[:r], sb.Vh[:r], r, r, side="right")
-        amp[r] = _amplification(base, delta, sd, r, delta_fro=metrics.norm_fro)
+    left, right, amp = _subspace_view(base, delta, sd, sb, ranks, delta_fro=metrics.norm_fro)
     values = {f: getattr(metrics, f) for f in MatrixResult.__dataclass_fields__}
     values["seconds"] = time.perf_counter() - start
     return UpdateResult(

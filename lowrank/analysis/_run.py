@@ -696,6 +696,13 @@ def analyze(
         checkpoint=checkpoint,
         checkpoint_interval=checkpoint_interval,
     )
+    return drain(run, on_result)
+
+
+def drain(run: AnalysisRun, on_result: Callable[[Outcome, AnalysisRun], None] | None) -> Report:
+    """Run ``run`` to the end (closing it), calling ``on_result(outcome, run)`` for each
+    outcome as it arrives; the final report. Shared by :func:`analyze` and
+    :func:`lowrank.analysis.analyze_update`."""
     with run:
         for outcome in run:
             if on_result is not None:

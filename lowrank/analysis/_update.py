@@ -14,6 +14,7 @@ Nothing here re-derives the LoRA paper's quantities: the subspace overlap is
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -170,14 +171,7 @@ def _analyze_update(
     top = ranks[-1]
     sd = svd_of(dense_input(delta), top, method="exact")
     sb = svd_of(dense_input(base), top, method="exact")
-    left: dict[int, float] = {}
-    right: dict[int, float] = {}
-    amp: dict[int, float] = {}
-    for r in ranks:
-        # The spans of the top-r singular vectors, as rows: their right singular subspaces.
-        left[r] = subspace_similarity(sd.U[:, :r].T, sb.U[:, :r].T, r, r, side="right")
-        right[r] = subspace_similarity(sd.Vh[:r], sb.Vh[:r], r, r, side="right")
-        amp[r] = _amplification(base, delta, sd, r, delta_fro=metrics.norm_fro)
+    left, right, amp = _subspace_view(base, delta, sd, sb, ranks, delta_fro=metrics.norm_fro)
     values = {f: getattr(metrics, f) for f in MatrixResult.__dataclass_fields__}
     values["seconds"] = time.perf_counter() - start
     return UpdateResult(
@@ -192,6 +186,29 @@ def _analyze_update(
         # The exact SVD of W computed every singular value; its spectrum is W's, free.
         base_singular_values=np.asarray(sb.spectrum, dtype=np.float64),
     )
+
+
+def _subspace_view(
+    base: Array,
+    delta: Array,
+    sd: TruncatedSVDResult,
+    sb: TruncatedSVDResult,
+    ranks: Sequence[int],
+    *,
+    delta_fro: float,
+) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+    """The LoRA paper's §7 view at each rank: the overlaps of the top-r left and right
+    singular subspaces of ``delta`` (SVD ``sd``) with those of ``base`` (``sb``), and the
+    amplification factor (see :func:`_amplification`)."""
+    left: dict[int, float] = {}
+    right: dict[int, float] = {}
+    amp: dict[int, float] = {}
+    for r in ranks:
+        # The spans of the top-r singular vectors, as rows: their right singular subspaces.
+        left[r] = subspace_similarity(sd.U[:, :r].T, sb.U[:, :r].T, r, r, side="right")
+        right[r] = subspace_similarity(sd.Vh[:r], sb.Vh[:r], r, r, side="right")
+        amp[r] = _amplification(base, delta, sd, r, delta_fro=delta_fro)
+    return left, right, amp
 
 
 def _amplification(

@@ -16,7 +16,7 @@ from pathlib import Path
 from lowrank._validation import check_callable, check_path
 from lowrank.analysis._report import Report
 from lowrank.analysis._results import DEFAULT_ENERGIES, DEFAULT_RANKS, SkippedTensor
-from lowrank.analysis._run import AnalysisRun, Outcome, _check_run, _start_run
+from lowrank.analysis._run import AnalysisRun, Outcome, _check_run, _start_run, drain
 from lowrank.analysis._update import _skip
 from lowrank.errors import MissingFileError
 from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
@@ -248,8 +248,4 @@ def analyze_update(
         checkpoint=checkpoint,
         checkpoint_interval=checkpoint_interval,
     )
-    with run:
-        for outcome in run:
-            if on_result is not None:
-                on_result(outcome, run)
-        return run.report()
+    return drain(run, on_result)
