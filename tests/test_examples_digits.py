@@ -7,7 +7,6 @@ direct float64 ``np.linalg.svd`` of ``tuned - base`` and of the dense ``s * B @ 
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,11 +25,8 @@ NAMES = ["0.weight", "2.weight", "4.weight"]
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    start = time.perf_counter()
-    result = make_digits_finetune(tmp_path_factory.mktemp("digits"))
-    # About a second on one core; the bound leaves room for a busy shared machine.
-    assert time.perf_counter() - start < 30
-    return result
+    # About a second on one core (speed is for benchmarks: no wall-clock assertion here).
+    return make_digits_finetune(tmp_path_factory.mktemp("digits"))
 
 
 def test_writes_the_files_and_learns(made):
