@@ -149,18 +149,28 @@ def _skip(
     return SkippedTensor(name=name, file=file, shape=shape, dtype=dtype, code=code, reason=why)
 
 
+def _base_matrix(base_info: TensorInfo) -> tuple[Array, np.dtype[Any]]:
+    """The base matrix in float64 and its stored dtype."""
+    stored_base = load_matrix(base_info)
+    base_dtype = as_storage_dtype(stored_base.dtype)
+    return _float64(as_matrix(stored_base, name="base")), base_dtype
+
+
+def _dense_update(module: PeftModule, *, fan_in_fan_out: bool) -> Array:
+    r"""The dense float64 update :math:`s\,BA` in the stored layout (only where a dense
+    matrix is needed: the merged matrix, or singular vectors beyond the adapter's rank)."""
+    A = np.asarray(module.lora_A, dtype=np.float64)
+    B = np.asarray(module.lora_B, dtype=np.float64)
+    delta = module.scaling * (B @ A)
+    return delta.T if fan_in_fan_out else delta
+
+
 def _dense_pair(
     module: PeftModule, base_info: TensorInfo, *, fan_in_fan_out: bool
 ) -> tuple[Array, np.dtype[Any], Array]:
     """The base matrix in float64, its stored dtype, and the dense float64 update."""
-    stored_base = load_matrix(base_info)
-    base_dtype = as_storage_dtype(stored_base.dtype)
-    base = _float64(as_matrix(stored_base, name="base"))
-    del stored_base
-    A = np.asarray(module.lora_A, dtype=np.float64)
-    B = np.asarray(module.lora_B, dtype=np.float64)
-    delta = module.scaling * (B @ A)
-    return base, base_dtype, (delta.T if fan_in_fan_out else delta)
+    base, base_dtype = _base_matrix(base_info)
+    return base, base_dtype, _dense_update(module, fan_in_fan_out=fan_in_fan_out)
 
 
 def _merged(
@@ -192,7 +202,8 @@ def _with_base(
     start: float,
 ) -> UpdateResult:
     """The update numbers of :func:`analyze_update_matrix` and the merged matrix's metrics."""
-    base, base_dtype, delta = _dense_pair(module, base_info, fan_in_fan_out=fan_in_fan_out)
+    base, base_dtype = _base_matrix(base_info)
+    delta: Array | None = None  # formed only where the factored SVD does not suffice
     base_fro = frobenius_norm(base)
     if metrics.norm_fro == 0.0:
         relative = 0.0
@@ -217,6 +228,7 @@ def _with_base(
     else:
         # Beyond the update's rank the singular vectors are those of rounding noise: the
         # dense SVD, exactly as analyze_update computes them.
+        delta = _dense_update(module, fan_in_fan_out=fan_in_fan_out)
         sd = svd_of(dense_input(delta), top, method="exact")
     sb = svd_of(dense_input(base), top, method="exact")
     left, right, amp = _subspace_view(base, delta, sd, sb, ranks, delta_fro=metrics.norm_fro)

@@ -190,7 +190,7 @@ def _analyze_update(
 
 def _subspace_view(
     base: Array,
-    delta: Array,
+    delta: Array | None,
     sd: TruncatedSVDResult,
     sb: TruncatedSVDResult,
     ranks: Sequence[int],
@@ -212,7 +212,7 @@ def _subspace_view(
 
 
 def _amplification(
-    base: Array, delta: Array, sd: TruncatedSVDResult, rank: int, *, delta_fro: float
+    base: Array, delta: Array | None, sd: TruncatedSVDResult, rank: int, *, delta_fro: float
 ) -> float:
     r""":func:`~lowrank.lora.amplification_factor` of ``delta`` at ``rank``, reusing its SVD.
 
@@ -221,9 +221,12 @@ def _amplification(
     matrices instead of another SVD of :math:`\Delta W` (measured: the update analysis of a
     1024 x 1024 pair 2.6 s -> 1.2 s); the factor divides the full :math:`\|\Delta W\|_F`
     by it, as the dense call does (whose ``delta_fro`` would be that of the rank-r part).
-    Where :math:`\sigma_r = 0` the factors have rank below ``rank``: the dense call then.
+    Where :math:`\sigma_r = 0` the factors have rank below ``rank``: the dense call then
+    (``delta`` may be ``None`` only when every :math:`\sigma_r` used is positive).
     """
     if sd.S[rank - 1] == 0.0:
+        if delta is None:
+            raise ValueError("the dense update is needed where sigma_r = 0")  # internal
         return amplification_factor(base, delta, rank=rank).factor
     factored = (sd.U[:, :rank] * sd.S[:rank], sd.Vh[:rank])
     projection = amplification_factor(base, factored, rank=rank).projection_fro
