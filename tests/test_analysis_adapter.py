@@ -197,6 +197,34 @@ def test_with_a_base_equals_the_dense_update_analysis(tmp_path, kind):
         assert names[0] in r.to_text() and names[0] in r.to_csv()
 
 
+@pytest.mark.parametrize("ranks", [(1, 2), (1, 8)], ids=["factored", "dense-fallback"])
+def test_base_singular_values_are_the_base_spectrum(tmp_path, ranks):
+    """With a base, each update carries all singular values of its base weight W (from the
+    exact SVD of W that the overlaps use), whether the update's singular vectors come from
+    the factors (ranks <= the adapter's) or from the dense fallback (rank 8)."""
+    rng = np.random.default_rng(15)
+    folder, dense = _write(tmp_path, "patterns", rng)
+    base_path, weights = _base(tmp_path, dense, rng)
+    report = analyze_adapter(folder, base=base_path, ranks=ranks, energies=ENERGIES)
+    assert len(report.matrices) == len(MODULES)
+    for update in report.matrices:
+        assert isinstance(update, UpdateResult)
+        W = weights[update.name].astype(np.float64)
+        want = np.linalg.svd(W, compute_uv=False)  # independent float64 reference
+        got = update.base_singular_values
+        assert got is not None and got.dtype == np.float64 and got.shape == (min(W.shape),)
+        # both are backward-stable float64 SVDs of the same matrix: a few eps * sigma_1 apart
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * want[0])
+        assert np.all(np.diff(got) <= 0)
+    again = Report.from_json(report.to_json())
+    for before, after in zip(report.matrices, again.matrices, strict=True):
+        assert isinstance(after, UpdateResult)
+        np.testing.assert_array_equal(after.base_singular_values, before.base_singular_values)
+    # without a base (and for merged matrices) there is no update, hence no base spectrum
+    alone = analyze_adapter(folder, ranks=ranks, energies=ENERGIES)
+    assert all(not isinstance(m, UpdateResult) for m in alone.matrices)
+
+
 def test_bfloat16_factors(tmp_path):
     """bfloat16 factors (as many adapters are saved): computed on their exact float64 values."""
     rng = np.random.default_rng(16)

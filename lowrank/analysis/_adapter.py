@@ -243,6 +243,8 @@ def _with_base(
         overlap_left=tuple((r, left[min(r, full)]) for r in options.ranks),
         overlap_right=tuple((r, right[min(r, full)]) for r in options.ranks),
         amplification=tuple((r, amp[min(r, full)]) for r in options.ranks),
+        # The exact SVD of W above computed every singular value: W's spectrum, free.
+        base_singular_values=np.asarray(sb.spectrum, dtype=np.float64),
     )
 
 
