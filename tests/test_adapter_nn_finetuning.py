@@ -468,3 +468,99 @@ def test_float32_network_keeps_float32_under_every_new_feature(rng):
     assert all(v.dtype == np.float32 for v in net.parameters().values())
     assert all(np.isfinite(v) for v in result.step_losses)
     assert penalty.value(net.parameters()) > 0.0
+
+
+# --- on_epoch_end: evaluation along training ----------------------------------------------
+
+
+def _small_classifier(rng):
+    return Network(
+        [
+            Linear(rng.standard_normal((6, 4)) / 2, np.zeros(6)),
+            Tanh(),
+            Linear(rng.standard_normal((3, 6)) / 2, np.zeros(3)),
+        ]
+    )
+
+
+def test_on_epoch_end_sees_the_network_each_epoch_left(rng):
+    # The hook runs after an epoch's last step: the parameters it sees are those of the same
+    # run stopped after epoch + 1 epochs (same seed, so the same minibatch order).
+    x, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    start = _small_classifier(rng).parameters()
+    seen = []
+
+    def record(epoch, network):
+        params = {k: v.copy() for k, v in network.parameters().items()}  # live arrays
+        seen.append((epoch, params, evaluate(network, x, y, loss="cross_entropy")))
+
+    net = _small_classifier(rng)
+    net.load_parameters(start)
+    result = train(
+        net,
+        x,
+        y,
+        loss="cross_entropy",
+        optimizer=SGD(0.3),
+        epochs=4,
+        batch_size=6,
+        rng=5,
+        on_epoch_end=record,
+    )
+    assert [e for e, _, _ in seen] == [0, 1, 2, 3]
+    for epochs in (1, 3):
+        again = _small_classifier(rng)
+        again.load_parameters(start)
+        train(
+            again,
+            x,
+            y,
+            loss="cross_entropy",
+            optimizer=SGD(0.3),
+            epochs=epochs,
+            batch_size=6,
+            rng=5,
+        )
+        for k, v in again.parameters().items():
+            np.testing.assert_array_equal(seen[epochs - 1][1][k], v)
+    for k, v in net.parameters().items():  # the last call saw the final network
+        np.testing.assert_array_equal(seen[-1][1][k], v)
+    assert len(result.epoch_losses) == 4 and seen[0][2] != seen[-1][2]
+
+
+def test_on_epoch_end_does_not_change_the_run(rng):
+    x, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    start = _small_classifier(rng).parameters()
+    runs = []
+    for hook in (None, lambda epoch, network: network.forward(x)):
+        net = _small_classifier(rng)
+        net.load_parameters(start)
+        result = train(
+            net,
+            x,
+            y,
+            loss="cross_entropy",
+            optimizer=AdamW(1e-2),
+            epochs=3,
+            batch_size=7,
+            rng=2,
+            on_epoch_end=hook,
+        )
+        runs.append((result.step_losses, net.parameters()))
+    assert runs[0][0] == runs[1][0]
+    for k in start:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+
+
+def test_on_epoch_end_must_be_callable(rng):
+    net = _small_classifier(rng)
+    with pytest.raises(InputError, match="on_epoch_end"):
+        train(
+            net,
+            rng.standard_normal((5, 4)),
+            np.zeros(5, dtype=int),
+            loss="cross_entropy",
+            optimizer=SGD(0.1),
+            epochs=1,
+            on_epoch_end=3,
+        )

@@ -16,7 +16,8 @@ module                      contents
 ``optim``                   :class:`SGD`, :class:`AdamW` (PyTorch's update rules, with
                             per-parameter learning-rate multipliers)
 ``network``                 :class:`Network`, a sequence of layers (:meth:`Network.with_head`)
-``training``                :func:`train`, :func:`evaluate`, :class:`GradualUnfreezing`,
+``training``                :func:`train` (``on_epoch_end`` to evaluate along training),
+                            :func:`evaluate`, :class:`GradualUnfreezing`,
                             :func:`discriminative_lr_multipliers`, :class:`SlantedTriangular`
 ==========================  =============================================================
 
@@ -57,6 +58,7 @@ from lowrank.adapter.nn.network import Network
 from lowrank.adapter.nn.optim import SGD, AdamW, Optimizer
 from lowrank.adapter.nn.regularizers import L2SP
 from lowrank.adapter.nn.training import (
+    EpochCallback,
     GradualUnfreezing,
     LRSchedule,
     Schedule,
@@ -72,6 +74,7 @@ __all__ = [
     "L2SP",
     "SGD",
     "AdamW",
+    "EpochCallback",
     "GradualUnfreezing",
     "LRSchedule",
     "Layer",

@@ -59,6 +59,7 @@ from lowrank.adapter.nn.regularizers import L2SP
 from lowrank.errors import InputError, NonFiniteError, ShapeError
 
 __all__ = [
+    "EpochCallback",
     "GradualUnfreezing",
     "LRSchedule",
     "Schedule",
@@ -74,6 +75,9 @@ Schedule = Callable[[int, Network], None]
 
 LRSchedule = Callable[[int], float]
 """Called as ``lr_schedule(step)`` before each step (0-based); returns the base learning rate."""
+
+EpochCallback = Callable[[int, Network], None]
+"""Called as ``on_epoch_end(epoch, network)`` after the last step of each epoch (0-based)."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,7 @@ def train(
     schedule: Schedule | None = None,
     lr_schedule: LRSchedule | None = None,
     penalty: L2SP | None = None,
+    on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
     """Train ``network`` in place by minibatch gradient steps.
 
@@ -388,6 +393,11 @@ def train(
     penalty : L2SP, optional
         Added to every minibatch loss (and to ``step_losses``), its gradient to the
         trainable anchored parameters' gradients; frozen parameters stay unchanged.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(epoch, network)`` after the last step of every epoch, with the
+        network as that epoch left it: the place to evaluate along training (e.g. test
+        accuracy per epoch). Whatever it returns is ignored; it must not change the
+        network's parameters or freeze flags if the run is to stay the one described.
 
     Returns
     -------
@@ -426,6 +436,8 @@ def train(
         check_callable(schedule, name="schedule")
     if lr_schedule is not None:
         check_callable(lr_schedule, name="lr_schedule")
+    if on_epoch_end is not None:
+        check_callable(on_epoch_end, name="on_epoch_end")
     if penalty is not None:
         check_instance(penalty, L2SP, name="penalty", what="a lowrank.adapter.nn L2SP")
         penalty._bind(network.parameters(), name="penalty")
@@ -480,6 +492,8 @@ def train(
                 step_losses.append(value)
                 total += value * rows.size
         epoch_losses.append(total / n)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, network)
     return TrainResult(
         step_losses=tuple(step_losses),
         epoch_losses=tuple(epoch_losses),
