@@ -14,6 +14,7 @@ from benchmarks.environment import (
     machine_info,
     reexec_without_openblas_overrides,
 )
+from benchmarks.goals import issue15_markdown
 from benchmarks.matrices import default_cache_dir
 from benchmarks.report import machine_markdown, write_outputs
 from benchmarks.runner import run_in_child
@@ -29,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         "and results.json.",
     )
     p.add_argument(
-        "--suite", choices=[*SUITES, "all"], default="all", help="which suite to run (default: all)"
+        "--suite",
+        type=_suite_list,
+        default=list(SUITES),
+        metavar="NAME[,NAME...]",
+        help=f"which suites to run, comma-separated, in one run: {', '.join(SUITES)}, "
+        f"'all', or 'speed' (= {','.join(SPEED_SUITES)}, issue 15's goals) (default: all)",
     )
     p.add_argument(
         "--quick",
@@ -65,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "--search-budget",
         type=float,
         default=None,
-        help="seconds spent searching a peer's settings (default: 20, quick: 2)",
+        help="seconds spent searching a peer's settings (default: 10, quick: 2)",
     )
     p.add_argument(
         "--isolation",
@@ -94,13 +100,34 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# The suites of issue 15's goals: truncated SVD (goals 1, 2, 4) and the whole spectrum (3).
+SPEED_SUITES: tuple[str, ...] = ("svd", "curve")
+
+
+def _suite_list(text: str) -> list[str]:
+    """``--suite``: suite names separated by commas; ``all`` and ``speed`` expand."""
+    names: list[str] = []
+    for word in (w.strip() for w in text.split(",")):
+        if word == "all":
+            names += SUITES
+        elif word == "speed":
+            names += SPEED_SUITES
+        elif word in SUITES:
+            names.append(word)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown suite {word!r}; choose from {', '.join(SUITES)}, all, speed"
+            )
+    return [n for n in SUITES if n in names]  # each once, in the usual order
+
+
 def _options(args: argparse.Namespace) -> Options:
     return Options(
         quick=args.quick,
         cache=args.cache or default_cache_dir(),
         repeat=args.repeat,
         call_timeout=args.timeout or (30.0 if args.quick else 60.0),
-        search_budget=args.search_budget or (2.0 if args.quick else 20.0),
+        search_budget=args.search_budget or (2.0 if args.quick else 10.0),
         only=tuple(args.only),
     )
 
@@ -180,6 +207,13 @@ def _run_suite(suite: Suite, options: Options, isolation: str, log: Any) -> dict
     return {"available": True, "results": results, "wall_seconds": time.perf_counter() - start}
 
 
+def _goals_section(data: dict[str, Any]) -> str:
+    """Issue 15's summary, when the run has a suite it is about."""
+    if not any(name in data["suites"] for name in SPEED_SUITES):
+        return ""
+    return issue15_markdown(data) + "\n\n"
+
+
 def _merge(paths: list[Path], out: Path) -> int:
     """Merge the results of several runs and render them again."""
     import json
@@ -232,6 +266,7 @@ def _merge(paths: list[Path], out: Path) -> int:
         + "\n"
         + notes
         + "\n\n"
+        + _goals_section(data)
         + "\n\n".join(sections)
     )
     md_path, json_path = write_outputs(out, text, data)
@@ -244,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     reexec_without_openblas_overrides(argv)
     options = _options(args)
-    names = list(SUITES) if args.suite == "all" else [args.suite]
+    names = args.suite
     if args.list:
         for name in names:
             for case in get_suite(name).cases(options):
@@ -285,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         data["suites"][name] = outcome
     meta["load_average_end"] = load_average()
     meta["wall_seconds"] = time.perf_counter() - start
-    text = "# Benchmark results\n\n" + machine_markdown(meta) + "\n\n" + "\n\n".join(sections)
+    text = (
+        "# Benchmark results\n\n"
+        + machine_markdown(meta)
+        + "\n\n"
+        + _goals_section(data)
+        + "\n\n".join(sections)
+    )
     md_path, json_path = write_outputs(args.out, text, data)
     print(f"wrote {md_path} and {json_path}", file=log, flush=True)
     return 0
