@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot",
         help="draw a figure from a JSON report",
-        description="Draw rank-error curves, spectra, a layer x module heatmap, one matrix's "
-        "eigenvalue histogram or an update's subspace overlaps from a report written by "
+        description="Draw rank-error curves, spectra, a layer x module heatmap, the power-law "
+        "alpha of every matrix, one matrix's eigenvalue histogram, or an update's spectra "
+        "against its base's or subspace overlaps, from a report written by "
         "'lowrank analyze --json', without recomputing.",
         epilog="example:\n  lowrank plot report.json --kind curves -o curves.svg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -323,9 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=(*PLOT_KINDS, *_MORE_PLOT_KINDS),
         required=True,
-        help="eigenvalues: one matrix's eigenvalue histogram with its Marchenko-Pastur bulk "
-        "and power-law fit; overlap: per layer x module, the subspace overlap of each update "
-        "with its base (a report of 'analyze TUNED --base BASE')",
+        help="alpha: the power-law alpha of every matrix by layer and module type, with the "
+        "over-/under-trained bands; eigenvalues: one matrix's eigenvalue histogram with its "
+        "Marchenko-Pastur bulk and power-law fit; update-spectra: each update's singular "
+        "values against its base's; overlap: per layer x module, the subspace overlap of "
+        "each update with its base (these two of a report of 'analyze TUNED --base BASE')",
     )
     plot.add_argument(
         "-o", "--output", required=True, metavar="F", help="figure file: .png, .svg or .pdf"
@@ -339,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--max-rank", type=_positive_int, metavar="R", help="curves: draw ranks up to R"
     )
-    plot.add_argument("--name", metavar="NAME", help="eigenvalues: the matrix to draw")
+    plot.add_argument(
+        "--name", metavar="NAME", help="eigenvalues, update-spectra: the matrix to draw"
+    )
     plot.add_argument(
         "--rank", type=_positive_int, metavar="R", help="overlap: one of the analysed ranks"
     )
@@ -729,6 +734,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise _UsageError("lowrank analyze: error: --cache applies to --example only")
     if args.base is not None and args.example is not None:
         raise _UsageError("lowrank analyze: error: --base applies to PATH, not --example")
+    if (
+        args.plot is not None
+        and args.plot_kind == "update-spectra"
+        and (args.base is None or args.merged)
+    ):
+        raise _UsageError(
+            "lowrank analyze: error: --plot-kind update-spectra draws updates: it needs "
+            "--base BASE (and not --merged)"
+        )
     if args.example is not None:
         from lowrank.examples import fetch_example
 
@@ -808,7 +822,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         csv=out / "minilm-report.csv",
         md=out / "minilm-report.md",
         spectra=out / "minilm-spectra.npz",
-        plots=[(kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap")],
+        plots=[
+            (kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap", "alpha")
+        ],
     )
     code = _run_analysis(source, _Request(workers=args.workers, progress=args.progress), outputs)
     return max(code, _demo_digits(out, workers=args.workers))
@@ -834,9 +850,9 @@ def _demo_digits(out: Path, *, workers: int | None) -> int:
     adapter = analyze_adapter(made.adapter, base=made.base)
     written: list[Path] = []
     for report, stem in ((update, "digits-update"), (adapter, "digits-adapter")):
-        written += _write_outputs(
-            report, _Outputs(json=out / f"{stem}.json", md=out / f"{stem}.md"), plots=False
-        )
+        figures = [("update-spectra", out / f"{stem}-spectra.png")] if report is update else []
+        outputs = _Outputs(json=out / f"{stem}.json", md=out / f"{stem}.md", plots=figures)
+        written += _write_outputs(report, outputs, plots=True)
     acc = made.accuracy
     print(
         "\n# digits: a fine-tune made here on scikit-learn's digits (pre-trained on 0-4, "
@@ -940,7 +956,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 _MORE_PLOT_KINDS = ("eigenvalues", "overlap")
 """Figures of ``lowrank plot`` beyond :data:`lowrank.plot.PLOT_KINDS` (which ``analyze
---plot-kind`` offers): they need a matrix name or an update report."""
+--plot-kind`` offers): they need a matrix name, or a rank and side of an update report."""
+
+
+def _is_update_report(report: Any) -> bool:
+    """Whether every result of ``report`` is an update (and there is one)."""
+    from lowrank.analysis import UpdateResult
+
+    return bool(report.matrices) and all(isinstance(m, UpdateResult) for m in report.matrices)
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -948,12 +971,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from lowrank.plot import plot_eigenvalues, plot_overlap, plot_report, save_figure
 
     for flag, value, kinds in (
-        ("--name", args.name, ("eigenvalues",)),
+        ("--name", args.name, ("eigenvalues", "update-spectra")),
         ("--rank", args.rank, ("overlap",)),
         ("--side", args.side, ("overlap",)),
     ):
         if value is not None and args.kind not in kinds:
-            raise _UsageError(f"lowrank plot: error: {flag} applies to --kind {kinds[0]} only")
+            raise _UsageError(
+                f"lowrank plot: error: {flag} applies to --kind {' or '.join(kinds)} only"
+            )
     if args.energy is not None and args.kind != "heatmap":
         raise _UsageError("lowrank plot: error: --energy applies to --kind heatmap only")
     if args.max_rank is not None and args.kind != "curves":
@@ -961,6 +986,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if args.relative and args.kind not in ("curves", "heatmap"):
         raise _UsageError("lowrank plot: error: --relative applies to --kind curves or heatmap")
     report = Report.read_json(args.report)
+    if args.kind == "update-spectra" and not _is_update_report(report):
+        raise _UsageError(
+            f"lowrank plot: error: --kind update-spectra needs an update report (of 'lowrank "
+            f"analyze TUNED --base BASE', or of an adapter folder with --base); "
+            f"'{args.report}' holds plain matrices"
+        )
     options: dict[str, Any] = {}
     if args.energy is not None:
         options["energy"] = args.energy
@@ -968,6 +999,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         options["max_rank"] = args.max_rank
     if args.relative:
         options["fraction" if args.kind == "curves" else "relative"] = True
+    if args.name is not None and args.kind == "update-spectra":
+        options["names"] = [args.name]
     data: Any = report
     if args.include or args.exclude:
         from lowrank.io import TensorInfo, select

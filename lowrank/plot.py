@@ -1,7 +1,9 @@
 r"""Figures of an analysis: rank–error curves, spectra, a rank heatmap, eigenvalue histograms.
 
 The heatmap shows the rank for an energy level per layer × module; the eigenvalue histogram
-of one matrix shows its Marchenko–Pastur bulk and power-law tail (:func:`plot_eigenvalues`).
+of one matrix shows its Marchenko–Pastur bulk and power-law tail (:func:`plot_eigenvalues`),
+and the α summary the power-law exponent of every matrix by layer and module type
+(:func:`plot_alpha_summary`).
 An update analysis adds the subspace overlap grid (:func:`plot_overlap`) and the spectra of
 each :math:`\Delta W` against its base :math:`W`'s (:func:`plot_update_spectra`).
 
@@ -58,6 +60,7 @@ __all__ = [
     "PlotKind",
     "ResultsLike",
     "curve_colors",
+    "plot_alpha_summary",
     "plot_curves",
     "plot_eigenvalues",
     "plot_heatmap",
@@ -68,10 +71,11 @@ __all__ = [
     "save_figure",
 ]
 
-PlotKind: TypeAlias = Literal["curves", "spectra", "heatmap"]
-"""The names of the figures: ``"curves"``, ``"spectra"`` or ``"heatmap"``."""
-PLOT_KINDS: tuple[PlotKind, ...] = ("curves", "spectra", "heatmap")
-"""The figures :func:`plot_report` draws."""
+PlotKind: TypeAlias = Literal["curves", "spectra", "heatmap", "alpha", "update-spectra"]
+"""The names of the figures: ``"curves"``, ``"spectra"``, ``"heatmap"``, ``"alpha"`` or
+``"update-spectra"`` (the last of an update report only)."""
+PLOT_KINDS: tuple[PlotKind, ...] = ("curves", "spectra", "heatmap", "alpha", "update-spectra")
+"""The figures :func:`plot_report` draws (from a report alone, without further choices)."""
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 """File formats :func:`save_figure` writes, chosen by the file's suffix."""
@@ -81,6 +85,9 @@ ResultsLike: TypeAlias = "Report | Iterable[MatrixResult]"
 
 # Legends with more entries than this would hide the curves; the title counts them instead.
 _LEGEND_MAX = 12
+
+# The top of the alpha summary's y axis at most (the under-trained band starts at 6).
+_ALPHA_AXIS_MAX = 20.0
 
 
 def _results(data: ResultsLike, names: Sequence[str] | None = None) -> list[MatrixResult]:
@@ -756,6 +763,202 @@ def plot_update_spectra(
     return fig
 
 
+def plot_alpha_summary(
+    data: ResultsLike,
+    *,
+    ax: Axes | None = None,
+    names: Sequence[str] | None = None,
+    legend: bool | None = None,
+) -> Figure:
+    r"""The power-law :math:`\alpha` of every matrix, by layer and module type: the model view.
+
+    One point per matrix with a power-law fit
+    (:attr:`RandomMatrixView.power_law.alpha <lowrank.analysis.RandomMatrixView>`, the
+    exponent of the tail of its eigenvalues :math:`\sigma_i^2`, :func:`lowrank.rmt.power_law_fit`)
+    at its layer index (x), coloured by module type, the module types of one layer side by
+    side in a transformer block's order (as the heatmap's columns). Matrices without a
+    layer index (embeddings, pooler, heads) are drawn beside the layers, one position each.
+    Per module type, a solid line marks the mean and a dotted line the median of its
+    :math:`\alpha` over the layers (the numbers of
+    :meth:`Report.random_matrix_summary <lowrank.analysis.Report.random_matrix_summary>`,
+    also in the legend, one entry per module type). The bands :math:`\alpha < 2`
+    ("over-trained") and :math:`\alpha > 6` ("under-trained") of WeightWatcher's rules of
+    thumb are shaded and labelled. For an update report the points are the :math:`\alpha`
+    of the updates :math:`\Delta W`.
+
+    Parameters
+    ----------
+    data : Report or iterable of MatrixResult
+        What to draw; results of an analysis with the random-matrix view.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of on a new figure.
+    names : sequence of str, optional
+        Only these matrices, in this order.
+    legend : bool, optional
+        Show the legend beside the axes (default: when there are at most 12 groups).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        Nothing to plot, an unknown name, or no matrix with a power-law fit (spectra
+        without a tail, or a report written before the random-matrix view).
+
+    Notes
+    -----
+    Matrices without a power-law fit are not drawn; the title says how many. The y axis
+    ends at 20 at most (a flat spectrum can fit an :math:`\alpha` of :math:`10^{15}`);
+    larger values are drawn as triangles on its top edge, their number in the title and
+    their values in the legend. The fit is
+    :math:`\hat\alpha = 1 + n\,[\sum_{\lambda_i \ge \lambda_{\min}}
+    \ln(\lambda_i/\lambda_{\min})]^{-1}` over the :math:`n` eigenvalues of the tail; its
+    standard error :math:`(\hat\alpha - 1)/\sqrt n` is large for short tails, so read a
+    point outside the bands with its ``n_tail`` in mind. The bands are rules of thumb
+    (Martin & Mahoney 2021), not tests.
+
+    References
+    ----------
+    .. [1] C. H. Martin and M. W. Mahoney, "Implicit Self-Regularization in Deep Neural
+       Networks", JMLR 22 (2021), arXiv:1810.01075.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from lowrank.analysis import analyze_matrix
+    >>> from lowrank.plot import plot_alpha_summary
+    >>> rng = np.random.default_rng(0)
+    >>> results = [
+    ...     analyze_matrix(rng.standard_t(3, (64, 48)), name=f"h.{layer}.attn.{module}.weight")
+    ...     for layer in range(3)
+    ...     for module in ("q_proj", "v_proj")
+    ... ]
+    >>> fig, ax = plt.subplots(layout="constrained")
+    >>> plot_alpha_summary(results, ax=ax) is fig
+    True
+    """
+    from lowrank.analysis._summary import group_name, summarize
+    from lowrank.rmt import OVER_TRAINED_ALPHA, UNDER_TRAINED_ALPHA
+
+    items = _results(data, names)
+    legend = _check_legend(legend)
+    alphas: dict[int, float] = {}  # item index -> alpha
+    for i, m in enumerate(items):
+        if m.random_matrix is not None and m.random_matrix.power_law is not None:
+            alphas[i] = m.random_matrix.power_law.alpha
+    if not alphas:
+        raise InputError(
+            f"none of the {len(items)} matrices has a power-law alpha fit (spectra without "
+            "a tail, or a report written before the random-matrix view); nothing to plot"
+        )
+    # Rows: the layers of all matrices (as the heatmap's); groups: module types in a
+    # block's order, then each matrix without a layer index that has an alpha.
+    parsed = {i: parse_layer_name(m.name) for i, m in enumerate(items)}
+    layered = {i: p for i, p in parsed.items() if p is not None}
+    stacks = list(dict.fromkeys(p.stack for p in layered.values()))
+    row_keys = sorted(
+        {(p.stack, p.layer) for p in layered.values()},
+        key=lambda r: (stacks.index(r[0]), r[1]),
+    )
+    rows = [str(layer) if len(stacks) == 1 else f"{stack}.{layer}" for stack, layer in row_keys]
+    modules = module_order(dict.fromkeys(layered[i].module for i in alphas if i in layered))
+    others = [i for i in alphas if i not in layered]
+    summary = {g.name: g for g in summarize(items).modules}
+    groups = [*modules, *(items[i].name for i in others)]
+    colors = curve_colors(len(groups))
+    fig, ax = _new_axes(ax, (9.0, 4.8))
+
+    values = np.array(list(alphas.values()))
+    low = min(1.0, float(values.min()) - 0.3)
+    # Up to _ALPHA_AXIS_MAX: a flat spectrum can fit an alpha of 1e15, which would squash
+    # the bands; larger values are drawn as triangles on the top edge.
+    high = max(UNDER_TRAINED_ALPHA + 1.0, min(float(values.max()) + 0.5, _ALPHA_AXIS_MAX))
+    above = int(np.count_nonzero(values > high))
+    bands = (
+        ("over-trained", low, OVER_TRAINED_ALPHA, "tab:red", f"α < {OVER_TRAINED_ALPHA:g}"),
+        ("under-trained", UNDER_TRAINED_ALPHA, high, "tab:blue", f"α > {UNDER_TRAINED_ALPHA:g}"),
+    )
+    for gid, y0, y1, color, rule in bands:
+        ax.axhspan(y0, y1, color=color, alpha=0.12, linewidth=0, zorder=0, gid=gid)
+        where = ax.get_yaxis_transform()  # x in axes units, y in data units
+        ax.text(
+            0.005,
+            (y0 + y1) / 2,
+            f"{gid} ({rule})",
+            transform=where,
+            ha="left",
+            va="center",
+            fontsize="x-small",
+            color=color,
+            zorder=1,
+        )
+
+    width = 0.7 / max(len(modules), 1)  # the module types of one layer, side by side
+    start = len(rows) + 1 if rows else 0  # the matrices without a layer index, after a gap
+    for k, (group, color) in enumerate(zip(groups, colors, strict=True)):
+        if k < len(modules):
+            members = [i for i in alphas if i in layered and layered[i].module == group]
+            offset = (k - (len(modules) - 1) / 2) * width
+            xs = [row_keys.index((layered[i].stack, layered[i].layer)) + offset for i in members]
+        else:
+            members = [others[k - len(modules)]]
+            xs = [float(start + k - len(modules))]
+        ys = [alphas[i] for i in members]
+        stats = summary[group_name(items[members[0]].name)]
+        if k < len(modules):
+            mean, median = stats.alpha_mean, stats.alpha_median
+            if mean is None or median is None:  # not reached: the group has an alpha
+                continue
+            span = (-0.5, len(rows) - 0.5)
+            ax.hlines(mean, *span, colors=[color], linestyles="-", linewidth=1.0, zorder=2)
+            ax.hlines(median, *span, colors=[color], linestyles=":", linewidth=1.2, zorder=2)
+            label = f"{group}: mean {mean:.3g}, median {median:.3g} (n = {len(ys)})"
+        else:
+            label = f"{_short_name(group)}: {ys[0]:.3g}"
+        x, y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+        inside = y <= high
+        if inside.any():
+            ax.scatter(x[inside], y[inside], color=[color], s=22, zorder=3, label=label)
+            label = "_nolegend_"
+        if not inside.all():  # off the scale: triangles on the top edge, not clipped
+            top = np.full(np.count_nonzero(~inside), high)
+            ax.scatter(x[~inside], top, color=[color], marker="^", s=40, zorder=4, label=label)
+            ax.collections[-1].set_clip_on(False)
+
+    ticks = list(range(len(rows))) + [start + k for k in range(len(others))]
+    labels = rows + [_short_name(items[i].name) for i in others]
+    ax.set_xticks(ticks, labels, fontsize="small")
+    for tick in ax.get_xticklabels()[len(rows) :]:
+        tick.set_rotation(35)
+        tick.set_horizontalalignment("right")
+    if rows and others:
+        ax.axvline(len(rows), color="0.6", linewidth=0.8, linestyle="--", zorder=1)
+    ax.set_xlim(-0.7, (start + len(others) - 0.3) if others else len(rows) - 0.3)
+    ax.set_ylim(low, high)
+    if rows:
+        ax.set_xlabel("layer" + (" (right: matrices without a layer index)" if others else ""))
+    else:
+        ax.set_xlabel("matrix")
+    update = all(isinstance(m, UpdateResult) for m in items)
+    ax.set_ylabel("power-law α of ΔW" if update else "power-law α")
+    missing = len(items) - len(alphas)
+    note = f"; {missing} without an α fit not shown" if missing else ""
+    note += f"; {above} above {high:g} drawn as ▲ at the top" if above else ""
+    lines = "\nper module type: mean (solid line), median (dotted)" if modules else ""
+    ax.set_title(
+        f"Power-law α of {len(alphas)} {'updates' if update else 'matrices'}{note}{lines}",
+        fontsize="medium",
+    )
+    show = len(groups) <= _LEGEND_MAX if legend is None else legend
+    if show:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
 def _short_name(name: str) -> str:
     """A tensor name without its final ``.weight``, for a tick label."""
     return name[: -len(".weight")] if name.endswith(".weight") and name != ".weight" else name
@@ -1013,8 +1216,9 @@ def plot_report(
     ----------
     data : Report or iterable of MatrixResult
         What to draw.
-    kind : {"curves", "spectra", "heatmap"}
-        The figure: :func:`plot_curves`, :func:`plot_spectra` or :func:`plot_heatmap`.
+    kind : {"curves", "spectra", "heatmap", "alpha", "update-spectra"}
+        The figure: :func:`plot_curves`, :func:`plot_spectra`, :func:`plot_heatmap`,
+        :func:`plot_alpha_summary` or (of an update report) :func:`plot_update_spectra`.
     path : str or os.PathLike, optional
         Also save the figure there (:func:`save_figure`).
     **options
@@ -1051,6 +1255,10 @@ def plot_report(
         fig = plot_curves(data, **options)
     elif kind == "spectra":
         fig = plot_spectra(data, **options)
+    elif kind == "alpha":
+        fig = plot_alpha_summary(data, **options)
+    elif kind == "update-spectra":
+        fig = plot_update_spectra(data, **options)
     else:
         fig = plot_heatmap(data, **options)
     if path is not None:

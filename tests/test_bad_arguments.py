@@ -431,6 +431,7 @@ VALID: dict[str, dict[str, Any]] = {
     "parse_layer_name": {},
     # plot
     "curve_colors": {"count": 3},
+    "plot_alpha_summary": {"data": lambda ctx: ctx.report()},
     "plot_curves": {"data": lambda ctx: ctx.report()},
     "plot_eigenvalues": {"data": lambda ctx: ctx.matrix_result()},
     "plot_heatmap": {"data": lambda ctx: ctx.report()},

@@ -232,9 +232,11 @@ class TestDemo:
                 "minilm-curves.png",
                 "minilm-spectra.png",
                 "minilm-heatmap.png",
+                "minilm-alpha.png",
                 "digits",
                 "digits-update.json",
                 "digits-update.md",
+                "digits-update-spectra.png",
                 "digits-adapter.json",
                 "digits-adapter.md",
             ]

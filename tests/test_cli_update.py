@@ -192,3 +192,107 @@ class TestAnalyzeBase:
         assert main([*argv, "--ranks", "1", "--no-progress"]) == EXIT_FAILURE
         _, err = capsys.readouterr()
         assert "1 of 1 matrix could not be analysed: 'w' (NonFiniteError" in err
+
+
+@pytest.fixture(scope="module")
+def update_json(pair, tmp_path_factory):
+    """The JSON report of ``analyze TUNED --base BASE`` on ``pair``."""
+    root, *_ = pair
+    out = tmp_path_factory.mktemp("update-plot") / "u.json"
+    argv = _argv(root, "--workers", "1", "--threads-per-worker", "1", "--json", str(out))
+    assert main(argv) == EXIT_OK
+    return out
+
+
+class TestPlotUpdateSpectra:
+    """``lowrank plot REPORT --kind update-spectra`` on the report of ``analyze TUNED --base
+    BASE``, and ``analyze --plot-kind update-spectra``: the figure is drawn from the
+    report's spectra (its lines are checked against them), bad uses are one usage line."""
+
+    @pytest.fixture
+    def drawn(self, monkeypatch):
+        """The figures lowrank.plot.plot_report draws, captured."""
+        import lowrank.plot
+
+        figures: list = []
+        original = lowrank.plot.plot_report
+
+        def capture(*args, **kwargs):
+            figures.append(original(*args, **kwargs))
+            return figures[-1]
+
+        monkeypatch.setattr(lowrank.plot, "plot_report", capture)
+        return figures
+
+    def test_lines_are_the_reports_spectra(self, update_json, drawn, tmp_path, capsys):
+        from matplotlib.image import imread
+
+        target = tmp_path / "us.png"
+        argv = ["plot", str(update_json), "--kind", "update-spectra", "-o", str(target)]
+        assert main(argv) == EXIT_OK
+        assert capsys.readouterr().err.strip() == f"wrote {target}"
+        rgb = imread(target)[..., :3]
+        assert np.mean(np.any(rgb < 0.98, axis=2)) > 0.01  # something is drawn
+        ax = drawn[-1].axes[0]
+        report = Report.read_json(update_json)
+        lines = ax.get_lines()
+        assert len(lines) == 2 * len(report.matrices)  # ΔW solid and W dashed per matrix
+        for m, solid, dashed in zip(report.matrices, lines[::2], lines[1::2], strict=True):
+            assert isinstance(m, UpdateResult)
+            b = m.base_singular_values
+            np.testing.assert_allclose(dashed.get_ydata(), b / b[0], rtol=1e-15)
+            s = m.singular_values
+            np.testing.assert_allclose(solid.get_ydata()[s > 0], s[s > 0] / b[0], rtol=1e-15)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels[:2] == ["ΔW (solid)", "W = W_base (dashed)"]
+
+    def test_name_include_and_exclude(self, update_json, drawn, tmp_path, capsys):
+        target = tmp_path / "us.png"
+        argv = ["plot", str(update_json), "--kind", "update-spectra", "-o", str(target)]
+        assert main([*argv, "--name", "layer.0.v.weight"]) == EXIT_OK
+        assert len(drawn[-1].axes[0].get_lines()) == 2
+        assert main([*argv, "--include", "*.q.*"]) == EXIT_OK
+        assert len(drawn[-1].axes[0].get_lines()) == 2
+        assert main([*argv, "--exclude", "*.q.*", "--exclude", "*.v.*"]) == EXIT_USAGE
+        capsys.readouterr()
+
+    def test_plain_report_is_a_usage_error(self, pair, tmp_path, capsys):
+        root, *_ = pair
+        plain = tmp_path / "plain.json"
+        argv = ["analyze", str(root / "base.safetensors"), "--ranks", "1", "--no-progress"]
+        assert main([*argv, "--json", str(plain)]) == EXIT_OK
+        capsys.readouterr()
+        target = tmp_path / "x.png"
+        argv = ["plot", str(plain), "--kind", "update-spectra", "-o", str(target)]
+        assert main(argv) == EXIT_USAGE
+        assert _one_error_line(capsys) == (
+            "lowrank plot: error: --kind update-spectra needs an update report (of 'lowrank "
+            "analyze TUNED --base BASE', or of an adapter folder with --base); "
+            f"'{plain}' holds plain matrices"
+        )
+        assert not target.exists()
+
+    def test_unknown_name_is_one_line(self, update_json, tmp_path, capsys):
+        argv = ["plot", str(update_json), "--kind", "update-spectra", "-o", str(tmp_path / "x.png")]
+        assert main([*argv, "--name", "nope"]) == EXIT_USAGE
+        assert "unknown name 'nope'" in _one_error_line(capsys)
+
+    def test_analyze_writes_the_figure(self, pair, tmp_path, capsys):
+        root, *_ = pair
+        figure = tmp_path / "us.png"
+        argv = _argv(root, "--workers", "1", "--threads-per-worker", "1")
+        argv += ["--plot", str(figure), "--plot-kind", "update-spectra"]
+        assert main(argv) == EXIT_OK
+        assert f"wrote {figure}" in capsys.readouterr().err
+        assert figure.read_bytes().startswith(b"\x89PNG")
+
+    def test_analyze_plot_kind_needs_a_base(self, pair, tmp_path, capsys):
+        root, *_ = pair
+        figure = tmp_path / "us.png"
+        argv = ["analyze", str(root / "base.safetensors"), "--plot", str(figure)]
+        assert main([*argv, "--plot-kind", "update-spectra"]) == EXIT_USAGE
+        assert _one_error_line(capsys) == (
+            "lowrank analyze: error: --plot-kind update-spectra draws updates: it needs "
+            "--base BASE (and not --merged)"
+        )
+        assert not figure.exists()

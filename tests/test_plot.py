@@ -737,7 +737,10 @@ class TestCommandNewKinds:
         ("options", "message"),
         [
             (["--kind", "eigenvalues"], "--kind eigenvalues needs --name NAME (the report has 10"),
-            (["--kind", "curves", "--name", "x"], "--name applies to --kind eigenvalues only"),
+            (
+                ["--kind", "curves", "--name", "x"],
+                "--name applies to --kind eigenvalues or update-spectra only",
+            ),
             (["--kind", "heatmap", "--rank", "2"], "--rank applies to --kind overlap only"),
             (["--kind", "spectra", "--side", "left"], "--side applies to --kind overlap only"),
             (["--kind", "overlap", "--relative"], "--relative applies to --kind curves or heatmap"),
@@ -751,3 +754,212 @@ class TestCommandNewKinds:
         layered.write_json(plain)
         assert main(["plot", str(plain), *options, "-o", str(tmp_path / "x.png")]) != 0
         assert message in capsys.readouterr().err
+
+
+def _alphas(results) -> dict[str, float]:
+    """The power-law alpha of each result that has one."""
+    return {
+        m.name: m.random_matrix.power_law.alpha
+        for m in results
+        if m.random_matrix is not None and m.random_matrix.power_law is not None
+    }
+
+
+def _points(ax) -> np.ndarray:
+    """The (x, y) of every scatter point of ``ax``."""
+    from matplotlib.collections import PathCollection
+
+    found = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    return np.concatenate([np.asarray(f, dtype=float).reshape(-1, 2) for f in found])
+
+
+@pytest.fixture(scope="module")
+def alpha_report() -> Report:
+    """3 layers x (query, value, output.dense) with power-law tails, a position embedding
+    (not per layer, with a fit), and a head with one positive eigenvalue (no fit)."""
+    rng = np.random.default_rng(21)
+    results = []
+    for layer in range(3):
+        for module in ("output.dense", "attention.self.value", "attention.self.query"):
+            A = rng.standard_t(2.5 + layer, (60, 40))  # heavy tails: a power-law spectrum
+            name = f"encoder.layer.{layer}.{module}.weight"
+            results.append(analyze_matrix(A, name=name, options=OPTIONS))
+    results.append(
+        analyze_matrix(
+            rng.standard_t(3, (50, 40)),
+            name="embeddings.position_embeddings.weight",
+            options=OPTIONS,
+        )
+    )
+    head = np.zeros((10, 8))
+    head[0, 0] = 3.0  # singular values exactly (3, 0, ..., 0): no tail to fit
+    results.append(analyze_matrix(head, name="classifier.weight", options=OPTIONS))
+    report = make_report({})
+    return Report(run=report.run, matrices=tuple(results))
+
+
+class TestAlphaSummary:
+    """plot_alpha_summary: one point per matrix with an alpha at its layer, the bands, the
+    per-module mean and median (against numpy), the matrices without a layer index beside."""
+
+    def test_points_bands_lines_and_legend(self, alpha_report, tmp_path):
+        from matplotlib.collections import LineCollection
+
+        from lowrank.analysis import parse_layer_name
+        from lowrank.plot import plot_alpha_summary
+
+        alphas = _alphas(alpha_report.matrices)
+        assert "classifier.weight" not in alphas and len(alphas) == 10  # the premise
+        fig = plot_alpha_summary(alpha_report)
+        ax = fig.axes[0]
+        points = _points(ax)
+        assert len(points) == len(alphas)  # one point per matrix with an alpha, none other
+        np.testing.assert_array_equal(np.sort(points[:, 1]), np.sort(list(alphas.values())))
+        # x: the layer index (the modules of a layer side by side within +-0.35), the
+        # matrix without a layer index after a gap (3 layers, a blank, then position 4)
+        for name, alpha in alphas.items():
+            (x,) = points[points[:, 1] == alpha][:, 0]
+            parsed = parse_layer_name(name)
+            if parsed is None:
+                assert x == 4.0
+            else:
+                assert abs(x - parsed.layer) <= 0.35
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == ["0", "1", "2", "embeddings.position_embeddings"]
+        # The bands: alpha < 2 and alpha > 6, shaded and labelled.
+        bands = {p.get_gid(): p for p in ax.patches if p.get_gid()}
+        assert set(bands) == {"over-trained", "under-trained"}
+        low, high = ax.get_ylim()
+        over, under = bands["over-trained"], bands["under-trained"]
+        assert (over.get_y(), over.get_y() + over.get_height()) == (low, 2.0)
+        assert (under.get_y(), under.get_y() + under.get_height()) == (6.0, high)
+        texts = [t.get_text() for t in ax.texts]
+        assert "over-trained (α < 2)" in texts and "under-trained (α > 6)" in texts
+        # Per module type a solid mean line and a dotted median line, at numpy's values.
+        modules = ["attention.self.query", "attention.self.value", "output.dense"]
+        lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(lines) == 2 * len(modules)
+        for k, module in enumerate(modules):
+            group = [a for n, a in alphas.items() if f".{module}." in n]
+            mean_y = lines[2 * k].get_segments()[0][:, 1]
+            median_y = lines[2 * k + 1].get_segments()[0][:, 1]
+            np.testing.assert_allclose(mean_y, np.mean(group), rtol=1e-14)
+            np.testing.assert_allclose(median_y, np.median(group), rtol=1e-14)
+            assert lines[2 * k].get_linestyle()[0][1] is None  # solid
+            assert lines[2 * k + 1].get_linestyle()[0][1] is not None  # dotted
+        # One legend entry per group, in a block's order, then the side matrix.
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(labels) == 4
+        for label, module in zip(labels, modules, strict=False):
+            group = [a for n, a in alphas.items() if f".{module}." in n]
+            assert label == (
+                f"{module}: mean {np.mean(group):.3g}, median {np.median(group):.3g} (n = 3)"
+            )
+        side = alphas["embeddings.position_embeddings.weight"]
+        assert labels[3] == f"embeddings.position_embeddings: {side:.3g}"
+        # The matrix without an alpha fit is stated in the title.
+        assert ax.get_title().startswith("Power-law α of 10 matrices; 1 without an α fit not shown")
+        rgb = saved_png(fig, tmp_path / "alpha.png")
+        for color in curve_colors(4):
+            assert pixels_near(rgb, color) > 20
+        assert drawn_fraction(rgb) > 0.05
+
+    def test_off_scale_values_update_reports_and_names(self, layered, updates, tmp_path):
+        from lowrank.plot import plot_alpha_summary
+
+        # The all-ones spectrum of layered's embedding fits a huge alpha (rounding spread):
+        # drawn as a triangle on the top edge, counted in the title.
+        alphas = _alphas(layered.matrices)
+        huge = alphas["embeddings.word_embeddings.weight"]
+        assert huge > 20
+        ax = plot_alpha_summary(layered).axes[0]
+        points = _points(ax)
+        assert len(points) == len(alphas)
+        high = ax.get_ylim()[1]
+        assert high <= 20 and np.count_nonzero(points[:, 1] == high) == 1
+        assert "1 above" in ax.get_title() and "drawn as ▲ at the top" in ax.get_title()
+        # An update report: the alphas of the updates, selected by name.
+        names = [m.name for m in updates[:2]]
+        ax = plot_alpha_summary(updates, names=names, legend=False).axes[0]
+        assert ax.get_ylabel() == "power-law α of ΔW"
+        assert len(_points(ax)) == len(_alphas(updates[:2]))
+        assert ax.get_legend() is None
+        # Names without a layer index only: all beside, the matrices' names as ticks.
+        ax = plot_alpha_summary(updates[-1:]).axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["embeddings.word_embeddings"]
+        assert ax.get_xlabel() == "matrix" and len(_points(ax)) == 1
+
+    def test_plot_report_dispatches(self, alpha_report, updates, tmp_path):
+        path = tmp_path / "alpha.png"
+        fig = plot_report(alpha_report, kind="alpha", path=path)
+        assert len(_points(fig.axes[0])) == 10 and path.read_bytes().startswith(b"\x89PNG")
+        path = tmp_path / "update.png"
+        fig = plot_report(updates, kind="update-spectra", path=path, normalize=False)
+        assert len(fig.axes[0].get_lines()) == 2 * len(updates)
+        assert fig.axes[0].get_ylabel() == "σ_i" and path.exists()
+
+    def test_errors(self, alpha_report):
+        from dataclasses import replace
+
+        from lowrank.plot import plot_alpha_summary
+
+        head = alpha_report.result("classifier.weight")
+        with pytest.raises(InputError, match="none of the 1 matrices has a power-law alpha fit"):
+            plot_alpha_summary([head])
+        old = [replace(m, random_matrix=None) for m in alpha_report.matrices]
+        with pytest.raises(InputError, match="none of the 11 matrices has a power-law alpha"):
+            plot_alpha_summary(old)
+        with pytest.raises(InputError, match="unknown name 'nope'"):
+            plot_alpha_summary(alpha_report, names=["nope"])
+        with pytest.raises(InputError, match="legend"):
+            plot_alpha_summary(alpha_report, legend="yes")
+        with pytest.raises(InputError, match="there is nothing to plot"):
+            plot_alpha_summary([])
+
+
+class TestCommandAlphaAndUpdateSpectra:
+    """``lowrank plot --kind alpha`` and ``--kind update-spectra [--name NAME]``."""
+
+    def test_kinds_render(self, alpha_report, layered, updates, tmp_path, capsys):
+        from dataclasses import replace
+
+        from lowrank.cli import main
+
+        plain = tmp_path / "r.json"
+        alpha_report.write_json(plain)
+        target = tmp_path / "alpha.png"
+        args = ["plot", str(plain), "--kind", "alpha", "-o", str(target)]
+        assert main([*args, "--exclude", "*value*"]) == 0
+        assert drawn_fraction(imread(target)[..., :3]) > 0.05
+        update = Report(run=replace(layered.run, base="/base"), matrices=tuple(updates))
+        update_file = tmp_path / "u.json"
+        update.write_json(update_file)
+        target = tmp_path / "us.png"
+        args = ["plot", str(update_file), "--kind", "update-spectra", "-o", str(target)]
+        assert main(args) == 0
+        assert main([*args, "--name", updates[0].name]) == 0
+        assert main([*args, "--include", "*query*"]) == 0
+        assert drawn_fraction(imread(target)[..., :3]) > 0.01
+        capsys.readouterr()
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (["--kind", "update-spectra"], "--kind update-spectra needs an update report"),
+            (
+                ["--kind", "alpha", "--name", "x"],
+                "--name applies to --kind eigenvalues or update-spectra only",
+            ),
+            (["--kind", "alpha", "--relative"], "--relative applies to --kind curves or heatmap"),
+            (["--kind", "alpha", "--energy", "0.5"], "--energy applies to --kind heatmap only"),
+        ],
+    )
+    def test_usage_errors(self, layered, tmp_path, capsys, options, message):
+        from lowrank.cli import main
+
+        plain = tmp_path / "r.json"
+        layered.write_json(plain)
+        assert main(["plot", str(plain), *options, "-o", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and message in err[0]
+        assert not (tmp_path / "x.png").exists()
