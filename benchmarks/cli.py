@@ -187,8 +187,8 @@ def _run_suite(suite: Suite, options: Options, isolation: str, log: Any) -> dict
         return {"available": False, "reason": why, "results": []}
     start = time.perf_counter()
     prep = suite.prepare(options)
-    for _, group in itertools.groupby(prep, key=lambda c: c.group):
-        _run_group(list(group), options, isolation, log)
+    for _, prep_group in itertools.groupby(prep, key=lambda c: c.group):
+        _run_group(list(prep_group), options, isolation, log)
     cases = [
         c for c in suite.cases(options) if not options.only or any(t in c.id for t in options.only)
     ]

@@ -64,10 +64,8 @@ def run_in_child(
     lines: queue.Queue[str | None] = queue.Queue()
     errors: list[str] = []
     out_thread = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
-    err_thread = threading.Thread(
-        target=lambda: errors.extend(proc.stderr),
-        daemon=True,  # type: ignore[arg-type]
-    )
+    stderr = proc.stderr
+    err_thread = threading.Thread(target=lambda: errors.extend(stderr), daemon=True)
     out_thread.start()
     err_thread.start()
     events: list[dict[str, Any]] = []

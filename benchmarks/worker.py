@@ -61,6 +61,7 @@ def run_cases(cases: list[Case], options: Options, emit: Callable[[dict[str, Any
     for case in cases:
         ctx = WorkerContext(options=options, emit=emit, memo=memo)
         start = time.perf_counter()
+        result: dict[str, Any]
         try:
             if case.params.get("op") == "sleep":  # used by the smoke test of the timeouts
                 time.sleep(float(case.params["seconds"]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -526,10 +526,10 @@ class SvdSuite(Suite):
                         continue
                     t = res["seconds"]
                     row.append(fmt_time(t, res.get("n"), res.get("warmup_counted")))
-                    row.append(fmt_ratio(t / floor["seconds"]) if _ok(floor) else "")  # type: ignore[index]
+                    row.append(fmt_ratio(t / floor["seconds"]) if _ok(floor) else "")
                     row.append(fmt_err(res.get("top_r_rel_err")) if method != "floor" else "-")
                     row.append(fmt_err(res.get("excess")) if method != "floor" else "-")
-                    ratio = mine["seconds"] / t if _ok(mine) and method != "lowrank" else None  # type: ignore[index]
+                    ratio = mine["seconds"] / t if _ok(mine) and method != "lowrank" else None
                     row.append(fmt_ratio(ratio))
                 rows.append(row)
             lines.append(md_table(header, rows))
@@ -553,13 +553,13 @@ class SvdSuite(Suite):
                 and res["seconds"] < best_t
             ):
                 best_name, best_t = method, res["seconds"]
-        mt = mine["seconds"] if _ok(mine) else None  # type: ignore[index]
-        ft = floor["seconds"] if _ok(floor) else None  # type: ignore[index]
-        fast_t = fast["seconds"] if _ok(fast) else None  # type: ignore[index]
-        accurate = bool(_ok(mine) and _meets(mine["top_r_rel_err"], mine["excess"]))  # type: ignore[index]
+        mt = mine["seconds"] if _ok(mine) else None
+        ft = floor["seconds"] if _ok(floor) else None
+        fast_t = fast["seconds"] if _ok(fast) else None
+        accurate = bool(_ok(mine) and _meets(mine["top_r_rel_err"], mine["excess"]))
         converged = _converged(mine)
         ratio = mt / best_t if mt and best_name else None
-        fast_excess = fast.get("excess") if _ok(fast) else None  # type: ignore[union-attr]
+        fast_excess = fast.get("excess") if _ok(fast) else None
         fast_ratio = fast_t / ft if fast_t and ft else None
         return {
             "matrix": spec.label,
@@ -581,7 +581,7 @@ class SvdSuite(Suite):
             "fast_seconds": fast_t,
             "fast_status": (fast or {}).get("status", "missing"),
             "fast_excess": fast_excess,
-            "fast_top_r_rel_err": fast.get("top_r_rel_err") if _ok(fast) else None,  # type: ignore[union-attr]
+            "fast_top_r_rel_err": fast.get("top_r_rel_err") if _ok(fast) else None,
             "fast_ratio_to_floor": fast_ratio,
             "fast_goal": spec.family == FAST_FAMILY,
             "fast_met": bool(
@@ -616,7 +616,7 @@ class SvdSuite(Suite):
                                 not _ok(main) or _blas_threads(main) == threads
                             ):
                                 res = main  # its time if it ran with that many threads
-                        times[str(threads)] = res["seconds"] if _ok(res) else None  # type: ignore[index]
+                        times[str(threads)] = res["seconds"] if _ok(res) else None
                         statuses[str(threads)] = (res or {}).get("status", "missing")
                     t1, t2 = times.get("1"), times.get("2")
                     speedup = t1 / t2 if t1 and t2 else None
@@ -683,8 +683,8 @@ FAMILIES_TEXT = {
 }
 
 
-def _ok(res: dict[str, Any] | None) -> bool:
-    return bool(res) and res.get("status") == "ok" and "seconds" in res  # type: ignore[union-attr]
+def _ok(res: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return res is not None and res.get("status") == "ok" and "seconds" in res
 
 
 def _converged(res: dict[str, Any] | None) -> bool | None:
