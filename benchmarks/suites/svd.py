@@ -464,6 +464,8 @@ class SvdSuite(Suite):
                 ],
             ),
             "",
+            self._scaling_markdown(scaling),
+            "",
             f"### Goal 4: the fast setting (`excess_tol=FAST_TOL`) on the {FAST_FAMILY} spectrum\n",
             f"Met when the excess is ≤ {FAST_EXCESS_TOL:g} at ≤ {FAST_FLOOR_TARGET:g}× the "
             "GEMM floor. `FAST_TOL` = " + _fast_tol_text() + ". The other spectra are in the "
@@ -490,8 +492,6 @@ class SvdSuite(Suite):
                     if s["family"] == FAST_FAMILY
                 ],
             ),
-            "",
-            self._scaling_markdown(scaling),
             "",
             "### All methods\n",
             "Time in seconds (median; `(n=k)` when fewer than the usual runs fitted the budget); "
