@@ -199,7 +199,7 @@ def issue15_markdown(data: dict[str, Any]) -> str:
         r2, scaling_table, t2 = _goal2(svd)
         r4, t4 = _goal4(svd)
     else:
-        r1 = r2 = r4 = [["1, 2, 4", "", "the `svd` suite is not in this run", "", ""]]
+        r1, r2, r4 = [["1, 2, 4", "", "the `svd` suite is not in this run", "", ""]], [], []
         t1 = t2 = t4 = ""
     if curve is not None:
         r3, t3 = _goal3(curve)
