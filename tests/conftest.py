@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,26 @@ load_profile()
 NETWORK_NOTEBOOKS = {"02_model_weights.ipynb"}  # fetch_minilm(): 91 MB on a cold cache
 
 
+def _committed_with_outputs(path) -> bool:
+    # Such a notebook is executed by tests/test_notebooks_outputs.py, which also checks its
+    # committed outputs against the fresh ones; nbmake running it too would double the time.
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return any(cell.get("outputs") for cell in cells if cell["cell_type"] == "code")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
+    kept, twice = [], []
     for item in items:
         if item.path.suffix == ".ipynb" and item.path.name in NETWORK_NOTEBOOKS:
             item.add_marker(pytest.mark.network)
+        if item.path.suffix == ".ipynb" and _committed_with_outputs(item.path):
+            twice.append(item)
+        else:
+            kept.append(item)
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True, scope="session")
