@@ -3,7 +3,9 @@ r"""A small neural-network framework in NumPy: layers, activations, losses, opti
 The framework around the LoRA reference of :mod:`lowrank.adapter`: enough to compose a
 :class:`~lowrank.adapter.LoRALinear` with dense layers and nonlinearities into a network and
 train it deterministically, so that full fine-tuning, head-only tuning, gradual unfreezing,
-LoRA and PiSSA can be compared on one problem (``notebooks/03_finetuning_forgetting.ipynb``).
+LoRA, PiSSA and L2-SP can be compared on one problem (``notebooks/03_finetuning_forgetting.ipynb``)
+and measured over many seeds like a continual-learning paper
+(``notebooks/05_forgetting_split_digits.ipynb``).
 
 ==========================  =============================================================
 module                      contents
