@@ -700,7 +700,12 @@ def plot_update_spectra(
 
     Notes
     -----
-    Zero singular values cannot be drawn on a log axis and are left out.
+    Zero singular values cannot be drawn on a log axis and are left out, and so are those
+    at the rounding level of the float64 SVD that computed them, at most
+    :math:`16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` of their own spectrum: an
+    update that leaves some inputs untouched (pixels that are always 0, unused tokens) has
+    exact zeros, which come out of the SVD as values near 1e-19 and would stretch the axis
+    over fifteen empty decades.
 
     Examples
     --------
@@ -741,7 +746,7 @@ def plot_update_spectra(
         scale = base[0] if normalize and base.size and base[0] > 0 else 1.0
         for s, style, what in ((m.singular_values, "-", label), (base, "--", "_nolegend_")):
             y = np.asarray(s, dtype=np.float64) / scale
-            y[y <= 0.0] = np.nan
+            y[y <= _rounding_level(y, m.shape)] = np.nan
             ax.plot(np.arange(1, y.size + 1), y, color=color, linestyle=style, label=what)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -957,6 +962,16 @@ def plot_alpha_summary(
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, axis="y", alpha=0.3)
     return fig
+
+
+def _rounding_level(values: Array, shape: tuple[int, ...]) -> float:
+    r"""Singular values at or below this are rounding noise of a float64 SVD:
+    :math:`16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` (``values`` descending, of
+    an ``m x n`` matrix; a backward-stable SVD's value errors measured up to a quarter of it,
+    :func:`lowrank.testing.tolerances.svd_tolerance`)."""
+    top = float(np.nanmax(values)) if np.size(values) else 0.0
+    side = max(shape) if len(shape) else 1
+    return 16.0 * float(np.finfo(np.float64).eps) * math.sqrt(side) * max(top, 0.0)
 
 
 def _short_name(name: str) -> str:

@@ -662,9 +662,12 @@ class TestUpdateSpectra:
             # Both divided by sigma_1(W): one division each, so 1 ulp.
             np.testing.assert_allclose(dashed.get_ydata(), b / b[0], rtol=1e-15)
             y = solid.get_ydata()
-            drawn = s > 0
+            # Values at the float64 SVD's rounding level (16 eps sqrt(max(m, n)) of the
+            # spectrum's top) are zeros and not drawn on a log axis.
+            drawn = s > 16 * np.finfo(np.float64).eps * np.sqrt(max(m.shape)) * s[0]
+            assert drawn.any()
             np.testing.assert_allclose(y[drawn], s[drawn] / b[0], rtol=1e-15)
-            assert np.isnan(y[~drawn]).all()  # zero values are not drawn on a log axis
+            assert np.isnan(y[~drawn]).all()
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
         assert labels == [
             "ΔW (solid)",
@@ -685,10 +688,28 @@ class TestUpdateSpectra:
         solid, dashed = ax.get_lines()
         np.testing.assert_array_equal(dashed.get_ydata(), updates[-1].base_singular_values)
         s = updates[-1].singular_values
-        np.testing.assert_array_equal(solid.get_ydata()[s > 0], s[s > 0])
+        above = s > 16 * np.finfo(np.float64).eps * np.sqrt(max(updates[-1].shape)) * s[0]
+        assert above.sum() == 2  # the fixture's updates have rank 2; the rest is rounding
+        np.testing.assert_array_equal(solid.get_ydata()[above], s[above])
+        assert np.isnan(solid.get_ydata()[~above]).all()
         assert ax.get_ylabel() == "σ_i"
         assert ax.get_legend() is None
         assert ax.get_title() == "Spectra of 1 updates: ΔW solid, W = W_base dashed"
+
+    def test_rounding_noise_is_not_drawn(self, updates):
+        # An update with exact zeros (inputs it never touched): its float64 SVD returns
+        # them as ~1e-19 relative, which must not stretch the log axis.
+        from dataclasses import replace
+
+        from lowrank.plot import plot_update_spectra
+
+        m = updates[0]
+        noisy = np.concatenate([m.singular_values[:2], [1e-19 * m.singular_values[0]]])
+        tail = np.zeros(m.singular_values.size - noisy.size)
+        fake = replace(m, singular_values=np.concatenate([noisy, tail]))
+        solid = plot_update_spectra([fake], legend=False).axes[0].get_lines()[0]
+        y = solid.get_ydata()
+        assert np.isfinite(y[:2]).all() and np.isnan(y[2:]).all()
 
     def test_errors(self, updates, three):
         from dataclasses import replace
