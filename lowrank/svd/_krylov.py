@@ -14,6 +14,7 @@ from lowrank._operator import MatrixInput
 from lowrank._typing import Array
 from lowrank.svd._convergence import Progress, hidden_multiplicity
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
+from lowrank.svd._numpy_lapack import top_eigenpairs
 from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
 from lowrank.svd._result import RandomizedDiagnostics, TruncatedSVDResult, fix_signs
 
@@ -110,18 +111,18 @@ def _ritz_triplets(
     :math:`V_B = B^H U_B \Sigma^{-1}`, when that is accurate to ``accuracy`` (see
     :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``. ``known`` =
     ``(values, G)`` from :func:`_ritz_values` on this same ``B`` saves computing them again.
-    NumPy's LAPACK, for the reason given in :func:`_ritz_values`, except for the top
-    eigenvectors of a large projection.
+    NumPy's LAPACK, for the reason given in :func:`_ritz_values` (for the top eigenpairs,
+    through :mod:`lowrank.svd._numpy_lapack`).
     """
     if accuracy >= 4.0 * compute_eps(np.float64):
         values, G = known if known is not None else (None, B @ B.conj().T)
         L = G.shape[0]
-        if L > _SUBSET_EIGH_MIN:
-            # Only the top rank eigenvectors (SciPy's syevr): all of them cost 2-3 times
-            # as much at these sizes, more than the switch to SciPy's OpenBLAS.
+        if _SUBSET_EIGH_RATIO * rank <= L:
+            # Only the top rank eigenpairs (syevr): all of them (syevd) cost 1.5-3 times as
+            # much when they are a fifth or less (measured for L = 128 to 1184).
             if values is None:
                 values = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
-            lam, W = sla.eigh(G, subset_by_index=[L - rank, L - 1], check_finite=False)
+            lam, W = top_eigenpairs(G, rank)
         else:
             lam, W = np.linalg.eigh(G)
             values = np.sqrt(np.clip(lam[::-1], 0.0, None))
@@ -139,8 +140,9 @@ def _ritz_triplets(
     return Ub[:, :rank], S[:rank], Vbh[:rank].conj().T, S
 
 
-# Projections larger than this get only their top eigenvectors computed (see _ritz_triplets).
-_SUBSET_EIGH_MIN = 400
+# Projections at least this many times the rank get only their top eigenpairs computed
+# (see _ritz_triplets).
+_SUBSET_EIGH_RATIO = 5
 
 
 # The machine model behind the check schedule (a 2-core x86 machine with OpenBLAS, fitted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from lowrank._validation import (
     check_choice,
 )
 from lowrank.errors import ConvergenceError
+from lowrank.svd._numpy_lapack import numpy_lapacke
 
 _GRAM_BLOCK_ELEMENTS = 1 << 25
 # The two-stage eigensolver is used from this order on (see _symmetric_eigenvalues).
@@ -23,34 +25,17 @@ _TWO_STAGE_MIN = 2048
 @functools.lru_cache(maxsize=1)
 def _two_stage_eigvalsh() -> Any:
     """LAPACK's two-stage symmetric eigenvalue driver ``dsyev_2stage`` (values only), from
-    the OpenBLAS that NumPy links, or ``None`` where it is not exposed.
-
-    NumPy does not wrap it, and neither does SciPy; the PyPI wheels of NumPy link an ILP64
-    ``scipy-openblas`` that exports its LAPACKE interface as ``scipy_LAPACKE_dsyev_2stage64_``.
-    It is looked up through NumPy's own linear-algebra extension (so it is the library
-    already in use) and only by names whose integer width is unambiguous.
-    """
-    import ctypes
-
-    try:
-        import numpy.linalg._umath_linalg as umath_linalg
-
-        lib = ctypes.CDLL(umath_linalg.__file__)
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - unusual builds
+    the OpenBLAS that NumPy links (:func:`~lowrank.svd._numpy_lapack.numpy_lapacke`; neither
+    NumPy nor SciPy wraps it), or ``None`` where it is not exported."""
+    found = numpy_lapacke("dsyev_2stage")
+    if found is None:  # pragma: no cover - other builds
         return None
-    for name, integer in (
-        ("scipy_LAPACKE_dsyev_2stage64_", ctypes.c_int64),
-        ("scipy_LAPACKE_dsyev_2stage", ctypes.c_int32),
-    ):
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            fn.restype = integer
-            fn.argtypes = [
-                ctypes.c_int, ctypes.c_char, ctypes.c_char, integer, ctypes.c_void_p,
-                integer, ctypes.c_void_p,
-            ]  # fmt: skip
-            return fn
-    return None  # pragma: no cover - other builds
+    fn, integer = found
+    fn.argtypes = [
+        ctypes.c_int, ctypes.c_char, ctypes.c_char, integer, ctypes.c_void_p, integer,
+        ctypes.c_void_p,
+    ]  # fmt: skip
+    return fn
 
 
 def _symmetric_eigenvalues(gram: Array) -> Array:
