@@ -197,6 +197,10 @@ class Progress:
             value_noise = 8.0 * self.eps * float(top[0]) * top
             moving = grow_now > value_noise
             each, rates = _extrapolate_each(grow_now[moving], grow_before[moving], now, before)
+            # No value can grow past sigma_1: its square caps what a value without a rate
+            # (growth not yet shrinking, as near the rank of a flat spectrum for many
+            # steps) still adds.
+            each = np.minimum(each, np.maximum(self._top_ceiling() - cur[moving] ** 2, 0.0))
             remaining = float(np.sum(each))
             rho = float(np.max(rates)) if rates.size else 0.0
         if remaining >= residual_sq:
@@ -205,6 +209,21 @@ class Progress:
             self.excess_estimate = math.sqrt(residual_sq / (residual_sq - remaining)) - 1.0
         if self.criterion == "excess":
             self.rho = rho
+
+    def _top_ceiling(self) -> float:
+        r"""An estimate of :math:`\sigma_1^2` from above, in units of :math:`\|A\|_F^2`: the
+        top Ritz value plus its extrapolated growth when it has a rate, otherwise the
+        bound :math:`\sigma_1^2 \le \|A\|_F^2 - \sum_{2 \le i \le r}\tilde\sigma_i^2`
+        (the Ritz values are below the singular values they converge to)."""
+        cur, prev, old = self.values[-1], self.values[-2], self.values[-3]
+        now, before = self._intervals()
+        bound = max(1.0 - float(np.dot(cur[1:], cur[1:])), float(cur[0]) ** 2)
+        growth, _ = _extrapolate(
+            abs(float(cur[0] - prev[0])), abs(float(prev[0] - old[0])), now, before
+        )
+        if not math.isfinite(growth):
+            return bound
+        return min(bound, (float(cur[0]) + growth) ** 2)
 
     def restart(self) -> None:
         """Forget the history: the space was augmented, so the growth seen so far no longer
