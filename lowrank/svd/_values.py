@@ -120,7 +120,8 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
     the matrix converted 256 MiB at a time — and takes its eigenvalues with LAPACK's
     two-stage driver ``dsyev_2stage`` when the OpenBLAS NumPy links exposes it (the PyPI
     wheels do; otherwise ``numpy.linalg.eigvalsh``). For a 4096 x 4096 float32 matrix on 2
-    cores that is about 6 s against 12 s for ``scipy.linalg.svdvals`` and 14 s for NumPy
+    cores that is about 3.0 s against 6.0-6.4 s for ``scipy.linalg.svdvals``: the syrk
+    (0.74 s) and the two-stage eigenvalues, within 2 % of those two calls alone
     (``benchmarks/RESULTS.md``).
 
     It is also the more accurate route for single-precision data: float64 eigenvalues
