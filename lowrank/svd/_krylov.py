@@ -275,11 +275,12 @@ class _CheckSchedule:
         (the overshoot grows the final Rayleigh-Ritz step and the orthogonalisation)."""
         if ahead >= (1 << 30):
             # No rate now. Before any rate was known, checks wait for their cost to be
-            # amortised; once one was, the rate was lost to a value whose growth sped up
-            # (a new direction entering the top values), which is the fast phase: check
-            # again after the last interval rather than let the space grow by half
-            # (measured on a flat 2048^2 spectrum at rank 64: 9 steps past the one that
-            # met the tolerance, the true error 100 times below it).
+            # amortised; once one was, it was lost to a value whose growth did not shrink
+            # over the last interval (a direction entering the top values, or one near the
+            # rank of a flat spectrum), and the others may be close: check again after the
+            # last interval rather than let the space grow by half (measured on a flat
+            # 2048^2 spectrum at rank 64: 9 steps past the one that met the tolerance, the
+            # true error 100 times below it).
             self.next_check = None if self.interval is None else steps + self.interval
             return
         interval = min(ahead // 3, math.ceil(math.sqrt(2.0 * ahead * check_cost)))
