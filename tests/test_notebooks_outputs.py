@@ -137,6 +137,9 @@ def test_committed_outputs_match_a_fresh_run(path, monkeypatch):
     import nbformat
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the kernel is a subprocess
+    # The suite runs with MPLBACKEND=Agg (tasks.py, .ci/run); the kernel inherits it, and
+    # under Agg the figures are not shown inline but warn on stderr instead.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     committed = nbformat.read(path, as_version=4)
     problems = compare(committed, execute(path))
     assert not problems, (
@@ -153,6 +156,7 @@ def main(paths: list[str]) -> None:
     import nbformat
 
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ.pop("MPLBACKEND", None)  # figures inline, as a reader sees them
 
     for name in paths:
         path = Path(name).resolve()
