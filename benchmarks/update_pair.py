@@ -81,7 +81,7 @@ def build_pair(
     import ml_dtypes  # noqa: F401  (safetensors reads bfloat16 through it)
     from safetensors import safe_open
 
-    from lowrank.io import save_safetensors
+    from lowrank.io import atomic_write_text, save_safetensors
 
     base, tuned, record_path = _paths(spec, cache, rank, relative)
     if not base.exists():
@@ -108,7 +108,7 @@ def build_pair(
             del w, exact, diff, err
     save_safetensors(tuned, tensors, metadata={"generator": "benchmarks.update_pair"})
     record = {"rank": rank, "relative": relative, "rounding_share": noise}
-    record_path.write_text(json.dumps(record))
+    atomic_write_text(record_path, json.dumps(record))
     return base, tuned, record
 
 
