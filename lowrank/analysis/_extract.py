@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from lowrank._typing import Array
-from lowrank._validation import check_int, check_path
+from lowrank._validation import check_int
 from lowrank.analysis._results import SkippedTensor
-from lowrank.errors import InputError, MissingFileError
+from lowrank.analysis._update import _checkpoint, _skip
+from lowrank.errors import InputError
 from lowrank.io import Patterns, TensorInfo, load_matrix, matrix_shape, select
 from lowrank.io.peft import save_peft_adapter
 from lowrank.lora import ExtractedAdapter, extract_many
@@ -102,25 +103,6 @@ class CheckpointExtraction:
             dtype=dtype,
             overwrite=overwrite,
         )
-
-
-def _skip(info: TensorInfo, code: str, reason: str) -> SkippedTensor:
-    return SkippedTensor(
-        name=info.name,
-        file=str(info.file),
-        shape=info.shape,
-        dtype=info.dtype,
-        code=code,
-        reason=reason,
-    )
-
-
-def _checkpoint(value: object, *, name: str) -> Path:
-    """``value`` as the absolute path of an existing file or directory, named ``name``."""
-    path = Path(os.path.abspath(check_path(value, name=name)))
-    if not path.exists():
-        raise MissingFileError(f"{name} must be an existing file or directory; got '{path}'")
-    return path
 
 
 def extract_checkpoint(

@@ -13,8 +13,10 @@ Nothing here re-derives the LoRA paper's quantities: the subspace overlap is
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,10 @@ import numpy as np
 from lowrank._numerics import frobenius_norm
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, as_storage_dtype, check_str
+from lowrank._validation import as_matrix, as_storage_dtype, check_path, check_str
 from lowrank.analysis._compute import _analyze, _check_options
 from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor, UpdateResult
-from lowrank.errors import LowRankError, ShapeError
+from lowrank.errors import LowRankError, MissingFileError, ShapeError
 from lowrank.io import NDPolicy, TensorInfo, load_matrix
 from lowrank.lora import amplification_factor, subspace_similarity
 from lowrank.svd import TruncatedSVDResult, svd_of
@@ -244,6 +246,14 @@ def _skip(info: TensorInfo, code: str, reason: str) -> SkippedTensor:
         code=code,
         reason=reason,
     )
+
+
+def _checkpoint(value: object, *, name: str) -> Path:
+    """``value`` as the absolute path of an existing file or directory, named ``name``."""
+    path = Path(os.path.abspath(check_path(value, name=name)))
+    if not path.exists():
+        raise MissingFileError(f"{name} must be an existing file or directory; got '{path}'")
+    return path
 
 
 def _analyze_update_pair(

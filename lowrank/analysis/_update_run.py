@@ -11,25 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from pathlib import Path
 
-from lowrank._validation import check_callable, check_path
+from lowrank._validation import check_callable
 from lowrank.analysis._report import Report
 from lowrank.analysis._results import DEFAULT_ENERGIES, DEFAULT_RANKS, SkippedTensor
 from lowrank.analysis._run import AnalysisRun, Outcome, _check_run, _start_run, drain
-from lowrank.analysis._update import _skip
-from lowrank.errors import MissingFileError
+from lowrank.analysis._update import _checkpoint, _skip
 from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
 
 __all__ = ["analyze_update", "start_update_analysis"]
-
-
-def _checkpoint(value: object, *, name: str) -> Path:
-    """``value`` as the absolute path of an existing file or directory, named ``name``."""
-    path = Path(os.path.abspath(check_path(value, name=name)))
-    if not path.exists():
-        raise MissingFileError(f"{name} must be an existing file or directory; got '{path}'")
-    return path
 
 
 def _pair(
