@@ -203,3 +203,20 @@ def test_a_cluster_is_resolved_before_converged(spread, dtype):
     converged, ratio = true_error_over_tol((U * s) @ V.T, 10, "accurate", np.dtype(dtype), 2)
     assert converged
     assert ratio <= FACTOR
+
+
+@pytest.mark.parametrize("rank", [40, 50, 60])
+def test_widening_on_the_last_step_gives_a_valid_result(rank):
+    """A hidden multiplicity found at the check of the last allowed step widens the space,
+    and the loop ends there: the result must come from the widened space (it once reused the
+    projection of the check, narrower than the widened basis, and crashed). Not converged;
+    the Ritz values are lower bounds of the singular values (float64 LAPACK, to 16 eps
+    sqrt(max(m, n)) sigma_1) and the factors orthonormal to 16 eps sqrt(max(m, n))."""
+    A = _issue_matrix()
+    result = truncated_svd(A, rank, method="randomized", excess_tol=FAST_TOL, max_iter=5, rng=0)
+    assert result.converged is False
+    reference = np.linalg.svd(A, compute_uv=False)
+    atol = 16 * np.finfo(np.float64).eps * math.sqrt(max(A.shape))
+    assert np.all(reference[:rank] + atol * reference[0] >= result.S)
+    np.testing.assert_allclose(result.U.T @ result.U, np.eye(rank), atol=atol)
+    np.testing.assert_allclose(result.Vh @ result.Vh.T, np.eye(rank), atol=atol)

@@ -343,6 +343,7 @@ def _block_krylov(
                 converged = True
                 break
             rec.widen(block)
+            checked = None  # the widened space has more columns than the checked projection
             progress.restart()
             schedule.next_check = None
     return _krylov_result(mat, rank, rec, progress, checked, converged, tol, criterion, block)
