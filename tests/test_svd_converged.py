@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from lowrank import truncated_svd
 from lowrank.svd import FAST_TOL, default_block_size, default_tol
+from lowrank.testing.tolerances import svd_tolerance
 
 # Within this factor of tol. The worst ratios seen over 3,000 examples of these families
 # (value_tol and excess_tol targets from 1e-2 to 32 eps) were 4.4 for value_tol and 4.2
@@ -134,9 +135,6 @@ def true_error_over_tol(
         A.astype(dtype), rank, method="randomized", rng=seed, **{target_of(preset): tol}
     )
     reference = np.linalg.svd(A, compute_uv=False)
-    eps = float(np.finfo(dtype).eps)
-    if tol is None:
-        tol = FAST_TOL if preset == "fast" else default_tol(dtype)
     if preset == "fast":
         optimum = math.sqrt(float(np.sum(reference[rank:] ** 2)))
         residual = A - (result.U.astype(np.float64) * result.S) @ result.Vh.astype(np.float64)
@@ -144,11 +142,11 @@ def true_error_over_tol(
         # ||A||_F (Householder-based SVDs: ||E||_F <= c eps ||A||_F): in sigma_1 units LAPACK's
         # own rank-r residuals on rank-deficient matrices of these sizes reached 4.7, in
         # these 1.2 (300 draws), and the method's 1.8.
-        floor = ROUNDING * eps * math.sqrt(max(A.shape)) * float(np.linalg.norm(reference))
+        floor = svd_tolerance(dtype, A.shape, float(np.linalg.norm(reference)), factor=ROUNDING)
         error = max(float(np.linalg.norm(residual)) - optimum - floor, 0.0) / max(optimum, floor)
     else:
         top = reference[:rank]
-        floor = ROUNDING * eps * math.sqrt(max(A.shape)) * reference[0]
+        floor = svd_tolerance(dtype, A.shape, float(reference[0]), factor=ROUNDING)
         error = float(
             np.max(np.maximum(np.abs(result.S - top) - floor, 0.0) / np.maximum(top, floor))
         )
