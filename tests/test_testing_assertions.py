@@ -611,7 +611,19 @@ def test_assertion_argument_checks(call, error, match):
 
 
 def test_adapters_agree_rng_none_draws_fresh_inputs():
-    assert_adapters_agree(_layer, _layer, in_features=3, rng=None)
+    seen = []
+
+    def recording(x):
+        seen.append(np.array(x, copy=True))
+        return _layer(x)
+
+    for rng in (None, None, 0, 0):
+        before = len(seen)
+        assert_adapters_agree(recording, _layer, in_features=3, rng=rng)
+        assert len(seen) == before + 1
+    fresh_1, fresh_2, seeded_1, seeded_2 = seen
+    assert not np.array_equal(fresh_1, fresh_2)  # rng=None: new inputs each call
+    np.testing.assert_array_equal(seeded_1, seeded_2)  # a seed: the same inputs
 
 
 def test_lora_scaling_is_keyword_only():
