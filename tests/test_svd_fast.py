@@ -79,11 +79,14 @@ def test_default_reaches_its_accuracy(spectrum, dtype, rng):
     assert res.S.dtype == np.finfo(dtype).dtype
     assert top_rel_err(res.S, ref) <= 1e-5
     assert excess(A, res, ref) <= 1e-6
-    # The a-posteriori estimate is of the right size: not below the error by more than
-    # the rounding level of the dtype, and below the target it stopped at.
+    # The a-posteriori estimate is of the right size: the error is within 10 times it (the
+    # converged property test's factor; measured here at most 1.2) or at the rounding level
+    # of the dtype, and the estimate is below the target it stopped at or at that level
+    # (a stop on growth below rounding).
     assert d.value_estimate is not None
     floor = 16 * np.finfo(dtype).eps * ref[0] / ref[rank - 1]
-    assert top_rel_err(res.S, ref) <= max(100 * d.value_estimate, floor)
+    assert top_rel_err(res.S, ref) <= max(10 * d.value_estimate, floor)
+    assert d.value_estimate <= max(d.tol, floor)
     assert_orthonormal(res.U, name="U")
     assert_orthonormal(res.Vh.conj().T, name="V")
 
