@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,11 +18,15 @@ def contraction(ratio: float, before: int, now: int) -> float:
     return float(_contractions(np.array([ratio], dtype=np.float64), before, now)[0])
 
 
+# Bisection steps of _contractions: rho to 2**-40 (1e-12), far finer than the model.
+_BISECTIONS = 40
+
+
 def _contractions(ratios: Array, before: int, now: int) -> Array:
     """:func:`contraction` of each entry, by bisection on all of them at once."""
     lo = np.zeros_like(ratios)
     hi = np.ones_like(ratios)
-    for _ in range(60):
+    for _ in range(_BISECTIONS):
         mid = 0.5 * (lo + hi)
         with np.errstate(divide="ignore", invalid="ignore"):
             # mid rounds to 1.0 only for ratios next to now/before: 0/0 is then "not below".
@@ -224,6 +228,12 @@ class Progress:
         if not math.isfinite(growth):
             return bound
         return min(bound, (float(cur[0]) + growth) ** 2)
+
+    def copy(self) -> Progress:
+        """An independent copy (the histories are new lists of the same arrays)."""
+        return replace(
+            self, steps=list(self.steps), values=list(self.values), energies=list(self.energies)
+        )
 
     def restart(self) -> None:
         """Forget the history: the space was augmented, so the growth seen so far no longer

@@ -84,3 +84,44 @@ def top_eigenpairs(gram: Array, count: int) -> tuple[Array, Array]:
             return w[:count].copy(), z
     lam, vectors = sla.eigh(gram, subset_by_index=[n - count, n - 1], check_finite=False)
     return lam, vectors
+
+
+@functools.lru_cache(maxsize=1)
+def _dsbev() -> tuple[Any, Any] | None:
+    found = numpy_lapacke("dsbev")
+    if found is None:  # pragma: no cover - other builds
+        return None
+    fn, integer = found
+    pointer = ctypes.c_void_p
+    fn.argtypes = [
+        ctypes.c_int, ctypes.c_char, ctypes.c_char, integer, integer, pointer, integer,
+        pointer, pointer, integer,
+    ]  # fmt: skip
+    return fn, integer
+
+
+def banded_eigenvalues(band: Array) -> Array | None:
+    """Eigenvalues (ascending) of a real symmetric float64 band matrix given in LAPACK's
+    lower band storage as a C-ordered ``(n, kd + 1)`` array (``[j, d]`` is entry
+    ``(j + d, j)``; the same memory as the column-major ``(kd + 1, n)`` array LAPACK
+    takes), by ``dsbev`` in NumPy's OpenBLAS (SciPy's ``eig_banded`` where that build does
+    not export it); ``None`` when LAPACK fails or returns non-finite values."""
+    n, width = band.shape
+    lapacke = _dsbev()
+    if lapacke is None:  # pragma: no cover - other builds
+        try:
+            values = sla.eig_banded(band.T, lower=True, eigvals_only=True, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        return np.asarray(values) if np.all(np.isfinite(values)) else None
+    fn, _ = lapacke
+    ab = np.array(band, dtype=np.float64, order="C")  # dsbev overwrites it
+    w = np.empty(n)
+    unused = np.empty(1)
+    info = fn(
+        _COLUMN_MAJOR, b"N", b"L", n, width - 1, ab.ctypes.data, width, w.ctypes.data,
+        unused.ctypes.data, 1,
+    )  # fmt: skip
+    if info != 0 or not np.all(np.isfinite(w)):
+        return None
+    return w
