@@ -512,38 +512,69 @@ def test_two_stage_eigensolver_agrees_with_lapack(monkeypatch, rng):
     np.testing.assert_allclose(s, ref, rtol=0, atol=1e3 * np.finfo(np.float64).eps * ref[0])
 
 
-@pytest.mark.parametrize(("size", "count"), [(1, 1), (7, 3), (130, 8), (300, 60)])
-def test_top_eigenpairs_agree_with_scipy(rng, size, count):
-    """The top eigenpairs by dsyevr in NumPy's OpenBLAS (lowrank.svd._numpy_lapack) against
-    SciPy's syevr and numpy's syevd: values to 16 eps ||G|| (both backward stable), vectors
-    by their residual ||G w - lambda w|| <= 16 eps sqrt(n) ||G|| and orthonormality to
-    16 eps sqrt(n); the input is not modified."""
+@pytest.mark.parametrize(
+    ("size", "count"), [(1, 1), (2, 1), (7, 3), (130, 8), (300, 60), (300, 300)]
+)
+def test_tridiagonal_eigenpairs_agree_with_lapack_drivers(rng, size, count):
+    """Eigenvalues and top eigenpairs from one dsytrd reduction in NumPy's OpenBLAS
+    (dsterf; dstedc and dormtr) against SciPy's syevr and numpy's syevd: values to
+    16 eps ||G|| (all backward stable), vectors by their residual
+    ||G w - lambda w|| <= 16 eps sqrt(n) ||G|| and orthonormality to 16 eps sqrt(n)."""
     import scipy.linalg as sla
 
-    from lowrank.svd._numpy_lapack import top_eigenpairs
+    from lowrank.svd._numpy_lapack import tridiagonalize
 
     B = rng.standard_normal((size, size + 5)) * np.logspace(0, -6, size + 5)
     G = B @ B.T
     before = G.copy()
-    lam, W = top_eigenpairs(G, count)
-    np.testing.assert_array_equal(G, before)
+    reduced = tridiagonalize(G)
+    assert reduced is not None
     norm = float(np.linalg.norm(before, 2))
     eps = float(np.finfo(np.float64).eps)
+    values = reduced.eigenvalues()
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(before), rtol=0, atol=16 * eps * norm)
+    lam, W = reduced.top_eigenpairs(count)
     expected = sla.eigh(before, subset_by_index=[size - count, size - 1], eigvals_only=True)
     np.testing.assert_allclose(lam, expected, rtol=0, atol=16 * eps * norm)
-    np.testing.assert_allclose(
-        lam, np.linalg.eigvalsh(before)[-count:], rtol=0, atol=16 * eps * norm
-    )
     assert W.shape == (size, count)
     assert np.linalg.norm(before @ W - W * lam) <= 16 * eps * np.sqrt(size) * norm
     assert np.linalg.norm(W.T @ W - np.eye(count)) <= 16 * eps * np.sqrt(size)
+    # Both can be asked again: the reduction is not consumed.
+    np.testing.assert_array_equal(reduced.eigenvalues(), values)
+    np.testing.assert_array_equal(reduced.top_eigenpairs(count)[1], W)
 
 
-def test_top_eigenpairs_complex_goes_to_scipy(rng):
-    from lowrank.svd._numpy_lapack import top_eigenpairs
+def test_tridiagonalize_takes_only_real_square_float64():
+    from lowrank.svd._numpy_lapack import tridiagonalize
+
+    assert tridiagonalize(np.eye(3, dtype=np.complex128)) is None
+    assert tridiagonalize(np.eye(3, dtype=np.float32)) is None
+    assert tridiagonalize(np.ones((3, 4))) is None
+    assert tridiagonalize(np.full((3, 3), np.nan)) is None
+
+
+def test_failed_tridiagonal_eigenvectors_fall_back_to_the_gram_matrix(rng):
+    """A reduction whose eigenvectors LAPACK cannot give (here a NaN on its diagonal) is
+    replaced by syevd on the Gram matrix of B, recomputed (the reduction overwrote it)."""
+    from lowrank.svd._krylov import _gram_top_eigenpairs
+    from lowrank.svd._numpy_lapack import Tridiagonal
+
+    B = rng.standard_normal((20, 24))
+    broken = Tridiagonal(np.zeros((20, 20)), np.zeros(19), np.full(20, np.nan), np.zeros(19))
+    assert broken.top_eigenpairs(4) is None
+    lam, W = _gram_top_eigenpairs(broken, B, 4)
+    G = B @ B.T
+    np.testing.assert_allclose(lam, np.linalg.eigvalsh(G)[-4:], rtol=1e-13)
+    assert np.linalg.norm(G @ W - W * lam) <= 1e-12 * np.linalg.norm(G, 2)
+
+
+def test_complex_gram_eigenpairs_come_from_syevd(rng):
+    from lowrank.svd._krylov import _gram_eigenvalues, _gram_top_eigenpairs
 
     B = rng.standard_normal((20, 24)) + 1j * rng.standard_normal((20, 24))
     G = B @ B.conj().T
-    lam, W = top_eigenpairs(G, 4)
+    lam_all, reduced = _gram_eigenvalues(G.copy())
+    np.testing.assert_allclose(lam_all, np.linalg.eigvalsh(G), rtol=1e-13)
+    lam, W = _gram_top_eigenpairs(reduced, B, 4)
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(G)[-4:], rtol=1e-13)
     assert np.linalg.norm(G @ W - W * lam) <= 1e-12 * np.linalg.norm(G, 2)

@@ -15,7 +15,7 @@ from lowrank._typing import Array
 from lowrank.svd._banded import banded_ritz_values
 from lowrank.svd._convergence import Progress, hidden_multiplicity
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
-from lowrank.svd._numpy_lapack import top_eigenpairs
+from lowrank.svd._numpy_lapack import Tridiagonal, tridiagonalize
 from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
 from lowrank.svd._result import RandomizedDiagnostics, TruncatedSVDResult, fix_signs
 
@@ -83,19 +83,48 @@ def _gram_resolves(values: Array, rank: int, accuracy: float) -> bool:
     return low > 0.0 and compute_eps(np.float64) * (top / low) ** 2 <= accuracy
 
 
-def _ritz_values(B: Array, rank: int, accuracy: float) -> tuple[Array, Array | None]:
-    """All singular values of ``B``, and the Gram matrix :math:`BB^H` when the values come from
-    it: from the Gram matrix when that is accurate enough (several times faster than a
-    bidiagonalisation), otherwise by LAPACK (and ``None``).
+# What gives the eigenvectors of a Gram matrix after its eigenvalues: its tridiagonal
+# reduction (real), or the matrix itself (complex, or where LAPACK failed).
+_Reduced = Tridiagonal | Array
+
+
+def _gram_eigenvalues(G: Array) -> tuple[Array, _Reduced]:
+    """Eigenvalues (ascending) of the Hermitian float64 Gram matrix ``G`` (overwritten when
+    real), and what gives its eigenvectors (:func:`_gram_top_eigenpairs`)."""
+    reduced = tridiagonalize(G) if G.dtype == np.float64 else None
+    lam = reduced.eigenvalues() if reduced is not None else None
+    if reduced is None or lam is None:
+        return np.linalg.eigvalsh(G), G
+    return lam, reduced
+
+
+def _gram_top_eigenpairs(reduced: _Reduced, B: Array, count: int) -> tuple[Array, Array]:
+    """The ``count`` largest eigenvalues (ascending) and eigenvectors of :math:`BB^H`, from
+    :func:`_gram_eigenvalues`'s ``reduced``; the Gram matrix again by ``syevd`` if LAPACK
+    fails on the reduction."""
+    if isinstance(reduced, Tridiagonal):
+        found = reduced.top_eigenpairs(count)
+        if found is not None:
+            return found
+    G = B @ B.conj().T if isinstance(reduced, Tridiagonal) else reduced
+    lam, W = np.linalg.eigh(G)
+    return lam[lam.size - count :], W[:, lam.size - count :]
+
+
+def _ritz_values(B: Array, rank: int, accuracy: float) -> tuple[Array, _Reduced | None]:
+    """All singular values of ``B``, and what gives the eigenvectors of the Gram matrix
+    :math:`BB^H` when the values come from it: from the Gram matrix when that is accurate
+    enough (several times faster than a bidiagonalisation), otherwise by LAPACK (and
+    ``None``).
 
     NumPy's LAPACK, not SciPy's: the loop's products run in NumPy's OpenBLAS, and with
     SciPy's (a second OpenBLAS with its own threads) in between, each library's idle
     threads spin while the other works — 10-25 ms lost per switch on a 2-core machine.
     """
-    G = B @ B.conj().T
-    values: Array = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
+    lam, reduced = _gram_eigenvalues(B @ B.conj().T)
+    values: Array = np.sqrt(np.clip(lam[::-1], 0.0, None))
     if _gram_resolves(values, rank, accuracy):
-        return values, G
+        return values, reduced
     try:
         return np.asarray(np.linalg.svd(B, compute_uv=False)), None
     except np.linalg.LinAlgError:
@@ -104,50 +133,34 @@ def _ritz_values(B: Array, rank: int, accuracy: float) -> tuple[Array, Array | N
 
 
 def _ritz_triplets(
-    B: Array, rank: int, accuracy: float, known: tuple[Array, Array] | None = None
+    B: Array, rank: int, accuracy: float, known: tuple[Array, _Reduced] | None = None
 ) -> tuple[Array, Array, Array, Array]:
     r"""``(U_B[:, :rank], S, V_B[:, :rank], spectrum)`` of the small projection ``B``.
 
     The eigenpairs of :math:`BB^H = U_B \Sigma^2 U_B^H` (float64) give
     :math:`V_B = B^H U_B \Sigma^{-1}`, when that is accurate to ``accuracy`` (see
     :func:`_gram_resolves`); otherwise LAPACK ``gesdd`` on ``B``. ``known`` =
-    ``(values, G)`` from :func:`_ritz_values` on this same ``B`` saves computing them again.
-    NumPy's LAPACK, for the reason given in :func:`_ritz_values` (for the top eigenpairs,
-    through :mod:`lowrank.svd._numpy_lapack`).
+    ``(values, reduced)`` from :func:`_ritz_values` on this same ``B`` saves computing them
+    again. NumPy's LAPACK, for the reason given in :func:`_ritz_values`.
     """
     if accuracy >= 4.0 * compute_eps(np.float64):
-        values, G = known if known is not None else (None, B @ B.conj().T)
-        L = G.shape[0]
-        ratio = _SUBSET_EIGH_RATIO if values is None else _SUBSET_EIGH_RATIO_KNOWN
-        if ratio * rank <= L:
-            # Only the top rank eigenpairs (syevr): all of them (syevd) cost 1.5-3 times as
-            # much when they are a fifth or less (measured for L = 128 to 1184), and 1.2-1.3
-            # times when a quarter, which pays when all the values are known already
-            # (without them syevd, which gives them too, is as fast up to a fifth).
-            if values is None:
-                values = np.sqrt(np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None))
-            lam, W = top_eigenpairs(G, rank)
-        else:
-            lam, W = np.linalg.eigh(G)
+        if known is None:
+            lam, reduced = _gram_eigenvalues(B @ B.conj().T)
             values = np.sqrt(np.clip(lam[::-1], 0.0, None))
-            W = W[:, L - rank :]
-            lam = lam[L - rank :]
-        s = np.sqrt(np.clip(lam[::-1], 0.0, None))
-        if s[-1] > 0.0 and _gram_resolves(values, rank, accuracy):
-            Ub = W[:, ::-1]
-            Vb = (B.conj().T @ Ub) / s
-            return Ub, s, Vb, values
+        else:
+            values, reduced = known
+        if _gram_resolves(values, rank, accuracy):
+            lam, W = _gram_top_eigenpairs(reduced, B, rank)
+            s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+            if s[-1] > 0.0:
+                Ub = W[:, ::-1]
+                Vb = (B.conj().T @ Ub) / s
+                return Ub, s, Vb, values
     try:
         Ub, S, Vbh = np.linalg.svd(B, full_matrices=False)
     except np.linalg.LinAlgError:
         Ub, S, Vbh = lapack_svd(B)
     return Ub[:, :rank], S[:rank], Vbh[:rank].conj().T, S
-
-
-# Projections at least this many times the rank get only their top eigenpairs computed
-# (see _ritz_triplets).
-_SUBSET_EIGH_RATIO = 5
-_SUBSET_EIGH_RATIO_KNOWN = 4
 
 
 # The machine model behind the check schedule (a 2-core x86 machine with OpenBLAS, fitted
@@ -189,15 +202,15 @@ def _check_seconds(dim: int, width: int, block: int, banded: bool) -> float:
 
 def _check_values(
     rec: _Recurrence, rank: int, accuracy: float, *, exact: bool
-) -> tuple[Array, Array | None, Array | None]:
-    """``(values, B, G)`` for a convergence check: all Ritz values, and the projection and
-    its Gram matrix when they were formed. Unless ``exact``, and when the space is large
-    enough for it to pay, the values are those of the band of the projection
-    (:mod:`lowrank.svd._banded`), which differ from the exact ones by rounding: by at most
-    the norm of the dropped coefficients (Weyl), measured 0.02-0.2 eps sigma_1 at the
-    benchmark sizes. They are used while the band resolves the values to ``accuracy``
-    (:func:`_gram_resolves`) and the dropped part is below sqrt(eps) sigma_1 (which
-    would mean lost orthogonality, not rounding)."""
+) -> tuple[Array, Array | None, _Reduced | None]:
+    """``(values, B, reduced)`` for a convergence check: all Ritz values, and the projection
+    and its Gram matrix's reduction (:func:`_ritz_values`) when they were formed. Unless
+    ``exact``, and when the space is large enough for it to pay, the values are those of
+    the band of the projection (:mod:`lowrank.svd._banded`), which differ from the exact
+    ones by rounding: by at most the norm of the dropped coefficients (Weyl), measured
+    0.02-0.2 eps sigma_1 at the benchmark sizes. They are used while the band resolves the
+    values to ``accuracy`` (:func:`_gram_resolves`) and the dropped part is below
+    sqrt(eps) sigma_1 (which would mean lost orthogonality, not rounding)."""
     if not exact and _banded_checks(rec):
         found = banded_ritz_values(rec.rows)
         if found is not None:
@@ -206,8 +219,8 @@ def _check_values(
             if sound and _gram_resolves(values, rank, accuracy):
                 return values, None, None
     B = rec.projection()
-    values, G = _ritz_values(B, rank, accuracy)
-    return values, B, G
+    values, reduced = _ritz_values(B, rank, accuracy)
+    return values, B, reduced
 
 
 def _banded_checks(rec: _Recurrence) -> bool:
@@ -368,7 +381,8 @@ def _block_krylov(
     converged = False
     # Ritz values for the checks need only a fraction of the target's accuracy.
     check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
-    checked: tuple[int, Array, Array, Array | None] | None = None  # step, B, values, Gram
+    # step, B, values, the Gram matrix's reduction
+    checked: tuple[int, Array, Array, _Reduced | None] | None = None
     while rec.steps < max_steps:
         step_seconds = rec.step()
         schedule.work_since_check += step_seconds
@@ -406,7 +420,7 @@ def _krylov_result(
     rank: int,
     rec: _Recurrence,
     progress: Progress,
-    checked: tuple[int, Array, Array, Array | None] | None,
+    checked: tuple[int, Array, Array, _Reduced | None] | None,
     converged: bool,
     tol: float | None,
     criterion: str,
