@@ -221,6 +221,22 @@ def test_a_cluster_is_resolved_before_converged(spread, dtype, banded):
     assert ratio <= FACTOR
 
 
+def test_a_cluster_wider_than_the_block_is_not_claimed_early():
+    """27 values within 1e-3 below the top one, block 16: the thorough profile's example
+    (rebuilt from its seed). With the rule that counted only the Ritz values already inside
+    a cluster it stopped at 21 x tol: 15 Ritz values had reached the cluster and the 16th,
+    still climbing by 3.6e-3 per step, sat 2e-3 below it."""
+    seed = 13881769
+    g = np.random.default_rng(seed)
+    s = np.r_[10.0, np.linspace(5.0, 4.995, 27), np.linspace(4.9, 0.01, 132)]
+    U, _ = np.linalg.qr(g.standard_normal((160, 160)))
+    V, _ = np.linalg.qr(g.standard_normal((160, 160)))
+    converged, ratio = true_error_over_tol(
+        (U * s) @ V.T, 4, "accurate", np.dtype(np.float64), seed, 1e-5
+    )
+    assert not converged or ratio <= FACTOR
+
+
 @pytest.mark.parametrize("rank", [40, 50, 60])
 def test_widening_on_the_last_step_gives_a_valid_result(rank):
     """A hidden multiplicity found at the check of the last allowed step widens the space,
@@ -236,3 +252,20 @@ def test_widening_on_the_last_step_gives_a_valid_result(rank):
     assert np.all(reference[:rank] + atol * reference[0] >= result.S)
     np.testing.assert_allclose(result.U.T @ result.U, np.eye(rank), atol=atol)
     np.testing.assert_allclose(result.Vh @ result.Vh.T, np.eye(rank), atol=atol)
+
+
+def test_a_ritz_value_climbing_into_a_cluster_counts_in_it():
+    """hidden_multiplicity on the values of that example's last check: 15 Ritz values within
+    1e-3 of the top of the cluster are one short of the block's 16 start vectors; the 16th,
+    2e-3 below and climbing 3.6e-3 since the check before, makes the count."""
+    from lowrank.svd._convergence import hidden_multiplicity
+
+    inside = 5.0 * (1.0 - np.linspace(1.3e-4, 8.5e-4, 15))
+    values = np.r_[10.0, inside, 5.0 * (1 - 2.02e-3), 5.0 * (1 - 2.4e-2), np.linspace(4.7, 0.5, 40)]
+    previous = values.copy()
+    previous[16] = 5.0 * (1 - 5.66e-3)  # 3.6e-3 lower at the check before
+    eps = float(np.finfo(np.float64).eps)
+    assert not hidden_multiplicity(values, 4, 16, eps, 1e-5)
+    assert hidden_multiplicity(values, 4, 16, eps, 1e-5, previous)
+    # A value that did not move does not join the cluster.
+    assert not hidden_multiplicity(values, 4, 16, eps, 1e-5, values)

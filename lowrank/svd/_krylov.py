@@ -383,6 +383,7 @@ def _block_krylov(
     check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
     # step, B, values, the Gram matrix's reduction
     checked: tuple[int, Array, Array, _Reduced | None] | None = None
+    previous: Array | None = None  # all Ritz values at the check before
     while rec.steps < max_steps:
         step_seconds = rec.step()
         schedule.work_since_check += step_seconds
@@ -393,25 +394,26 @@ def _block_krylov(
         seconds = _check_seconds(rec.Q.size, rec.P.size, block, _banded_checks(rec))
         if not schedule.due(rec.steps, rec.Q.size, seconds, bool(progress.values)):
             continue
-        values, B, G = _check_values(rec, rank, check_accuracy, exact=False)
+        values, B, reduced = _check_values(rec, rank, check_accuracy, exact=False)
         before = progress.copy()
         progress.update(rec.steps, values)
         if B is None and progress.reached(tol):
             # A convergence claim rests on the exact projection: this step again with it.
             progress = before
-            values, B, G = _check_values(rec, rank, check_accuracy, exact=True)
+            values, B, reduced = _check_values(rec, rank, check_accuracy, exact=True)
             progress.update(rec.steps, values)
-        checked = None if B is None else (rec.steps, B, values, G)
+        checked = None if B is None else (rec.steps, B, values, reduced)
         check_cost = seconds / max(step_seconds, 1e-12)
         schedule.plan(rec.steps, progress.steps_to(tol), check_cost, rec.Q.size, block)
         if progress.reached(tol):
-            if not hidden_multiplicity(values, rank, rec.capacity, eps, tol):
+            if not hidden_multiplicity(values, rank, rec.capacity, eps, tol, previous):
                 converged = True
                 break
             rec.widen(block)
             checked = None  # the widened space has more columns than the checked projection
             progress.restart()
             schedule.next_check = None
+        previous = values
     return _krylov_result(mat, rank, rec, progress, checked, converged, tol, criterion, block)
 
 
