@@ -147,3 +147,18 @@ def test_banded_checks_converge_to_the_lapack_values(dtype):
     floor = 4 * eps * np.sqrt(900) * reference[0]
     error = np.max(np.maximum(np.abs(result.S - reference) - floor, 0.0) / reference)
     assert error <= 10 * 32 * eps
+
+
+def test_band_values_stand_only_within_the_rounding_level():
+    """A claim from banded values stands when the exact values agree with them to
+    NOISE_EPS epsilons of the top value, the growth the error model reads as rounding."""
+    from lowrank.svd._convergence import NOISE_EPS
+    from lowrank.svd._krylov import _agree
+
+    eps = float(np.finfo(np.float32).eps)
+    exact = np.array([4.0, 2.0, 1.0, 0.5])
+    step = NOISE_EPS * eps * 4.0
+    assert _agree(exact + 0.9 * step, exact, 3, eps)
+    assert not _agree(exact - np.r_[0.0, 0.0, 1.1 * step, 0.0], exact, 3, eps)
+    # Beyond the rank nothing is compared.
+    assert _agree(exact + np.r_[0.0, 0.0, 0.0, 10 * step], exact, 3, eps)

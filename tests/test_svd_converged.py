@@ -267,5 +267,36 @@ def test_a_ritz_value_climbing_into_a_cluster_counts_in_it():
     eps = float(np.finfo(np.float64).eps)
     assert not hidden_multiplicity(values, 4, 16, eps, 1e-5)
     assert hidden_multiplicity(values, 4, 16, eps, 1e-5, previous)
-    # A value that did not move does not join the cluster.
+    # A value that did not move does not join the cluster, nor one more than CLIMB_SPREADS
+    # widths below it, however fast it climbs (the tail of a decaying spectrum).
     assert not hidden_multiplicity(values, 4, 16, eps, 1e-5, values)
+    far = values.copy()
+    far[16] = 5.0 * (1 - 4.5e-3)
+    far_before = far.copy()
+    far_before[16] = 5.0 * (1 - 5e-2)
+    assert not hidden_multiplicity(far, 4, 16, eps, 1e-5, far_before)
+
+
+def test_a_dense_spectrum_is_not_a_cluster_of_climbing_values():
+    """Below the rank of a Marchenko–Pastur spectrum (values 2e-4 apart, 5 within 1e-3,
+    capacity 64) every Ritz value beyond the rank is still climbing: the climbing ones count
+    only in a cluster that already holds half the capacity. (Closer than (16 eps)^(2/3),
+    1.5e-4 in float32, neighbours across the capacity-th value are a tight cluster.)"""
+    from lowrank.svd._convergence import hidden_multiplicity
+
+    values = 2.0 * (1.0 - 2e-4 * np.arange(400))
+    previous = values.copy()
+    previous[256:] *= 1.0 - 5e-3  # the tail climbed 5e-3 since the check before
+    eps = float(np.finfo(np.float32).eps)
+    assert not hidden_multiplicity(values, 256, 64, eps, 5e-4, previous)
+    # The same climbing tail beside a cluster that holds half the capacity (32 values within
+    # 6e-4, capacity 40) does count: 12 values within 4e-3 below it make 44.
+    packed = np.r_[
+        2.0 * (1.0 - 2e-4 * np.arange(200)),
+        1.9 * (1.0 - 2e-5 * np.arange(32)),
+        1.9 * (1.0 - 1.5e-3 - 2e-4 * np.arange(168)),
+    ]
+    climbed = packed.copy()
+    climbed[232:] *= 1.0 - 5e-3
+    assert not hidden_multiplicity(packed, 256, 40, eps, 5e-4)
+    assert hidden_multiplicity(packed, 256, 40, eps, 5e-4, climbed)
