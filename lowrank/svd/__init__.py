@@ -373,16 +373,21 @@ def truncated_svd(
 
     **Adaptive stopping.** The Ritz values increase monotonically with the Krylov space.
     They are computed (values only) on a schedule that keeps these checks below about half
-    of the work; with :math:`d_i` the relative increase of :math:`\tilde\sigma_i` since the
-    previous check and :math:`\rho_i` its per-step contraction between the last two checks,
-    the remaining error is estimated as
+    of the work — once the space has 384 columns, from the block bidiagonal part of
+    :math:`B` (the coefficients against older blocks are rounding noise), which small QR
+    factorisations turn into a band as wide as the block, so LAPACK ``dsbev`` takes
+    :math:`O(k^2b^3)` instead of :math:`O(k^3b^3)`; a claim of convergence is checked again
+    on the exact :math:`B`. With :math:`d_i` the relative increase of
+    :math:`\tilde\sigma_i` since the previous check and :math:`\rho_i` its per-step
+    contraction between the last two checks, the remaining error is estimated as
     :math:`\max_i d_i\,\rho_i^\Delta/(1-\rho_i^\Delta)` (:math:`\Delta` steps between
     checks), and the iteration stops when that is below ``value_tol`` — if the previous
     check's estimate was not exceeded by the growth since (a rate fitted across a change of
     convergence phase is too optimistic), and if no run of nearly equal Ritz values may
     hide further copies of a repeated singular value (a block Krylov space holds at most
     one direction per start vector of each singular subspace: a plateau longer than the
-    block is widened with fresh random directions and converged again). With
+    block — counting values still climbing into it — is widened with fresh random
+    directions and converged again). With
     ``excess_tol`` the same is done for the captured energy :math:`\sum_{i\le r}
     \tilde\sigma_i^2`. Krylov convergence accelerates, so this geometric model
     over-estimates the error once convergence has set in; the estimates are returned in
