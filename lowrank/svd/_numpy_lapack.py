@@ -58,7 +58,7 @@ def _bind(name: str, *args: Any) -> tuple[Any, Any] | None:
     return fn, integer
 
 
-_P, _C, _D = ctypes.c_void_p, ctypes.c_char, ctypes.c_double
+_P, _C = ctypes.c_void_p, ctypes.c_char
 
 
 @functools.cache
