@@ -410,7 +410,7 @@ def _block_krylov(
             # Where its top values agree with the band's to the rounding level that the
             # error model cannot see, the claim stands; otherwise the exact values replace
             # the band's (mixing the two in one history reads their difference as growth
-            # that does not shrink: 6 more steps at 4096 x 11008, rank 256).
+            # that does not shrink: 5 more steps at 4096 x 11008, rank 256).
             banded = values
             values, B, reduced = _check_values(rec, rank, check_accuracy, exact=True)
             if not _agree(banded, values, rank, eps):
