@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
+from lowrank._numerics import tolerance
 from lowrank._typing import Array
 from lowrank._validation import (
     check_bool,
@@ -967,11 +968,10 @@ def plot_alpha_summary(
 def _rounding_level(values: Array, shape: tuple[int, ...]) -> float:
     r"""Singular values at or below this are rounding noise of a float64 SVD:
     :math:`16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` (``values`` descending, of
-    an ``m x n`` matrix; a backward-stable SVD's value errors measured up to a quarter of it,
-    :func:`lowrank.testing.tolerances.svd_tolerance`)."""
+    an ``m x n`` matrix; :func:`lowrank._numerics.tolerance`, the tolerance of backward-stable
+    results that :func:`lowrank.testing.tolerances.svd_tolerance` gives too)."""
     top = float(np.nanmax(values)) if np.size(values) else 0.0
-    side = max(shape) if len(shape) else 1
-    return 16.0 * float(np.finfo(np.float64).eps) * math.sqrt(side) * max(top, 0.0)
+    return tolerance(np.float64, size=max(shape, default=1), scale=max(top, 0.0))
 
 
 def _short_name(name: str) -> str:

@@ -62,13 +62,17 @@ _P, _C = ctypes.c_void_p, ctypes.c_char
 
 
 @functools.cache
-def _routine(name: str) -> tuple[Any, Any] | None:
+def routine(name: str) -> tuple[Any, Any] | None:
+    """``(function, integer type)`` of ``LAPACKE_<name>`` in NumPy's OpenBLAS with its argument
+    types set (for the routines this module and :mod:`lowrank.svd._values` call), or
+    ``None`` where that build does not export it."""
     signatures: dict[str, tuple[Any, ...]] = {
         "dsytrd": (ctypes.c_int, _C, int, _P, int, _P, _P, _P),
         "dsterf": (int, _P, _P),
         "dstedc": (ctypes.c_int, _C, int, _P, _P, _P, int),
         "dormtr": (ctypes.c_int, _C, _C, _C, int, int, _P, int, _P, _P, int),
         "dsbev": (ctypes.c_int, _C, _C, int, int, _P, int, _P, _P, int),
+        "dsyev_2stage": (ctypes.c_int, _C, _C, int, _P, int, _P),
     }
     return _bind(name, *signatures[name])
 
@@ -94,10 +98,10 @@ class Tridiagonal:
 
     def eigenvalues(self) -> Array | None:
         """All eigenvalues, ascending (``dsterf``); ``None`` when LAPACK fails."""
-        routine = _routine("dsterf")
-        if routine is None:  # pragma: no cover - other builds
+        found = routine("dsterf")
+        if found is None:  # pragma: no cover - other builds
             return None
-        fn, _ = routine
+        fn, _ = found
         d, e = self.diagonal.copy(), self.offdiagonal.copy()
         info = fn(d.size, d.ctypes.data, e.ctypes.data)
         return d if info == 0 and np.all(np.isfinite(d)) else None
@@ -108,7 +112,7 @@ class Tridiagonal:
         ``dstemr`` for a quarter of them, and orthogonal to 3e-15 against its 3e-13 at
         1184), the top ones mapped back by :math:`H` (``dormtr``). ``None`` when LAPACK
         fails."""
-        stedc, ormtr = _routine("dstedc"), _routine("dormtr")
+        stedc, ormtr = routine("dstedc"), routine("dormtr")
         n = self.diagonal.size
         if stedc is None or ormtr is None or not 0 < count <= n:  # pragma: no cover
             return None
@@ -131,10 +135,10 @@ def tridiagonalize(gram: Array) -> Tridiagonal | None:
     """:class:`Tridiagonal` of a real symmetric float64 matrix, reduced in place when it is
     C-contiguous (else a copy); ``None`` for other inputs, builds without the routine, and
     failures."""
-    routine = _routine("dsytrd") if gram.dtype == np.float64 and gram.ndim == 2 else None
-    if routine is None or gram.shape[0] != gram.shape[1] or gram.shape[0] == 0:
+    found = routine("dsytrd") if gram.dtype == np.float64 and gram.ndim == 2 else None
+    if found is None or gram.shape[0] != gram.shape[1] or gram.shape[0] == 0:
         return None
-    fn, _ = routine
+    fn, _ = found
     n = gram.shape[0]
     a = gram if gram.flags.c_contiguous else np.array(gram, order="C")
     d = np.empty(n)
@@ -155,7 +159,7 @@ def banded_eigenvalues(band: Array) -> Array | None:
     takes), by ``dsbev`` in NumPy's OpenBLAS (SciPy's ``eig_banded`` where that build does
     not export it); ``None`` when LAPACK fails or returns non-finite values."""
     n, width = band.shape
-    lapacke = _routine("dsbev")
+    lapacke = routine("dsbev")
     if lapacke is None:  # pragma: no cover - other builds
         try:
             values = sla.eig_banded(band.T, lower=True, eigvals_only=True, check_finite=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -15,27 +13,19 @@ from lowrank._validation import (
     check_choice,
 )
 from lowrank.errors import ConvergenceError
-from lowrank.svd._numpy_lapack import numpy_lapacke
+from lowrank.svd._numpy_lapack import routine
 
 _GRAM_BLOCK_ELEMENTS = 1 << 25
 # The two-stage eigensolver is used from this order on (see _symmetric_eigenvalues).
 _TWO_STAGE_MIN = 2048
 
 
-@functools.lru_cache(maxsize=1)
 def _two_stage_eigvalsh() -> Any:
     """LAPACK's two-stage symmetric eigenvalue driver ``dsyev_2stage`` (values only), from
-    the OpenBLAS that NumPy links (:func:`~lowrank.svd._numpy_lapack.numpy_lapacke`; neither
+    the OpenBLAS that NumPy links (:func:`~lowrank.svd._numpy_lapack.routine`; neither
     NumPy nor SciPy wraps it), or ``None`` where it is not exported."""
-    found = numpy_lapacke("dsyev_2stage")
-    if found is None:  # pragma: no cover - other builds
-        return None
-    fn, integer = found
-    fn.argtypes = [
-        ctypes.c_int, ctypes.c_char, ctypes.c_char, integer, ctypes.c_void_p, integer,
-        ctypes.c_void_p,
-    ]  # fmt: skip
-    return fn
+    found = routine("dsyev_2stage")
+    return None if found is None else found[0]
 
 
 def _symmetric_eigenvalues(gram: Array) -> Array:
