@@ -391,6 +391,34 @@ def test_bad_matrices(A, error, match):
         truncated_svd(A, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_non_finite_entry_found_by_the_norm(dtype, bad, layout):
+    """For contiguous input the Frobenius norm is the finiteness check: one NaN or infinite
+    entry anywhere, in either part of a complex entry, still gets the counted error."""
+    A = np.ones((40, 30), dtype=dtype)
+    A[17, 11] = bad if np.dtype(dtype).kind == "f" else complex(1.0, bad)
+    A = {"C": A, "F": np.asfortranarray(A), "strided": A[:, ::2]}[layout]
+    if layout == "strided":
+        A[3, 4] = bad  # the strided view misses column 11
+    with pytest.raises(NonFiniteError, match=r"got 1 NaN or infinite entry out of"):
+        truncated_svd(A, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+def test_dense_norm_across_chunks(rng, dtype):
+    """The chunked float64 accumulation of ||A||_F (chunks of 2**20 elements, so this
+    matrix spans two) against NumPy's norm in float64/complex128: a sum of 1.2e6 squares in
+    float64 is accurate to well below 1e-12 relative, whatever the input precision."""
+    A = rng.standard_normal((1100, 1100)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * A[::-1]
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    res = truncated_svd(A, 1, method="randomized", rng=0)
+    assert res.norm_fro == pytest.approx(np.linalg.norm(A.astype(wide)), rel=1e-12)
+
+
 def test_bad_sparse_and_operator_inputs():
     bad = sp.csr_matrix(np.array([[1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(NonFiniteError, match="finite values"):
