@@ -17,7 +17,7 @@ from lowrank import InputError, truncated_svd
 from lowrank._numerics import tolerance
 from lowrank.approx import residual_norm
 from lowrank.svd import FAST_TOL, default_block_size, default_tol
-from lowrank.svd._convergence import contraction
+from lowrank.svd._convergence import _bisected_contractions, _contractions, contraction
 from lowrank.svd._orthogonalize import orthonormalize
 from lowrank.testing import assert_orthonormal, assert_valid_svd
 
@@ -315,9 +315,24 @@ def test_orthonormalize_respects_room(rng):
     assert_orthonormal(np.concatenate([K, Q], axis=1), name="[K Q]")
 
 
-@pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 3), (4, 1)])
-@pytest.mark.parametrize("rho", [0.1, 0.5, 0.9])
+# Equal intervals and one twice the other have closed forms; the rest are bisected.
+@pytest.mark.parametrize(
+    ("before", "now"), [(1, 1), (3, 3), (1, 2), (2, 4), (2, 1), (2, 3), (4, 1)]
+)
+@pytest.mark.parametrize("rho", [0.0, 1e-6, 0.1, 0.5, 0.9, 0.999])
 def test_contraction_inverts_the_geometric_model(rho, before, now):
     ratio = rho**before * (1 - rho**now) / (1 - rho**before)
-    assert contraction(ratio, before, now) == pytest.approx(rho, rel=1e-9)
+    # 1e-9: the bisection stops at 2**-40 (1e-12 absolute); the closed forms are exact to
+    # a few rounding errors of the square root and the power.
+    assert contraction(ratio, before, now) == pytest.approx(rho, rel=1e-9, abs=1e-11)
     assert contraction(now / before, before, now) == 1.0
+    assert contraction(2 * now / before, before, now) == 1.0
+    assert contraction(math.inf, before, now) == 1.0
+
+
+@pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 2), (1, 2), (3, 6), (2, 1), (4, 2)])
+def test_contraction_closed_forms_agree_with_bisection(rng, before, now):
+    ratios = np.concatenate([rng.uniform(0.0, 1.2 * now / before, 2000), [0.0, now / before]])
+    closed = _contractions(ratios, before, now)
+    bisected = _bisected_contractions(ratios, before, now)
+    np.testing.assert_allclose(closed, bisected, rtol=0, atol=4e-12)

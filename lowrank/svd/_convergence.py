@@ -23,6 +23,23 @@ _BISECTIONS = 40
 
 
 def _contractions(ratios: Array, before: int, now: int) -> Array:
+    r""":func:`contraction` of each entry: in closed form for the intervals the check
+    schedule uses most (equal, or one twice the other: a quadratic in
+    :math:`y = \rho^{\min(b, n)}`), otherwise by bisection on all entries at once."""
+    fits = ratios < now / before
+    safe = np.where(fits, ratios, 0.0)
+    if now == before:
+        return np.where(fits, safe ** (1.0 / now), 1.0)
+    if now == 2 * before:  # ratio = y (1 + y), y = rho**before; no cancellation for small y
+        y = 2.0 * safe / (1.0 + np.sqrt(1.0 + 4.0 * safe))
+        return np.where(fits, y ** (1.0 / before), 1.0)
+    if before == 2 * now:  # ratio = y**2 / (1 + y), y = rho**now
+        y = 0.5 * (safe + np.sqrt(safe * safe + 4.0 * safe))
+        return np.where(fits, y ** (1.0 / now), 1.0)
+    return _bisected_contractions(ratios, before, now)
+
+
+def _bisected_contractions(ratios: Array, before: int, now: int) -> Array:
     """:func:`contraction` of each entry, by bisection on all of them at once."""
     lo = np.zeros_like(ratios)
     hi = np.ones_like(ratios)
