@@ -328,6 +328,7 @@ def test_contraction_inverts_the_geometric_model(rho, before, now):
     assert contraction(now / before, before, now) == 1.0
     assert contraction(2 * now / before, before, now) == 1.0
     assert contraction(math.inf, before, now) == 1.0
+    assert contraction(math.nan, before, now) == 1.0  # no rate, never a fast one
 
 
 @pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 2), (1, 2), (3, 6), (2, 1), (4, 2)])

@@ -36,7 +36,7 @@ def _contractions(ratios: Array, before: int, now: int) -> Array:
     if before == 2 * now:  # ratio = y**2 / (1 + y), y = rho**now
         y = 0.5 * (safe + np.sqrt(safe * safe + 4.0 * safe))
         return np.where(fits, y ** (1.0 / now), 1.0)
-    return _bisected_contractions(ratios, before, now)
+    return np.where(fits, _bisected_contractions(safe, before, now), 1.0)
 
 
 def _bisected_contractions(ratios: Array, before: int, now: int) -> Array:
