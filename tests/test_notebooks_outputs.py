@@ -95,9 +95,25 @@ def _text(output) -> str | None:
 
 
 def summary(cell) -> tuple[list[str], int]:
-    """``(texts, images)`` of one code cell: its text outputs and its number of PNG images."""
+    """``(texts, images)`` of one code cell: its text outputs and its number of PNG images.
+
+    Consecutive stream outputs of one name count as one text: the kernel sends a stream in
+    chunks whose boundaries depend on timing (its output thread flushes every 0.2 s), so a
+    loaded machine splits what a quiet one sends whole (seen in CI: one table printed in a
+    loop came back as two outputs).
+    """
     texts, images = [], 0
+    stream = None  # the name of the stream that texts[-1] came from, if it did
     for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            text = _text(output) or ""
+            if stream == output.get("name"):
+                texts[-1] += text
+            else:
+                texts.append(text)
+            stream = output.get("name")
+            continue
+        stream = None
         if output.get("output_type") == "error":
             texts.append(f"ERROR {output.get('ename')}: {output.get('evalue')}")
         elif "image/png" in output.get("data", {}):
@@ -145,6 +161,24 @@ def compare(committed, fresh) -> list[str]:
         for x, y in zip(ta, tb, strict=True):
             problems += compare_text(x, y, where)
     return problems
+
+
+def test_summary_joins_the_chunks_of_one_stream():
+    def stream(name, text):
+        return {"output_type": "stream", "name": name, "text": text}
+
+    image = {"output_type": "display_data", "data": {"image/png": "", "text/plain": "<Figure>"}}
+    cell = {
+        "outputs": [
+            stream("stdout", "a\n"),
+            stream("stdout", "b\n"),
+            stream("stderr", "warning\n"),
+            stream("stdout", "c\n"),
+            image,
+            stream("stdout", "d\n"),
+        ]
+    }
+    assert summary(cell) == (["a\nb\n", "warning\n", "c\n", "d\n"], 1)
 
 
 def test_compare_text_tolerates_only_small_numeric_changes():
