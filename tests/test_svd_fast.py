@@ -17,7 +17,12 @@ from lowrank import InputError, truncated_svd
 from lowrank._numerics import tolerance
 from lowrank.approx import residual_norm
 from lowrank.svd import FAST_TOL, default_block_size, default_tol
-from lowrank.svd._convergence import _bisected_contractions, _contractions, contraction
+from lowrank.svd._convergence import (
+    Progress,
+    _bisected_contractions,
+    _contractions,
+    contraction,
+)
 from lowrank.svd._orthogonalize import orthonormalize
 from lowrank.testing import assert_orthonormal, assert_valid_svd
 
@@ -329,6 +334,28 @@ def test_contraction_inverts_the_geometric_model(rho, before, now):
     assert contraction(2 * now / before, before, now) == 1.0
     assert contraction(math.inf, before, now) == 1.0
     assert contraction(math.nan, before, now) == 1.0  # no rate, never a fast one
+
+
+def test_excess_estimate_caps_a_value_by_the_values_above_it():
+    """A value whose growth does not shrink has no rate; it cannot end above the value
+    ranked above it, so that value's extrapolated end caps what it adds (before, only
+    sigma_1's ceiling did, and the estimate was infinite here).
+
+    Values (||A||_F = 1): the top one still, the second converging (growth of its square
+    halving), the third growing linearly. Equal intervals, so rho is the ratio of the
+    growths and the remaining growth of a square is now * rho / (1 - rho)."""
+    progress = Progress(3, 1e-16, 1.0, "excess")
+    checks = [(0.6, 0.35, 0.30), (0.6, 0.375, 0.33), (0.6, 0.3875, 0.36)]
+    for step, values in enumerate(checks, start=1):
+        progress.update(step, np.array(values))
+    (_, a0, _), (_, a1, _), (top, a2, b2) = checks
+    now, before = a2**2 - a1**2, a1**2 - a0**2
+    rho = now / before
+    second_end = a2**2 + now * rho / (1 - rho)
+    remaining = (second_end - a2**2) + (second_end - b2**2)
+    residual_sq = 1.0 - (top**2 + a2**2 + b2**2)
+    expected = math.sqrt(residual_sq / (residual_sq - remaining)) - 1.0
+    assert progress.excess_estimate == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 2), (1, 2), (3, 6), (2, 1), (4, 2)])

@@ -221,10 +221,15 @@ class Progress:
             value_noise = NOISE_EPS * self.eps * float(top[0]) * top
             moving = grow_now > value_noise
             each, rates = _extrapolate_each(grow_now[moving], grow_before[moving], now, before)
-            # No value can grow past sigma_1: its square caps what a value without a rate
-            # (growth not yet shrinking, as near the rank of a flat spectrum for many
-            # steps) still adds.
-            each = np.minimum(each, np.maximum(self._top_ceiling() - cur[moving] ** 2, 0.0))
+            # No value can grow past sigma_1, nor past any value above it (sigma_i <=
+            # sigma_j for j < i): the square where each value is extrapolated to end,
+            # running-minimised down the ranking, caps what a value without a rate (growth
+            # not yet shrinking, as near the rank of a flat spectrum for many steps) still
+            # adds. Values not moving end where they are.
+            final = cur**2
+            final[moving] += each
+            ceiling = np.minimum.accumulate(np.minimum(final, self._top_ceiling()))
+            each = np.maximum(ceiling[moving] - cur[moving] ** 2, 0.0)
             remaining = float(np.sum(each))
             rho = float(np.max(rates)) if rates.size else 0.0
         if remaining >= residual_sq:
