@@ -95,7 +95,8 @@ class Progress:
     decrease :math:`E_k = C\rho^k` is fitted to the growth over the last two intervals
     between checks (:func:`contraction`); the remaining error is then
     :math:`d\,\rho^\Delta/(1-\rho^\Delta)` for a growth :math:`d` over the last :math:`\Delta`
-    steps. Krylov convergence accelerates, so the model over-estimates once it has set in.
+    steps. Krylov convergence accelerates, so the model tends to over-estimate once it has
+    set in.
 
     * ``value_estimate``: of :math:`\max_{i\le r}(\sigma_i-\tilde\sigma_i)/\tilde\sigma_i`, from
       the largest relative growth of the top ``rank`` Ritz values;
@@ -104,7 +105,10 @@ class Progress:
       :math:`\delta` the extrapolated remaining growth and
       :math:`\rho_F^2 = \|A\|_F^2 - E` the residual, the optimum is at least
       :math:`(\rho_F^2-\delta)^{1/2}` and the excess about
-      :math:`(\rho_F^2/(\rho_F^2-\delta))^{1/2} - 1`.
+      :math:`(\rho_F^2/(\rho_F^2-\delta))^{1/2} - 1`. Each :math:`\tilde\sigma_i^2` is
+      extrapolated by itself; one without a rate ends at most where the values above it
+      are extrapolated to end (:math:`\sigma_i \le \sigma_j`, :math:`j < i`), and below
+      :math:`\sigma_1^2`.
 
     Growth below the rounding level (:math:`8\varepsilon\tilde\sigma_1/\tilde\sigma_i` for
     a value, :data:`NOISE_EPS`) counts as converged; growth that does not shrink means "not
