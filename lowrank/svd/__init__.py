@@ -397,11 +397,10 @@ def truncated_svd(
     estimate was 1.0-1.9 times the true excess at the stop, and 0.85 times it at one
     earlier check); the estimates are returned in ``diagnostics``. The space is capped at
     ``min(min(m, n), 12 * rank + 512)`` columns, or ``max_iter + 1`` blocks (``converged``
-    is then False). When ``converged`` is True the
-    true error was within a few times the target on every spectrum of the project's tests
-    (plateaus and clusters around the block size, gaps at the rank, rank-deficient
-    matrices, power laws, Marchenko–Pastur bulks with spikes; worst ratio 4.4 over 3,000
-    of them).
+    is then False). When ``converged`` is True the true error was within a few times the
+    target on every spectrum of the project's tests (plateaus and clusters around the
+    block size, gaps at the rank, rank-deficient matrices, power laws, Marchenko–Pastur
+    bulks with spikes; worst ratio 4.4 over 3,000 of them).
 
     **Precision.** Products with ``A`` and the bases stay in the compute dtype (float32
     stays float32); Gram matrices, coefficients and the small SVD are in float64.
