@@ -212,6 +212,44 @@ def test_failed_overwrite_leaves_the_old_adapter(tmp_path, rng, monkeypatch):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+@pytest.mark.parametrize("interrupted", [1, 2])
+def test_interrupted_overwrite_never_pairs_files_of_two_adapters(
+    tmp_path, rng, monkeypatch, interrupted
+):
+    """An interrupt (as from Ctrl-C) at the first or the second rename of an overwrite: the
+    folder then has no config, so it is refused, and never a config of one adapter beside
+    the weights of another. The temporary files are gone."""
+    folder = tmp_path / "ad"
+    save_peft_adapter(folder, {"fc": factors(rng, 2)}, {"r": 2, "lora_alpha": 2})
+    (folder / "README.md").write_text("card")
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        # Only the renames onto the adapter's two names count (the safetensors writer renames
+        # its own temporary file first).
+        if Path(dst).name in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
+            calls.append(Path(dst).name)
+            if len(calls) == interrupted:
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        save_peft_adapter(
+            folder, {"fc": factors(rng, 3)}, {"r": 3, "lora_alpha": 3}, overwrite=True
+        )
+    monkeypatch.undo()
+    assert calls == [ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME][:interrupted]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", ADAPTER_WEIGHTS_NAME]
+    with pytest.raises(MissingFileError, match=r"has no adapter_config\.json"):
+        load_peft_adapter(folder)
+    # Written again, the folder is a whole adapter.
+    new = factors(rng, 3)
+    save_peft_adapter(folder, {"fc": new}, {"r": 3, "lora_alpha": 3}, overwrite=True)
+    assert np.array_equal(load_peft_adapter(folder).modules["fc"].lora_A, new[0])
+
+
 def test_new_folder_has_ordinary_permissions(tmp_path, rng):
     save_peft_adapter(tmp_path / "ad", {"fc": factors(rng, 2)}, {"r": 2, "lora_alpha": 2})
     mask = os.umask(0)

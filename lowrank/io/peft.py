@@ -622,14 +622,20 @@ def _json_default(value: object) -> object:
 
 
 def _write_pair(directory: Path, tensors: dict[str, Array], config_text: str) -> None:
-    # Both files go to temporary names first; atomic_path renames them only when the whole
-    # block succeeded (config first, then weights), and deletes them otherwise.
+    # Two renames cannot be one atomic step, so the config is the commit marker: PEFT and
+    # load_peft_adapter find an adapter only through it. Both files are written to
+    # temporary names first (a failure there leaves the folder as it was); then the old
+    # config is removed, the weights are renamed and the new config is renamed last. An
+    # interruption in between leaves a folder without a config, which loaders refuse,
+    # never a config beside weights of another adapter.
+    config_file = directory / ADAPTER_CONFIG_NAME
     with (
+        atomic_path(config_file) as config_tmp,
         atomic_path(directory / ADAPTER_WEIGHTS_NAME) as weights_tmp,
-        atomic_path(directory / ADAPTER_CONFIG_NAME) as config_tmp,
     ):
         save_safetensors(weights_tmp, tensors, metadata={"format": "pt"})
         config_tmp.write_bytes(config_text.encode("utf-8"))
+        config_file.unlink(missing_ok=True)
 
 
 def save_peft_adapter(
@@ -664,7 +670,11 @@ def save_peft_adapter(
     dtype : dtype, optional
         Convert the factors (float16, bfloat16, float32 or float64); default as given.
     overwrite : bool, default False
-        Replace the adapter files of an existing folder (other files in it are kept).
+        Replace the adapter files of an existing folder (other files in it are kept). Both
+        files are written under temporary names first; then the old config is removed, the
+        weights renamed, and the new config renamed last, so an overwrite interrupted
+        between the renames leaves a folder without ``adapter_config.json``, which loaders
+        refuse, never a config beside the weights of another adapter.
 
     Returns
     -------
