@@ -221,6 +221,24 @@ def test_a_cluster_is_resolved_before_converged(spread, dtype, banded):
     assert ratio <= FACTOR
 
 
+@pytest.mark.parametrize("banded", [False, True])
+def test_a_close_pair_across_the_rank_is_resolved(banded):
+    """sigma_4 = 5 and sigma_5 = 4.9995 above a dense spectrum (the thorough profile's
+    example, rebuilt from its seed): the 4th Ritz value converged quickly to 4.9995, and its
+    growth shrank 7-fold in one interval, so its own extrapolation said 8.5e-6 to go where
+    1.0e-4 did (10 x tol). The 5th, climbing by 1.2e-3 at 4.2e-4 below it, shows it."""
+    s = np.concatenate([np.linspace(10, 5, 4), 5 * (1 - 1e-4) * np.linspace(1, 0.5, 196)])
+    g = np.random.default_rng(409)
+    U, _ = np.linalg.qr(g.standard_normal((200, 200)))
+    V, _ = np.linalg.qr(g.standard_normal((200, 200)))
+    with banded_checks(banded):
+        converged, ratio = true_error_over_tol(
+            (U * s) @ V.T, 4, "accurate", np.dtype(np.float64), 409, 1e-5
+        )
+    assert converged
+    assert ratio <= FACTOR
+
+
 def test_a_cluster_wider_than_the_block_is_not_claimed_early():
     """27 values within 1e-3 below the top one, block 16: the thorough profile's example
     (rebuilt from its seed). With the rule that counted only the Ritz values already inside

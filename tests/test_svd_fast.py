@@ -358,6 +358,36 @@ def test_excess_estimate_caps_a_value_by_the_values_above_it():
     assert progress.excess_estimate == pytest.approx(expected, rel=1e-12)
 
 
+def test_value_estimate_counts_a_lower_value_that_would_overtake():
+    """sigma_1 >= sigma_2 >= every Ritz value of the second: a second Ritz value whose growth
+    would carry it past the first shows the first is not converged, though the first has
+    stopped moving (its own growth, zero, said converged before). Rank 1, ||A||_F = 1, equal
+    intervals."""
+    progress = Progress(1, 1e-16, 1.0, "values")
+    progress.update(1, np.array([1.0, 0.9]))
+    progress.update(2, np.array([1.0, 0.99]))
+    # No rate after two checks: one more interval of the same growth, 0.99 + 0.09.
+    assert progress.value_estimate == pytest.approx(0.08, rel=1e-12)
+    assert not progress.values_at_noise
+    # The growth shrank to 0.005 (rho = 0.005 / 0.09): the second is extrapolated to end at
+    # 0.995 + 0.005 rho / (1 - rho), below the first, which has then converged.
+    progress.update(3, np.array([1.0, 0.995]))
+    assert progress.value_estimate == 0.0
+    assert progress.values_at_noise
+    # A growth barely shrinking (0.005, then 0.004: rho = 0.8) is extrapolated by no more
+    # than one more interval (a young Ritz value's rate is no evidence of where it ends):
+    # 0.999 + 0.004, not the model's 0.004 rho / (1 - rho) = 0.016.
+    progress.update(4, np.array([1.0, 0.999, 0.99]))
+    assert progress.value_estimate == pytest.approx(0.003, rel=1e-9)
+    # Passing by less than the rounding level (NOISE_EPS eps sigma_1 = 8e-6 here) is what an
+    # exactly repeated value does: 1 - 6e-6 + 9e-6 passes 1 by 3e-6, and is no evidence.
+    repeated = Progress(1, 1e-6, 1.0, "values")
+    repeated.update(1, np.array([1.0, 1.0 - 15e-6]))
+    repeated.update(2, np.array([1.0, 1.0 - 6e-6]))
+    assert repeated.values_at_noise
+    assert repeated.value_estimate == 0.0
+
+
 @pytest.mark.parametrize(("before", "now"), [(1, 1), (2, 2), (1, 2), (3, 6), (2, 1), (4, 2)])
 def test_contraction_closed_forms_agree_with_bisection(rng, before, now):
     ratios = np.concatenate([rng.uniform(0.0, 1.2 * now / before, 2000), [0.0, now / before]])

@@ -381,13 +381,16 @@ def truncated_svd(
     :math:`\tilde\sigma_i` since the previous check and :math:`\rho_i` its per-step
     contraction between the last two checks, the remaining error is estimated as
     :math:`\max_i d_i\,\rho_i^\Delta/(1-\rho_i^\Delta)` (:math:`\Delta` steps between
-    checks), and the iteration stops when that is below ``value_tol`` — if the previous
-    check's estimate was not exceeded by the growth since (a rate fitted across a change of
-    convergence phase is too optimistic), and if no run of nearly equal Ritz values may
-    hide further copies of a repeated singular value (a block Krylov space holds at most
-    one direction per start vector of each singular subspace: a plateau longer than the
-    block — counting values still climbing into it — is widened with fresh random
-    directions and converged again). With
+    checks), or as how far a Ritz value below :math:`\tilde\sigma_i` would pass it with
+    one more interval of its growth when that is more (:math:`\sigma_i \ge \sigma_j` for
+    :math:`j > i`; a value that converged quickly to the edge of a close pair across it
+    looks converged by its own growth). The iteration stops when that is below
+    ``value_tol`` — if the previous check's estimate was not exceeded by the growth since
+    (a rate fitted across a change of convergence phase is too optimistic), and if no run
+    of nearly equal Ritz values may hide further copies of a repeated singular value (a
+    block Krylov space holds at most one direction per start vector of each singular
+    subspace: a plateau longer than the block — counting values still climbing into it —
+    is widened with fresh random directions and converged again). With
     ``excess_tol`` the same is done for the captured energy :math:`\sum_{i\le r}
     \tilde\sigma_i^2`, value by value; a value whose growth does not shrink yet (near the
     rank of a flat spectrum) is capped by the extrapolated end of the values above it,
