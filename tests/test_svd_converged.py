@@ -318,3 +318,25 @@ def test_a_dense_spectrum_is_not_a_cluster_of_climbing_values():
     climbed[232:] *= 1.0 - 5e-3
     assert not hidden_multiplicity(packed, 256, 40, eps, 5e-4)
     assert hidden_multiplicity(packed, 256, 40, eps, 5e-4, climbed)
+
+
+def test_a_chance_pair_across_the_capacity_is_not_a_cluster():
+    """A tight run across the capacity-th Ritz value counts only when it holds half the
+    capacity: two values 1.1e-4 apart (below float32's unresolved width (16 eps)^(2/3),
+    1.5e-4) at indices 63 and 64 of a dense spectrum, capacity 64, are a chance pair (the
+    benchmark's Marchenko–Pastur 4096 x 11008 at rank 256); 32 values as tight there are a
+    cluster the block may not hold, whether the run ends before the rank or not."""
+    from lowrank.svd._convergence import hidden_multiplicity
+
+    eps = float(np.finfo(np.float32).eps)
+    values = 2.0 * (1.0 - 3e-4 * np.arange(400))
+    values[64] = values[63] * (1.0 - 1.1e-4)
+    assert not hidden_multiplicity(values, 256, 64, eps, 5e-4)
+    for start in (33, 48, 63):
+        packed = values.copy()
+        packed[start : start + 32] = values[start] * (1.0 - 2e-6 * np.arange(32))
+        assert start <= 63 < start + 31
+        assert hidden_multiplicity(packed, 256, 64, eps, 5e-4)
+    short = values.copy()
+    short[56:72] = values[56] * (1.0 - 2e-6 * np.arange(16))
+    assert not hidden_multiplicity(short, 256, 64, eps, 5e-4)
