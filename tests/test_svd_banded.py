@@ -98,6 +98,14 @@ def test_dsbev_matches_the_dense_eigenvalues():
     np.testing.assert_allclose(banded_eigenvalues(band), reference, rtol=0, atol=n * EPS64 * scale)
 
 
+def test_the_documented_band_threshold_is_the_one_used():
+    """truncated_svd's Notes give the space dimension from which checks use the band."""
+    from lowrank import truncated_svd
+
+    notes = " ".join((truncated_svd.__doc__ or "").split())
+    assert f"once the space has {_krylov._BANDED_MIN_DIM} columns" in notes
+
+
 def test_dsbev_failure_is_reported_as_none():
     band = np.zeros((4, 2))
     band[1, 0] = np.nan
