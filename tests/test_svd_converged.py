@@ -324,8 +324,8 @@ def test_a_chance_pair_across_the_capacity_is_not_a_cluster():
     """A tight run across the capacity-th Ritz value counts only when it holds half the
     capacity: two values 1.1e-4 apart (below float32's unresolved width (16 eps)^(2/3),
     1.5e-4) at indices 63 and 64 of a dense spectrum, capacity 64, are a chance pair (the
-    benchmark's Marchenko–Pastur 4096 x 11008 at rank 256); 32 values as tight there are a
-    cluster the block may not hold, whether the run ends before the rank or not."""
+    benchmark's Marchenko–Pastur 4096 x 11008 at rank 256); 32 values as tight across it,
+    wherever they start, are a cluster the block may not hold; 16 are not."""
     from lowrank.svd._convergence import hidden_multiplicity
 
     eps = float(np.finfo(np.float32).eps)
