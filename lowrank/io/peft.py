@@ -24,8 +24,10 @@ its partner, ranks that disagree with the config and corrupt files.
 
 Writing goes through :func:`lowrank.io.atomic_path`: a new folder is assembled under a
 temporary name next to it and renamed into place; in an existing folder both files are
-written to temporary files first and renamed only once both are complete. A failure leaves
-nothing half-written.
+written to temporary files first and renamed only once both are complete, the config last
+(the old one removed first), so an interrupt between the renames leaves a folder without a
+config, which loaders refuse, never a config beside another adapter's weights. A failure
+leaves nothing half-written.
 
 This module knows no linear algebra: it moves arrays and checks shapes. Use
 :mod:`lowrank.lora` to make or convert factors and :mod:`lowrank.adapter` to run them.
