@@ -167,9 +167,13 @@ def test_existing_folder_needs_overwrite_and_keeps_other_files(tmp_path, rng):
     (folder / "README.md").write_text("card")
     with pytest.raises(InputError, match=r"already holds adapter_config.json, adapter_model"):
         save_peft_adapter(folder, {"fc": factors(rng, 2)}, {"r": 2, "lora_alpha": 2})
+    # The old config is removed before the new one is renamed in; its permission bits
+    # carry over all the same.
+    (folder / ADAPTER_CONFIG_NAME).chmod(0o640)
     new = factors(rng, 3)
     save_peft_adapter(folder, {"fc": new}, {"r": 3, "lora_alpha": 3}, overwrite=True)
     assert np.array_equal(load_peft_adapter(folder).modules["fc"].lora_A, new[0])
+    assert (folder / ADAPTER_CONFIG_NAME).stat().st_mode & 0o777 == 0o640
     assert (folder / "README.md").read_text() == "card"
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
