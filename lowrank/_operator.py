@@ -15,7 +15,7 @@ from lowrank._typing import Array
 from lowrank._validation import as_matrix, check_finite_array, compute_dtype
 from lowrank.errors import InputError, ShapeError
 
-__all__ = ["MatrixInput", "as_matrix_input", "is_operator_like"]
+__all__ = ["MatrixInput", "as_matrix_input", "is_operator_like", "safe_scale", "scaled_input"]
 
 # Columns of the identity applied at once when the Frobenius norm of a LinearOperator is
 # computed exactly.
@@ -92,6 +92,59 @@ class MatrixInput:
         top = max(s for s, _ in scale_ssq)
         total = sum(q * (s / top) ** 2 for s, q in scale_ssq)
         return top * math.sqrt(total)
+
+
+# Iterative methods square singular values in float64 (Gram matrices of blocks and of the
+# projection) and multiply in the compute dtype: a matrix whose Frobenius norm lies outside
+# these powers of two is scaled first (see safe_scale). Inside them, sigma_1**2 times a
+# dimension stays far from overflow and underflow in float64 (2**+-600), and products in
+# float32 stay far from its range (2**+-126) for every singular value down to eps32 sigma_1.
+_SAFE_NORM_EXPONENT = {np.dtype(np.float64): 300, np.dtype(np.float32): 60}
+
+
+def safe_scale(mat: MatrixInput, *, strict: bool = False) -> float:
+    """A power of two ``c`` with ``c * ||A||_F`` near 1 when the norm is outside the range in
+    which the iterative methods' squares and products neither overflow nor underflow;
+    1.0 inside it (the common case: nothing is copied) and for the zero matrix.
+
+    ``strict``: whenever the norm is not within a factor 16 of 1, for solvers whose
+    tolerances are absolute (SciPy's LOBPCG refuses to converge on a well-conditioned
+    matrix scaled by 1e-30).
+    """
+    norm = mat.frobenius_norm()
+    limit = 4 if strict else _SAFE_NORM_EXPONENT.get(np.dtype(np.finfo(mat.dtype).dtype), 60)
+    if norm == 0.0 or not math.isfinite(norm):
+        return 1.0
+    exponent = math.frexp(norm)[1]
+    if -limit <= exponent <= limit:
+        return 1.0
+    # 2**1000 at most: the reciprocal of a subnormal norm's power of two would overflow.
+    return math.ldexp(1.0, min(-exponent, 1000))
+
+
+def scaled_input(mat: MatrixInput, factor: float) -> MatrixInput:
+    """``factor * A`` for a power of two ``factor`` (exact, barring underflow of entries
+    below ``eps * ||A||_F`` that change nothing at that precision): dense and sparse data
+    are scaled in a copy, an operator's products after it returns them."""
+    norm = None if mat.norm_fro is None else mat.norm_fro * factor
+    if mat.dense is not None:
+        dense = mat.dense * mat.dtype.type(factor)
+        return MatrixInput("dense", mat.shape, mat.dtype, dense, None, norm)
+    if mat.kind == "sparse":
+        return MatrixInput("sparse", mat.shape, mat.dtype, None, mat.operator * factor, norm)
+    from scipy.sparse.linalg import LinearOperator
+
+    op = mat.operator
+    dtype = mat.dtype
+    scaled = LinearOperator(
+        mat.shape,
+        matvec=lambda x: np.asarray(op.matvec(x), dtype=dtype) * factor,
+        rmatvec=lambda y: np.asarray(op.rmatvec(y), dtype=dtype) * factor,
+        matmat=lambda X: np.asarray(op.matmat(X), dtype=dtype) * factor,
+        rmatmat=lambda Y: np.asarray(op.rmatmat(Y), dtype=dtype) * factor,
+        dtype=dtype,
+    )
+    return MatrixInput("operator", mat.shape, dtype, None, scaled, norm)
 
 
 def _dense_matmat(A: Array, X: Array) -> Array:

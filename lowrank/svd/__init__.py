@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lowrank._numerics import tolerance
-from lowrank._operator import MatrixInput, as_matrix_input
+from lowrank._operator import MatrixInput, as_matrix_input, safe_scale, scaled_input
 from lowrank._typing import Array, RNGLike, SVDMethod
 from lowrank._validation import (
     as_dtype,
@@ -605,6 +605,35 @@ def svd_of(
         return zero_result(mat, rank, method)
     if method == "exact":
         return exact_svd(mat, rank)
+    if mat.norm_fro is None:
+        # An operator's norm costs n products: computed once here, not by each user.
+        mat = replace(mat, norm_fro=mat.frobenius_norm())
+        if mat.norm_fro == 0.0:
+            return zero_result(mat, rank, method)
+    factor = safe_scale(mat, strict=method != "randomized")
+    if factor != 1.0:
+        # LAPACK scales internally; the iterative methods square values in float64 and
+        # multiply in the compute dtype, and SciPy's solvers have absolute tolerances, so
+        # they run on 2**k A with ||2**k A||_F near 1.
+        found = _iterative_svd(scaled_input(mat, factor), rank, method, options, rng)
+        unit = found.S.dtype.type(factor)
+        return replace(
+            found,
+            S=found.S / unit,
+            spectrum=found.spectrum / unit,
+            norm_fro=found.norm_fro / factor,
+        )
+    return _iterative_svd(mat, rank, method, options, rng)
+
+
+def _iterative_svd(
+    mat: MatrixInput,
+    rank: int,
+    method: str,
+    options: RandomizedOptions,
+    rng: np.random.Generator,
+) -> TruncatedSVDResult:
+    """The randomized method or SciPy's ``svds`` on a matrix of moderate scale."""
     if method == "randomized":
         return randomized_svd(
             mat,

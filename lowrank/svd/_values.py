@@ -7,6 +7,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg as sla
 
+from lowrank._numerics import power_of_two_scale
 from lowrank._typing import Array
 from lowrank._validation import (
     as_matrix,
@@ -67,13 +68,31 @@ def _gram_singular_values(a: Array) -> Array:
     wide = np.complex128 if a.dtype.kind == "c" else np.float64
     n = a.shape[1]
     rows = max(1, _GRAM_BLOCK_ELEMENTS // n)
-    block = a[:rows].astype(wide)
+    # Single-precision squares cannot overflow or underflow in double precision; double
+    # precision data is divided by a power of two near its largest magnitude (exact), so
+    # that 1e160 does not overflow the Gram matrix nor 1e-170 vanish in it.
+    unit = 1.0
+    if a.dtype == wide and a.size:
+        peak = (
+            float(np.max(np.abs(a)))
+            if a.dtype.kind == "c"
+            else max(float(np.max(a)), -float(np.min(a)))
+        )
+        unit = power_of_two_scale(peak)
+
+    def rows_from(start: int) -> Array:
+        block = a[start : start + rows].astype(wide)
+        if unit != 1.0:
+            block /= unit  # not times 1/unit, which overflows for subnormal data
+        return block
+
+    block = rows_from(0)
     gram: Array = block.conj().T @ block  # BLAS syrk: NumPy spots a product with a transpose
     for start in range(rows, a.shape[0], rows):
-        block = a[start : start + rows].astype(wide)
+        block = rows_from(start)
         gram += block.conj().T @ block
     evals = _symmetric_eigenvalues(gram) if wide == np.float64 else np.linalg.eigvalsh(gram)
-    values: Array = np.sqrt(np.clip(evals[::-1], 0.0, None))
+    values: Array = np.sqrt(np.clip(evals[::-1], 0.0, None)) * unit
     return values
 
 
