@@ -15,6 +15,7 @@ __all__ = [
     "as_singular_values",
     "check_norm",
     "check_schatten_p",
+    "ky_fan_tails",
     "reverse_cumulative_sum_of_squares",
     "tail_norms",
 ]
@@ -40,10 +41,22 @@ def reverse_cumulative_sum_of_squares(s: Array, scale: float) -> Array:
     return tails
 
 
-def tail_norms(s: Array, p: float) -> Array:
-    r"""``e[k] = (\sum_{i>=k} s_i^p)^{1/p}`` for k = 0..len(s), without overflow.
+# Terms of one Schatten sum span at most this many binary orders of magnitude, so that
+# none of them is subnormal: tail_norms scales each run of such terms by its largest.
+_SEGMENT_BITS = 600.0
 
-    ``p = inf`` gives ``s[k]`` (0 past the end). Each sum is scaled by its own largest term.
+
+def tail_norms(s: Array, p: float) -> Array:
+    r"""``e[k] = (\sum_{i>=k} s_i^p)^{1/p}`` for k = 0..len(s) (``s`` descending), without
+    overflow or underflow.
+
+    ``p = inf`` gives ``s[k]`` (0 past the end). The values are cut into runs that span at
+    most :math:`2^{600}` in :math:`s_i^p`; each run's terms are scaled by its largest and
+    summed smallest first, and what follows a run is carried into it in its scale. So every
+    term is a normal float64, each tail is accurate to a few epsilons times the number of
+    terms whatever ``p``, and a tail that is tiny next to :math:`s_0` (``[1, 1e-3]`` with
+    ``p = 200``, ``[1e150, 1e-150]`` with ``p = 2``) is not lost to underflow, as it is
+    when every term is scaled by :math:`s_0`.
     """
     out = np.zeros(s.size + 1)
     if s.size == 0:
@@ -51,13 +64,51 @@ def tail_norms(s: Array, p: float) -> Array:
     if math.isinf(p):
         out[:-1] = s
         return out
-    top = float(s[0])
-    if top == 0.0:
+    positive = int(np.count_nonzero(s > 0.0))
+    if positive == 0:
         return out
-    scaled = (s / top) ** p
-    sums = np.cumsum(scaled[::-1])[::-1]
-    out[:-1] = top * sums ** (1.0 / p)
+    levels = p * np.log2(s[:positive])  # descending
+    ascending = levels[::-1]
+    starts = [0]
+    while True:
+        # The first index whose level is more than _SEGMENT_BITS below the run's start.
+        below = positive - int(np.searchsorted(ascending, levels[starts[-1]] - _SEGMENT_BITS))
+        if below >= positive:
+            break
+        starts.append(max(below, starts[-1] + 1))
+    carry = 0.0  # the sum of every term after the current run, in units of its top**p
+    bounds = [*starts, positive]
+    for run in range(len(starts) - 1, -1, -1):
+        a, b = bounds[run], bounds[run + 1]
+        top = float(s[a])
+        sums = np.cumsum(((s[a:b] / top) ** p)[::-1])[::-1] + carry
+        out[a:b] = top * sums ** (1.0 / p)
+        if run:
+            # Below the rounding of the run before when it underflows.
+            carry = float(sums[0]) * (top / float(s[bounds[run - 1]])) ** p
     return out
+
+
+def ky_fan_tails(s: Array, k: int) -> Array:
+    r"""``w[r] = \sum_{i=r}^{r+k-1} s_i`` for r = 0..len(s) (zeros past the end), the
+    Ky Fan k-norm of the tail after rank ``r``, by additions only.
+
+    Differences of cumulative sums would cancel: ``[1e20, 1, 1]`` with ``k = 1`` gives 0
+    at rank 1. Here the values are cut into blocks of ``k``; a window is the sum of a
+    block's values from its start index to the block's end (summed smallest first) and of
+    the next block's values up to its end index.
+    """
+    n = s.size
+    blocks_count = n // k + 2
+    padded = np.zeros(blocks_count * k)
+    padded[:n] = s
+    blocks = padded.reshape(blocks_count, k)
+    suffix = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1]
+    prefix = np.cumsum(blocks, axis=1)
+    block, offset = np.divmod(np.arange(n + 1), k)
+    following = np.where(offset > 0, prefix[block + 1, np.maximum(offset - 1, 0)], 0.0)
+    windows: Array = suffix[block, offset] + following
+    return windows
 
 
 def check_schatten_p(p: object) -> float:

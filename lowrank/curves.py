@@ -22,6 +22,7 @@ from lowrank._numerics import compute_eps, power_of_two_scale
 from lowrank._spectrum import (
     as_singular_values,
     check_norm,
+    ky_fan_tails,
     reverse_cumulative_sum_of_squares,
     tail_norms,
 )
@@ -124,10 +125,7 @@ def rank_error_curve(
     if norm == "fro":
         return _fro_curve(s)
     if kk is not None:
-        padded = np.concatenate([s, np.zeros(kk)])
-        csum = np.concatenate([[0.0], np.cumsum(padded)])
-        absolute = csum[kk : kk + s.size + 1] - csum[: s.size + 1]
-        absolute = np.maximum(absolute, 0.0)
+        absolute = ky_fan_tails(s, kk)
     else:
         absolute = tail_norms(s, exponent)
     return _finish(absolute, None, norm, True, 4.0 * compute_eps(np.float64) * float(absolute[0]))
@@ -155,7 +153,9 @@ def _fro_curve(s: Array) -> RankErrorCurve:
         zeros = np.zeros(s.size + 1)
         return _finish(zeros, np.ones(s.size + 1), "fro", True, 0.0)
     tails = reverse_cumulative_sum_of_squares(s, top)
-    absolute = top * np.sqrt(tails)
+    # The errors from the tails' own scales: those in units of sigma_1**2 underflow for
+    # values below 1e-154 sigma_1 (which changes no energy, but does the errors).
+    absolute = tail_norms(s, 2.0)
     energy = 1.0 - tails / tails[0]
     energy[-1] = 1.0
     error = 4.0 * compute_eps(np.float64) * math.sqrt(s.size) * float(absolute[0])

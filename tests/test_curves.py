@@ -190,3 +190,76 @@ def test_select_rank_in_the_ky_fan_norm():
     assert select_rank(s, rel_tol=0.1, norm="ky_fan", k=2) == 2
     with pytest.raises(InputError, match=r"norm='ky_fan' needs k"):
         select_rank(s, rel_tol=0.5, norm="ky_fan")
+
+
+# Reference for the tail sums: decimal arithmetic with 60 digits and an exponent range far
+# beyond float64's, so that no term underflows or overflows and rounding is negligible.
+def _decimal_tails(values, p):
+    from decimal import Context, Decimal
+
+    ctx = Context(prec=60, Emax=10**6, Emin=-(10**6))
+    exponent = Decimal(repr(float(p)))
+    terms = [ctx.power(Decimal(repr(float(v))), exponent) for v in values]
+    out = []
+    for k in range(len(values) + 1):
+        total = sum(terms[k:], Decimal(0))
+        out.append(float(ctx.power(total, 1 / exponent)) if total else 0.0)
+    return np.array(out)
+
+
+spread_values = st.lists(
+    st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(values=spread_values, p=st.sampled_from([1.0, 1.5, 2.0, 3.0, 7.0, 20.0, 200.0, 1000.0]))
+def test_schatten_tails_are_accurate_at_any_spread_and_p(values, p):
+    """Each tail to a few epsilons of itself, however far below sigma_1 it is: the terms and
+    their sum round once each per term (n + 2 roundings of eps), and NumPy's vectorised
+    power rounds x**p and y**(1/p) to a few ulps each (17 ulps together measured for
+    [1.46e29, 1], p = 1.5: 64 eps allowed for them).
+    Before, every term was scaled by sigma_1: [1, 1e-3] with p = 200 gave a tail of 0 at
+    rank 1 (and select_rank(rel_tol=1e-4) returned 1 instead of 2)."""
+    s = np.sort(np.array(values))[::-1]
+    expected = _decimal_tails(s, p)
+    curve = rank_error_curve(s, norm="schatten", p=p)
+    eps = np.finfo(np.float64).eps
+    rtol = (4 * (s.size + 2) + 64) * eps
+    np.testing.assert_allclose(curve.absolute, expected, rtol=rtol, atol=0)
+
+
+@given(values=spread_values)
+def test_frobenius_curve_keeps_tails_far_below_sigma_1(values):
+    s = np.sort(np.array(values))[::-1]
+    expected = _decimal_tails(s, 2.0)
+    curve = rank_error_curve(s)
+    eps = np.finfo(np.float64).eps
+    rtol = (4 * (s.size + 2) + 64) * eps  # as in the Schatten test
+    np.testing.assert_allclose(curve.absolute, expected, rtol=rtol, atol=0)
+
+
+def test_select_rank_sees_a_tail_far_below_sigma_1_for_large_p():
+    assert select_rank([1.0, 1e-3], rel_tol=1e-4, norm="schatten", p=200.0) == 2
+    assert select_rank([1.0, 1e-3], rel_tol=1e-2, norm="schatten", p=200.0) == 1
+
+
+@given(
+    values=st.lists(
+        st.floats(min_value=0.0, max_value=1e30, allow_nan=False), min_size=1, max_size=30
+    ),
+    k=st.integers(1, 8),
+)
+def test_ky_fan_tails_are_sums_without_cancellation(values, k):
+    """Each window sum to k + 1 roundings of itself (additions of non-negative terms only).
+    Before, differences of cumulative sums cancelled: [1e20, 1, 1] with k = 1 gave 0 at
+    rank 1."""
+    import math as _math
+
+    s = np.sort(np.array(values))[::-1]
+    expected = np.array([_math.fsum(s[r : r + k]) for r in range(s.size + 1)])
+    curve = rank_error_curve(s, norm="ky_fan", k=k)
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(curve.absolute, expected, rtol=(k + 1) * eps, atol=0)
+    assert rank_error_curve([1e20, 1.0, 1.0], norm="ky_fan", k=1).absolute[1] == 1.0
