@@ -327,3 +327,36 @@ def test_conversion_identity_property(out, n_in, r, seed, alpha, rslora, data):
     tol_fro = tolerance(np.float64, size=max(out, n_in), scale=scale * math.sqrt(2 * r))
     assert abs(small.error_fro - tail) <= tol_fro
     assert abs(small.error_fro - direct) <= tol_fro
+
+
+@given(
+    step=st.sampled_from([1e-2, 1e-3, 3e-4, 1e-4, 1e-5]),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.float32, ml_dtypes.bfloat16]),
+)
+def test_a_small_update_of_low_precision_factors_is_kept(step, seed, dtype):
+    """Trained PiSSA factors in float32 or bfloat16 that moved by a relative ``step``: the
+    update is real (the factors are exact numbers), and the conversion keeps it.
+
+    Reference: the float64 SVD of the update formed from the stored factors. The
+    factored SVD runs in float64, so its values are off by about
+    eps64 sqrt(k) ||[B, -B0]||_F ||[A; A0]||_F (1e-12 here); they are returned in float32:
+    rtol 4 eps32 on values above 1e-6 sigma_1. Before, a float32 threshold of
+    16 eps32 sqrt(n) ||B||_F ||A||_F (0.7 here) zeroed every value of a 0.1 % update.
+    """
+    rng = np.random.default_rng(seed)
+    n, r = 96, 6
+    B0 = rng.standard_normal((n, r)).astype(dtype)
+    A0 = rng.standard_normal((r, n)).astype(dtype)
+    B = (B0.astype(np.float64) * (1 + step * rng.standard_normal(B0.shape))).astype(dtype)
+    # (B - B0) is exact in float64: both are single- or half-precision numbers.
+    D = (B.astype(np.float64) - B0.astype(np.float64)) @ A0.astype(np.float64)
+    ref = np.linalg.svd(D, compute_uv=False)
+    conv = pissa_to_lora(A0, B, A0, B0)
+    assert conv.delta_fro == pytest.approx(np.linalg.norm(D), rel=1e-9)
+    got = conv.singular_values.astype(np.float64)[: ref.size]
+    big = ref[: got.size] > 1e-6 * ref[0]
+    np.testing.assert_allclose(got[big], ref[: got.size][big], rtol=4 * np.finfo(np.float32).eps)
+    # The values of [B, -B0][A0; A0] beyond the update's rank (r, or fewer rows of B moved
+    # when bfloat16 rounds a small step away) are rounding, cleared.
+    assert np.count_nonzero(conv.singular_values) == np.count_nonzero(ref > 1e-9 * ref[0])
