@@ -66,9 +66,17 @@ POLICY: tuple[DTypeRow, ...] = (
 )
 
 
+def _native(dtype: Any) -> np.dtype[Any]:
+    """``dtype`` in the machine's byte order: a big-endian ``>f8`` array (as a ``.npy`` file
+    written elsewhere may hold) is float64 data like any other, and compares unequal to
+    ``float64`` until converted."""
+    dt: np.dtype[Any] = np.dtype(dtype)
+    return dt if dt.isnative else dt.newbyteorder("=")
+
+
 def row_of(dtype: Any) -> DTypeRow:
     """The row of :data:`POLICY` that ``dtype`` falls in (``dtype`` must be a NumPy dtype)."""
-    dt = np.dtype(dtype)
+    dt = _native(dtype)
     if dt in (_F32, _F64):
         return POLICY[0]
     if dt.name in ("float16", "bfloat16"):
@@ -89,7 +97,7 @@ def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
     ``bfloat16`` and the float8 types are computed in ``float32``; integers in ``float64``.
     Booleans, objects, strings and extended precision raise :class:`~lowrank.errors.DTypeError`.
     """
-    dt: np.dtype[Any] = np.dtype(dtype)
+    dt = _native(dtype)
     row = row_of(dt)
     if row.compute == _KEEP:
         return dt
@@ -105,7 +113,7 @@ def compute_dtype(dtype: Any, *, name: str = "A") -> np.dtype[Any]:
 
 def lora_storage_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
     """The dtype LoRA factors and residuals are returned in (the table's *LoRA* column)."""
-    dt: np.dtype[Any] = np.dtype(dtype)
+    dt = _native(dtype)
     lora = row_of(dt).lora
     if lora == _KEEP:
         return dt

@@ -84,3 +84,22 @@ def test_refusals(dtype, func, match):
         pytest.skip("longdouble is float64 here")
     with pytest.raises(DTypeError, match=match):
         func(dtype)
+
+
+@pytest.mark.parametrize("code", ["f4", "f8", "c8", "c16", "i4", "f2"])
+def test_big_endian_data_is_the_same_numbers(code):
+    """A big-endian array (from a ``.npy`` written on another machine) is classified and
+    computed like its native twin; before, ``>f8`` compared unequal to float64 and was
+    refused as "float64, which LAPACK does not support". Reference: the native array's
+    results, bit for bit (the conversion to native order is exact)."""
+    import lowrank
+
+    rng = np.random.default_rng(5)
+    native = (rng.standard_normal((9, 6)) * 4).astype("=" + code)
+    swapped = native.astype(">" + code)
+    assert compute_dtype(swapped.dtype) == compute_dtype(native.dtype)
+    assert compute_dtype(swapped.dtype).isnative
+    np.testing.assert_array_equal(lowrank.singular_values(swapped), lowrank.singular_values(native))
+    a, b = lowrank.truncated_svd(swapped, 2), lowrank.truncated_svd(native, 2)
+    np.testing.assert_array_equal(a.S, b.S)
+    assert a.S.dtype == b.S.dtype
