@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from lowrank._numerics import frobenius_norm
+from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
 from lowrank._validation import (
+    as_array,
     as_vector,
     check_bool,
     check_callable,
@@ -47,6 +48,7 @@ from lowrank._validation import (
     check_positive_float,
     check_real,
     check_str,
+    compute_dtype,
     normalize_rng,
 )
 from lowrank.approx import NORMS, eym_error, residual_norm
@@ -58,6 +60,9 @@ from lowrank.testing.tolerances import (
     backward_error_tolerance,
     coarsest_eps,
     norm_multiplier,
+    product_storage_error,
+    storage_error,
+    storage_unit_roundoff,
     subspace_tolerance,
     tolerance_for,
 )
@@ -96,7 +101,7 @@ def _finite(x: Array, what: str) -> None:
 
 def _as_float_array(x: ArrayLike, what: str) -> Array:
     """``x`` as an array; narrow float types (bfloat16, float8) are kept as they are."""
-    arr = np.asarray(x)
+    arr = as_array(x, name=what)
     if arr.dtype.kind not in "fciu" and not arr.dtype.name.startswith(("bfloat", "float8")):
         raise InputError(f"{what} must be numeric; got dtype {arr.dtype.name}")
     return arr
@@ -106,10 +111,23 @@ def _as_float_array(x: ArrayLike, what: str) -> Array:
 
 
 def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT_FACTOR) -> None:
-    r"""Assert that the columns of ``Q`` are orthonormal: :math:`\|Q^H Q - I\|_{\max} \le \tau`.
+    r"""Assert that the columns of ``Q`` are orthonormal: :math:`|(Q^H Q - I)_{ij}| \le
+    \tau_{ij}` for every entry.
 
-    :math:`\tau` = ``tolerance(Q.dtype, size=Q.shape[0], factor=factor)``: every entry of
-    :math:`Q^HQ` is an inner product of length :math:`m`.
+    .. math::
+
+        \tau_{ij} = c\,\varepsilon_c\sqrt m + \rho_i\|q_j\| + \|q_i\|\rho_j +
+        \rho_i\rho_j
+
+    (:func:`~lowrank.testing.tolerances.orthonormality_tolerance` for unit columns). The
+    first term is the rounding of an orthonormal basis *computed* in the compute dtype of
+    ``Q`` (:math:`\varepsilon_c` of float32 for float16/bfloat16): every entry of
+    :math:`Q^HQ` is an inner product of length :math:`m`. The others are the rounding of
+    each column once to the dtype ``Q`` is *stored* in, :math:`\rho_j` =
+    :func:`~lowrank.testing.tolerances.storage_error` of column :math:`j` (about
+    :math:`u_s\|q_j\|`, no :math:`\sqrt m`; 0 for float32, float64 and complex). So the
+    tolerance is about :math:`\varepsilon_s` = 0.0078 for bfloat16 and 0.00098 for
+    float16 at any :math:`m`: columns at 60 degrees (0.5) or of norm 1.05 (0.1) fail.
 
     Parameters
     ----------
@@ -148,9 +166,17 @@ def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT
     qw = q.astype(_wide(q))
     gram = qw.conj().T @ qw
     dev = np.abs(gram - np.eye(q.shape[1]))
-    worst = np.unravel_index(int(np.argmax(dev)), dev.shape)
+    m = q.shape[0]
+    tols = np.full(dev.shape, tolerance(compute_dtype(q.dtype, name=name), size=m, factor=fac))
+    if storage_unit_roundoff(q.dtype):
+        # One storage rounding per column: q~_i^H q~_j moves by rho_i |q~_j| + |q~_i| rho_j
+        # + rho_i rho_j, with rho_j the bound on the rounding of column j.
+        norms = np.sqrt(np.real(np.diag(gram)))
+        rho = np.array([storage_error(q[:, j]) for j in range(q.shape[1])])
+        tols += np.outer(rho, norms) + np.outer(norms, rho) + np.outer(rho, rho)
+    worst = np.unravel_index(int(np.argmax(dev - tols)), dev.shape)
     err = float(dev[worst])
-    tol = tolerance_for(q.dtype, size=q.shape[0], factor=fac)
+    tol = float(tols[worst])
     if not err <= tol:
         where = (int(worst[0]), int(worst[1]))
         raise AssertionError(
@@ -273,7 +299,7 @@ def _triplets(result: Any, what: str) -> tuple[Array, Array, Array]:
             f"{what} must have attributes U, S, Vh or be a tuple (U, S, Vh); "
             f"got {type(result).__name__}"
         )
-    U, S, Vh = (np.asarray(x) for x in parts)
+    U, S, Vh = (as_array(x, name=f"{what} {nm}") for x, nm in zip(parts, "USV", strict=True))
     return U, S, Vh
 
 
@@ -726,7 +752,7 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
     if all(hasattr(candidate, attr) for attr in ("U", "S", "Vh")):
         candidate = (candidate.U, candidate.S, candidate.Vh)
     if isinstance(candidate, tuple) and len(candidate) == 3:
-        U, S, Vh = (np.asarray(x) for x in candidate)
+        U, S, Vh = (as_array(x, name="candidate") for x in candidate)
         if U.ndim != 2 or S.ndim != 1 or Vh.ndim != 2:
             raise AssertionError(
                 f"candidate (U, S, Vh) must be 2-D, 1-D, 2-D; got shapes {U.shape}, {S.shape}, "
@@ -740,7 +766,7 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
             )
         return (U, S, Vh), [U, S, Vh], q
     if isinstance(candidate, tuple) and len(candidate) == 2:
-        L, R = (np.asarray(x) for x in candidate)
+        L, R = (as_array(x, name="candidate") for x in candidate)
         if (
             L.ndim != 2
             or R.ndim != 2
@@ -758,7 +784,7 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
             f"candidate must be an array, (L, R), (U, S, Vh) or have U, S, Vh; got a tuple of "
             f"{len(candidate)}"
         )
-    X = np.asarray(candidate)
+    X = as_array(candidate, name="candidate")
     if X.ndim == 0 or X.dtype.kind not in "fciu":
         raise InputError(
             f"candidate must be an array of the shape of A, (L, R), (U, S, Vh) or have U, S, "
@@ -767,6 +793,21 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
     if X.shape != (m, n):
         raise AssertionError(f"candidate has shape {X.shape}; expected the shape of A, {(m, n)}")
     return X, [X], None
+
+
+def _frobenius_to(norm: str, q: int, p: float | None, k: int | None) -> float:
+    """``M`` with ``||E|| <= M ||E||_F`` for every m x n matrix ``E`` (``q = min(m, n)``):
+    a rounding error has full rank, so the nuclear norm can be ``sqrt(q)`` times larger."""
+    q = max(q, 1)
+    if norm in ("fro", "spectral"):
+        return 1.0
+    if norm == "nuclear":
+        return math.sqrt(q)
+    if norm == "ky_fan":
+        return math.sqrt(min(k or 1, q))
+    # Schatten-p: ||sigma||_p <= q^(1/p - 1/2) ||sigma||_2 for p < 2, <= ||sigma||_2 for p >= 2.
+    order = math.inf if p is None else float(p)
+    return float(q ** max(0.0, 1.0 / order - 0.5))
 
 
 def _transposed_hint(left: Array, right: Array, m: int, n: int) -> str:
@@ -803,12 +844,31 @@ def assert_near_optimal(
 
     with :math:`e^\star` from the singular values of ``A`` (:func:`lowrank.eym_error`),
     :math:`\|A - X\|` computed in float64 (:func:`lowrank.residual_norm`),
-    :math:`\sigma_1 = \|A\|_2`, and :math:`\tau` twice the backward error of an SVD
-    (:func:`~lowrank.testing.tolerances.backward_error_tolerance`) in the norm (times
-    :func:`~lowrank.testing.tolerances.norm_multiplier`), for the coarsest dtype among ``A``
-    and the candidate: both sides carry one (the candidate's SVD, and the singular values
-    behind :math:`e^\star`). An error below the optimum is a bug: the candidate has rank
-    above ``r``, or the singular values are wrong.
+    :math:`\sigma_1 = \|A\|_2`, and
+
+    .. math::
+
+        \tau = 2\,\|\mathbf 1_q\|\,\tau_{\text{SVD}}(\varepsilon_c) + M\,\rho_X .
+
+    The first term is twice the backward error of an SVD
+    (:func:`~lowrank.testing.tolerances.backward_error_tolerance`) carried to the norm
+    (:func:`~lowrank.testing.tolerances.norm_multiplier`), in the *compute* dtype of the
+    coarsest of ``A`` and the candidate (float32 for float16/bfloat16, which the library
+    computes in float32): both sides carry one (the candidate's SVD, and the singular values
+    behind :math:`e^\star`). The second is the rounding of the candidate's factors, each
+    once, to the dtype they are *stored* in:
+    :math:`\rho_X` = :func:`~lowrank.testing.tolerances.product_storage_error` bounds
+    :math:`\|\tilde X - X\|_F` (about :math:`u_s\sqrt r\,\sigma_1` per factor for an SVD,
+    no :math:`\sqrt n`; 0 for float32 and float64 factors) and moves
+    :math:`\|A - X\|` by at most :math:`M\rho_X`, :math:`M` the largest ratio of the norm
+    to the Frobenius norm (1 for Frobenius and spectral, :math:`\sqrt q` nuclear,
+    :math:`\sqrt k` Ky Fan, :math:`q^{\max(0, 1/p - 1/2)}` Schatten-p). ``A`` is taken as
+    stored: :math:`e^\star` is that of the stored ``A``, which the candidate must
+    approximate (compute it from the ``A`` you pass). The storage term is a worst case: on
+    a 256×256 rank-8-plus-noise matrix whose optimum is 0.4 :math:`\sigma_1`, this catches
+    an approximation 14 % worse than optimal in bfloat16, 5 % in float16 and 1 % in float32
+    and float64 (``tests/test_testing_storage_rounding.py``). An error below the optimum is a bug:
+    the candidate has rank above ``r``, or the singular values are wrong.
 
     A relative ``rtol`` alone cannot accept a correct iterative method on a nearly low-rank
     matrix: there :math:`e^\star` is tiny, while a method that works with :math:`A^HA`
@@ -883,7 +943,7 @@ def assert_near_optimal(
     if singular_values is None:
         sigma = _singular_values(a.astype(_wide(a)), method="lapack")
     else:
-        given = np.asarray(singular_values)
+        given = as_array(singular_values, name="singular_values")
         if given.dtype.kind not in "fiu":
             raise InputError(f"singular_values must be real numbers; got dtype {given.dtype.name}")
         sigma = np.sort(given.astype(np.float64).ravel())[::-1]
@@ -894,10 +954,20 @@ def assert_near_optimal(
     optimal = eym_error(sigma, r, norm=norm, p=p, k=k)
     error = residual_norm(a, form, norm=norm, p=p, k=k)
     dtype = max([a.dtype, *(x.dtype for x in arrays)], key=lambda d: coarsest_eps(d))
+    compute = max(
+        (compute_dtype(d, name="A") for d in (a.dtype, *(x.dtype for x in arrays))),
+        key=lambda d: coarsest_eps(d),
+    )
     top = float(sigma[0]) if sigma.size else 0.0
-    # Rounding on both sides: the candidate's factorisation and the reference values.
+    # Rounding on both sides: the candidate's factorisation and the reference values, in
+    # the dtype they are computed in (float32 for float16/bfloat16) ...
     mult = norm_multiplier((m, n), norm=norm, p=p, k=k)
-    tol = 2.0 * mult * backward_error_tolerance(dtype, (m, n), top, factor=fac)
+    tol = 2.0 * mult * backward_error_tolerance(compute, (m, n), top, factor=fac)
+    # ... plus the one rounding of each stored factor to a narrow dtype (Frobenius bound,
+    # carried over to the norm asked for).
+    stored = product_storage_error(*arrays)
+    if stored:
+        tol += _frobenius_to(norm, min(m, n), p, k) * stored
     label = (
         f"{norm} norm"
         if norm not in ("schatten", "ky_fan")
@@ -1021,16 +1091,28 @@ def assert_lora_reconstruction(
     Notes
     -----
     The check is computed in float64 from the factors, row block by row block. The
-    tolerance is that of the coarsest dtype among the four arrays,
+    tolerance has a compute part and a storage part,
 
-    .. math:: \tau = c\,\varepsilon\,\sqrt{\max(\text{out}, \text{in}, r)}\,
-       \big(\|W\|_F + \|W_{res}\|_F + |s|\,\|B\|_F\|A\|_F\big),
+    .. math::
 
-    since rounding the product :math:`BA` (accumulated over :math:`r`) and the sum is
-    bounded by :math:`\varepsilon` times the magnitudes of the terms, and an SVD-based
-    extraction adds :math:`\varepsilon\sqrt{\max(\text{out},\text{in})}\|W\|_2`. A wrong
+        \tau = c\,\varepsilon_c\,\sqrt{\max(\text{out}, \text{in}, r)}\,
+        \big(\|W\|_F + \|W_{res}\|_F + |s|\,\|B\|_F\|A\|_F\big)
+        + \rho_W + \rho_{W_{res}} + |s|\,\rho_{BA} .
+
+    :math:`\varepsilon_c` is the epsilon of the coarsest *compute* dtype of the four
+    arrays (float32 for float16/bfloat16, which the library computes in float32): rounding
+    the product :math:`BA` (accumulated over :math:`r`) and the sum is bounded by
+    :math:`\varepsilon_c` times the magnitudes of the terms, and an SVD-based extraction
+    adds :math:`\varepsilon_c\sqrt{\max(\text{out},\text{in})}\|W\|_2`. The
+    :math:`\rho` are the rounding of each array, once, to a narrow dtype it is *stored* in
+    (0 for float32/float64): :math:`\rho_W \le u_s\|W\|_F`
+    (:func:`~lowrank.testing.tolerances.storage_error`) and :math:`\rho_{BA}` the bound
+    of :func:`~lowrank.testing.tolerances.product_storage_error`, about
+    :math:`u_s(\|B\|_F\|A\|_2 + \|B\|_2\|A\|_F)`; neither grows with the size. A wrong
     scaling, a transposed square factor or a wrong rank changes the sum by
-    :math:`O(\|s\,BA\|_F)`, far above :math:`\tau`.
+    :math:`O(\|s\,BA\|_F)`, far above :math:`\tau` in every dtype: in bfloat16 at
+    256×256, rank 8, :math:`\tau \approx 0.01\|W\|_F`, while a scaling wrong by 2× leaves
+    :math:`0.34\|W\|_F`.
 
     Examples
     --------
@@ -1077,15 +1159,15 @@ def assert_lora_reconstruction(
     if atol is not None:
         tol = check_positive_float(atol, name="atol", allow_zero=True)
     else:
+        # Computed in the compute dtypes (float32 for float16/bfloat16) ...
         tol = tolerance_for(
-            w.dtype,
-            w_res.dtype,
-            a.dtype,
-            b.dtype,
+            *(compute_dtype(x.dtype, name="W") for x in arrays),
             size=max(out_f, in_f, r),
             scale=magnitude,
             factor=fac,
         )
+        # ... then each stored array rounded once to its (narrow) dtype.
+        tol += storage_error(w) + storage_error(w_res) + abs(s) * product_storage_error(b, a)
     if not err <= tol:
         dtype = max((x.dtype for x in arrays), key=lambda d: coarsest_eps(d))
         raise AssertionError(

@@ -48,18 +48,29 @@ norms of an error              :func:`norm_tolerance`: :math:`\tau` times the no
                                vector of :math:`\min(m,n)` ones, :math:`\|E\|\le \|E\|_2
                                \cdot \|(1,\dots,1)\|` (1 spectral, :math:`\sqrt{k}`
                                Frobenius, :math:`k` nuclear, :math:`k^{1/p}` Schatten-p).
-orthonormality                 :math:`\max|Q^HQ - I| \le \tau(m, 1)`: each entry of the Gram
+orthonormality                 :func:`orthonormality_tolerance`: :math:`\tau(m, 1)` plus
+                               :math:`2\rho + \rho^2`, :math:`\rho \approx u_s` the
+                               storage rounding of a unit column: each entry of the Gram
                                matrix is a length-:math:`m` inner product of unit vectors.
 sums and products (LoRA)       :func:`tolerance_for` with :math:`n` the longest accumulation
                                and :math:`s` the sum of the magnitudes of the terms, so
-                               that cancellation is accounted for.
+                               that cancellation is accounted for; plus the storage
+                               rounding of each array (:func:`storage_error`,
+                               :func:`product_storage_error`).
 =============================  ===============================================================
 
-"Coarsest dtype" means the largest epsilon among the arrays that took part, using the
-*storage* epsilon for narrow types (``bfloat16`` :math:`2^{-7}`, ``float16``
-:math:`2^{-10}`) and the compute epsilon otherwise (``complex64`` is ``float32``). That is
-the one extension of ``lowrank._numerics.tolerance``, which knows LAPACK dtypes only:
-:func:`tolerance_for` substitutes the storage epsilon and otherwise calls it unchanged.
+Half precision: *computed* in float32, *stored* in float16/bfloat16. :math:`\tau` always
+uses the epsilon of the dtype the computation runs in (:math:`\varepsilon_c`: float32 for
+``float16``, ``bfloat16`` and float8; float64 for integers; ``complex64`` is ``float32``);
+the rounding of a result *stored* in a narrow type is a separate term: once per entry, a
+relative error :math:`u_s = \varepsilon_s/2` (``bfloat16`` :math:`2^{-8}`, ``float16``
+:math:`2^{-11}`), hence at most :math:`u_s\|X\|_F` in the Frobenius norm, with *no*
+:math:`\sqrt n` (:func:`storage_unit_roundoff`, :func:`storage_error`,
+:func:`product_storage_error`). Putting :math:`\varepsilon_s` into :math:`c\,\varepsilon
+\sqrt n` instead gives tolerances of order 1 at :math:`n` of a few hundred
+(:math:`16\cdot2^{-7}\sqrt{256} = 2`), which let every half-precision assertion pass on
+wrong answers. :func:`coarsest_eps` still reports the storage epsilon: the precision a
+stored result can be trusted to.
 """
 
 from __future__ import annotations
@@ -70,8 +81,10 @@ from typing import Any
 
 import numpy as np
 
-from lowrank._numerics import compute_eps, storage_eps, tolerance
+from lowrank._numerics import compute_eps, frobenius_norm, storage_eps, tolerance
+from lowrank._typing import Array
 from lowrank._validation import (
+    as_array,
     as_storage_dtype,
     check_choice,
     check_int,
@@ -79,7 +92,7 @@ from lowrank._validation import (
     check_positive_float,
     compute_dtype,
 )
-from lowrank.errors import InputError
+from lowrank.errors import DTypeError, InputError, NonFiniteError
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -89,7 +102,11 @@ __all__ = [
     "lapack_deflation_tolerance",
     "norm_multiplier",
     "norm_tolerance",
+    "orthonormality_tolerance",
     "power_scheme_factor",
+    "product_storage_error",
+    "storage_error",
+    "storage_unit_roundoff",
     "subspace_tolerance",
     "svd_tolerance",
     "tolerance_for",
@@ -119,6 +136,264 @@ def _scale(value: object, name: str) -> float:
 def _eps_of(dtype: Any) -> float:
     dt = _dtype(dtype)
     return max(storage_eps(dt), compute_eps(compute_dtype(dt, name="array")))
+
+
+def _compute_eps(*dtypes: Any) -> float:
+    """The largest epsilon of the dtypes the arrays are *computed* in (float32 for
+    float16/bfloat16/float8, float64 for integers)."""
+    return max(compute_eps(compute_dtype(_dtype(d), name="dtype")) for d in dtypes)
+
+
+def storage_unit_roundoff(dtype: Any) -> float:
+    r"""The relative error of rounding a value once to ``dtype`` *beyond* the rounding of the
+    dtype it is computed in: :math:`u_s = \varepsilon_s/2` for the narrow storage types
+    (``float16`` :math:`2^{-11}`, ``bfloat16`` :math:`2^{-8}`, float8), 0 otherwise.
+
+    The library computes narrow types in float32 and rounds what it stores once to the
+    narrow type; each stored entry then carries a relative error of at most :math:`u_s`
+    (round to nearest). For ``float32``, ``float64``, complex and integer data the storage
+    dtype *is* the compute dtype (or exact), and its rounding is already one of the
+    operations a backward error analysis counts: 0.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype of the stored array (NumPy dtypes, scalar types or names; ``bfloat16``
+        and the float8 types of ``ml_dtypes``).
+
+    Returns
+    -------
+    float
+        :math:`u_s`.
+
+    Raises
+    ------
+    DTypeError
+        ``dtype`` not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> storage_unit_roundoff("bfloat16"), storage_unit_roundoff(np.float16)
+    (0.00390625, 0.00048828125)
+    >>> storage_unit_roundoff(np.float32)
+    0.0
+    """
+    dt = _dtype(dtype)
+    eps_s = storage_eps(dt)
+    if eps_s <= compute_eps(compute_dtype(dt, name="dtype")):
+        return 0.0
+    return eps_s / 2.0
+
+
+def _subnormal_half_spacing(dt: np.dtype[Any]) -> float:
+    """Half the smallest subnormal of a narrow float type: the absolute rounding error of
+    a value in the subnormal range (where the relative bound ``u`` does not hold)."""
+    try:
+        info: Any = np.finfo(dt)
+    except (TypeError, ValueError):  # an ml_dtypes type: its own finfo
+        import ml_dtypes
+
+        info = ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]
+    return float(info.smallest_subnormal) / 2.0
+
+
+def storage_error(x: Any) -> float:
+    r"""A bound on :math:`\|\tilde X - X\|_F` when the stored array :math:`\tilde X` is
+    :math:`X` rounded once to its narrow dtype (0 for a dtype that is not narrow; see
+    :func:`storage_unit_roundoff`).
+
+    Rounding to nearest moves each entry by :math:`|\tilde x - x| \le u|x| + \eta/2`
+    (:math:`\eta` the smallest subnormal: the relative bound fails only below the normal
+    range), and :math:`|x| \le (|\tilde x| + \eta/2)/(1-u)`, so over the :math:`N`
+    entries
+
+    .. math:: \|\tilde X - X\|_F \le \frac{u\,\|\tilde X\|_F + (\eta/2)\sqrt N}{1 - u} .
+
+    The bound is on the Frobenius norm and does not grow with the size: each entry is
+    rounded once, relative to itself. (A sum of :math:`n` products computed in the narrow
+    type would grow like :math:`\sqrt n`; the library never computes in one.)
+
+    Parameters
+    ----------
+    x : array_like
+        The stored array, any shape (``bfloat16`` and float8 kept as they are).
+
+    Returns
+    -------
+    float
+        The bound, in the units of ``x``.
+
+    Raises
+    ------
+    DTypeError
+        ``x`` not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f"{storage_error(np.ones(4, dtype=np.float16)):.4g}"  # (2**-11 * 2 + 6e-8) / (1 - 2**-11)
+    '0.0009771'
+    >>> storage_error(np.ones(4))
+    0.0
+    """
+    arr = _stored_array(x, name="x")
+    u = storage_unit_roundoff(arr.dtype)
+    if u == 0.0 or arr.size == 0:
+        return 0.0
+    tiny = _subnormal_half_spacing(arr.dtype) * math.sqrt(arr.size)
+    return (u * frobenius_norm(arr.astype(np.float64)) + tiny) / (1.0 - u)
+
+
+def _stored_array(x: Any, *, name: str) -> Array:
+    """``x`` as an array of a numeric dtype (narrow float types kept), with finite values."""
+    arr = as_array(x, name=name)
+    narrow = arr.dtype.name.startswith(("bfloat", "float8"))
+    if arr.dtype.kind not in "fciu" and not narrow:
+        raise DTypeError(f"{name} must be numeric; got dtype {arr.dtype.name}")
+    wide = np.complex128 if arr.dtype.kind == "c" else np.float64
+    if arr.size and not np.all(np.isfinite(arr.astype(wide))):
+        raise NonFiniteError(f"{name} must contain only finite values")
+    return arr
+
+
+def _spectral_norm(x: Any) -> float:
+    arr = as_array(x, name="factor")
+    wide = arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64)
+    if wide.ndim == 1:  # the diagonal of diag(S)
+        return float(np.max(np.abs(wide))) if wide.size else 0.0
+    if wide.size == 0:
+        return 0.0
+    return float(np.linalg.norm(wide, 2))
+
+
+def product_storage_error(*factors: Any) -> float:
+    r"""A bound on :math:`\|\tilde F_1\cdots\tilde F_k - F_1\cdots F_k\|_F` when each
+    stored factor :math:`\tilde F_j` is :math:`F_j` rounded once to its dtype (a 1-D factor
+    stands for a diagonal matrix, like the ``S`` of ``U, S, Vh``).
+
+    Telescoping, :math:`\prod_j\tilde F_j - \prod_j F_j = \sum_j \tilde F_1\cdots
+    \tilde F_{j-1}(\tilde F_j - F_j)F_{j+1}\cdots F_k`, and :math:`\|XYZ\|_F \le
+    \|X\|_2\|Y\|_F\|Z\|_2`, so with :math:`\rho_j` = :func:`storage_error` of
+    :math:`\tilde F_j` and :math:`\|F_j\|_2 \le \|\tilde F_j\|_2 + \rho_j`,
+
+    .. math::
+
+        \Bigl\|\prod_j\tilde F_j - \prod_j F_j\Bigr\|_F \le \sum_j
+        \prod_{i<j}\|\tilde F_i\|_2\;\rho_j\prod_{i>j}(\|\tilde F_i\|_2 + \rho_i) .
+
+    For PiSSA's :math:`B = U\sqrt S`, :math:`A = \sqrt S\,V^H` in bfloat16 this is about
+    :math:`2u\sqrt{\sigma_1\sum_{i\le r}\sigma_i}`, at most :math:`2u\sqrt r\,\sigma_1`:
+    the spectral norm of the other factors, not their Frobenius norm, multiplies each
+    rounding. 0 when no factor has a narrow dtype.
+
+    Parameters
+    ----------
+    *factors : array_like
+        The stored factors, 2-D (or 1-D for a diagonal), in the order of the product.
+
+    Returns
+    -------
+    float
+        The bound, in the units of the product.
+
+    Raises
+    ------
+    DTypeError
+        A factor that is not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> B = np.ones((4, 1), dtype=np.float16); A = np.ones((1, 4), dtype=np.float16)
+    >>> round(product_storage_error(B, A) / 2**-11, 1)  # 2 u ||B||_2 ||A||_2 = 2 u * 4
+    8.0
+    >>> product_storage_error(np.ones((4, 1)), np.ones((1, 4)))
+    0.0
+    """
+    rho = [storage_error(f) for f in factors]
+    if not any(rho):
+        return 0.0
+    norms = [_spectral_norm(f) for f in factors]
+    total = 0.0
+    for j, rho_j in enumerate(rho):
+        if rho_j == 0.0:
+            continue
+        term = rho_j
+        for i in range(j):
+            term *= norms[i]
+        for i in range(j + 1, len(factors)):
+            term *= norms[i] + rho[i]
+        total += term
+    return total
+
+
+def orthonormality_tolerance(dtype: Any, m: int, *, factor: float = DEFAULT_FACTOR) -> float:
+    r"""The largest :math:`|(Q^HQ - I)_{ij}|` of an m×k matrix with orthonormal columns that
+    was computed in the compute dtype of ``dtype`` and then stored in ``dtype``.
+
+    .. math::
+
+        \tau = c\,\varepsilon_c\sqrt m + 2\rho + \rho^2, \qquad
+        \rho = \frac{u_s + (\eta/2)\sqrt m}{1 - u_s} .
+
+    The first term is the orthogonality of the computed columns :math:`q_j` (each entry of
+    :math:`Q^HQ` an inner product of length :math:`m`, :math:`\varepsilon_c` the epsilon
+    of the compute dtype: float32 for float16/bfloat16). Storing rounds each unit column
+    once, :math:`\|\tilde q_j - q_j\| \le \rho` (:func:`storage_error`), and
+    :math:`\tilde q_i^H\tilde q_j - q_i^Hq_j = \delta_i^H\tilde q_j + \tilde q_i^H\delta_j
+    - \delta_i^H\delta_j` is at most :math:`2\rho + \rho^2` for unit columns: about
+    :math:`\varepsilon_s`, *without* a factor :math:`\sqrt m`. bfloat16 at
+    :math:`m = 1000`: :math:`0.0079`; float16: :math:`0.00099`; float32, float64: the
+    first term alone (:math:`u_s = 0`), as before.
+
+    :func:`~lowrank.testing.assertions.assert_orthonormal` applies the same bound entry by
+    entry with the stored column norms, :math:`\tau_{ij} = c\,\varepsilon_c\sqrt m +
+    \rho_i\|\tilde q_j\| + \|\tilde q_i\|\rho_j + \rho_i\rho_j`, which is this for
+    unit columns.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype ``Q`` is stored in.
+    m : int
+        The length of the columns, ``>= 0``.
+    factor : float, default 16.0
+        :math:`c`; finite and ``> 0``.
+
+    Returns
+    -------
+    float
+        :math:`\tau`, absolute (the entries of :math:`Q^HQ` are near 0 and 1).
+
+    Raises
+    ------
+    DTypeError
+        ``dtype`` not numeric.
+    InputError
+        ``m`` not an integer ``>= 0`` or a bad ``factor``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(orthonormality_tolerance("bfloat16", 256) / 2**-7, 2)  # was 2.0 (256 x)
+    1.01
+    >>> orthonormality_tolerance(np.float64, 256) == tolerance_for(np.float64, size=256)
+    True
+    """
+    m = check_int(m, name="m", minimum=0)
+    dt = _dtype(dtype)
+    compute = tolerance(compute_dtype(dt, name="dtype"), size=m, factor=_factor(factor), scale=1.0)
+    rho = _column_rounding(dt, m, 1.0)
+    return compute + 2.0 * rho + rho * rho
+
+
+def _column_rounding(dt: np.dtype[Any], m: int, norm: float) -> float:
+    """:func:`storage_error` of a stored column of length ``m`` and norm ``norm``."""
+    u = storage_unit_roundoff(dt)
+    if u == 0.0:
+        return 0.0
+    return (u * norm + _subnormal_half_spacing(dt) * math.sqrt(max(m, 1))) / (1.0 - u)
 
 
 def coarsest_eps(*dtypes: Any) -> float:
@@ -165,14 +440,22 @@ def tolerance_for(
     *dtypes: Any, size: int, scale: float = 1.0, factor: float = DEFAULT_FACTOR
 ) -> float:
     r"""The rounding tolerance of the library (``lowrank._numerics.tolerance``) for the
-    coarsest of several dtypes.
+    coarsest of several dtypes, plus the rounding of narrow storage types.
 
-    .. math:: \tau = c\,\varepsilon_{\max}\,\sqrt{n}\,s
+    .. math:: \tau = c\,\varepsilon_c\,\sqrt{n}\,s + \bigl((1 + u_s)^3 - 1\bigr)\,s
 
-    with :math:`\varepsilon_{\max}` = :func:`coarsest_eps` of ``dtypes``. For LAPACK dtypes
-    this *is* ``tolerance(dtype, size=size, scale=scale, factor=factor)``; for narrow
-    storage types (``float16``, ``bfloat16``, float8) the storage epsilon replaces the
-    compute epsilon, since rounding to storage dominates.
+    with :math:`\varepsilon_c` the epsilon of the coarsest *compute* dtype of ``dtypes``
+    (float32 for float16, bfloat16 and float8, which are computed in float32; float64 for
+    integers) and :math:`u_s` the largest :func:`storage_unit_roundoff` (0 unless a dtype is
+    narrow). For LAPACK dtypes this *is* ``tolerance(dtype, size=size, scale=scale,
+    factor=factor)``. The first term is the computation: :math:`n` terms accumulated in the
+    compute dtype. The second is the storage: each operand rounded *once* to its narrow
+    dtype, a relative error :math:`u_s` per entry that does not accumulate with :math:`n`;
+    a quantity formed from up to three stored operands (an inner product of two stored
+    vectors, :math:`u^HAv` and :math:`\|Av - \sigma u\|` of a stored triplet) moves by at
+    most :math:`(1+u_s)^3 - 1 \approx 1.5\,\varepsilon_s` times its magnitude. (The storage
+    epsilon in place of :math:`\varepsilon_c` in the first term, as before, gave
+    :math:`16\,\varepsilon_{bf16}\sqrt{256} = 2` for a quantity of size 1.)
 
     Parameters
     ----------
@@ -207,21 +490,23 @@ def tolerance_for(
     >>> from lowrank._numerics import tolerance
     >>> tolerance_for(np.float64, np.float32, size=100) == tolerance(np.float32, size=100)
     True
-    >>> tolerance_for("bfloat16", size=4, scale=2.0)  # 16 * 2**-7 * sqrt(4) * 2
-    0.5
+    >>> f"{tolerance_for('bfloat16', size=4, scale=2.0):.6f}"  # 16 eps_32 sqrt(4) 2 + 3 u_s 2
+    '0.023537'
+    >>> f"{tolerance_for('bfloat16', size=256):.4f}"  # was 16 * 2**-7 * sqrt(256) = 2.0
+    '0.0118'
     """
     if not dtypes:
         raise ValueError("tolerance_for needs at least one dtype")
     size = check_int(size, name="size", minimum=0)
     scale = _scale(scale, "scale")
     factor = _factor(factor)
-    worst = max(dtypes, key=_eps_of)
-    dt = np.dtype(worst)
-    if dt in _LAPACK:
-        return tolerance(dt, size=size, scale=scale, factor=factor)
-    # Same formula, epsilon of the storage type: rescale the float64 tolerance.
-    ratio = _eps_of(dt) / compute_eps(np.float64)
-    return tolerance(np.float64, size=size, scale=scale * ratio, factor=factor)
+    compute = max(
+        (compute_dtype(_dtype(d), name="dtype") for d in dtypes), key=lambda d: compute_eps(d)
+    )
+    u = max(storage_unit_roundoff(d) for d in dtypes)
+    return (
+        tolerance(compute, size=size, scale=scale, factor=factor) + ((1.0 + u) ** 3 - 1.0) * scale
+    )
 
 
 def svd_tolerance(
@@ -475,8 +760,9 @@ def lapack_deflation_tolerance(dtype: Any) -> float:
     Parameters
     ----------
     dtype : dtype-like
-        The dtype of the SVD (:math:`\varepsilon` is its :func:`coarsest_eps`; integers
-        count as float64).
+        The dtype of the SVD's input; :math:`\varepsilon` is that of the dtype it is
+        computed in (float32 for float16/bfloat16, float64 for integers): the threshold
+        belongs to the computation, not to the storage.
 
     Returns
     -------
@@ -496,7 +782,7 @@ def lapack_deflation_tolerance(dtype: Any) -> float:
     >>> round(float(lapack_deflation_tolerance(np.float32) / np.finfo(np.float32).eps), 1)
     5.0
     """
-    u = coarsest_eps(dtype) / 2.0
+    u = _compute_eps(dtype) / 2.0  # the SVD runs in the compute dtype (float32 for bf16)
     return float(max(10.0, min(100.0, u**-0.125)) * u)
 
 
