@@ -31,7 +31,7 @@ import numpy as np
 from lowrank._numerics import scaled_sum_of_squares, tolerance
 from lowrank._spectrum import NORMS, as_singular_values, check_norm, tail_norms
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike, SVDMethod
-from lowrank._validation import as_matrix, check_rank
+from lowrank._validation import as_array, as_matrix, check_rank
 from lowrank.errors import ShapeError
 from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
 
@@ -165,7 +165,7 @@ def _as_factors(candidate: Any, shape: tuple[int, int]) -> tuple[Array, Array] |
         candidate = (candidate.U, candidate.S, candidate.Vh)
     if isinstance(candidate, tuple) and len(candidate) == 3:
         U = as_matrix(candidate[0], name="candidate U", allow_empty=True)
-        S = np.asarray(candidate[1])
+        S = as_array(candidate[1], name="candidate S")
         Vh = as_matrix(candidate[2], name="candidate Vh", allow_empty=True)
         if S.ndim != 1 or U.shape[1] != S.size or Vh.shape[0] != S.size:
             raise ShapeError(

@@ -17,6 +17,7 @@ from lowrank._numerics import compute_eps, frobenius_norm, storage_eps
 from lowrank._spectrum import as_singular_values
 from lowrank._typing import ArrayLike
 from lowrank._validation import (
+    as_array,
     as_dtype,
     as_matrix,
     as_storage_dtype,
@@ -581,7 +582,7 @@ def spectrum_summary(A: ArrayLike, *, storage_dtype: Any = None) -> SpectrumAnal
     """
     if storage_dtype is not None:
         storage_dtype = as_storage_dtype(storage_dtype)
-    raw = np.asarray(A)
+    raw = as_array(A, name="A")
     stored = raw.dtype if storage_dtype is None else np.dtype(storage_dtype)
     a = as_matrix(raw)
     s = _singular_values(a)

@@ -475,6 +475,12 @@ VALID: dict[str, dict[str, Any]] = {
     "norm_multiplier": {},
     "power_scheme_factor": {"n_iter": 2},
     "tolerance_for": {"*dtypes": (np.float64,), "size": 6},
+    "orthonormality_tolerance": {"dtype": np.float16, "m": 8},
+    "storage_unit_roundoff": {"dtype": np.float16},
+    "storage_error": {"x": np.ones((3, 2), dtype=np.float16)},
+    "product_storage_error": {
+        "*factors": (np.ones((3, 2), dtype=np.float16), np.ones((2, 4), dtype=np.float16))
+    },
 }
 
 # Methods swept through an instance: {"Class.method": (instance factory, overrides)}.
@@ -638,6 +644,7 @@ def _bad_matrix(valid: Any) -> list[tuple[str, Any, bool]]:
         ("NaN", np.where(np.arange(arr.size).reshape(arr.shape) == 0, NAN, arr), MUST),
         ("object", arr.astype(object), MUST),
         ("strings", np.full(arr.shape, "a"), MUST),
+        ("ragged", [[1.0, 2.0], [3.0]], MUST),
         ("empty", np.zeros((0, arr.shape[1])), MAYBE),
         ("complex", arr + 1j, MAYBE),
         ("wrong shape", np.ones((arr.shape[0] + 1, arr.shape[1] + 2)), MAYBE),
@@ -652,6 +659,7 @@ def _bad_batch(valid: Any) -> list[tuple[str, Any, bool]]:
         ("NaN", np.where(np.arange(arr.size).reshape(arr.shape) == 0, NAN, arr), MUST),
         ("object", arr.astype(object), MUST),
         ("strings", np.full(arr.shape, "a"), MUST),
+        ("ragged", [[1.0, 2.0], [3.0]], MUST),
         ("3-D", arr[None], MAYBE),
         ("1-D", arr[0], MAYBE),
         ("empty", np.zeros((0, arr.shape[-1])), MAYBE),
@@ -667,6 +675,7 @@ def _bad_vector(valid: Any) -> list[tuple[str, Any, bool]]:
         ("2-D", arr[None], MUST),
         ("NaN", np.concatenate([[NAN], arr[1:]]), MUST),
         ("object", arr.astype(object), MUST),
+        ("ragged", [[1.0, 2.0], [3.0]], MUST),
         ("empty", np.zeros(0), MAYBE),
         ("negative", -arr, MAYBE),
         ("complex", arr + 1j, MAYBE),

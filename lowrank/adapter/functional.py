@@ -47,6 +47,7 @@ import numpy as np
 from lowrank._dtypes import layer_dtype
 from lowrank._typing import Array, ArrayLike, RNGLike
 from lowrank._validation import (
+    as_array,
     as_dtype,
     check_bool,
     check_fraction,
@@ -395,8 +396,8 @@ def lora_delta_weight(lora_A: ArrayLike, lora_B: ArrayLike, *, scaling: float) -
            [0.5, 0.5]])
     """
     s = _check_scaling(scaling)
-    A_in = np.asarray(lora_A)
-    B_in = np.asarray(lora_B)
+    A_in = as_array(lora_A, name="lora_A")
+    B_in = as_array(lora_B, name="lora_B")
     if A_in.ndim != 2 or B_in.ndim != 2:
         raise ShapeError(f"lora_A and lora_B must be 2-D; got shapes {A_in.shape} and {B_in.shape}")
     dt = np.result_type(

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, as_storage_dtype, check_choice, check_str
+from lowrank._validation import (
+    as_array,
+    as_matrix,
+    as_storage_dtype,
+    check_choice,
+    check_str,
+)
 from lowrank.analysis._results import (
     AnalysisOptions,
     MatrixResult,
@@ -90,7 +96,7 @@ def analyze_matrix(
     options = _check_options(options)
     check_str(name, name="name")
     check_str(file, name="file")
-    raw = np.asarray(A)
+    raw = as_array(A, name="A")
     stored = raw.dtype if storage_dtype is None else as_storage_dtype(storage_dtype)
     return _analyze(
         as_matrix(raw), name=name, file=file, options=options, stored=stored, start=start

@@ -42,7 +42,7 @@ import scipy.linalg as sla
 from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._scaling import alpha_of, scaling_denominator
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_bool, check_positive_float
+from lowrank._validation import as_array, as_matrix, check_bool, check_positive_float
 from lowrank.curves import select_rank
 from lowrank.errors import InputError, ShapeError
 from lowrank.lora._weights import storage_dtype
@@ -66,7 +66,7 @@ __all__ = [
 
 
 def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
-    raw = x if isinstance(x, np.ndarray) else np.asarray(x)
+    raw = as_array(x, name=name)
     storage = storage_dtype(raw.dtype, name=name)
     return as_matrix(raw, name=name), storage
 

@@ -41,7 +41,13 @@ import numpy as np
 from lowrank._numerics import frobenius_norm
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
-from lowrank._validation import as_matrix, check_choice, check_positive_float, check_rank
+from lowrank._validation import (
+    as_array,
+    as_matrix,
+    check_choice,
+    check_positive_float,
+    check_rank,
+)
 from lowrank.errors import InputError, ShapeError
 from lowrank.lora._weights import storage_dtype
 from lowrank.lora.convert import _factored_svd
@@ -60,7 +66,7 @@ Side = Literal["right", "left"]
 def _singular_vectors(X: ArrayLike, side: str, name: str) -> Array:
     """Orthonormal columns: the right (rows of Vh, transposed) or left singular vectors,
     all ``min(X.shape)`` of them, in float64."""
-    raw = X if isinstance(X, np.ndarray) else np.asarray(X)
+    raw = as_array(X, name=name)
     storage_dtype(raw.dtype, name=name)
     m = as_matrix(raw, name=name).astype(np.float64, copy=False)
     res = svd_of(dense_input(m), min(m.shape), method="exact")
@@ -255,7 +261,7 @@ def amplification_factor(
     >>> amplification_factor(W, (B, A)).factor         # ||ΔW|| = 2 on W's value 1
     2.0
     """
-    raw_W = W if isinstance(W, np.ndarray) else np.asarray(W)
+    raw_W = as_array(W, name="W")
     storage_dtype(raw_W.dtype, name="W")
     Wm = as_matrix(raw_W, name="W")
     if isinstance(delta_W, tuple):
@@ -290,7 +296,7 @@ def amplification_factor(
             raise InputError("rank is required for a dense delta_W (the LoRA rank r)")
         if scaling != 1.0:
             raise InputError(f"scaling applies to a factored delta_W only; got {scaling!r}")
-        raw = delta_W if isinstance(delta_W, np.ndarray) else np.asarray(delta_W)
+        raw = as_array(delta_W, name="delta_W")
         storage_dtype(raw.dtype, name="delta_W")
         D = as_matrix(raw, name="delta_W")
         if D.shape != Wm.shape:

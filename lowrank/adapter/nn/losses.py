@@ -24,6 +24,7 @@ import numpy as np
 
 from lowrank._numerics import scaled_sum_of_squares
 from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_array
 from lowrank.adapter._checks import as_float_array
 from lowrank.errors import DTypeError, InputError, ShapeError
 
@@ -109,7 +110,7 @@ def mse_loss(prediction: ArrayLike, target: ArrayLike) -> LossResult:
 
 def _check_labels(labels: ArrayLike, *, n: int, classes: int) -> Array:
     """Integer class labels of shape ``(n,)`` with values in ``[0, classes)``."""
-    arr = np.asarray(labels)
+    arr = as_array(labels, name="labels")
     if arr.dtype.kind not in "iu":
         raise DTypeError(f"labels must be integers (class indices); got dtype {arr.dtype.name}")
     if arr.shape != (n,):
