@@ -1188,9 +1188,24 @@ class TestIssueExamples:
         A = np.diag([11.1, 2.0, 1.0, 0.5])
         for operand in (aslinearoperator(A), A):
             with pytest.raises(
-                InputError, match=r"norm_fro must be >= the largest singular value.*11\.1"
+                InputError, match=r"norm_fro must be >= the norm of the singular values.*11\.1"
             ):
                 truncated_svd(operand, 3, norm_fro=1.0, rng=0)
+
+    def test_truncated_svd_norm_fro_below_the_norm_of_the_values_found(self):
+        """Half the true norm is above sigma_1 here, but below ||S|| of the top 3: refused
+        (it gave residual_fro = 0 and an infinite excess estimate)."""
+        from scipy.sparse.linalg import aslinearoperator
+
+        from lowrank import truncated_svd
+        from lowrank.errors import InputError
+
+        A = np.diag([4.0, 4.0, 4.0, 4.0])
+        with pytest.raises(InputError, match=r"norm_fro must be >= the norm of the singular"):
+            truncated_svd(aslinearoperator(A), 3, norm_fro=4.5, rng=0)
+        assert truncated_svd(aslinearoperator(A), 3, norm_fro=8.0, rng=0).residual_fro == (
+            pytest.approx(4.0)
+        )
 
     def test_truncated_svd_norm_fro_at_top_singular_value_within_rounding(self):
         from scipy.sparse.linalg import aslinearoperator

@@ -85,8 +85,9 @@ class TruncatedSVDResult:
     spectrum_complete : bool
         True when ``spectrum`` holds every singular value of ``A`` (``"exact"``).
     converged : bool or None
-        Whether the result meets its accuracy target: True for ``"exact"`` and the
-        ``svds`` solvers (which raise otherwise), the adaptive randomized method's verdict
+        Whether the result meets its accuracy target, beyond the rounding level of the
+        compute dtype (see :func:`lowrank.truncated_svd`, Notes): True for ``"exact"`` and
+        the ``svds`` solvers (which raise otherwise), the adaptive randomized method's verdict
         (False when it stopped at ``max_iter`` or its space limit first), and ``None``
         when nothing was checked (a fixed ``n_iter``).
     diagnostics : RandomizedDiagnostics or None
