@@ -13,7 +13,7 @@ import numpy as np
 from lowrank._numerics import frobenius_norm, scaled_sum_of_squares
 from lowrank._typing import Array
 from lowrank._validation import as_matrix, check_finite_array, compute_dtype
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import InputError, NonFiniteError, ShapeError
 
 __all__ = ["MatrixInput", "as_matrix_input", "is_operator_like", "safe_scale", "scaled_input"]
 
@@ -58,7 +58,7 @@ class MatrixInput:
             return _dense_matmat(self.dense, X)
         if self.kind == "sparse":
             return np.asarray(self.operator @ X, dtype=self.dtype)
-        return np.asarray(self.operator.matmat(X), dtype=self.dtype)
+        return _finite_product(self.operator.matmat(X), self.dtype, "A @ X")
 
     def rmatmat(self, Y: Array) -> Array:
         """``A^H @ Y``.
@@ -76,7 +76,7 @@ class MatrixInput:
             return product
         if self.kind == "sparse":
             return np.asarray(self.operator.conj().T @ Y, dtype=self.dtype)
-        return np.asarray(self.operator.rmatmat(Y), dtype=self.dtype)
+        return _finite_product(self.operator.rmatmat(Y), self.dtype, "A^H @ Y")
 
     def frobenius_norm(self) -> float:
         """``||A||_F``: stored, or computed exactly for a LinearOperator (``n`` products)."""
@@ -145,6 +145,17 @@ def scaled_input(mat: MatrixInput, factor: float) -> MatrixInput:
         dtype=dtype,
     )
     return MatrixInput("operator", mat.shape, dtype, None, scaled, norm)
+
+
+def _finite_product(product: Any, dtype: np.dtype[Any], what: str) -> Array:
+    """A ``LinearOperator``'s product in ``dtype``, refused when it holds NaN or infinity
+    (an operator is not validated up front like an array: its entries are not known)."""
+    out = np.asarray(product, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise NonFiniteError(
+            f"the LinearOperator A returned NaN or infinity in {what}; A must be finite"
+        )
+    return out
 
 
 def _dense_matmat(A: Array, X: Array) -> Array:

@@ -606,3 +606,17 @@ def test_complex_gram_eigenpairs_come_from_syevd(rng):
     lam, W = _gram_top_eigenpairs(reduced, B, 4)
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(G)[-4:], rtol=1e-13)
     assert np.linalg.norm(G @ W - W * lam) <= 1e-12 * np.linalg.norm(G, 2)
+
+
+@pytest.mark.parametrize("method", ["auto", "randomized", "arpack", "propack", "lobpcg"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_an_operator_that_returns_nan_gets_a_clear_error(method, bad):
+    """A LinearOperator is not validated up front; its first non-finite product is refused
+    (before: NumPy's "Eigenvalues did not converge" from inside the method)."""
+    A = np.ones((30, 20))
+    A[0, 0] = bad
+    with pytest.raises(NonFiniteError, match="LinearOperator A returned NaN or infinity"):
+        truncated_svd(aslinearoperator(A), 2, method=method, rng=0)
+    # With its norm given, the method's own products meet it.
+    with pytest.raises(NonFiniteError, match="LinearOperator A returned NaN or infinity"):
+        truncated_svd(aslinearoperator(A), 2, method=method, rng=0, norm_fro=30.0)

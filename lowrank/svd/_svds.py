@@ -61,7 +61,7 @@ import scipy.linalg as sla
 from lowrank._numerics import compute_eps, power_of_two_scale, tolerance
 from lowrank._operator import MatrixInput
 from lowrank._typing import Array
-from lowrank.errors import ConvergenceError
+from lowrank.errors import ConvergenceError, NonFiniteError
 from lowrank.svd._lapack import empty_result, lapack_svd
 from lowrank.svd._orthogonalize import gaussian, wide_dtype
 from lowrank.svd._result import TruncatedSVDResult, fix_signs
@@ -170,27 +170,53 @@ def _run_svds(mat: MatrixInput, rank: int, solver: str, rng: np.random.Generator
     """``Vh`` (rank, n) of ``svds``; its ``U`` and ``S`` are recomputed by Rayleigh–Ritz."""
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
 
+    refused: list[NonFiniteError] = []  # the first non-finite product of an operator
     if mat.dense is not None:
         target: Any = mat.dense
     elif mat.kind == "sparse":
         target = mat.operator
     else:
+        # An operator's entries are not checked up front, and svds fails on NaN or
+        # infinity with an unrelated message (or, from PROPACK's Fortran callbacks, a
+        # SystemError): its products are screened here, a non-finite one replaced by zeros
+        # so that the solver returns, and the NonFiniteError raised after it.
         op = mat.operator
+
+        def screened(product: Any) -> Any:
+            def call(x: Array) -> Array:
+                out = np.asarray(product(x), dtype=mat.dtype)
+                if refused or not np.all(np.isfinite(out)):
+                    if not refused:
+                        refused.append(
+                            NonFiniteError(
+                                "the LinearOperator A returned NaN or infinity in a product; "
+                                "A must be finite"
+                            )
+                        )
+                    return np.zeros_like(out)
+                return out
+
+            return call
+
         target = LinearOperator(
             mat.shape,
-            matvec=op.matvec,
-            rmatvec=op.rmatvec,
-            matmat=op.matmat,
-            rmatmat=op.rmatmat,
+            matvec=screened(op.matvec),
+            rmatvec=screened(op.rmatvec),
+            matmat=screened(op.matmat),
+            rmatmat=screened(op.rmatmat),
             dtype=mat.dtype,
         )
     try:
         _, _, Vh = svds(target, k=rank, solver=solver, **_svds_kwargs(rng))
     except (ArpackNoConvergence, ArpackError, np.linalg.LinAlgError) as exc:
+        if refused:
+            raise refused[0] from None
         raise ConvergenceError(
             f"scipy svds(solver={solver!r}) did not converge for rank={rank} on a "
             f"{mat.shape} matrix ({exc}); try method='randomized' or method='exact'"
         ) from None
+    if refused:
+        raise refused[0]
     return np.asarray(Vh)
 
 
