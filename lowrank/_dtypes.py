@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lowrank._numerics import STORAGE_EPS
-from lowrank.errors import DTypeError
+from lowrank.errors import DTypeError, NonFiniteError
 
 __all__ = ["POLICY", "DTypeRow", "compute_dtype", "layer_dtype", "lora_storage_dtype", "row_of"]
 
@@ -141,3 +141,33 @@ def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
             f"got {np.dtype(dtype).name}"
         )
     return dt
+
+
+def _largest_finite(dt: np.dtype[Any]) -> float:
+    try:
+        return float(np.finfo(dt).max)
+    except (TypeError, ValueError):  # pragma: no cover - NumPy without ml_dtypes' finfo
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(dt).max)  # type: ignore[no-untyped-call]
+
+
+def cast_finite(x: Any, dtype: Any, *, what: str) -> Any:
+    """``x`` (finite) as a C-contiguous array of ``dtype``; an overflow to infinity is an
+    error naming ``what``, not NumPy's RuntimeWarning.
+
+    LoRA factors carry square roots of an update's singular values, so an update of norm
+    1e10 has entries far beyond float16's 65504, and an adapter written with them as
+    ``inf`` would be useless.
+    """
+    dt = np.dtype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        out = np.ascontiguousarray(np.asarray(x).astype(dt, copy=False))
+    if out.size and not np.all(np.isfinite(out)):
+        wider = "float32 or bfloat16" if dt.name == "float16" else "float64"
+        peak = float(np.max(np.abs(np.asarray(x).astype(np.float64))))
+        raise NonFiniteError(
+            f"{what} does not fit in {dt.name}: its largest magnitude {peak:.4g} exceeds "
+            f"{dt.name}'s largest finite value {_largest_finite(dt):.4g}; use dtype {wider}"
+        )
+    return out

@@ -17,12 +17,16 @@ This is the only place where exceptions become text and exit statuses:
     entries, data unreadable at load time, no convergence; the outputs are still written,
     the failed matrices listed in them, and one line names them), an I/O error (disk full,
     permission denied), a worker that died, an example that could not be downloaded, a Dask
-    scheduler that could not be reached.
+    scheduler that could not be reached, adapter factors beyond the range of ``--dtype``
+    (nothing is written).
 2
     Usage: an unknown, missing or malformed option; an input that does not exist or is not a
     readable checkpoint (a truncated file is found when its header is listed, before any
     work); ``--include``/``--exclude`` patterns that select no matrix (the message names the
-    closest tensor names); an existing adapter without ``--overwrite``.
+    closest tensor names); an existing adapter without ``--overwrite``; an output that
+    resolves (through links too) to an input file, a file of an input directory, or another
+    output of the same command (checked before any work, so nothing is replaced); a
+    malformed ``--scheduler`` address.
 130
     Interrupted by Ctrl-C (the partial report is written).
 
@@ -97,7 +101,8 @@ def _say(message: str, stream: TextIO | None = None) -> None:
 
 
 def _int_list(text: str) -> tuple[int, ...]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    # Every item must be a number: '' and '1,,2' are typos, not "no ranks" or "1,2".
+    items = [t.strip() for t in text.split(",")]
     try:
         values = tuple(int(t) for t in items)
     except ValueError:
@@ -110,7 +115,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _energy_list(text: str) -> tuple[float, ...]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",")]
     try:
         values = tuple(float(t) for t in items)
     except ValueError:
@@ -304,8 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--plot-kind",
         choices=PLOT_KINDS,
-        default="curves",
-        help="what --plot draws (default curves)",
+        help="what --plot draws (default curves; only with --plot)",
     )
     analyze.set_defaults(handler=_cmd_analyze)
 
@@ -536,16 +540,23 @@ class _Outputs:
     plots: list[tuple[str, Path]] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
-        found = [p for p in (self.json, self.csv, self.md, self.spectra) if p is not None]
-        return found + [p for _, p in self.plots]
+        return [p for _, p in self.labelled()]
+
+    def labelled(self) -> list[tuple[str, Path]]:
+        """Each output with the option that names it, for messages."""
+        files = (("--json", self.json), ("--csv", self.csv), ("--md", self.md))
+        found = [(flag, p) for flag, p in (*files, ("--spectra", self.spectra)) if p is not None]
+        return found + [("--plot", p) for _, p in self.plots]
 
 
 def _output_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _check_outputs(outputs: _Outputs) -> None:
-    """Fail before the analysis, not after it, on outputs that cannot be written."""
+def _check_outputs(outputs: _Outputs, inputs: Sequence[tuple[str, str | None]]) -> None:
+    """Fail before the analysis, not after it, on outputs that cannot be written, and on
+    outputs that would replace an input (``inputs``: option and path) or each other."""
+    from lowrank.io._paths import check_distinct_paths
     from lowrank.plot import FIGURE_FORMATS
 
     for path in outputs.paths():
@@ -557,6 +568,9 @@ def _check_outputs(outputs: _Outputs) -> None:
     for _, path in outputs.plots:
         if path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
             raise InputError(f"--plot must end in .png, .svg or .pdf; got '{path}'")
+    # Here, not when writing: the JSON report is first written as the run starts, and an
+    # atomic write replaces an input checkpoint as readily as any other file.
+    check_distinct_paths(outputs.labelled(), inputs)
 
 
 def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> list[Path]:
@@ -608,8 +622,10 @@ def _run_analysis(
     outputs: _Outputs,
     *,
     base: str | None = None,
+    source_label: str = "PATH",
 ) -> int:
-    """Run ``analyze`` on ``source``, or on the update ``source - base`` when ``base``."""
+    """Run ``analyze`` on ``source``, or on the update ``source - base`` when ``base``;
+    ``source_label`` names ``source`` in messages."""
     from lowrank.analysis import (
         DEFAULT_ENERGIES,
         DEFAULT_RANKS,
@@ -619,7 +635,7 @@ def _run_analysis(
         start_update_analysis,
     )
 
-    _check_outputs(outputs)
+    _check_outputs(outputs, [(source_label, os.fspath(source)), ("--base", base)])
     nd_policy: Literal["skip", "flatten"] = "flatten" if request.flatten else "skip"
     if request.include or request.exclude:
         from lowrank.io import select
@@ -736,9 +752,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise _UsageError("lowrank analyze: error: --cache applies to --example only")
     if args.base is not None and args.example is not None:
         raise _UsageError("lowrank analyze: error: --base applies to PATH, not --example")
+    if args.plot_kind is not None and args.plot is None:
+        raise _UsageError("lowrank analyze: error: --plot-kind applies to --plot F only")
+    plot_kind = "curves" if args.plot_kind is None else args.plot_kind
     if (
         args.plot is not None
-        and args.plot_kind == "update-spectra"
+        and plot_kind == "update-spectra"
         and (args.base is None or args.merged)
     ):
         raise _UsageError(
@@ -756,7 +775,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         csv=_output_path(args.csv),
         md=_output_path(args.md),
         spectra=_output_path(args.spectra),
-        plots=[] if args.plot is None else [(args.plot_kind, Path(args.plot))],
+        plots=[] if args.plot is None else [(plot_kind, Path(args.plot))],
     )
     if args.example is None and (Path(args.path) / "adapter_config.json").is_file():
         return _run_adapter_analysis(args, outputs)
@@ -765,7 +784,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             "lowrank analyze: error: --merged applies to an adapter folder PATH (with "
             "adapter_config.json) and --base"
         )
-    return _run_analysis(source, _Request.from_analyze(args), outputs, base=args.base)
+    return _run_analysis(
+        source,
+        _Request.from_analyze(args),
+        outputs,
+        base=args.base,
+        source_label="PATH" if args.example is None else "--example",
+    )
 
 
 def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
@@ -787,7 +812,7 @@ def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
             f"lowrank analyze: error: {', '.join(unused)} do not apply to an adapter folder "
             f"('{args.path}' holds adapter_config.json): every adapted module is analysed"
         )
-    _check_outputs(outputs)
+    _check_outputs(outputs, [("PATH", args.path), ("--base", args.base)])
     report = analyze_adapter(
         args.path,
         base=args.base,
@@ -828,7 +853,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             (kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap", "alpha")
         ],
     )
-    code = _run_analysis(source, _Request(workers=args.workers, progress=args.progress), outputs)
+    code = _run_analysis(
+        source,
+        _Request(workers=args.workers, progress=args.progress),
+        outputs,
+        source_label="the example",
+    )
     return max(code, _demo_digits(out, workers=args.workers))
 
 
@@ -892,13 +922,32 @@ def _overwrite_refused(folder: Path, existing: list[str]) -> InputError:
     )
 
 
+def _check_creatable(folder: Path) -> None:
+    """Refuse a folder that cannot be created because a parent of it is a file."""
+    for parent in Path(os.path.abspath(folder)).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(
+                    f"-o '{folder}' cannot be created: '{parent}' is a file, not a directory"
+                )
+            return
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from lowrank.analysis import extract_checkpoint
     from lowrank.io import select
+    from lowrank.io._paths import check_distinct_paths
+    from lowrank.io.peft import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise InputError(f"-o must name a folder; '{output}' is a file")
+    _check_creatable(output)
+    check_distinct_paths(
+        [("-o", output / ADAPTER_CONFIG_NAME), ("-o", output / ADAPTER_WEIGHTS_NAME)],
+        [("--base", args.base), ("--tuned", args.tuned)],
+        folders=[("-o", output)],
+    )
     existing = _existing_adapter(output)
     if existing and not args.overwrite:
         raise _overwrite_refused(output, existing)
@@ -927,6 +976,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             base_model_name_or_path=args.base_model,
             overwrite=args.overwrite,
         )
+    except NonFiniteError as exc:  # factors beyond --dtype's range: found only now
+        raise _WorkFailed(f"no adapter written: {exc}") from exc
     except InputError:
         existing = _existing_adapter(output)  # written by someone else since the check
         if existing and not args.overwrite:
@@ -987,6 +1038,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise _UsageError("lowrank plot: error: --max-rank applies to --kind curves only")
     if args.relative and args.kind not in ("curves", "heatmap"):
         raise _UsageError("lowrank plot: error: --relative applies to --kind curves or heatmap")
+    from lowrank.io._paths import check_distinct_paths
+
+    check_distinct_paths([("-o", args.output)], [("REPORT", args.report)])
     report = Report.read_json(args.report)
     if args.kind == "update-spectra" and not _is_update_report(report):
         raise _UsageError(

@@ -202,6 +202,13 @@ class TestReadErrors:
         with pytest.raises(MissingFileError, match=r"report file must exist; got '.*nope\.json'"):
             Report.read_json(tmp_path / "nope.json")
 
+    def test_a_directory(self, tmp_path):
+        # It exists, so "must exist" (the message before) sent people looking for a typo.
+        with pytest.raises(
+            InputError, match=r"^report file must be a JSON file, not a directory; got '.*'$"
+        ):
+            Report.read_json(tmp_path)
+
     def test_not_utf8(self, tmp_path):
         (tmp_path / "r.json").write_bytes(b"\xff\xfe{")
         with pytest.raises(FileFormatError, match="is not UTF-8 text"):

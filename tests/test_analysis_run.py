@@ -21,6 +21,7 @@ from lowrank.analysis import (
     Report,
     analyze,
     available_cores,
+    dask_executor,
     describe_executor,
     local_executor,
     start_analysis,
@@ -400,3 +401,55 @@ def test_workers_ask_for_processes(checkpoint):
 def test_executor_helpers_reject(make):
     with pytest.raises(InputError, match="workers must be >= 1; got 0"):
         make(workers=0)
+
+
+@pytest.mark.parametrize(
+    ("address", "detail"),
+    [
+        ("notaurl", r"missing port number in address 'notaurl'"),
+        ("tcp://127.0.0.1:notaport", r"invalid literal for int\(\)"),
+        ("foo://host:8786", r"unknown address scheme 'foo'"),
+        ("tcp://[::1", r"invalid address"),
+        ("tcp://127.0.0.1:99999", r"port 99999 is not in 1\.\.65535"),
+    ],
+)
+def test_dask_executor_refuses_a_malformed_address_before_any_client(address, detail):
+    # Before any Client: a half-built one printed "Exception ignored in Client.__del__" and
+    # a traceback on stderr after the error, and made the error a connection failure.
+    import re
+
+    with (
+        pytest.raises(
+            InputError,
+            match=rf"^address must be a scheduler address like 'tcp://host:8786'; got "
+            rf"{re.escape(repr(address))} \({detail}",
+        ),
+        dask_executor(address, timeout=1),
+    ):
+        pass  # pragma: no cover
+
+
+def test_a_client_that_fails_to_start_leaves_no_noise():
+    # 'inproc://x' passes the address check (in-process addresses have no port) but the
+    # Client cannot start: its error is reported, and its __del__ must print nothing. In a
+    # fresh interpreter: pytest itself catches what __del__ raises, and hides it.
+    code = textwrap.dedent(
+        """
+        from lowrank.analysis import SchedulerError, dask_executor
+        try:
+            with dask_executor("inproc://x", timeout=1):
+                pass
+        except SchedulerError as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.stdout.startswith("SchedulerError could not connect to the Dask scheduler at")
+    assert done.stderr == ""

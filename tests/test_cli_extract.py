@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lowrank.analysis import extract_checkpoint
-from lowrank.cli import EXIT_OK, EXIT_USAGE, main
+from lowrank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from lowrank.errors import InputError
 from lowrank.io import save_safetensors
 from lowrank.io.peft import load_peft_adapter
@@ -292,3 +292,36 @@ def test_extract_checkpoint_checks_its_paths(pair, tmp_path, name):
         match=rf"^{name} must be an existing file or directory; got '.*nope\.safetensors'$",
     ):
         extract_checkpoint(**{**paths, name: tmp_path / "nope.safetensors"}, rank=1)
+
+
+def test_factors_beyond_float16_write_nothing(tmp_path, capsys):
+    # The audit's reproducer: ΔW = 1e10 gives factors of about 1e5, beyond float16's 65504.
+    # It used to exit 0 with an adapter of inf factors and only NumPy's RuntimeWarning.
+    from safetensors.numpy import save_file
+
+    zero = np.zeros((8, 6), np.float32)
+    save_file({"l.weight": zero}, str(tmp_path / "base.safetensors"))
+    save_file({"l.weight": zero + np.float32(1e10)}, str(tmp_path / "tuned.safetensors"))
+    argv = [
+        "extract",
+        "--base",
+        str(tmp_path / "base.safetensors"),
+        "--tuned",
+        str(tmp_path / "tuned.safetensors"),
+        "--rank",
+        "1",
+        "-o",
+        str(tmp_path / "ad"),
+    ]
+    assert main([*argv, "--dtype", "float16"]) == EXIT_FAILURE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "lowrank: error: no adapter written: modules['l'] lora_A does not fit in float16: its "
+        "largest magnitude 1.075e+05 exceeds float16's largest finite value 6.55e+04; use "
+        "dtype float32 or bfloat16\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.safetensors", "tuned.safetensors"]
+    assert main([*argv, "--dtype", "bfloat16"]) == EXIT_OK
+    A = load_peft_adapter(tmp_path / "ad").modules["l"].lora_A
+    assert A.dtype == ml_dtypes.bfloat16 and np.isfinite(A.astype(np.float32)).all()

@@ -1379,3 +1379,56 @@ def test_save_peft_adapter_checks_arguments_before_the_folder(
     # The folder now holds an adapter, yet a bad argument is reported, not the folder.
     with pytest.raises(InputError, match=message):
         save_peft_adapter(**{**call, **kwargs})
+
+
+class TestDistinctPaths:
+    """lowrank.io._paths: outputs that would replace inputs or each other."""
+
+    def test_input_files_of_a_file_an_index_and_a_directory(self, tmp_path):
+        from lowrank.io._paths import input_files
+
+        save_safetensors(tmp_path / "s1.safetensors", {"a": np.ones((2, 2), np.float32)})
+        index = tmp_path / "m.safetensors.index.json"
+        index.write_text(json.dumps({"weight_map": {"a": "s1.safetensors"}}))
+        (tmp_path / "adapter_config.json").write_text("{}")
+        (tmp_path / "notes.txt").write_text("x")
+        assert input_files(tmp_path / "s1.safetensors") == (tmp_path / "s1.safetensors",)
+        assert input_files(index) == (index, tmp_path / "s1.safetensors")
+        assert set(input_files(tmp_path)) == {
+            tmp_path,
+            tmp_path / "adapter_config.json",
+            index,
+            tmp_path / "s1.safetensors",
+        }
+        # An unreadable index is its reader's error to report; here it stands for itself.
+        index.write_text("{not json")
+        assert input_files(index) == (index,)
+        assert input_files(tmp_path / "missing") == (tmp_path / "missing",)
+
+    def test_refusals_name_both_arguments(self, tmp_path):
+        from lowrank.io._paths import check_distinct_paths
+
+        src = tmp_path / "m.safetensors"
+        save_safetensors(src, {"a": np.ones((2, 2), np.float32)})
+        with pytest.raises(
+            InputError,
+            match=r"^'out' would overwrite the input 'source': both name '.*m\.safetensors'; "
+            "write the output elsewhere$",
+        ):
+            check_distinct_paths(
+                [("out", tmp_path / "x" / ".." / "m.safetensors")], [("source", src)]
+            )
+        with pytest.raises(InputError, match=r"^'a' and 'b' name the same file '.*r\.json'"):
+            check_distinct_paths([("a", tmp_path / "r.json"), ("b", tmp_path / "r.json")])
+        with pytest.raises(
+            InputError, match=r"^'out' would write into the input 'source': both name the dir"
+        ):
+            check_distinct_paths([], [("source", tmp_path)], folders=[("out", tmp_path)])
+        with pytest.raises(InputError, match="out must be a non-empty path"):
+            check_distinct_paths([("out", "")], [("source", src)])
+        # Distinct files, None entries and a folder that is not an input are fine.
+        check_distinct_paths(
+            [("out", tmp_path / "r.json"), ("csv", None)],
+            [("source", src), ("base", None)],
+            folders=[("dir", tmp_path / "ad")],
+        )

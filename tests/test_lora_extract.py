@@ -333,3 +333,30 @@ def test_extract_many_caps_max_rank_per_layer():
     out = extract_many(layers, energy=0.999999, max_rank=10)
     ranks = {name: m.rank for name, m in out.modules.items()}
     assert ranks["small"] == 3 and ranks["big"] == 10
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "float16"])
+def test_factors_beyond_the_output_dtype_are_an_error(dtype):
+    # ΔW = 1e10 everywhere: the rank-1 factors hold about 1e5 per entry, beyond float16's
+    # 65504; the cast used to give inf factors with only a RuntimeWarning.
+    W0 = np.zeros((8, 6), np.float32)
+    W1 = W0 + np.float32(1e10)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^lora_A does not fit in float16: its largest magnitude 1\.075e\+05 exceeds "
+        r"float16's largest finite value 6\.55e\+04; use dtype float32 or bfloat16$",
+    ):
+        extract(W0, W1, rank=1, dtype=dtype)
+    ex = extract(W0, W1, rank=1, dtype=ml_dtypes.bfloat16)  # the suggested way out
+    assert np.isfinite(ex.lora_A.astype(np.float32)).all()
+
+
+def test_float16_weights_keep_float16_factors_unless_they_overflow():
+    # The default output dtype is the weights' own. Each factor holds sqrt(sigma / s) times
+    # a unit vector's entries (0.5 here): sigma = 4 * 60000 with a scaling s = alpha = 1e-6
+    # gives 0.5 * sqrt(2.4e11) = 2.4e5 > 65504.
+    W0 = np.zeros((4, 4), np.float16)
+    W1 = np.full((4, 4), 60000, np.float16)
+    with pytest.raises(NonFiniteError, match=r"^lora_A does not fit in float16"):
+        extract(W0, W1, rank=1, alpha=1e-6)
+    assert extract(W0, W1, rank=1).lora_A.dtype == np.float16

@@ -14,7 +14,14 @@ import pytest
 from safetensors.numpy import save_file
 
 import lowrank.io.peft as peft_io
-from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
+from lowrank.errors import (
+    DTypeError,
+    FileFormatError,
+    InputError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
 from lowrank.io import read_safetensors_metadata
 from lowrank.io.peft import (
     ADAPTER_CONFIG_NAME,
@@ -544,3 +551,85 @@ def test_all_linear_target_is_accepted(tmp_path, rng):
         tmp_path / "ad", {**BASE, "target_modules": "all-linear"}, plain_tensors(rng)
     )
     assert math.isclose(load_peft_adapter(folder).modules["fc"].scaling, 2.0)
+
+
+# -- non-finite factors and float16 overflow ------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_save_refuses_non_finite_factors_and_writes_nothing(tmp_path, bad):
+    A = np.ones((2, 4))
+    A[1, 2] = bad
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^modules\['a'\] lora_A must contain only finite values; got 1 NaN or infinite "
+        r"entry out of 8$",
+    ):
+        save_peft_adapter(tmp_path / "ad", {"a": (A, np.ones((6, 2)))}, {"r": 2, "lora_alpha": 4})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", ["float16", np.float16])
+def test_save_refuses_factors_beyond_float16_and_writes_nothing(tmp_path, dtype):
+    # 1e6 is finite in float64 but beyond float16's 65504: NumPy's cast gives inf with a
+    # RuntimeWarning only (pytest's filterwarnings makes such a warning an error here).
+    A = np.full((2, 4), 1e6)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^modules\['a'\] lora_A does not fit in float16: its largest magnitude 1e\+06 "
+        r"exceeds float16's largest finite value 6\.55e\+04; use dtype float32 or bfloat16$",
+    ):
+        save_peft_adapter(
+            tmp_path / "ad", {"a": (A, np.ones((6, 2)))}, {"r": 2, "lora_alpha": 4}, dtype=dtype
+        )
+    assert list(tmp_path.iterdir()) == []
+    # The same factors fit in bfloat16 (float32's range), as the message suggests.
+    save_peft_adapter(
+        tmp_path / "ad", {"a": (A, np.ones((6, 2)))}, {"r": 2, "lora_alpha": 4}, dtype="bfloat16"
+    )
+    assert np.isfinite(load_peft_adapter(tmp_path / "ad").modules["a"].lora_A).all()
+
+
+def test_save_refuses_factors_beyond_float32(tmp_path):
+    B = np.full((6, 2), 1e300)
+    with pytest.raises(
+        NonFiniteError, match=r"modules\['a'\] lora_B does not fit in float32: .*use dtype float64$"
+    ):
+        save_peft_adapter(
+            tmp_path / "ad", {"a": (np.ones((2, 4)), B)}, {"r": 2, "lora_alpha": 4}, dtype="float32"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
+def test_load_refuses_a_file_holding_non_finite_factors(tmp_path, dtype):
+    # A real PEFT folder whose weights file was then rewritten (by the safetensors package)
+    # with a NaN in lora_B: PEFT would load it and every forward pass would give NaN.
+    rng = np.random.default_rng(0)
+    folder = save_peft_adapter(tmp_path / "ad", {"fc": factors(rng, 2)}, {"r": 2, "lora_alpha": 4})
+    A, B = (x.astype(dtype) for x in factors(rng, 2))
+    B[0, 0] = np.nan
+    save_file(
+        {"base_model.model.fc.lora_A.weight": A, "base_model.model.fc.lora_B.weight": B},
+        str(folder / ADAPTER_WEIGHTS_NAME),
+    )
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^'.*adapter_model\.safetensors': tensor 'base_model\.model\.fc\.lora_B\.weight' "
+        r"holds 1 NaN or infinite entry out of 10; LoRA factors must be finite$",
+    ):
+        load_peft_adapter(folder)
+
+
+def test_load_refuses_a_conversion_beyond_float16(tmp_path):
+    A = np.full((2, 6), 1e5, np.float32)
+    folder = save_peft_adapter(
+        tmp_path / "ad", {"fc": (A, np.ones((5, 2), np.float32))}, {"r": 2, "lora_alpha": 4}
+    )
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^'.*adapter_model\.safetensors': tensor 'base_model\.model\.fc\.lora_A\.weight' "
+        r"does not fit in float16: its largest magnitude 1e\+05",
+    ):
+        load_peft_adapter(folder, dtype="float16")
+    assert load_peft_adapter(folder, dtype="float32").modules["fc"].lora_A.max() == 1e5

@@ -17,9 +17,11 @@ helpers set up the usual ones well:
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -199,7 +201,8 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
     Raises
     ------
     InputError
-        ``address`` is not a non-empty string, or ``timeout`` is not positive.
+        ``address`` is not a non-empty string, is malformed (an unknown scheme, no port,
+        a port that is not a number in 1..65535), or ``timeout`` is not positive.
     SchedulerError
         ``dask.distributed`` is not installed, or the scheduler cannot be reached.
 
@@ -224,17 +227,72 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
         raise SchedulerError(
             "a Dask scheduler needs dask.distributed: pip install 'lowrank-toolkit[dask]'"
         ) from None
-    try:
-        client = Client(address, timeout=seconds, set_as_default=False)  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise SchedulerError(
-            f"could not connect to the Dask scheduler at {address!r}: {detail}"
-        ) from None
+    _check_address(address)
+    failure = None
+    with _quiet_client_del():
+        try:
+            client = Client(address, timeout=seconds, set_as_default=False)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            failure = " ".join(str(exc).split()) or type(exc).__name__
+        # Leaving the except block drops the traceback, and with it the half-built Client,
+        # whose __del__ runs now, inside the quiet block, rather than at exit.
+        gc.collect()
+    if failure is not None:
+        raise SchedulerError(f"could not connect to the Dask scheduler at {address!r}: {failure}")
     try:
         yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
     finally:
         client.close()  # type: ignore[no-untyped-call]
+
+
+def _check_address(address: str) -> None:
+    """Refuse a malformed scheduler address before a Client is built for it.
+
+    ``Client('notaurl')`` raises from its constructor, and the half-built client's
+    ``__del__`` then prints a traceback of its own; parsing the address first (as Dask
+    does, without name resolution) makes the common typo one clean error.
+    """
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, _ = parse_address(address)
+        get_backend(scheme)
+        # In-process addresses ('inproc://host/pid/n') have no port to check.
+        port = None if scheme == "inproc" else get_address_host_port(address)[1]
+    except (ValueError, TypeError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"address must be a scheduler address like 'tcp://host:8786'; got {address!r} "
+            f"({detail})"
+        ) from None
+    if port is not None and not 0 < port < 65536:
+        raise InputError(
+            f"address must be a scheduler address like 'tcp://host:8786'; got {address!r} "
+            f"(port {port} is not in 1..65535)"
+        )
+
+
+@contextmanager
+def _quiet_client_del() -> Iterator[None]:
+    """Swallow what a half-built ``distributed.Client``'s ``__del__`` raises meanwhile.
+
+    Its close times out on a client that never started and Python prints that as
+    "Exception ignored in Client.__del__" with a traceback; the connection failure itself
+    is reported by the caller. Other unraisable exceptions go to the previous hook.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        where = getattr(unraisable.object, "__qualname__", "")
+        if where != "Client.__del__":
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def describe_executor(executor: Executor) -> str:

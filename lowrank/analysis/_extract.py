@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from lowrank._typing import Array
-from lowrank._validation import check_int
+from lowrank._validation import check_int, check_path
 from lowrank.analysis._results import SkippedTensor
 from lowrank.analysis._update import _checkpoint, _skip
 from lowrank.errors import InputError
 from lowrank.io import Patterns, TensorInfo, load_matrix, matrix_shape, select
-from lowrank.io.peft import save_peft_adapter
+from lowrank.io._paths import check_distinct_paths
+from lowrank.io.peft import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, save_peft_adapter
 from lowrank.lora import ExtractedAdapter, extract_many
 
 __all__ = ["CheckpointExtraction", "extract_checkpoint"]
@@ -94,7 +95,25 @@ class CheckpointExtraction:
         -------
         pathlib.Path
             The folder.
+
+        Raises
+        ------
+        InputError
+            ``directory`` is ``base`` or ``tuned`` (a checkpoint directory), or one of its two
+            adapter files resolves to a file of them; otherwise as
+            :func:`lowrank.io.save_peft_adapter`.
+        NonFiniteError, DTypeError, ShapeError
+            As :func:`lowrank.io.save_peft_adapter` (e.g. factors that overflow ``dtype``).
         """
+        folder = check_path(directory, name="directory")
+        check_distinct_paths(
+            [
+                ("directory", folder / ADAPTER_CONFIG_NAME),
+                ("directory", folder / ADAPTER_WEIGHTS_NAME),
+            ],
+            [("base", self.base), ("tuned", self.tuned)],
+            folders=[("directory", folder)],
+        )
         return save_peft_adapter(
             directory,
             self.adapter.modules,

@@ -13,6 +13,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from lowrank.analysis._results import MatrixResult, SkippedTensor, UpdateResult
 from lowrank.analysis._summary import RandomMatrixOverview, summarize
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import atomic_path, atomic_write_text
+from lowrank.io._paths import check_distinct_paths
 
 __all__ = ["REPORT_FORMAT", "REPORT_FORMAT_VERSION", "Report", "RunInfo"]
 
@@ -162,6 +164,18 @@ class Report:
     def partial(self) -> bool:
         """True when the run stopped before every selected matrix was analysed."""
         return bool(self.pending)
+
+    def _output(self, path: object) -> Path:
+        """``path`` checked not to be a file of the analysed checkpoints (atomic writes
+        would replace them without an error)."""
+        target = check_path(path, name="path")
+        inputs = [
+            (label, value)
+            for label, value in (("run.source", self.run.source), ("run.base", self.run.base))
+            if isinstance(value, str) and value  # reports built by hand may name no file
+        ]
+        check_distinct_paths([("path", target)], inputs)
+        return target
 
     def result(self, name: str) -> MatrixResult:
         """The result of the matrix called ``name``.
@@ -365,9 +379,10 @@ class Report:
         MissingFileError
             The directory of ``path`` does not exist.
         InputError
-            ``path`` is a directory.
+            ``path`` is a directory, or resolves to the analysed checkpoint
+            (``run.source``, ``run.base``) or a file of it.
         """
-        atomic_write_text(check_path(path, name="path"), self.to_json())
+        atomic_write_text(self._output(path), self.to_json())
 
     @classmethod
     def read_json(cls, path: str | os.PathLike[str]) -> Report:
@@ -387,10 +402,14 @@ class Report:
         ------
         MissingFileError
             ``path`` does not exist.
+        InputError
+            ``path`` is a directory.
         FileFormatError
             The file is not UTF-8 JSON or not a report.
         """
         file = check_path(path, name="path")
+        if file.is_dir():
+            raise InputError(f"report file must be a JSON file, not a directory; got '{file}'")
         if not file.is_file():
             raise MissingFileError(f"report file must exist; got '{file}'")
         try:
@@ -498,7 +517,7 @@ class Report:
         path : str or os.PathLike
             The file to create or replace; its directory must exist.
         """
-        atomic_write_text(check_path(path, name="path"), self.to_csv())
+        atomic_write_text(self._output(path), self.to_csv())
 
     def write_markdown(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_markdown` atomically (errors as :meth:`write_json`).
@@ -508,7 +527,7 @@ class Report:
         path : str or os.PathLike
             The file to create or replace; its directory must exist.
         """
-        atomic_write_text(check_path(path, name="path"), self.to_markdown())
+        atomic_write_text(self._output(path), self.to_markdown())
 
     def spectra(self) -> dict[str, Array]:
         """Singular values of every analysed matrix, by name (float64, descending).
@@ -540,7 +559,7 @@ class Report:
             As :meth:`write_json`; also ``InputError`` when a tensor's name is the
             ``base:NAME`` key of another's base spectrum.
         """
-        target = check_path(path, name="path")
+        target = self._output(path)
         arrays = self.spectra()
         for m in self.matrices:
             if isinstance(m, UpdateResult) and m.base_singular_values is not None:

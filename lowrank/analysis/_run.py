@@ -41,6 +41,7 @@ from lowrank.analysis._results import (
 from lowrank.analysis._update import _analyze_update_pair
 from lowrank.errors import InputError, LowRankError, MissingFileError
 from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
+from lowrank.io._paths import check_distinct_paths
 
 __all__ = ["AnalysisError", "AnalysisRun", "Outcome", "analyze", "start_analysis"]
 
@@ -410,7 +411,8 @@ def start_analysis(
     ------
     InputError
         Invalid options, patterns or ``nd_policy``; ``workers`` with ``executor``; an
-        ``executor`` that is not an Executor.
+        ``executor`` that is not an Executor; a ``checkpoint`` that resolves (through links
+        too) to ``source`` or to a file of it.
     MissingFileError, FileFormatError
         As :func:`lowrank.io.list_tensors`, and for a checkpoint in a missing directory.
 
@@ -440,6 +442,8 @@ def start_analysis(
         checkpoint=checkpoint,
         checkpoint_interval=checkpoint_interval,
     )
+    # Before anything is written: the first checkpoint write would replace the source.
+    check_distinct_paths([("checkpoint", checked.target)], [("source", source)])
     selection = select(
         source, include=include, exclude=exclude, regex=checked.regex, nd_policy=nd_policy
     )

@@ -18,6 +18,7 @@ from lowrank.analysis._results import DEFAULT_ENERGIES, DEFAULT_RANKS, SkippedTe
 from lowrank.analysis._run import AnalysisRun, Outcome, _check_run, _start_run, drain
 from lowrank.analysis._update import _checkpoint, _skip
 from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
+from lowrank.io._paths import check_distinct_paths
 
 __all__ = ["analyze_update", "start_update_analysis"]
 
@@ -92,7 +93,10 @@ def start_update_analysis(
     ------
     MissingFileError
         ``tuned`` or ``base`` does not exist, or as :func:`start_analysis`.
-    InputError, FileFormatError
+    InputError
+        As :func:`start_analysis`; also a ``checkpoint`` that resolves to ``tuned``,
+        ``base`` or a file of either.
+    FileFormatError
         As :func:`start_analysis`.
 
     Examples
@@ -123,6 +127,10 @@ def start_update_analysis(
         threads_per_worker=threads_per_worker,
         checkpoint=checkpoint,
         checkpoint_interval=checkpoint_interval,
+    )
+    # Before anything is written: the first checkpoint write would replace an input.
+    check_distinct_paths(
+        [("checkpoint", checked.target)], [("tuned", tuned_path), ("base", base_path)]
     )
     sel_tuned = select(
         tuned_path, include=include, exclude=exclude, regex=checked.regex, nd_policy=nd_policy

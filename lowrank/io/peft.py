@@ -51,11 +51,19 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import DTypeLike
 
+from lowrank._dtypes import cast_finite
 from lowrank._patterns import pattern_key
 from lowrank._scaling import scaling_of
 from lowrank._typing import Array
 from lowrank._validation import check_bool, check_path, check_str
-from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError, ShapeError
+from lowrank.errors import (
+    DTypeError,
+    FileFormatError,
+    InputError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
 from lowrank.io._atomic import atomic_path
 from lowrank.io._info import TensorInfo
 from lowrank.io._safetensors import read_safetensors_metadata, save_safetensors
@@ -464,6 +472,12 @@ def _target_dtype(dtype: DTypeLike | None) -> np.dtype[Any] | None:
     return dt
 
 
+def _non_finite(x: Array) -> int:
+    """How many entries of ``x`` are NaN or infinite (bfloat16 included, through ml_dtypes'
+    ufuncs: its dtype kind is 'V', so ``kind`` cannot tell floats apart here)."""
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 def load_peft_adapter(
     directory: str | os.PathLike[str], *, dtype: DTypeLike | None = None
 ) -> PeftAdapter:
@@ -490,6 +504,9 @@ def load_peft_adapter(
         ``dtype`` is not a dtype.
     DTypeError
         ``dtype`` is not a floating dtype LoRA factors can have.
+    NonFiniteError
+        A factor holds NaN or infinite entries, or exceeds the range of ``dtype`` (the
+        message names the file and the tensor).
     FileFormatError
         A corrupt or non-LoRA config or weights file; a legacy ``adapter_model.bin``
         without a safetensors file; a tensor that is not a plain LoRA factor; ``lora_A``
@@ -528,8 +545,17 @@ def load_peft_adapter(
     modules: dict[str, PeftModule] = {}
     for module, (A_info, B_info, rank, alpha, scaling) in plan.items():
         A, B = load_tensor(A_info), load_tensor(B_info)
+        for info, x in ((A_info, A), (B_info, B)):
+            bad = _non_finite(x)
+            if bad:
+                raise NonFiniteError(
+                    f"'{weights}': tensor '{info.name}' holds {bad} NaN or infinite "
+                    f"entr{'y' if bad == 1 else 'ies'} out of {x.size}; LoRA factors must be "
+                    "finite"
+                )
         if target is not None:
-            A, B = A.astype(target), B.astype(target)
+            A = cast_finite(A, target, what=f"'{weights}': tensor '{A_info.name}'")
+            B = cast_finite(B, target, what=f"'{weights}': tensor '{B_info.name}'")
         modules[module] = PeftModule(module, A, B, rank, alpha, scaling)
     return PeftAdapter(
         path=path,
@@ -566,6 +592,12 @@ def _factors_of(name: str, value: object) -> tuple[Array, Array]:
         if x.ndim != 2 or x.size == 0:
             raise ShapeError(
                 f"modules[{name!r}] {label} must be a non-empty 2-D array; got shape {x.shape}"
+            )
+        bad = _non_finite(x)
+        if bad:
+            raise NonFiniteError(
+                f"modules[{name!r}] {label} must contain only finite values; got {bad} NaN or "
+                f"infinite entr{'y' if bad == 1 else 'ies'} out of {x.size}"
             )
         arrays.append(x)
     A, B = arrays
@@ -696,6 +728,9 @@ def save_peft_adapter(
         config's ``r``/``rank_pattern`` for that module.
     DTypeError
         Factors or ``dtype`` not float16, bfloat16, float32 or float64.
+    NonFiniteError
+        A factor holds NaN or infinite entries, or exceeds the range of ``dtype`` (float16
+        ends at 65504). Nothing is written.
     InputError
         Also: the completed config is not a plain-LoRA config (e.g. ``use_dora``), holds
         values JSON cannot store, or does not target a module.
@@ -742,7 +777,8 @@ def save_peft_adapter(
             )
         A, B = _factors_of(name, value)
         if target_dtype is not None:
-            A, B = A.astype(target_dtype), B.astype(target_dtype)
+            A = cast_finite(A, target_dtype, what=f"modules[{name!r}] lora_A")
+            B = cast_finite(B, target_dtype, what=f"modules[{name!r}] lora_B")
         names.append(name)
         factors[name] = (A, B)
     extra = {

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from lowrank._dtypes import cast_finite
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike, RNGLike, SVDMethod
 from lowrank._validation import check_bool, normalize_rng
@@ -183,8 +184,8 @@ def _extract(
     A, B = split_triplets(res.U, res.S, res.Vh, s)
     error = res.residual_fro
     return Extraction(
-        lora_A=np.ascontiguousarray(A.astype(out_dtype, copy=False)),
-        lora_B=np.ascontiguousarray(B.astype(out_dtype, copy=False)),
+        lora_A=cast_finite(A, out_dtype, what=f"{prefix}lora_A"),
+        lora_B=cast_finite(B, out_dtype, what=f"{prefix}lora_B"),
         rank=k,
         alpha=a,
         scaling=s,
@@ -273,8 +274,12 @@ def extract(
         Not exactly one of ``rank``, ``rel_tol``, ``energy``; bad options.
     RankError
         ``rank`` or ``max_rank`` out of range.
-    ShapeError, DTypeError, NonFiniteError
-        Weights that are not finite real matrices of one shape.
+    ShapeError, DTypeError
+        Weights that are not real matrices of one shape.
+    NonFiniteError
+        Weights with NaN or infinite entries, or factors beyond the range of the output
+        dtype (``dtype``, or the weights' float16), e.g. of an update of norm 1e10 in
+        float16.
     ConvergenceError
         The SVD did not converge.
 
