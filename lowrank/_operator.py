@@ -268,7 +268,9 @@ def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -
         csr = A.tocsr().astype(dtype)
         csr.sum_duplicates()
         check_finite_array(csr.data, name=name)
-        return MatrixInput("sparse", shape, dtype, None, csr, frobenius_norm(csr.data))
+        norm = frobenius_norm(csr.data)
+        _refuse_overflow(norm, name)
+        return MatrixInput("sparse", shape, dtype, None, csr, norm)
     if _is_linear_operator(A):
         shape = _check_shape(tuple(A.shape), name)
         dtype = compute_dtype(A.dtype, name=name)
@@ -284,5 +286,17 @@ def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -
     norm = _dense_frobenius_norm(dense)
     if not math.isfinite(norm):
         check_finite_array(dense, name=name)
+        _refuse_overflow(norm, name)
     m, n = dense.shape
     return MatrixInput("dense", (m, n), dense.dtype, dense, None, norm)
+
+
+def _refuse_overflow(norm: float, name: str) -> None:
+    """Finite entries whose Frobenius norm exceeds the float64 range: sigma_1 may too, and
+    no result could state its norms and residuals (they were NaN or inf, or LAPACK failed
+    with a raw error)."""
+    if not math.isfinite(norm):
+        raise InputError(
+            f"{name} has finite entries, but its Frobenius norm exceeds the float64 range "
+            f"(about 1.8e308); divide it by a power of two first"
+        )

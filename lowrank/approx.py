@@ -296,7 +296,9 @@ class OptimalityComparison:
         :math:`\min_{\operatorname{rank} Y \le r}\|A - Y\|`.
     ratio : float
         ``candidate_error / optimal_error`` (1.0 when both are zero to rounding, ``inf`` when
-        only the optimum is). Never below 1 beyond rounding.
+        only the optimum is). Below 1 beyond ``tolerance`` only when the candidate's rank
+        exceeds ``rank`` (Eckart–Young–Mirsky): a rank-2 candidate compared at ``rank=1``
+        can give 0.45, which says that the comparison is at the wrong rank.
     tolerance : float
         Absolute rounding tolerance of the two errors, :math:`16\,\varepsilon\sqrt{\max(m, n)}
         \,s` with :math:`\varepsilon` the machine epsilon of ``A``'s dtype and :math:`s` the

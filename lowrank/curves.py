@@ -163,6 +163,11 @@ def _fro_curve(s: Array) -> RankErrorCurve:
 
 
 def _partial_curve(s: Array, norm: str, norm_fro: float) -> RankErrorCurve:
+    if norm == "spectral" and not s.size and norm_fro > 0.0:
+        # ||A||_2 is unknown without sigma_1: a curve of [0] would call A the zero matrix.
+        raise InputError(
+            "norm='spectral' with norm_fro needs at least the largest singular value; got none"
+        )
     if norm == "spectral":
         absolute = np.concatenate([[s[0] if s.size else 0.0], s[1:]]) if s.size else np.zeros(1)
         return _finish(

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lowrank._numerics import compute_eps, frobenius_norm, storage_eps
+from lowrank._numerics import compute_eps, frobenius_norm, power_of_two_scale, storage_eps
 from lowrank._spectrum import as_singular_values
 from lowrank._typing import ArrayLike
 from lowrank._validation import (
@@ -179,10 +179,12 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     3.0
     """
     s = as_singular_values(singular_values)
-    total = float(np.sum(s[::-1]))
-    if total == 0.0:
+    if s.size == 0 or s[0] == 0.0:
         return 0.0
-    p = s / total
+    # In units of sigma_1 (a power of two near it: exact), so that the sum cannot overflow
+    # ([1e308, 1e308] gave inf, every p 0, and a rank of 1).
+    unit = s / power_of_two_scale(float(s[0]))
+    p = unit / float(np.sum(unit[::-1]))
     p = p[p > 0]  # a subnormal sigma can underflow to p = 0, whose term is 0 in the limit
     return float(math.exp(-float(np.sum(p * np.log(p)))))
 

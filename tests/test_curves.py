@@ -263,3 +263,14 @@ def test_ky_fan_tails_are_sums_without_cancellation(values, k):
     eps = np.finfo(np.float64).eps
     np.testing.assert_allclose(curve.absolute, expected, rtol=(k + 1) * eps, atol=0)
     assert rank_error_curve([1e20, 1.0, 1.0], norm="ky_fan", k=1).absolute[1] == 1.0
+
+
+def test_a_partial_spectral_curve_needs_sigma_1():
+    """No values and a positive norm_fro: ||A||_2 > 0 is unknown. Before, the curve was
+    [0] and select_rank(rel_tol=0.5) returned rank 0."""
+    with pytest.raises(InputError, match="needs at least the largest singular value"):
+        rank_error_curve([], norm="spectral", norm_fro=1.0)
+    with pytest.raises(InputError, match="needs at least the largest singular value"):
+        select_rank([], rel_tol=0.5, norm="spectral", norm_fro=1.0)
+    assert rank_error_curve([], norm="spectral", norm_fro=0.0).absolute.tolist() == [0.0]
+    assert rank_error_curve([], norm_fro=1.0).absolute.tolist() == [1.0]

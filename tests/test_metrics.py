@@ -117,3 +117,19 @@ def test_property_effective_ranks_bounded_by_rank(s):
     else:
         assert 1.0 - 1e-12 <= er <= rank * (1 + 1e-12)
         assert 1.0 - 1e-12 <= sr <= rank * (1 + 1e-12)
+
+
+@given(
+    values=st.lists(st.floats(min_value=1e-3, max_value=1.0), min_size=1, max_size=20),
+    exponent=st.integers(-1000, 1020),
+)
+def test_entropy_effective_rank_does_not_depend_on_the_scale(values, exponent):
+    """The effective rank of c * s is that of s for any c that keeps the values finite;
+    the sum of [1e308, 1e308] overflowed and gave 1 instead of 2. Reference: the same
+    spectrum at scale 1 (scaling by a power of two is exact unless values go subnormal,
+    whose relative rounding is below 1e-3 * 2**-1000 / 2**-1074 here)."""
+    s = np.sort(np.array(values))[::-1]
+    scaled = np.ldexp(s, exponent)
+    expected = entropy_effective_rank(s)
+    assert entropy_effective_rank(scaled) == pytest.approx(expected, rel=1e-9)
+    assert entropy_effective_rank([1e308, 1e308]) == pytest.approx(2.0, rel=1e-15)

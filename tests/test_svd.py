@@ -620,3 +620,42 @@ def test_an_operator_that_returns_nan_gets_a_clear_error(method, bad):
     # With its norm given, the method's own products meet it.
     with pytest.raises(NonFiniteError, match="LinearOperator A returned NaN or infinity"):
         truncated_svd(aslinearoperator(A), 2, method=method, rng=0, norm_fro=30.0)
+
+
+@pytest.mark.parametrize("method", ["randomized", "arpack", "propack", "lobpcg"])
+def test_excess_bound_is_never_below_the_true_excess(method):
+    """A residual far below rounding (0.5**i, rank 30 of 40: optimum 1e-9 sigma_1): the
+    Pythagorean residual cancels, to 0 at times, so the bound must carry its rounding. Before,
+    the svds methods reported excess_bound = 0 where the true excess was 0.14 (rank 30) and
+    1.6 (LOBPCG at rank 33). Reference: the float64 residual of the factors against the
+    LAPACK optimum, less the residual's own rounding (16 eps sqrt(n) sigma_1)."""
+    rng = np.random.default_rng(4)
+    A = with_spectrum(rng, 40, 200, 0.5 ** np.arange(40))
+    res = truncated_svd(A, 30, method=method, rng=0)
+    optimum = float(np.sqrt(np.sum(np.linalg.svd(A, compute_uv=False)[30:] ** 2)))
+    slack = 16 * np.finfo(np.float64).eps * np.sqrt(200) * 1.0
+    true_excess = max(residual_norm(A, res) - slack, 0.0) / optimum - 1.0
+    assert res.excess_bound >= true_excess
+    lower, upper = res.optimal_fro_bounds
+    assert lower <= optimum <= upper + slack
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n_iter": 2, "block_size": 1},
+        {"n_iter": 2, "block_size": 3},
+        {"max_iter": 0, "block_size": 1},
+        {"max_iter": 3, "block_size": 1},
+        {"max_iter": 1, "block_size": 4},
+    ],
+)
+def test_a_krylov_space_too_small_for_the_rank_is_refused(options):
+    """block_size * (steps) < rank used to return fewer triplets than asked (3 for rank 10)
+    without an error; a space that spans the smaller side is exact and allowed."""
+    A = np.random.default_rng(0).standard_normal((200, 100))
+    with pytest.raises(InputError, match=r"too few for rank=10; raise block_size or"):
+        truncated_svd(A, 10, method="randomized", rng=0, **options)
+    small = np.random.default_rng(0).standard_normal((200, 6))
+    res = truncated_svd(small, 6, method="randomized", rng=0, n_iter=1, block_size=3)
+    assert res.S.shape == (6,) and res.U.shape == (200, 6)

@@ -108,3 +108,26 @@ def test_gram_route_of_singular_values_at_extreme_scales(exponent: int, complex_
     got = singular_values(A * 10.0**exponent, method="gram") / 10.0**exponent
     # The Gram route resolves values to about eps * sigma_1 absolute (it squares them).
     assert np.max(np.abs(got - ref)) <= 64 * np.finfo(np.float64).eps * ref[0]
+
+
+def test_finite_entries_whose_norms_overflow_are_refused_clearly():
+    """Singular values 1.5e308, 1.2e308, 1e308: ||A||_F = 2.2e308 overflows. Before,
+    PROPACK returned residual_fro = NaN with converged=True, ARPACK a ConvergenceError with
+    LAPACK noise, LOBPCG a raw ValueError; a 3 x 3 matrix of 1e308 (sigma_1 = 3e308) gave a
+    raw LinAlgError (randomized) and S = [inf] (exact). Now one InputError each."""
+    from lowrank import InputError
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((6, 3)))
+    V, _ = np.linalg.qr(rng.standard_normal((5, 3)))
+    A = (U * np.array([1.5, 1.2, 1.0])) @ V.T * 1e308
+    assert np.all(np.isfinite(A))
+    for method in ("exact", "randomized", *METHODS):
+        with pytest.raises(InputError, match="Frobenius norm exceeds the float64 range"):
+            truncated_svd(A, 2, method=method, rng=0)
+        with pytest.raises(InputError, match="Frobenius norm exceeds the float64 range"):
+            truncated_svd(sp.csr_matrix(A), 2, method=method if method != "exact" else "auto")
+    with pytest.raises(InputError, match="exceeds the float64 range"):
+        truncated_svd(aslinearoperator(A), 2, method="randomized", rng=0)
+    with pytest.raises(InputError, match="largest singular value exceeds the float64 range"):
+        singular_values(np.full((3, 3), 1e308))

@@ -25,6 +25,7 @@ the eigenvalues of the Gram matrix accumulated in float64.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -291,14 +292,17 @@ def truncated_svd(
         a good value): a near-optimal rank-r approximation for a fraction of the passes,
         with top singular values that may be off by a percent on slowly decaying spectra.
     max_iter : int, optional
-        Randomized, adaptive: at most this many Krylov blocks beyond the first. Default:
-        until the space has ``min(min(m, n), 12 * rank + 512)`` columns.
+        Randomized, adaptive: at most this many Krylov blocks beyond the first (refused when
+        they cannot hold ``rank`` directions). Default: until the space has
+        ``min(min(m, n), 12 * rank + 512)`` columns.
     n_iter : int, optional
         Randomized, fixed cost: exactly this many Krylov blocks beyond the first (power
         iterations with ``block_krylov=False``, default 6 there), of ``rank + oversample``
         columns each: HMT's block Krylov method, ``2 (n_iter + 1)`` passes over ``A``, no
-        convergence check (``converged`` is ``None``). Excludes ``value_tol``,
-        ``excess_tol`` and ``max_iter``.
+        convergence check (``converged`` is ``None``), unless fewer blocks already span a
+        whole side of ``A``: then the result is exact (``converged`` True, the
+        ``diagnostics`` count the blocks used). Refused when the blocks cannot hold
+        ``rank`` directions. Excludes ``value_tol``, ``excess_tol`` and ``max_iter``.
     oversample : int, optional
         Randomized with ``n_iter`` or ``block_krylov=False``: columns per block beyond
         ``rank`` (default 10).
@@ -647,7 +651,13 @@ def svd_of(
         return exact_svd(mat, rank)
     if mat.norm_fro is None:
         # An operator's norm costs n products: computed once here, not by each user.
-        mat = replace(mat, norm_fro=mat.frobenius_norm())
+        norm = mat.frobenius_norm()
+        mat = replace(mat, norm_fro=norm)
+        if not math.isfinite(norm):
+            raise InputError(
+                "the Frobenius norm of the LinearOperator A exceeds the float64 range; "
+                "scale it down"
+            )
         if mat.norm_fro == 0.0:
             return zero_result(mat, rank, method)
     factor = safe_scale(mat, strict=method != "randomized")

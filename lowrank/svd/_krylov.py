@@ -12,6 +12,7 @@ import scipy.linalg as sla
 from lowrank._numerics import compute_eps
 from lowrank._operator import MatrixInput
 from lowrank._typing import Array
+from lowrank.errors import InputError
 from lowrank.svd._banded import banded_ritz_values
 from lowrank.svd._convergence import NOISE_EPS, Progress, hidden_multiplicity
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
@@ -591,6 +592,17 @@ def _subspace_diagnostics(n_iter: int, width: int, rank: int, passes: int) -> Ra
     )
 
 
+def _check_room(rank: int, block: int, steps: int, small: int, option: str) -> None:
+    """Refuse a Krylov space too small for ``rank`` triplets: ``steps`` blocks of ``block``
+    columns hold ``block * steps`` directions (unless that spans the smaller side, when the
+    method is exact), and fewer triplets would be returned than asked for."""
+    if block * steps < min(rank, small):
+        raise InputError(
+            f"block_size={block} with {option} gives a Krylov space of {block} x {steps} = "
+            f"{block * steps} columns, too few for rank={rank}; raise block_size or {option}"
+        )
+
+
 def randomized_svd(
     mat: MatrixInput,
     rank: int,
@@ -614,14 +626,14 @@ def randomized_svd(
     if n_iter is not None:
         # Fixed cost: n_iter + 1 blocks of rank + oversample columns, the Krylov space of
         # HMT's block Krylov variant with n_iter iterations.
-        block = block_size or min(rank + oversample, small)
-        return _block_krylov(
-            mat, rank, block=min(block, small), max_steps=n_iter + 1, tol=None, rng=rng
-        )
+        block = min(block_size or min(rank + oversample, small), small)
+        _check_room(rank, block, n_iter + 1, small, "n_iter")
+        return _block_krylov(mat, rank, block=block, max_steps=n_iter + 1, tol=None, rng=rng)
     criterion: Literal["values", "excess"] = "excess" if excess_tol is not None else "values"
     block = min(block_size or default_block_size(mat.shape, rank, criterion=criterion), small)
     max_dim = min(small, _MAX_DIM_PER_RANK * rank + _MAX_DIM_EXTRA)
     steps = max_iter + 1 if max_iter is not None else max(2, -(-max_dim // block) + 1)
+    _check_room(rank, block, steps, small, "max_iter")
     tol = excess_tol if excess_tol is not None else value_tol
     return _block_krylov(
         mat,

@@ -85,11 +85,13 @@ class TruncatedSVDResult:
     spectrum_complete : bool
         True when ``spectrum`` holds every singular value of ``A`` (``"exact"``).
     converged : bool or None
-        Whether the result meets its accuracy target, beyond the rounding level of the
-        compute dtype (see :func:`lowrank.truncated_svd`, Notes): True for ``"exact"`` and
-        the ``svds`` solvers (which raise otherwise), the adaptive randomized method's verdict
-        (False when it stopped at ``max_iter`` or its space limit first), and ``None``
-        when nothing was checked (a fixed ``n_iter``).
+        Whether the result meets its accuracy target: True for ``"exact"``; True for the
+        ``svds`` solvers, which raise otherwise, meaning their checks passed (an absolute
+        accuracy of :math:`\sqrt\varepsilon\,\sigma_1`, looser for LOBPCG); for the
+        adaptive randomized method its verdict, errors counted beyond the rounding level of
+        the compute dtype (False when it stopped at ``max_iter`` or its space limit first;
+        see :func:`lowrank.truncated_svd`, Notes); ``None`` when nothing was checked (a
+        fixed ``n_iter``).
     diagnostics : RandomizedDiagnostics or None
         The randomized method's passes, space and error estimates; ``None`` for the other
         methods.
@@ -172,32 +174,38 @@ class TruncatedSVDResult:
         r"""Bounds ``(lower, upper)`` on the optimal rank-r Frobenius error.
 
         The Eckart–Young–Mirsky optimum is :math:`e_r = (\sum_{i>r}\sigma_i^2)^{1/2}`; this
-        result achieves :attr:`residual_fro`, so that is an upper bound. With the whole
-        spectrum known both bounds equal :math:`e_r`. For a randomized sketch of width
-        :math:`\ell` the Ritz values satisfy :math:`\tilde\sigma_i \le \sigma_i` (Cauchy
-        interlacing), hence :math:`e_r^2 \ge \sum_{r<i\le\ell}\tilde\sigma_i^2`: a rigorous but
-        loose lower bound, tight when the spectrum beyond :math:`\ell` is negligible.
+        result achieves :attr:`residual_fro`, so that plus its rounding error
+        (:attr:`residual_fro_error`: the Pythagorean formula cancels when the residual is
+        small, down to 0) is an upper bound. With the whole spectrum known both bounds equal
+        :math:`e_r`. For a randomized sketch of width :math:`\ell` the Ritz values satisfy
+        :math:`\tilde\sigma_i \le \sigma_i` (Cauchy interlacing), hence
+        :math:`e_r^2 \ge \sum_{r<i\le\ell}\tilde\sigma_i^2`: a rigorous but loose lower
+        bound, tight when the spectrum beyond :math:`\ell` is negligible, and 0 when only
+        the top ``rank`` values are known (the ``svds`` methods).
         """
         residual = self.residual_fro
         if self.spectrum_complete:
             return residual, residual
+        upper = residual + self.residual_fro_error
         extra = self.spectrum[self.rank :]
         lower = frobenius_norm(extra[::-1]) if extra.size else 0.0
-        return min(lower, residual), residual
+        return min(lower, upper), upper
 
     @property
     def excess_bound(self) -> float:
-        r"""Upper bound on the relative excess :math:`\|A - U\Sigma V^H\|_F / e_r - 1`.
+        r"""Upper bound on the relative excess :math:`\|A - U\Sigma V^H\|_F / e_r - 1`,
+        from :attr:`optimal_fro_bounds` (the residual's rounding included).
 
-        0 for an exact result, ``inf`` when the lower bound on :math:`e_r` is 0 but the
-        residual is not (nothing is known).
+        0 for a result with the whole spectrum (exact), ``inf`` when the lower bound on
+        :math:`e_r` is 0 (nothing is known: the ``svds`` methods, whose residual after
+        cancellation could be 0 while the true excess was 1.6).
         """
         lower, upper = self.optimal_fro_bounds
-        if upper == lower:
+        if self.spectrum_complete:
             return 0.0
         if lower == 0.0:
             return math.inf
-        return upper / lower - 1.0
+        return max(upper / lower - 1.0, 0.0)
 
     def to_dense(self) -> Array:
         r"""The rank-r matrix :math:`U \operatorname{diag}(S) V^H` (forms an m×n array).

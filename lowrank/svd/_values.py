@@ -13,7 +13,7 @@ from lowrank._validation import (
     as_matrix,
     check_choice,
 )
-from lowrank.errors import ConvergenceError
+from lowrank.errors import ConvergenceError, InputError
 from lowrank.svd._numpy_lapack import routine
 
 _GRAM_BLOCK_ELEMENTS = 1 << 25
@@ -166,14 +166,22 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
     if method == "auto":
         method = "lapack" if a.dtype in (np.float64, np.complex128) else "gram"
     if method == "gram":
-        return _gram_singular_values(a)
-    try:
-        values = sla.svd(a, compute_uv=False, lapack_driver="gesdd", check_finite=False)
-    except np.linalg.LinAlgError:
+        found = _gram_singular_values(a)
+    else:
         try:
-            values = sla.svd(a, compute_uv=False, lapack_driver="gesvd", check_finite=False)
-        except np.linalg.LinAlgError as exc:
-            raise ConvergenceError(
-                f"LAPACK failed to converge on a {a.shape} matrix: {exc}"
-            ) from None
-    return np.asarray(values, dtype=np.float64)
+            found = sla.svd(a, compute_uv=False, lapack_driver="gesdd", check_finite=False)
+        except np.linalg.LinAlgError:
+            try:
+                found = sla.svd(a, compute_uv=False, lapack_driver="gesvd", check_finite=False)
+            except np.linalg.LinAlgError as exc:
+                raise ConvergenceError(
+                    f"LAPACK failed to converge on a {a.shape} matrix: {exc}"
+                ) from None
+    values = np.asarray(found, dtype=np.float64)
+    if values.size and not np.isfinite(values[0]):
+        # Finite entries, but sigma_1 beyond the float64 range (a 3 x 3 matrix of 1e308).
+        raise InputError(
+            "A has finite entries, but its largest singular value exceeds the float64 range "
+            "(about 1.8e308); divide it by a power of two first"
+        )
+    return values
