@@ -39,6 +39,7 @@ from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
 from lowrank._validation import (
     as_array,
+    as_storage_dtype,
     as_vector,
     check_bool,
     check_callable,
@@ -57,6 +58,9 @@ from lowrank.svd import singular_values as _singular_values
 from lowrank.testing.cases import _float_dtype
 from lowrank.testing.tolerances import (
     DEFAULT_FACTOR,
+    _entry_rounding,
+    _narrow,
+    _real_number_dtype,
     backward_error_tolerance,
     coarsest_eps,
     norm_multiplier,
@@ -94,7 +98,8 @@ def _check_rtol(rtol: object, name: str = "rtol") -> float:
 
 
 def _finite(x: Array, what: str) -> None:
-    if x.dtype.kind in "fc" and not np.isfinite(x).all():
+    # bfloat16 and float8 have kind 'V' but can hold NaN and inf too.
+    if (x.dtype.kind in "fc" or _narrow(x.dtype)) and not np.isfinite(x).all():
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         raise AssertionError(f"{what} has {bad} NaN or infinite entries out of {x.size}")
 
@@ -102,7 +107,7 @@ def _finite(x: Array, what: str) -> None:
 def _as_float_array(x: ArrayLike, what: str) -> Array:
     """``x`` as an array; narrow float types (bfloat16, float8) are kept as they are."""
     arr = as_array(x, name=what)
-    if arr.dtype.kind not in "fciu" and not arr.dtype.name.startswith(("bfloat", "float8")):
+    if arr.dtype.kind not in "fciu" and not _narrow(arr.dtype):
         raise InputError(f"{what} must be numeric; got dtype {arr.dtype.name}")
     return arr
 
@@ -185,6 +190,17 @@ def assert_orthonormal(Q: ArrayLike, *, name: str = "Q", factor: float = DEFAULT
         )
 
 
+def _column_storage(Q: Array) -> tuple[float, float]:
+    """``(rho, nu)``: the largest :func:`storage_error` of a column of ``Q`` (0 unless ``Q``
+    is stored in a narrow dtype) and the largest stored column norm."""
+    if Q.shape[1] == 0:
+        return 0.0, 0.0
+    nu = float(np.max(np.linalg.norm(Q.astype(_wide(Q)), axis=0)))
+    if not storage_unit_roundoff(Q.dtype):
+        return 0.0, nu
+    return max(storage_error(Q[:, j]) for j in range(Q.shape[1])), nu
+
+
 # --------------------------------------------------------------------------- singular values
 
 
@@ -199,10 +215,29 @@ def assert_singular_values_close(
 ) -> None:
     r"""Assert that two vectors of singular values agree.
 
-    By default the tolerance is absolute, :math:`\tau = c\,\varepsilon\sqrt{n}\,\sigma_1`
-    (a backward-stable SVD in ``dtype`` of a matrix whose larger side is ``size`` perturbs
-    every value by that much, Weyl); with ``rtol`` each value must be within ``rtol``
-    relative to the expected one.
+    By default each value must satisfy :math:`|a_i - e_i| \le \tau_i`,
+
+    .. math::
+
+        \tau_i = c\,\varepsilon_c\sqrt{n}\,\sigma_1 + \frac{u_s|a_i| + \eta/2}{1 - u_s} ,
+
+    :math:`\sigma_1 = \max_i e_i`. The first term is the computation: a backward-stable SVD
+    in the compute dtype of ``dtype`` (:math:`\varepsilon_c` of float32 for float16 and
+    bfloat16, which are computed in float32) of a matrix whose larger side is :math:`n` =
+    ``size`` perturbs every value by at most that much (Weyl). The second is the storage of
+    ``actual`` itself: a computed value :math:`\hat a_i` rounded once to the dtype of
+    ``actual`` moves by :math:`|a_i - \hat a_i| \le u_s|\hat a_i| + \eta/2 \le
+    (u_s|a_i| + \eta/2)/(1 - u_s)`, with :math:`u_s` its
+    :func:`~lowrank.testing.tolerances.storage_unit_roundoff` (:math:`2^{-8}` for
+    bfloat16, :math:`2^{-11}` for float16, 0 for float32 and float64) and :math:`\eta` its
+    smallest subnormal (0 when :math:`u_s` is 0). It is relative to each value, not to
+    :math:`\sigma_1`: rounding a value does not move it by more than its own size. So a
+    value 1 % wrong fails whenever :math:`\tau_i < 0.01\,e_i`; in bfloat16 (0.39 %) and
+    float16 for every value above the computation term. ``expected`` must be the values
+    of the matrix as the SVD saw it (as stored): rounding the matrix itself to a narrow
+    dtype moves its values by up to :math:`u_s\|A\|_F`, which is not part of this
+    tolerance (pass ``rtol`` to compare with the values before that rounding). With
+    ``rtol`` each value must instead be within ``rtol`` relative to the expected one.
 
     ``expected`` is the reference and must be a real, finite, non-negative 1-D array
     (else :class:`~lowrank.errors.InputError`); ``actual`` is what is tested, so a shape
@@ -216,8 +251,10 @@ def assert_singular_values_close(
     expected : array_like, shape (q,)
         The reference values: real, finite and non-negative, in any order.
     dtype : dtype-like
-        The dtype ``actual`` was computed in (the coarsest involved): :math:`\varepsilon` is
-        its :func:`~lowrank.testing.tolerances.coarsest_eps`. Not used with ``rtol``.
+        The dtype of the matrix (the coarsest involved): :math:`\varepsilon_c` is the epsilon
+        of the dtype it is computed in (float32 for float16 and bfloat16, float64 for
+        integers); the storage term comes from the dtype of ``actual``. Not used with
+        ``rtol``.
     size : int
         :math:`n`, the larger side of the matrix, ``>= 0``. Not used with ``rtol``.
     rtol : float, optional
@@ -275,14 +312,28 @@ def assert_singular_values_close(
             )
         return
     top = float(np.max(e))
-    tol = tolerance_for(dtype, size=size, scale=top, factor=fac)
+    # The computation, in the compute dtype (float32 for float16/bfloat16) ...
+    computed = tolerance_for(
+        compute_dtype(as_storage_dtype(dtype, name="dtype"), name="dtype"),
+        compute_dtype(got.dtype, name="actual"),
+        size=size,
+        scale=top,
+        factor=fac,
+    )
+    # ... plus the one rounding of each value to the dtype of actual, relative to itself.
+    tols = computed + _entry_rounding(got)
     diff = np.abs(a - e)
-    worst = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
-    if not float(diff[worst]) <= tol:
+    worst = int(np.argmax(np.where(np.isnan(diff), np.inf, diff / np.maximum(tols, 1e-300))))
+    if not float(diff[worst]) <= float(tols[worst]):
+        stored = (
+            f" + rounding of the value to {_name(got.dtype)} {float(tols[worst]) - computed:.3g}"
+            if storage_unit_roundoff(got.dtype)
+            else ""
+        )
         raise AssertionError(
             f"singular value {worst} is {float(a[worst])!r}, expected {float(e[worst])!r}: "
-            f"error {float(diff[worst]):.3g} > tolerance {tol:.3g} (dtype {_name(dtype)}, "
-            f"size {size}, sigma_1 {top:.3g})"
+            f"error {float(diff[worst]):.3g} > tolerance {float(tols[worst]):.3g} (computation "
+            f"{computed:.3g}{stored}; dtype {_name(dtype)}, size {size}, sigma_1 {top:.3g})"
         )
 
 
@@ -322,8 +373,13 @@ def _check_reference(
     tau: float,
     tau_vec: float,
     square: bool,
+    rho: float = 0.0,
 ) -> None:
-    """Compare the candidate's vectors of each well-separated cluster with the reference."""
+    r"""Compare the candidate's vectors of each well-separated cluster with the reference.
+
+    ``rho`` bounds the storage rounding of each column: it moves :math:`\sin\Theta` of a
+    cluster of ``c`` columns by at most :math:`\|\Delta X\|_2 \le \sqrt c\,\rho`, not
+    divided by the gap."""
     k = sigma.size
     threshold = math.sqrt(tau * float(sigma[0])) if sigma.size else 0.0
     threshold = max(threshold, 2.0 * tau)
@@ -346,7 +402,7 @@ def _check_reference(
             continue  # not separated from the rest beyond rounding: the vectors are not determined
         cols = slice(a, min(b, rank))
         size = min(b, rank) - a
-        tol = subspace_tolerance(tau_vec, gap, cluster_size=size)
+        tol = subspace_tolerance(tau_vec, gap, cluster_size=size) + math.sqrt(size) * rho
         if not tol < 1.0:
             continue
         x = X[:, cols]
@@ -578,31 +634,64 @@ def assert_valid_svd(
 
     Notes
     -----
-    Tolerances (see :mod:`lowrank.testing.tolerances`), with :math:`\varepsilon` that of the
-    coarsest dtype of the result and :math:`\sigma_1 = \|A\|_2`:
+    Each tolerance (see :mod:`lowrank.testing.tolerances`) is a *computation* part and a
+    *storage* part. The computation runs in the compute dtype of the result
+    (:math:`\varepsilon_c`: float32 for float16, bfloat16 and float8, which the library
+    computes in float32; the coarsest of ``U``, ``S``, ``Vh``). Storing then rounds each
+    array once to its own dtype, a relative error of at most :math:`u_s` per entry
+    (:func:`~lowrank.testing.tolerances.storage_unit_roundoff`: :math:`2^{-8}` for
+    bfloat16, :math:`2^{-11}` for float16, 0 for float32, float64 and complex), which
+    enters only the quantities formed from that array. With :math:`\sigma_1 = \|A\|_2`:
 
-    * the backward error of the candidate,
-      :math:`\tau = (c\,\varepsilon\sqrt{\max(m,n)} + t_L)\,\sigma_1 + (\text{atol} +
+    * the backward error of the computation,
+      :math:`\tau = (c\,\varepsilon_c\sqrt{\max(m,n)} + t_L)\,\sigma_1 + (\text{atol} +
       \text{rtol})\,\sigma_1` (:func:`~lowrank.testing.tolerances.backward_error_tolerance`:
       the rounding of the orthogonal transformations and LAPACK's deflation threshold
-      :math:`t_L`, 49ε in float64). It bounds every entry of
-      :math:`U^HAV - \operatorname{diag}(S)`, since a backward-stable SVD is exact for
-      :math:`A + E`, :math:`\|E\|_2 \le \tau`;
-    * values: :math:`|S_i - \sigma_i| \le \tau + \tau_{64} + \text{rtol}\,\sigma_i`: Weyl,
-      for the candidate and for the float64 reference :math:`\sigma`, whose own backward
-      error is :math:`\tau_{64}`;
-    * triplet residuals: :math:`\tau_v = \max(\tau, \sqrt{2r\tau\sigma_1})`. Rayleigh–Ritz
-      methods (randomized, Lanczos) give values whose error is quadratic in that of the
-      vectors, so values accurate to :math:`\tau` only imply residuals of
-      :math:`\sqrt{2r\tau\sigma_1}` (from :math:`\|AV - US\|_F^2 = \|AV\|_F^2 -
-      \|U^HAV\|_F^2 \le \sum_{i\le r}\sigma_i^2 - \sum_i S_i^2`);
-    * reconstruction: :math:`\sqrt{\min(m,n)}\,\tau`;
+      :math:`t_L`, 49ε in float64). A backward-stable SVD is exact for :math:`A + E`,
+      :math:`\|E\|_2 \le \tau`;
+    * values: :math:`|S_i - \sigma_i| \le \tau + \tau_{64} + \text{rtol}\,\sigma_i +
+      \delta_i`. Weyl bounds the computed value :math:`\hat S_i` by :math:`\tau` from the
+      exact one, and the float64 reference :math:`\sigma_i` by its own :math:`\tau_{64}`;
+      storing rounds :math:`\hat S_i` once, :math:`|S_i - \hat S_i| \le u_S|\hat S_i| +
+      \eta_S/2`, hence :math:`\delta_i = (u_S S_i + \eta_S/2)/(1 - u_S)` with :math:`u_S`
+      and :math:`\eta_S` (smallest subnormal) of **S's dtype**, relative to :math:`S_i`
+      (0 for float32/float64 ``S``). The rounding of ``U`` and ``Vh`` does not move
+      ``S``. So a value 1 % wrong fails whenever :math:`\tau + \tau_{64} + \delta_i <
+      0.01\,S_i`: for bfloat16 ``S`` (:math:`u_S` = 0.39 %) and float16 ``S`` it does for
+      every value above the computation term;
+    * orthonormality: :func:`assert_orthonormal` of ``U`` and of ``V``, each with its own
+      storage rounding;
+    * :math:`U^HAV - \operatorname{diag}(S)`, entry by entry: :math:`\tau +
+      \sigma_1(\rho_U\nu_V + (\nu_U + \rho_U)\rho_V)`, plus :math:`\delta_i` on the
+      diagonal. :math:`\rho_U` bounds the storage rounding of a column of ``U``
+      (:func:`~lowrank.testing.tolerances.storage_error`, about :math:`u_U`) and
+      :math:`\nu_U` its stored norm: :math:`\tilde u_i^HA\tilde v_j - u_i^HAv_j =
+      e_i^HA\tilde v_j + u_i^HAf_j` with :math:`\|e_i\| \le \rho_U`,
+      :math:`\|f_j\| \le \rho_V`;
+    * triplet residuals: :math:`\tau_v + \sigma_1\rho + S_i\rho + \delta_i(\nu + \rho)`
+      (:math:`\rho`, :math:`\nu` the larger of the two sides), :math:`\tau_v =
+      \max(\tau, \sqrt{2r\tau\sigma_1})`. Rayleigh–Ritz methods (randomized, Lanczos)
+      give values whose error is quadratic in that of the vectors, so values accurate to
+      :math:`\tau` only imply residuals of :math:`\sqrt{2r\tau\sigma_1}` (from
+      :math:`\|AV - US\|_F^2 = \|AV\|_F^2 - \|U^HAV\|_F^2 \le \sum_{i\le r}\sigma_i^2 -
+      \sum_i S_i^2`); the storage moves :math:`\|Av_i - S_iu_i\|` by at most
+      :math:`\|Af_i\| + S_i\|e_i\| + |S_i - \hat S_i|\,\|u_i\|`;
+    * reconstruction: :math:`\sqrt{\min(m,n)}\,\tau +
+      \rho_{U\Sigma V^H}`, the last the
+      :func:`~lowrank.testing.tolerances.product_storage_error` of the stored ``U``, ``S``,
+      ``Vh`` (each with its own dtype);
     * vectors: singular vectors are determined only up to sign (phase) and, for a cluster
       of (nearly) equal values, up to a rotation within the cluster, so they are compared
-      as subspaces, cluster by cluster, with tolerance :math:`2\sqrt{2c}\,\tau_v/\delta`
-      for a cluster of :math:`c` values at distance :math:`\delta` from the rest of the
-      spectrum (Wedin 1972). Values closer than :math:`\sqrt{\tau\sigma_1}` form a
-      cluster; numerically zero values are not compared.
+      as subspaces, cluster by cluster, with tolerance :math:`2\sqrt{2c}\,\tau_v/\delta +
+      \sqrt c\,\rho` for a cluster of :math:`c` values at distance :math:`\delta` from the
+      rest of the spectrum (Wedin 1972; the storage rounding of the :math:`c` columns moves
+      the sine by at most :math:`\sqrt c\,\rho`). Values closer than
+      :math:`\sqrt{\tau\sigma_1}` form a cluster; numerically zero values are not
+      compared.
+
+    Where a result computed in float32 was stored back to bfloat16 as a whole, ``U``,
+    ``S`` and ``Vh`` are each checked against their own rounding; ``truncated_svd`` on
+    float16/bfloat16 input returns float32 and has no storage term at all.
 
     Examples
     --------
@@ -623,7 +712,7 @@ def assert_valid_svd(
     if a.ndim != 2:
         raise InputError(f"A must be a 2-D matrix; got shape {a.shape}")
     m, n = a.shape
-    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+    if (a.dtype.kind in "fc" or _narrow(a.dtype)) and not np.isfinite(a).all():
         raise InputError(
             f"A must be finite; it has {int(a.size - np.isfinite(a).sum())} NaN or inf"
         )
@@ -641,7 +730,7 @@ def assert_valid_svd(
             f"shapes U {U.shape}, S {S.shape}, Vh {Vh.shape}; expected ({m}, {r}), "
             f"({r},), ({r}, {n}): {_shape_diagnosis(U, S, Vh, m, n, r)}"
         )
-    if S.dtype.kind not in "fiu":
+    if not _real_number_dtype(S.dtype):  # bfloat16 and float8 (kind 'V') are real too
         raise AssertionError(f"S must be real; got dtype {S.dtype.name}")
     _finite(S, "S")
     if r and float(np.min(S)) < 0:
@@ -670,64 +759,93 @@ def assert_valid_svd(
         return
     dtype = max((U.dtype, S.dtype, Vh.dtype), key=lambda d: coarsest_eps(d))
     eps = coarsest_eps(dtype)
+    # The computation runs in the compute dtype (float32 for float16/bfloat16): its backward
+    # error has no storage term. Each stored array's rounding is added where it enters.
+    compute = max(
+        (compute_dtype(d, name="result") for d in (U.dtype, S.dtype, Vh.dtype)),
+        key=lambda d: coarsest_eps(d),
+    )
     sigma_1 = float(sigma[0])
-    tau_bw = backward_error_tolerance(dtype, (m, n), sigma_1, factor=fac)
+    tau_bw = backward_error_tolerance(compute, (m, n), sigma_1, factor=fac)
     tau = tau_bw + (extra + (rel or 0.0)) * sigma_1
-    how = f"backward error of an SVD in {_name(dtype)}"
+    how = f"backward error of an SVD in {_name(compute)}"
     if extra:
         how += f" + atol {extra:g} sigma_1"
     if rel:
         how += f" + rtol {rel:g}"
     assert_orthonormal(U, name="U", factor=fac)
     assert_orthonormal(Vh.conj().T, name="V", factor=fac)
+    # Storage: S_i rounded once moves by at most s_store[i] = (u_S S_i + eta/2) / (1 - u_S),
+    # relative to itself (0 for float32/float64 S); U and V do not move S.
+    s_store = _entry_rounding(S)
     tau_ref = backward_error_tolerance(wide, (m, n), sigma_1, factor=fac)
-    tols = tau_bw + tau_ref + extra * sigma_1 + (rel or 0.0) * sigma[:r]
+    tols = tau_bw + tau_ref + extra * sigma_1 + (rel or 0.0) * sigma[:r] + s_store
     how_values = how + ", for the candidate and the float64 reference"
+    if storage_unit_roundoff(S.dtype):
+        how_values += f", + one rounding of S_i to {_name(S.dtype)}"
     _check_values(S, sigma, tols, eps, sigma_1, dtype, how_values)
     if not check_vectors:
         return
+    # Storage of the columns: ||u~_i - u_i|| <= rho_U, ||u~_i|| <= nu_U (and the same for V).
+    rho_u, nu_u = _column_storage(U)
+    rho_v, nu_v = _column_storage(Vh.conj().T)
     Uw, Vw, Sw = U.astype(wide), Vh.astype(wide).conj().T, S.astype(np.float64)
     AV = a64 @ Vw
     core = Uw.conj().T @ AV
     off = np.abs(core - np.diag(Sw))
-    i, j = (int(x) for x in np.unravel_index(int(np.argmax(off)), off.shape))
+    # u~_i^H A v~_j - u_i^H A v_j = e_i^H A v~_j + u_i^H A f_j: at most
+    # sigma_1 (rho_U nu_V + (nu_U + rho_U) rho_V); the diagonal also holds S's rounding.
+    uv_store = sigma_1 * (rho_u * nu_v + (nu_u + rho_u) * rho_v)
+    tau_core = tau + uv_store + np.diag(s_store)
+    i, j = (int(x) for x in np.unravel_index(int(np.argmax(off - tau_core)), off.shape))
     dev = float(off[i, j])
-    if not dev <= tau:
-        head = f"U^H A V differs from diag(S) by {dev:.3g} at ({i}, {j}) > tolerance {tau:.3g}"
-        why = _core_diagnosis(a64, Uw, Vw, Sw, core, tau)
+    tau_ij = float(tau_core[i, j])
+    if not dev <= tau_ij:
+        head = f"U^H A V differs from diag(S) by {dev:.3g} at ({i}, {j}) > tolerance {tau_ij:.3g}"
+        why = _core_diagnosis(a64, Uw, Vw, Sw, core, tau_ij)
         if why:
             raise AssertionError(f"{head}: {why}")
-        if dev <= _ROUNDING_LEVEL * tau:
+        if dev <= _ROUNDING_LEVEL * tau_ij:
             raise AssertionError(
                 f"{head} ({how}): a rounding-level deviation ({_in_eps(dev, eps, sigma_1)} "
-                f"eps ||A||_2 against an allowed {_in_eps(tau, eps, sigma_1)}); signs, pairing, "
-                "rank and orientation are right, the factorisation is inaccurate (an iterative "
-                "method needs atol or rtol)"
+                f"eps ||A||_2 against an allowed {_in_eps(tau_ij, eps, sigma_1)}); signs, "
+                "pairing, rank and orientation are right, the factorisation is inaccurate (an "
+                "iterative method needs atol or rtol)"
             )
         raise AssertionError(
             f"{head}: U[:, {i}] and V[:, {j}] are not a pair of singular vectors for S[{i}] = "
             f"{float(Sw[i]):.6g} (and no flipped sign, swapped pair or transposition explains "
             "it)"
         )
+    # ||A v~ - S~ u~|| - ||A v - S u|| <= sigma_1 rho_V + S_i rho_U + s_store_i ||u||, and the
+    # same with U and V exchanged.
+    res_store = (
+        sigma_1 * max(rho_u, rho_v)
+        + Sw * max(rho_u, rho_v)
+        + s_store * max(nu_u + rho_u, nu_v + rho_v)
+    )
     tau_vec = max(tau, math.sqrt(2.0 * r * tau * sigma_1))
     left = np.linalg.norm(AV - Uw * Sw, axis=0)
     right = np.linalg.norm(a64.conj().T @ Uw - Vw * Sw, axis=0)
-    worst = int(np.argmax(np.maximum(left, right)))
+    worst = int(np.argmax(np.maximum(left, right) - res_store))
     res = max(float(left[worst]), float(right[worst]))
-    if not res <= tau_vec:
+    tau_res = tau_vec + float(res_store[worst])
+    if not res <= tau_res:
         level = (
             " (a rounding-level deviation: an inaccurate triplet, not a structural bug)"
-            if res <= _ROUNDING_LEVEL * tau_vec
+            if res <= _ROUNDING_LEVEL * tau_res
             else ""
         )
         raise AssertionError(
             f"triplet {worst} (singular value {float(S[worst]):.6g}) is not a singular triplet "
             f"of A: ||A v - s u|| = {float(left[worst]):.3g}, ||A^H u - s v|| = "
-            f"{float(right[worst]):.3g} > tolerance {tau_vec:.3g}{level}"
+            f"{float(right[worst]):.3g} > tolerance {tau_res:.3g}{level}"
         )
     error = residual_norm(a, (U, S, Vh))
     optimal = eym_error(sigma, r)
-    slack = math.sqrt(min(m, n)) * tau
+    # The computed factors reconstruct to within sqrt(q) tau of the optimum; rounding the
+    # stored U, S, Vh moves U diag(S) Vh by at most product_storage_error in the Frobenius norm.
+    slack = math.sqrt(min(m, n)) * tau + product_storage_error(U, S, Vh)
     if not abs(error - optimal) <= slack:
         raise AssertionError(
             f"||A - U diag(S) Vh||_F = {error:.6g} differs from the optimal rank-{r} error "
@@ -735,9 +853,9 @@ def assert_valid_svd(
         )
     available = min(U_ref.shape[1], Vh_ref.shape[0])
     square = m == n
-    _check_reference("U", Uw, U_ref.astype(wide), sigma, available, r, tau, tau_vec, square)
+    _check_reference("U", Uw, U_ref.astype(wide), sigma, available, r, tau, tau_vec, square, rho_u)
     _check_reference(
-        "V", Vw, Vh_ref.astype(wide).conj().T, sigma, available, r, tau, tau_vec, square
+        "V", Vw, Vh_ref.astype(wide).conj().T, sigma, available, r, tau, tau_vec, square, rho_v
     )
     if sign_convention:
         _check_sign_rule(U, S, tolerance_for(U.dtype, size=m, factor=fac))
@@ -785,7 +903,7 @@ def _candidate_parts(candidate: Any, shape: tuple[int, int]) -> tuple[Any, list[
             f"{len(candidate)}"
         )
     X = as_array(candidate, name="candidate")
-    if X.ndim == 0 or X.dtype.kind not in "fciu":
+    if X.ndim == 0 or (X.dtype.kind not in "fciu" and not _narrow(X.dtype)):
         raise InputError(
             f"candidate must be an array of the shape of A, (L, R), (U, S, Vh) or have U, S, "
             f"Vh; got {candidate!r}"[:200]
@@ -944,7 +1062,7 @@ def assert_near_optimal(
         sigma = _singular_values(a.astype(_wide(a)), method="lapack")
     else:
         given = as_array(singular_values, name="singular_values")
-        if given.dtype.kind not in "fiu":
+        if not _real_number_dtype(given.dtype):
             raise InputError(f"singular_values must be real numbers; got dtype {given.dtype.name}")
         sigma = np.sort(given.astype(np.float64).ravel())[::-1]
         if sigma.size != min(m, n):

@@ -37,7 +37,7 @@ from lowrank._validation import (
 from lowrank.approx import eym_error
 from lowrank.errors import DTypeError, InputError, ShapeError
 from lowrank.lora import lora_scaling
-from lowrank.testing.tolerances import DEFAULT_FACTOR, svd_tolerance
+from lowrank.testing.tolerances import DEFAULT_FACTOR, _finfo, svd_tolerance
 
 __all__ = [
     "LoRAFactors",
@@ -245,14 +245,30 @@ class MatrixWithSpectrum:
     def spectrum_tolerance(self) -> float:
         r"""How far the singular values of :attr:`A` may be from :attr:`S` (absolute).
 
-        :func:`~lowrank.testing.tolerances.svd_tolerance` of the dtype,
-        :math:`16\,\varepsilon\sqrt{\max(m,n)}\,S_0`: it covers the rounding of the float64
-        product (:math:`\lesssim \varepsilon_{64}\sqrt{k}\,S_0`) and of the cast to
-        ``dtype`` (:math:`\le u\,\|A\|_F \le u\sqrt{k}\,S_0`), and also a backward-stable
-        SVD of :attr:`A` in ``dtype``.
+        .. math:: \tau = 16\,\varepsilon\sqrt{\max(m,n)}\,S_0 + \sqrt{mn}\,\eta/2
+
+        The first term is :func:`~lowrank.testing.tolerances.svd_tolerance` of the dtype:
+        it covers the rounding of the float64 product (:math:`\lesssim
+        \varepsilon_{64}\sqrt{k}\,S_0`) and the relative part of the cast to ``dtype``
+        (:math:`\le u\,\|A\|_F \le u\sqrt{k}\,S_0`), and also a backward-stable SVD of
+        :attr:`A` in ``dtype``. The second is the cast of entries that fall below the
+        normal range, where rounding is absolute: at most :math:`\eta/2` per entry
+        (:math:`\eta` the smallest subnormal of ``dtype``, :math:`\sqrt2\,\eta/2` for
+        a complex entry), :math:`\sqrt{mn}\,\eta/2` in the Frobenius norm, which by Weyl
+        bounds the move of every value. It is negligible unless :math:`S_0` is near the
+        bottom of the normal range (8×8 float32 with every value 1e-42 moved them by
+        5.3e-46, above the first term alone, 5.4e-48).
+        :func:`~lowrank.testing.strategies.matrices_with_spectrum` refuses non-zero values
+        below the normal range altogether.
         """
         top = float(self.S[0]) if self.S.size else 0.0
-        return svd_tolerance(self.dtype, self.shape, top, factor=DEFAULT_FACTOR)
+        m, n = self.shape
+        # Absolute rounding below the normal range: eta/2 per real part (multiplied before
+        # halving: eta/2 itself rounds to 0 in float64).
+        eta = float(_finfo(self.dtype).smallest_subnormal)
+        entries = math.sqrt(m * n * (2.0 if self.dtype.kind == "c" else 1.0))
+        subnormal = entries * eta / 2.0 if top > 0.0 else 0.0
+        return svd_tolerance(self.dtype, self.shape, top, factor=DEFAULT_FACTOR) + subnormal
 
     def optimal_error(
         self, rank: int, *, norm: NormName = "fro", p: float | None = None, k: int | None = None

@@ -44,18 +44,31 @@ PROFILES: dict[str, dict[str, Any]] = {
 def register_profiles() -> None:
     """Register the ``dev``, ``ci`` and ``thorough`` profiles with Hypothesis.
 
+    Each profile is Hypothesis' ``default`` settings plus the common options and its own
+    :data:`PROFILES` entry, whatever profile is loaded at the time: without an explicit
+    parent Hypothesis would derive it from the *loaded* profile, so registering after
+    ``load_profile(name="ci")`` gave ``thorough`` and ``dev`` the derandomization and the
+    missing database of ``ci``.
+
     Examples
     --------
     >>> from hypothesis import settings
     >>> register_profiles()
     >>> settings.get_profile("ci").derandomize
     True
+    >>> settings.get_profile("thorough").derandomize  # not inherited from whatever is loaded
+    False
     """
     from hypothesis import HealthCheck, settings
 
+    base = settings.get_profile("default")
     for name, options in PROFILES.items():
         settings.register_profile(
-            name, deadline=None, suppress_health_check=[HealthCheck.too_slow], **options
+            name,
+            parent=base,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+            **options,
         )
 
 

@@ -63,6 +63,8 @@ from hypothesis.strategies import SearchStrategy
 
 from lowrank._numerics import STORAGE_EPS
 from lowrank._typing import Array, ArrayLike
+from lowrank._validation import as_dtype
+from lowrank.errors import DTypeError
 from lowrank.testing.cases import (
     LoRAFactors,
     MatrixWithSpectrum,
@@ -187,21 +189,24 @@ def _choices(value: str | Sequence[str], name: str, allowed: Sequence[str]) -> t
     return chosen
 
 
-def _svd_dtype(value: object, name: str = "dtype") -> np.dtype[Any]:
+def _numpy_dtype(value: object, name: str) -> np.dtype[Any]:
+    """``value`` as a dtype, resolving the names of the ``ml_dtypes`` types (``"bfloat16"``)
+    the way :mod:`lowrank.testing.cases` does, without a prior ``import ml_dtypes``."""
     try:
-        dt: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
-    except TypeError:
+        return as_dtype(value, name=name)
+    except DTypeError:
         raise _fail(f"{name} must be a NumPy dtype; got {value!r}") from None
+
+
+def _svd_dtype(value: object, name: str = "dtype") -> np.dtype[Any]:
+    dt = _numpy_dtype(value, name)
     if dt.name not in SVD_DTYPES:
         raise _fail(f"{name} must be one of {', '.join(SVD_DTYPES)}; got {dt.name}")
     return dt
 
 
 def _float_dtype(value: object, name: str = "dtype") -> np.dtype[Any]:
-    try:
-        dt: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise _fail(f"{name} must be a NumPy dtype; got {value!r}") from None
+    dt = _numpy_dtype(value, name)
     if not (dt.kind == "f" or dt.name in STORAGE_EPS) or dt.itemsize > 8:
         raise _fail(
             f"{name} must be a real floating dtype (float16, bfloat16, float32, float64); "
@@ -516,11 +521,15 @@ def spectra(
     kinds : str or sequence of str, default all of :data:`SPECTRUM_KINDS`
         The families drawn from; shrinks toward the first.
     scale : float or strategy, default 1.0
-        :math:`\sigma_1`, finite and > 0.
+        :math:`\sigma_1` when ``rank >= 1``, finite and > 0. (With ``rank`` 0 every value
+        is 0, whatever ``scale``.)
     rank : int or strategy, optional
         The number of non-zero values; the remaining ``size - rank`` are exact zeros.
-        Default: drawn, shrinking toward ``size`` (no zeros); ``size`` when
-        ``condition_number`` is given.
+        Default: drawn in ``[lowest, size]`` (``lowest`` as under Raises: 0 unless a
+        ``gap`` or a ``condition_number`` above 1 needs more), shrinking toward ``size``
+        (no zeros); ``size`` when ``condition_number`` is given. So by default the
+        all-zero vector (rank 0, the zero matrix: an edge case worth testing) is drawn
+        too; pass ``rank=st.integers(1, size)`` to leave it out.
     condition_number : float, optional
         Make :math:`\sigma_1/\sigma_{\text{rank}} = \kappa` (the condition number of the
         non-zero part; of the matrix when ``rank = size``), ``>= 1``. The drawn profile is
@@ -537,7 +546,7 @@ def spectra(
     -------
     SearchStrategy[ndarray]
         Draws float64 arrays of shape ``(size,)``: ``rank`` positive values, descending,
-        then ``size - rank`` exact zeros.
+        then ``size - rank`` exact zeros (all zeros when the drawn ``rank`` is 0).
 
     Raises
     ------
@@ -566,6 +575,8 @@ def spectra(
     array([1. , 1. , 0.1, 0.1, 0.1, 0.1])
     >>> find(spectra(4), lambda s: s[-1] == 0, settings=quiet)  # shrinks to one zero
     array([1., 1., 1., 0.])
+    >>> find(spectra(3), lambda s: s[0] == 0, settings=quiet)  # rank 0: sigma_1 is 0, not scale
+    array([0., 0., 0.])
     >>> s = find(spectra(5, condition_number=100.0, kinds="power_law"), lambda s: True,
     ...          settings=quiet)
     >>> round(float(s[0] / s[-1]), 9)
@@ -693,7 +704,13 @@ def matrices_with_spectrum(
     ------
     hypothesis.errors.InvalidArgument
         An argument is out of range (at once), or a drawn value is (when drawn), or the
-        values overflow ``dtype``.
+        values overflow ``dtype``, or a non-zero value underflows it: values below the
+        smallest normal number ``numpy.finfo(dtype).tiny`` (1.2e-38 in float32, 2.2e-308
+        in float64) are refused, not rounded (they would lose their relative precision,
+        or vanish: ``spectrum=[1e-50]`` in float32 gave ``A = 0`` with ``rank`` 1). Entries
+        of ``A`` may still be subnormal; :attr:`MatrixWithSpectrum.spectrum_tolerance
+        <lowrank.testing.cases.MatrixWithSpectrum.spectrum_tolerance>` accounts for their
+        rounding.
 
     Examples
     --------
@@ -750,6 +767,15 @@ def _matrix(
     draw: st.DrawFn, s: Array, m: int, n: int, dt: np.dtype[Any], kinds: tuple[str, ...]
 ) -> MatrixWithSpectrum:
     q = min(m, n)
+    positive = s[s > 0.0]
+    tiny = float(np.finfo(dt).tiny)
+    if positive.size and float(positive.min()) < tiny:
+        # Below the normal range a value keeps neither its relative precision nor, at the
+        # bottom, itself (float32 [1e-50] gives A = 0 with rank 1): refuse, as for overflow.
+        raise _fail(
+            f"singular values down to {float(positive.min()):g} underflow {dt.name}: non-zero "
+            f"values must be normal numbers, >= {tiny:g} (numpy.finfo({dt.name}).tiny)"
+        )
     kind = draw(st.sampled_from(kinds), label="factors")
     U = _draw_orthonormal(draw, kind, m, q, dt.kind == "c")
     V = _draw_orthonormal(draw, kind, n, q, dt.kind == "c")

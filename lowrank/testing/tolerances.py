@@ -71,6 +71,15 @@ relative error :math:`u_s = \varepsilon_s/2` (``bfloat16`` :math:`2^{-8}`, ``flo
 (:math:`16\cdot2^{-7}\sqrt{256} = 2`), which let every half-precision assertion pass on
 wrong answers. :func:`coarsest_eps` still reports the storage epsilon: the precision a
 stored result can be trusted to.
+
+Each stored array's rounding enters only the quantities formed from it, in its own dtype:
+a stored singular value :math:`S_i` moves by at most :math:`u_s(S)\,S_i` (relative to
+itself, 0 when ``S`` is float32 or float64), while the rounding of ``U`` and ``Vh`` moves
+their orthonormality, :math:`U^HAV`, the residuals and the reconstruction, never ``S``
+(:func:`~lowrank.testing.assertions.assert_valid_svd`,
+:func:`~lowrank.testing.assertions.assert_singular_values_close`). A single term
+:math:`((1+u_s)^3 - 1)\,\sigma_1` with the coarsest :math:`u_s` of the three let a value
+1 % wrong pass with bfloat16 ``U`` and ``Vh`` and a float32 ``S``.
 """
 
 from __future__ import annotations
@@ -81,7 +90,7 @@ from typing import Any
 
 import numpy as np
 
-from lowrank._numerics import compute_eps, frobenius_norm, storage_eps, tolerance
+from lowrank._numerics import STORAGE_EPS, compute_eps, frobenius_norm, storage_eps, tolerance
 from lowrank._typing import Array
 from lowrank._validation import (
     as_array,
@@ -186,16 +195,44 @@ def storage_unit_roundoff(dtype: Any) -> float:
     return eps_s / 2.0
 
 
-def _subnormal_half_spacing(dt: np.dtype[Any]) -> float:
-    """Half the smallest subnormal of a narrow float type: the absolute rounding error of
-    a value in the subnormal range (where the relative bound ``u`` does not hold)."""
+def _narrow(dt: np.dtype[Any]) -> bool:
+    """An ``ml_dtypes`` float (``bfloat16``, the float8 types). NumPy gives them kind ``'V'``
+    (void), so a test of ``dtype.kind`` alone takes them for non-numbers."""
+    return dt.name in STORAGE_EPS
+
+
+def _real_number_dtype(dt: np.dtype[Any]) -> bool:
+    """Real numbers: NumPy's floats and integers, and the narrow floats of ``ml_dtypes``."""
+    return dt.kind in "fiu" or _narrow(dt)
+
+
+def _finfo(dt: np.dtype[Any]) -> Any:
+    """``finfo`` of a floating or complex dtype, ``ml_dtypes``' own for its narrow types."""
     try:
-        info: Any = np.finfo(dt)
+        return np.finfo(dt)
     except (TypeError, ValueError):  # an ml_dtypes type: its own finfo
         import ml_dtypes
 
-        info = ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]
-    return float(info.smallest_subnormal) / 2.0
+        return ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]
+
+
+def _subnormal_half_spacing(dt: np.dtype[Any]) -> float:
+    """Half the smallest subnormal of a float type: the absolute rounding error of a value
+    in the subnormal range (where the relative bound ``u`` does not hold)."""
+    return float(_finfo(dt).smallest_subnormal) / 2.0
+
+
+def _entry_rounding(x: Array) -> Array:
+    r"""Per entry, a bound on :math:`|\tilde x - x|` when the stored :math:`\tilde x` is
+    :math:`x` rounded once to the narrow dtype of ``x``:
+    :math:`(u_s|\tilde x| + \eta/2)/(1 - u_s)` (see :func:`storage_error`); zeros when
+    the dtype is not narrow (:func:`storage_unit_roundoff` is 0)."""
+    u = storage_unit_roundoff(x.dtype)
+    mags = np.abs(x.astype(np.float64))
+    if u == 0.0:
+        return np.zeros_like(mags)
+    bound: Array = (u * mags + _subnormal_half_spacing(x.dtype)) / (1.0 - u)
+    return bound
 
 
 def storage_error(x: Any) -> float:
@@ -248,8 +285,7 @@ def storage_error(x: Any) -> float:
 def _stored_array(x: Any, *, name: str) -> Array:
     """``x`` as an array of a numeric dtype (narrow float types kept), with finite values."""
     arr = as_array(x, name=name)
-    narrow = arr.dtype.name.startswith(("bfloat", "float8"))
-    if arr.dtype.kind not in "fciu" and not narrow:
+    if arr.dtype.kind not in "fciu" and not _narrow(arr.dtype):
         raise DTypeError(f"{name} must be numeric; got dtype {arr.dtype.name}")
     wide = np.complex128 if arr.dtype.kind == "c" else np.float64
     if arr.size and not np.all(np.isfinite(arr.astype(wide))):
@@ -453,7 +489,10 @@ def tolerance_for(
     dtype, a relative error :math:`u_s` per entry that does not accumulate with :math:`n`;
     a quantity formed from up to three stored operands (an inner product of two stored
     vectors, :math:`u^HAv` and :math:`\|Av - \sigma u\|` of a stored triplet) moves by at
-    most :math:`(1+u_s)^3 - 1 \approx 1.5\,\varepsilon_s` times its magnitude. (The storage
+    most :math:`(1+u_s)^3 - 1 \approx 1.5\,\varepsilon_s` times its magnitude: a bound for
+    when only the dtypes are known. With the arrays at hand the assertions use each one's
+    own rounding instead (:func:`storage_error`; a stored singular value moves by
+    :math:`u_s S_i`, not :math:`u_s\sigma_1`). (The storage
     epsilon in place of :math:`\varepsilon_c` in the first term, as before, gave
     :math:`16\,\varepsilon_{bf16}\sqrt{256} = 2` for a quantity of size 1.)
 
