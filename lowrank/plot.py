@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
-from lowrank._numerics import tolerance
+from lowrank._numerics import power_of_two_scale, tolerance
 from lowrank._typing import Array
 from lowrank._validation import (
     check_bool,
@@ -172,6 +172,44 @@ def _check_legend(legend: object) -> bool | None:
     return None if legend is None else check_bool(legend, name="legend")
 
 
+def _has_positive(values: Array | None) -> bool:
+    """Whether a spectrum has a value a log axis can show (> 0)."""
+    return values is not None and bool(np.any(np.asarray(values, dtype=np.float64) > 0.0))
+
+
+def _listed(names: Sequence[str], *, shown: int = 2) -> str:
+    """``names`` for a note: the first few, then how many more."""
+    more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(_short_name(n) for n in names[:shown]) + more
+
+
+def _drawable(items: Sequence[MatrixResult]) -> tuple[list[MatrixResult], str]:
+    """The matrices with a positive singular value (the others, all-zero, have nothing a
+    log axis can show), and a note naming those left out ("" if none).
+
+    Raises
+    ------
+    InputError
+        None of ``items`` has a positive singular value.
+    """
+    kept = [m for m in items if _has_positive(m.singular_values)]
+    out = [m.name for m in items if not _has_positive(m.singular_values)]
+    if not kept:
+        if len(items) == 1:
+            raise InputError(
+                f"matrix {items[0].name!r} has no positive singular value to plot "
+                "(an all-zero matrix)"
+            )
+        raise InputError(
+            f"none of the {len(items)} matrices has a positive singular value to plot "
+            "(all-zero matrices); nothing to plot"
+        )
+    if not out:
+        return kept, ""
+    what = "all-zero matrix" if len(out) == 1 else "all-zero matrices"
+    return kept, f"{len(out)} {what} not drawn: {_listed(out)}"
+
+
 # How much lighter the shallowest layer of a module is drawn than its deepest (mixed with
 # white), so that depth reads as shade within one hue.
 _SHALLOW_LIGHTEN = 0.6
@@ -211,12 +249,19 @@ def _line_styles(items: Sequence[MatrixResult]) -> tuple[list[tuple[Array, str]]
     return styles, len(groups)
 
 
-def _finish_lines(ax: Axes, count: int, groups: int, legend: bool | None, what: str) -> None:
+def _finish_lines(
+    ax: Axes, count: int, groups: int, legend: bool | None, what: str, note: str = ""
+) -> None:
+    """The legend (or a title counting the lines), and ``note`` (what was left out) in
+    the title."""
     show = groups <= _LEGEND_MAX if legend is None else legend
     if show:
         ax.legend(fontsize="x-small", loc="best")
+        if note:
+            ax.set_title(note, fontsize="small")
     else:
-        ax.set_title(f"{what} of {count} matrices", fontsize="medium")
+        title = f"{what} of {count} matrices"
+        ax.set_title(f"{title}\n{note}" if note else title, fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -255,12 +300,14 @@ def plot_curves(
     Raises
     ------
     InputError
-        Nothing to plot, an unknown name, or a bad ``max_rank``.
+        Nothing to plot (no matrix, or only all-zero ones), an unknown name, or a bad
+        ``max_rank``.
 
     Notes
     -----
     The curve is :math:`e_r = (\sum_{i>r}\sigma_i^2)^{1/2}/\|A\|_F` (Eckart–Young–Mirsky) on a
-    log y axis; the exact zero at full rank cannot be drawn on it and is left out.
+    log y axis; the exact zero at full rank cannot be drawn on it and is left out. An
+    all-zero matrix has no curve (:math:`0/0`): it is left out, and the title names it.
 
     Examples
     --------
@@ -283,6 +330,7 @@ def plot_curves(
     limit = None if max_rank is None else check_int(max_rank, name="max_rank", minimum=1)
     fraction = check_bool(fraction, name="fraction")
     legend = _check_legend(legend)
+    items, note = _drawable(items)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(items)
     for m, (color, label) in zip(items, styles, strict=True):
@@ -296,7 +344,7 @@ def plot_curves(
     ax.set_yscale("log")
     ax.set_xlabel("rank / min(m, n)" if fraction else "rank r")
     ax.set_ylabel("relative error ‖A − A_r‖_F / ‖A‖_F")
-    _finish_lines(ax, len(items), groups, legend, "Rank–error curves")
+    _finish_lines(ax, len(items), groups, legend, "Rank–error curves", note)
     return fig
 
 
@@ -332,11 +380,12 @@ def plot_spectra(
     Raises
     ------
     InputError
-        Nothing to plot, or an unknown name.
+        Nothing to plot (no matrix, or only all-zero ones), or an unknown name.
 
     Notes
     -----
-    Zero singular values cannot be drawn on a log axis and are left out. A power-law
+    Zero singular values cannot be drawn on a log axis and are left out; so is an
+    all-zero matrix (no line, no legend entry; the title names it). A power-law
     tail :math:`\sigma_i \propto i^{-a}` shows as a straight line of slope :math:`-a`.
 
     Examples
@@ -357,18 +406,19 @@ def plot_spectra(
     items = _results(data, names)
     normalize = check_bool(normalize, name="normalize")
     legend = _check_legend(legend)
+    items, note = _drawable(items)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(items)
     for m, (color, label) in zip(items, styles, strict=True):
         s = np.asarray(m.singular_values, dtype=np.float64)
-        y = s / s[0] if normalize and s.size and s[0] > 0 else s.copy()
+        y = s / s[0] if normalize else s.copy()  # s[0] > 0: _drawable
         y[y <= 0.0] = np.nan
         ax.plot(np.arange(1, s.size + 1), y, color=color, linewidth=1.2, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index i")
     ax.set_ylabel("σ_i / σ_1" if normalize else "σ_i")
-    _finish_lines(ax, len(items), groups, legend, "Singular values")
+    _finish_lines(ax, len(items), groups, legend, "Singular values", note)
     return fig
 
 
@@ -546,7 +596,10 @@ def plot_overlap(
     at ``rank``: :math:`\|U_r(\Delta W)^\top U_r(W)\|_F^2/r`, the share of
     :math:`\Delta W`'s top-r subspace inside :math:`W`'s (Hu et al. 2021, §7.3), on a fixed
     0–1 colour scale. Rows, columns and the matrices without a layer index beside the grid
-    are laid out as in :func:`plot_heatmap`.
+    are laid out as in :func:`plot_heatmap`. An undefined overlap (``nan``: the base
+    :math:`W` has no top-r subspace, e.g. :math:`W = 0`;
+    :func:`lowrank.analysis.analyze_update_matrix`) leaves its cell blank, and the title
+    counts such cells.
 
     Parameters
     ----------
@@ -571,7 +624,8 @@ def plot_overlap(
     ------
     InputError
         Nothing to plot, a result that is not an update, no name with a layer index, a
-        rank that was not analysed, an unknown ``side`` or colormap.
+        rank that was not analysed, no defined overlap at ``rank``, an unknown ``side`` or
+        colormap.
 
     Examples
     --------
@@ -639,6 +693,18 @@ def plot_overlap(
         values[row_keys.index((stack, layer)), modules.index(module)] = overlap(m)
     rows = [str(layer) if len(stacks) == 1 else f"{stack}.{layer}" for stack, layer in row_keys]
     vectors = "U" if side == "left" else "V"
+    undefined = [m.name for m in updates if math.isnan(overlap(m))]
+    if len(undefined) == len(updates):
+        raise InputError(
+            f"none of the {len(updates)} updates has a defined {side} overlap at rank {rank} "
+            "(the base W has no top-r singular subspace: sigma_r(W) = 0 up to rounding); "
+            "nothing to plot"
+        )
+    note = (
+        f"\n{len(undefined)} undefined (σ_r(W) = 0 up to rounding) left blank: {_listed(undefined)}"
+        if undefined
+        else ""
+    )
     return _draw_grid(
         ax,
         rows=rows,
@@ -646,7 +712,7 @@ def plot_overlap(
         values=values,
         others=[m.name for m in others],
         side=np.array([overlap(m) for m in others]),
-        title=f"overlap ‖{vectors}_r(ΔW)ᵀ{vectors}_r(W)‖_F² / r at r = {rank}",
+        title=f"overlap ‖{vectors}_r(ΔW)ᵀ{vectors}_r(W)‖_F² / r at r = {rank}{note}",
         label=f"{side} subspace overlap",
         fmt="{:.2f}",
         cmap=cmap,
@@ -696,11 +762,15 @@ def plot_update_spectra(
     Raises
     ------
     InputError
-        Nothing to plot, an unknown name, a result that is not an update, or one without
-        the base's singular values (a report written before they were recorded).
+        Nothing to plot (no update, or only ones with :math:`\Delta W = W = 0`), an unknown
+        name, a result that is not an update, or one without the base's singular values (a
+        report written before they were recorded).
 
     Notes
     -----
+    An all-zero :math:`W` has no dashed line and an all-zero :math:`\Delta W` no solid one
+    (the title says which, and that such a :math:`\Delta W` is drawn unscaled); a matrix
+    with both all-zero is left out and named in the title.
     Zero singular values cannot be drawn on a log axis and are left out, and so are those
     at the rounding level of the float64 SVD that computed them, at most
     :math:`16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` of their own spectrum: an
@@ -740,19 +810,44 @@ def plot_update_spectra(
         )
     normalize = check_bool(normalize, name="normalize")
     legend = _check_legend(legend)
+    empty = [m.name for m in updates if not _has_positive(m.singular_values)]
+    zero_base = [m.name for m in updates if not _has_positive(m.base_singular_values)]
+    both = [n for n in empty if n in zero_base]
+    if len(both) == len(updates):
+        raise InputError(
+            f"none of the {len(updates)} updates has a positive singular value to plot "
+            "(ΔW = 0 and W = 0); nothing to plot"
+            if len(updates) > 1
+            else f"the update {updates[0].name!r} has no positive singular value to plot "
+            "(ΔW = 0 and W = 0)"
+        )
+    notes = [f"{len(both)} with ΔW = W = 0 not drawn: {_listed(both)}"] if both else []
+    updates = [m for m in updates if m.name not in both]
+    zero_base = [n for n in zero_base if n not in both]
+    empty = [n for n in empty if n not in both]
+    if zero_base:
+        unscaled = ", ΔW drawn unscaled" if normalize else ""
+        notes.append(f"W = 0 (no dashed line{unscaled}): {_listed(zero_base)}")
+    if empty:
+        notes.append(f"ΔW = 0 (no solid line): {_listed(empty)}")
+    note = "; ".join(notes)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(updates)
     for m, (color, label) in zip(updates, styles, strict=True):
         base = np.asarray(m.base_singular_values, dtype=np.float64)
         scale = base[0] if normalize and base.size and base[0] > 0 else 1.0
-        for s, style, what in ((m.singular_values, "-", label), (base, "--", "_nolegend_")):
+        for s, style in ((m.singular_values, "-"), (base, "--")):
+            if not _has_positive(s):  # W = 0 or ΔW = 0: no line (the title says so)
+                continue
             y = np.asarray(s, dtype=np.float64) / scale
             y[y <= _rounding_level(y, m.shape)] = np.nan
-            ax.plot(np.arange(1, y.size + 1), y, color=color, linestyle=style, label=what)
+            ax.plot(np.arange(1, y.size + 1), y, color=color, linestyle=style, label=label)
+            label = "_nolegend_"  # one legend entry per colour, on its first line
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index i")
-    ax.set_ylabel("σ_i / σ_1(W)" if normalize else "σ_i")
+    scaled = normalize and len(zero_base) < len(updates)
+    ax.set_ylabel("σ_i / σ_1(W)" if scaled else "σ_i")
     show = groups <= _LEGEND_MAX if legend is None else legend
     if show:
         keys = [
@@ -761,10 +856,11 @@ def plot_update_spectra(
         ]
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=[*keys, *handles], fontsize="x-small", loc="best")
+        if note:
+            ax.set_title(note, fontsize="small")
     else:
-        ax.set_title(
-            f"Spectra of {len(updates)} updates: ΔW solid, W = W_base dashed", fontsize="medium"
-        )
+        title = f"Spectra of {len(updates)} updates: ΔW solid, W = W_base dashed"
+        ax.set_title(f"{title}\n{note}" if note else title, fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
     return fig
 
@@ -1031,6 +1127,37 @@ def _mp_density(eigenvalues: Array, *, sigma: float, shape: tuple[int, int]) -> 
     return out
 
 
+# plot_eigenvalues draws lambda = sigma^2 unscaled while sigma_1 lies in [2^-256, 2^256]
+# (lambda_1 within 2^-512..2^512, far inside float64's normal range, and room for the
+# bin widths, densities ~ 1/lambda and the power law's x_min below it); beyond, in a unit.
+_EIG_UNIT_LOW, _EIG_UNIT_HIGH = 2.0**-256, 2.0**256
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+def _scaled_xmin(xmin: float, n_tail: int, values: Array, unit: float) -> float | None:
+    """The power law's ``xmin`` in the unit ``unit**2``: ``xmin / unit**2`` when the
+    stored one is a normal float, else (it over- or underflowed in the fit's float64) the
+    ``n_tail``-th largest eigenvalue, which it is (``values``: the positive singular
+    values, descending); ``None`` where that underflows too."""
+    if math.isfinite(xmin) and xmin >= _TINY:
+        scaled = xmin / unit / unit
+    elif 1 <= n_tail <= values.size:
+        scaled = (float(values[n_tail - 1]) / unit) ** 2
+    else:
+        return None
+    return scaled if _TINY <= scaled < math.inf else None
+
+
+def _unit_label(unit: float) -> str:
+    """The x label's unit for eigenvalues divided by ``unit**2`` ("" for 1)."""
+    if unit == 1.0:
+        return ""
+    power = 2 * (math.frexp(unit)[1] - 1)  # unit**2 = 2**power
+    decimal = power * math.log10(2.0)
+    exponent = math.floor(decimal)
+    return f" in units of 2^{power} ≈ {10 ** (decimal - exponent):.3f}e{exponent:+d}"
+
+
 def plot_eigenvalues(
     data: ResultsLike | MatrixResult,
     *,
@@ -1073,7 +1200,17 @@ def plot_eigenvalues(
     Notes
     -----
     Zero eigenvalues cannot be drawn on a log axis and are left out of the histogram, whose
-    bars sum to the share of positive eigenvalues. The power-law line is
+    bars sum to the share of the eigenvalues drawn; the histogram's legend entry counts the
+    ones left out. Any finite spectrum is drawn: where :math:`\sigma_1` lies outside
+    :math:`[2^{-256}, 2^{256}]`, so that :math:`\sigma_1^2` would come near float64's range
+    (:math:`10^{\pm 308}`; :math:`\sigma_1 = 10^{170}` overflows), eigenvalues are drawn in
+    the unit :math:`c^2`, with :math:`c` the power of two near :math:`\sigma_1`
+    (:math:`\lambda_i/c^2 = (\sigma_i/c)^2 \in (0, 4)`, the division exact), which the
+    x label states; the Marchenko–Pastur curve, edges and power law are drawn in the same
+    unit. An eigenvalue that still underflows (:math:`(\sigma_i/c)^2` below float64's
+    smallest normal number, e.g. :math:`\sigma = 10^{-200}` beside :math:`\sigma_1 = 1`)
+    is left out like a zero; so is a power-law line whose :math:`x_\min` does (its legend
+    entry says so). The power-law line is
     :math:`\frac{n_\text{tail}}{M}\frac{\alpha-1}{x_\min}(\lambda/x_\min)^{-\alpha}`, the
     fitted density scaled to the tail's share, so that it lies on the histogram's tail.
 
@@ -1111,9 +1248,23 @@ def plot_eigenvalues(
             "analyse it again"
         )
     s = np.asarray(m.singular_values, dtype=np.float64)
-    lam = (s * s)[s > 0]
-    if lam.size == 0:
+    positive = np.sort(s[s > 0])[::-1]
+    if positive.size == 0:
         raise InputError(f"matrix {m.name!r} has no positive singular value to plot")
+    top = float(positive[0])
+    unit = 1.0 if _EIG_UNIT_LOW <= top <= _EIG_UNIT_HIGH else power_of_two_scale(top)
+    scaled = positive / unit  # exact: unit is a power of two
+    lam = scaled * scaled
+    lam = lam[lam >= _TINY]  # drop what underflows (to 0 or a subnormal)
+    left_out = [
+        f"{k} {what}"
+        for k, what in (
+            (s.size - positive.size, "zero"),
+            (positive.size - lam.size, "underflowing"),
+        )
+        if k
+    ]
+    note = f"; {' and '.join(left_out)} not drawn" if left_out else ""
     count = min(m.shape)
     fig, ax = _new_axes(ax, (9.0, 4.5))
     lo, hi = float(lam.min()), float(lam.max())
@@ -1128,44 +1279,46 @@ def plot_eigenvalues(
         color="0.75",
         edgecolor="0.55",
         linewidth=0.5,
-        label=f"eigenvalues σ_i² ({lam.size})",
+        label=f"eigenvalues σ_i² ({lam.size}{note})",
     )
     fit, closed = view.marchenko_pastur_fit, view.marchenko_pastur
-    if fit.sigma > 0:
-        bulk_lo = fit.sigma**2 * (math.sqrt(max(m.shape)) - math.sqrt(count)) ** 2
-        grid = np.geomspace(max(bulk_lo, lo / 10, fit.edge**2 * 1e-6), fit.edge**2, 400)
-        density = _mp_density(grid, sigma=fit.sigma, shape=m.shape)
+    fit_sigma, fit_edge2 = fit.sigma / unit, (fit.edge / unit) ** 2
+    if fit_sigma > 0 and _TINY <= fit_edge2 < math.inf:
+        bulk_lo = fit_sigma**2 * (math.sqrt(max(m.shape)) - math.sqrt(count)) ** 2
+        grid = np.geomspace(max(bulk_lo, lo / 10, fit_edge2 * 1e-6), fit_edge2, 400)
+        density = _mp_density(grid, sigma=fit_sigma, shape=m.shape)
         density[density <= 0] = np.nan
         ax.plot(grid, density, color="tab:blue", linewidth=1.5, label="Marchenko–Pastur bulk")
         ax.axvline(
-            fit.edge**2,
+            fit_edge2,
             color="tab:blue",
             linestyle=":",
             label=f"MP edge, fitted σ̂ ({fit.num_spikes} spikes above)",
         )
-    if closed.sigma > 0:
+    closed_edge2 = (closed.edge / unit) ** 2
+    if closed.sigma > 0 and _TINY <= closed_edge2 < math.inf:
         ax.axvline(
-            closed.edge**2,
+            closed_edge2,
             color="tab:purple",
             linestyle="--",
             label=f"MP edge, σ̂² = ‖W‖_F²/(mn) ({closed.num_spikes} spikes above)",
         )
     law = view.power_law
-    if law is not None and math.isfinite(law.xmin) and law.xmin > 0:
-        x = np.geomspace(law.xmin, max(law.xmin, hi), 100)
-        share = law.n_tail / count
-        y = share * (law.alpha - 1) / law.xmin * (x / law.xmin) ** (-law.alpha)
-        ax.plot(
-            x,
-            y,
-            color="tab:red",
-            linewidth=1.5,
-            label=f"power law α = {law.alpha:.2f} (D = {law.ks_distance:.3f})",
-        )
-        ax.axvline(law.xmin, color="tab:red", linestyle="-.", linewidth=0.8, label="x_min")
+    if law is not None:
+        label = f"power law α = {law.alpha:.2f} (D = {law.ks_distance:.3f})"
+        xmin = _scaled_xmin(law.xmin, law.n_tail, positive, unit)
+        if xmin is None:
+            # Its x_min underflows, as the eigenvalues left out: a legend entry, no line.
+            ax.plot([], [], color="tab:red", label=f"{label}; x_min underflows, not drawn")
+        else:
+            x = np.geomspace(xmin, max(xmin, hi), 100)
+            share = law.n_tail / count
+            y = share * (law.alpha - 1) / xmin * (x / xmin) ** (-law.alpha)
+            ax.plot(x, y, color="tab:red", linewidth=1.5, label=label)
+            ax.axvline(xmin, color="tab:red", linestyle="-.", linewidth=0.8, label="x_min")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("eigenvalue λ = σ²")
+    ax.set_xlabel("eigenvalue λ = σ²" + _unit_label(unit))
     ax.set_ylabel("density")
     ax.set_title(f"Eigenvalues of {m.name} ({m.shape[0]}×{m.shape[1]})", fontsize="medium")
     # Beside the axes: inside, it would hide the tail and the edges it explains.

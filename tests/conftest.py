@@ -47,6 +47,19 @@ def _one_blas_thread():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test opened through pyplot are closed after it: matplotlib warns past 20
+    open figures, and the warning is an error in this suite (a test that inspects a returned
+    figure should not have to remember to close it)."""
+    yield
+    import sys
+
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261129)

@@ -502,3 +502,97 @@ def test_memory_follows_the_largest_pair_not_the_checkpoint(tmp_path):
     few, many = peak(4), peak(16)
     assert many < 1.5 * few, (few, many)
     assert many < 16, many  # well below the 32 float64 matrices of the 16 pairs
+
+
+# --------------------------------------------------------------------------------------
+# Overlaps with a base that has no top-r singular subspace
+# --------------------------------------------------------------------------------------
+
+
+class TestUndefinedOverlaps:
+    """An all-zero W (or W at a rank above its own) has no top-r singular subspace: the
+    overlaps there are undefined (NaN, JSON null, empty CSV cell, "–" in the tables), not
+    numbers from LAPACK's arbitrary basis. The amplification stays defined."""
+
+    @pytest.fixture
+    def zero_base(self, tmp_path):
+        rng = np.random.default_rng(0)
+        tuned = (rng.standard_normal((16, 2)) @ rng.standard_normal((2, 12))).astype(np.float32)
+        save_safetensors(tmp_path / "b.safetensors", {"layers.0.q.weight": np.zeros((16, 12))})
+        save_safetensors(tmp_path / "t.safetensors", {"layers.0.q.weight": tuned})
+        return tmp_path / "t.safetensors", tmp_path / "b.safetensors"
+
+    def test_zero_base_gives_nan_overlaps(self):
+        rng = np.random.default_rng(0)
+        delta = rng.standard_normal((16, 2)) @ rng.standard_normal((2, 12))
+        res = analyze_update_matrix(
+            delta, np.zeros((16, 12)), options=AnalysisOptions(ranks=[1, 2])
+        )
+        assert [r for r, _ in res.overlap_left] == [1, 2]
+        assert all(np.isnan(v) for _, v in res.overlap_left + res.overlap_right)
+        assert res.amplification == ((1, float("inf")), (2, float("inf")))
+
+    def test_ranks_above_the_rank_of_the_base(self):
+        # W of rank 2 (exactly, in float64 its sigma_3.. are rounding noise ~1e-16 sigma_1):
+        # rank 1 and 2 overlaps are numbers, rank 3 is undefined.
+        rng = np.random.default_rng(1)
+        W = _orthonormal(rng, 16, 2) @ np.diag([3.0, 1.0]) @ _orthonormal(rng, 12, 2).T
+        delta = rng.standard_normal((16, 12))
+        res = analyze_update_matrix(W + delta, W, options=AnalysisOptions(ranks=[1, 2, 3]))
+        sb = res.base_singular_values
+        assert sb is not None and 0 < sb[2] <= 16 * np.finfo(float).eps * np.sqrt(16) * sb[0]
+        left = dict(res.overlap_left)
+        right = dict(res.overlap_right)
+        assert 0 <= left[1] <= 1 and 0 <= right[2] <= 1
+        assert np.isnan(left[3]) and np.isnan(right[3])
+
+    def test_reports_write_undefined(self, zero_base, tmp_path):
+        tuned, base = zero_base
+        report = analyze_update(tuned, base, ranks=[1, 2])
+        (m,) = report.matrices
+        assert all(np.isnan(v) for _, v in m.overlap_left + m.overlap_right)
+        # JSON: null, and it reads back equal.
+        report.write_json(tmp_path / "r.json")
+        data = json.loads((tmp_path / "r.json").read_text())["matrices"][0]
+        assert data["overlap_left"] == [[1, None], [2, None]]
+        assert data["overlap_right"] == [[1, None], [2, None]]
+        assert data["amplification"] == [[1, "inf"], [2, "inf"]]
+        again = Report.read_json(tmp_path / "r.json")
+        assert again == report
+        assert np.isnan(again.matrices[0].overlap_left[0][1])
+        # CSV: empty cells.
+        header, row = report.to_csv().splitlines()
+        cells = dict(zip(header.split(","), row.split(","), strict=True))
+        for side in ("left", "right"):
+            for r in (1, 2):
+                assert cells[f"overlap_{side}_rank_{r}"] == ""
+        assert cells["amplification_rank_1"] == "inf"
+        # Markdown and the printed table: "–", as for a missing alpha.
+        md_row = next(x for x in report.to_markdown().splitlines() if "layers.0.q.weight" in x)
+        cols = [c.strip() for c in md_row.strip("|").split("|")]
+        md_header = next(x for x in report.to_markdown().splitlines() if "ovlU@1" in x)
+        names = [c.strip() for c in md_header.strip("|").split("|")]
+        shown = dict(zip(names, cols, strict=True))
+        assert [shown[k] for k in ("ovlU@1", "ovlU@2", "ovlV@1", "ovlV@2")] == ["–"] * 4
+        assert shown["amp@1"] == "inf"
+        text = report.to_text()
+        line = next(x for x in text.splitlines() if x.startswith("layers.0.q.weight"))
+        assert line.split().count("–") >= 4
+        assert "undefined" in text and "undefined" in report.to_markdown()
+
+    def test_command(self, zero_base, tmp_path, capsys):
+        from lowrank.cli import main
+
+        tuned, base = zero_base
+        out = tmp_path / "u.json"
+        args = ["analyze", str(tuned), "--base", str(base), "--ranks", "1,2"]
+        assert main([*args, "--json", str(out), "--no-progress"]) == 0
+        m = json.loads(out.read_text())["matrices"][0]
+        assert m["overlap_left"] == [[1, None], [2, None]]
+        capsys.readouterr()
+        # The overlap figure of that report has nothing defined to draw: one line, exit 2.
+        pytest.importorskip("matplotlib")
+        target = tmp_path / "o.png"
+        assert main(["plot", str(out), "--kind", "overlap", "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "none of the 1 updates has a defined left overlap" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import TYPE_CHECKING
 
 from lowrank.analysis._layers import parse_layer_name
@@ -145,14 +146,20 @@ def _update_columns(report: Report) -> list[str]:
     )
 
 
+def _defined(value: float) -> float | None:
+    """``value``, or ``None`` (an empty cell) for an undefined one (``nan``: an overlap
+    with a base that has no top-r singular subspace)."""
+    return None if math.isnan(value) else float(value)
+
+
 def _update_cells(m: MatrixResult) -> list[object]:
     """The update columns of ``m`` (CSV), empty for a plain result."""
     if not isinstance(m, UpdateResult):
         return []
     return (
         [m.base_dtype, float(m.base_norm_fro), float(m.relative_size)]
-        + [float(v) for _, v in m.overlap_left]
-        + [float(v) for _, v in m.overlap_right]
+        + [_defined(v) for _, v in m.overlap_left]
+        + [_defined(v) for _, v in m.overlap_right]
         + [float(v) for _, v in m.amplification]
     )
 
@@ -246,8 +253,8 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         + [f"{err:.4f}" for _, err in m.rank_errors]
         + (
             [f"{m.relative_size:.4g}"]
-            + [f"{v:.3f}" for _, v in m.overlap_left]
-            + [f"{v:.3f}" for _, v in m.overlap_right]
+            + [_optional(_defined(v), ".3f") for _, v in m.overlap_left]
+            + [_optional(_defined(v), ".3f") for _, v in m.overlap_right]
             + [f"{v:.3g}" for _, v in m.amplification]
             if isinstance(m, UpdateResult)
             else []
@@ -294,7 +301,8 @@ def to_markdown(report: Report) -> str:
             "Every column describes ΔW = tuned − base (formed in float64), whose `err@r` is "
             "exactly the error `lowrank extract` reaches at rank r; `‖ΔW‖/‖W‖`: size relative "
             "to the base weight W; `ovlU@r`, `ovlV@r`: share of ΔW's top-r left/right singular "
-            "subspace lying in W's (LoRA paper §7.2 similarity, 1 = contained, 0 = orthogonal);"
+            "subspace lying in W's (LoRA paper §7.2 similarity, 1 = contained, 0 = orthogonal;"
+            " – undefined: W has no top-r subspace, σ_r(W) = 0 up to rounding);"
             " `amp@r`: amplification factor ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7.3).",
             "",
         ]
@@ -390,7 +398,8 @@ def to_text(report: Report, *, max_name: int = 48) -> str:
     if _is_update(report):
         out.append(
             "every column is of ΔW = tuned - base; ‖ΔW‖/‖W‖: size relative to the base W; "
-            "ovlU@r, ovlV@r: share of ΔW's top-r left/right singular subspace in W's; "
+            "ovlU@r, ovlV@r: share of ΔW's top-r left/right singular subspace in W's "
+            "(– undefined: σ_r(W) = 0 up to rounding); "
             "amp@r: amplification ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7)"
         )
     if report.skipped:

@@ -263,7 +263,7 @@ class MatrixResult:
                     and np.array_equal(a, b)
                 ):
                     return False
-            elif a != b:
+            elif a != b and not _same_floats(a, b):
                 return False
         return True
 
@@ -375,6 +375,31 @@ class MatrixResult:
         )
 
 
+def _same_floats(a: object, b: object) -> bool:
+    """Whether two ``(int, float)`` tuples are equal with ``nan == nan`` (undefined
+    overlaps round-trip through JSON as ``null``)."""
+    if not (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            if x != y and not _same_floats(x, y):
+                return False
+        elif x != y and not (
+            isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)
+        ):
+            return False
+    return True
+
+
+def _json_overlap(value: float) -> float | None:
+    """An overlap for JSON: ``None`` (``null``) where it is undefined (``nan``)."""
+    return None if math.isnan(value) else value
+
+
+def _overlap_from_json(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
 def _json_float(value: float) -> float | str:
     """``value``, or ``"inf"``/``"nan"`` for what JSON cannot hold (``float()`` reads both)."""
     return value if math.isfinite(value) else repr(value)
@@ -428,7 +453,9 @@ class UpdateResult(MatrixResult):
         in [0, 1] (:func:`lowrank.lora.subspace_similarity`). ``r`` above
         ``min(m, n)`` is computed at ``min(m, n)``. Without a gap after the r-th singular
         value (e.g. r past the rank of :math:`\Delta W`) the top-r subspace is not unique,
-        nor is the overlap.
+        nor is the overlap. ``nan`` (``null`` in JSON) where :math:`W` has no top-r
+        subspace: :math:`\sigma_r(W) \le 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,
+        \sigma_1(W)` (an all-zero :math:`W`, r above its rank).
     amplification : tuple of (int, float)
         ``(r, factor)``: :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` with
         :math:`U_r, V_r` the top-r singular vectors of :math:`\Delta W`
@@ -460,6 +487,8 @@ class UpdateResult(MatrixResult):
         out = super().to_dict()
         out["relative_size"] = _json_float(self.relative_size)
         out["amplification"] = [[r, _json_float(a)] for r, a in self.amplification]
+        out["overlap_left"] = [[r, _json_overlap(v)] for r, v in self.overlap_left]
+        out["overlap_right"] = [[r, _json_overlap(v)] for r, v in self.overlap_right]
         return out
 
     @classmethod
@@ -484,8 +513,8 @@ class UpdateResult(MatrixResult):
             base_dtype=str(data["base_dtype"]),
             base_norm_fro=float(data["base_norm_fro"]),
             relative_size=float(data["relative_size"]),
-            overlap_left=tuple((int(r), float(v)) for r, v in data["overlap_left"]),
-            overlap_right=tuple((int(r), float(v)) for r, v in data["overlap_right"]),
+            overlap_left=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_left"]),
+            overlap_right=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_right"]),
             amplification=tuple((int(r), float(v)) for r, v in data["amplification"]),
             base_singular_values=None
             if data.get("base_singular_values") is None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lowrank._numerics import frobenius_norm
+from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, as_storage_dtype, check_path, check_str
@@ -99,6 +99,12 @@ def analyze_update_matrix(
     (:func:`lowrank.lora.amplification_factor`), Hu et al. 2021, §7.3. A rank above
     :math:`\min(m, n)` is evaluated at :math:`\min(m, n)`. Singular vectors of repeated
     singular values are not unique, and neither are the overlaps at such a rank.
+
+    The overlaps are undefined, ``nan`` (``null`` in JSON, an empty CSV cell, "–" in the
+    tables), where :math:`W` has no top-r singular subspace: where
+    :math:`\sigma_r(W) \le \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)`
+    (all ranks of an all-zero :math:`W`, ranks above the rank of :math:`W`); see
+    :func:`_undefined_overlap_level`.
 
     Cost: besides the spectrum of :math:`\Delta W`, one exact SVD of :math:`\Delta W` and
     one of :math:`W` (their top singular vectors serve the overlaps and, as the factors
@@ -200,17 +206,46 @@ def _subspace_view(
     delta_fro: float,
 ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
     """The LoRA paper's §7 view at each rank: the overlaps of the top-r left and right
-    singular subspaces of ``delta`` (SVD ``sd``) with those of ``base`` (``sb``), and the
+    singular subspaces of ``delta`` (SVD ``sd``) with those of ``base`` (``sb``), ``nan``
+    where ``base`` has no top-r subspace (:func:`_undefined_overlap_level`), and the
     amplification factor (see :func:`_amplification`)."""
     left: dict[int, float] = {}
     right: dict[int, float] = {}
     amp: dict[int, float] = {}
+    level = _undefined_overlap_level(sb, base.shape)
     for r in ranks:
+        amp[r] = _amplification(base, delta, sd, r, delta_fro=delta_fro)
+        if sb.S[r - 1] <= level:  # W has no top-r subspace: LAPACK's basis, not W's
+            left[r] = right[r] = float("nan")
+            continue
         # The spans of the top-r singular vectors, as rows: their right singular subspaces.
         left[r] = subspace_similarity(sd.U[:, :r].T, sb.U[:, :r].T, r, r, side="right")
         right[r] = subspace_similarity(sd.Vh[:r], sb.Vh[:r], r, r, side="right")
-        amp[r] = _amplification(base, delta, sd, r, delta_fro=delta_fro)
     return left, right, amp
+
+
+def _undefined_overlap_level(sb: TruncatedSVDResult, shape: tuple[int, ...]) -> float:
+    r"""The :math:`\sigma_r(W)` at or below which the overlaps at rank r are undefined.
+
+    .. math:: \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)
+
+    (:func:`lowrank._numerics.tolerance` for float64, the rounding level of the float64
+    SVD ``sb`` of the ``m x n`` matrix :math:`W`; 0 for :math:`W = 0`, where every
+    :math:`\sigma_r = 0` is at it).
+
+    Derivation: a backward-stable SVD returns the exact SVD of :math:`W + E` with
+    :math:`\|E\|_2 \lesssim c\,\varepsilon\sqrt{\max(m, n)}\,\|W\|_2` (the constant
+    :math:`c = 16` absorbs LAPACK's), so by Weyl's inequality each computed
+    :math:`\sigma_i` is within :math:`\|E\|_2 \le \tau` of the true one. A computed
+    :math:`\sigma_r \le \tau` is then indistinguishable from 0: :math:`W` may have rank
+    below r, and its r-th singular vectors are any unit vectors completing the others (the
+    null space's basis LAPACK happens to pick, e.g. for an all-zero :math:`W`). The
+    top-r subspace, and any overlap with it, is then not a property of :math:`W`; Wedin's
+    :math:`\sin\Theta` bound :math:`\|E\|/\text{gap}` on its perturbation is vacuous
+    too, since the gap after :math:`\sigma_{r}` is at most :math:`\sigma_r \le \tau`.
+    """
+    top = float(sb.S[0]) if sb.S.size else 0.0
+    return tolerance(np.float64, size=max(shape, default=1), scale=max(top, 0.0))
 
 
 def _amplification(
