@@ -103,8 +103,9 @@ def analyze_update_matrix(
     The overlaps are undefined, ``nan`` (``null`` in JSON, an empty CSV cell, "–" in the
     tables), where :math:`W` has no top-r singular subspace: where
     :math:`\sigma_r(W) \le \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)`
-    (all ranks of an all-zero :math:`W`, ranks above the rank of :math:`W`); see
-    :func:`_undefined_overlap_level`.
+    (all ranks of an all-zero :math:`W`, ranks above the rank of :math:`W`): a computed
+    singular value at the rounding level of the float64 SVD cannot be told from 0, and the
+    singular vectors that go with it are LAPACK's choice, not :math:`W`'s.
 
     Cost: besides the spectrum of :math:`\Delta W`, one exact SVD of :math:`\Delta W` and
     one of :math:`W` (their top singular vectors serve the overlaps and, as the factors
