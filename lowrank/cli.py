@@ -18,7 +18,7 @@ This is the only place where exceptions become text and exit statuses:
     the failed matrices listed in them, and one line names them), an I/O error (disk full,
     permission denied), a worker that died, an example that could not be downloaded, a Dask
     scheduler that could not be reached, adapter factors beyond the range of ``--dtype``
-    (nothing is written).
+    (nothing is written), a module of the ``cli`` extra that is not installed.
 2
     Usage: an unknown, missing or malformed option; an input that does not exist or is not a
     readable checkpoint (a truncated file is found when its header is listed, before any
@@ -1138,6 +1138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except MemoryError:
         _say("lowrank: error: out of memory")
+        return EXIT_FAILURE
+    except ModuleNotFoundError as exc:
+        # `pip install -e .` installs the command without the cli extra it needs.
+        missing = (exc.name or str(exc)).split(".")[0]
+        _say(
+            f"lowrank: error: the lowrank command needs the cli extra (module {missing!r} is "
+            "missing): pip install -e '.[cli]' in the clone of lowrank"
+        )
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _say("lowrank: interrupted")

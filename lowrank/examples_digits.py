@@ -71,7 +71,7 @@ def _load_digits() -> tuple[Any, Any]:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "make_digits_finetune needs scikit-learn for its bundled digits data set: "
-            "pip install 'lowrank-toolkit[cli]' (or scikit-learn>=1.3)"
+            "the cli extra (pip install -e '.[cli]' in a clone of lowrank) or scikit-learn>=1.3"
         ) from exc
     digits = load_digits()
     return digits.data / 16.0, digits.target

@@ -145,7 +145,7 @@ def test_to_pandas_matches_the_csv(report):
 
 def test_to_pandas_without_pandas_names_the_extra(report, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'lowrank-toolkit\[pandas\]'"):
+    with pytest.raises(ImportError, match=r"the pandas extra: pip install -e '\.\[pandas\]'"):
         report.to_pandas()
 
 

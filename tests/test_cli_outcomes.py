@@ -371,3 +371,30 @@ def test_extract_says_when_base_model_is_null(pair, tmp_path: Path, capsys) -> N
         f"lowrank: error: adapter folder '{out}' already holds adapter_config.json, "
         "adapter_model.safetensors; pass --overwrite to replace them"
     )
+
+
+@pytest.mark.parametrize("module", ["tqdm", "matplotlib"])
+def test_a_missing_module_of_the_cli_extra_is_one_line(
+    module: str, bert: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`pip install -e .` installs the command but not the cli extra; a module that the
+    command imports is then missing (None in sys.modules is how Python spells "not
+    importable"). Before: a ModuleNotFoundError traceback."""
+    import sys
+
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)
+    out = tmp_path / "r.png"
+    argv = ["analyze", str(bert), "--no-progress", "--json", str(tmp_path / "r.json")]
+    if module == "matplotlib":
+        argv += ["--plot", str(out)]
+    status = main(argv)
+    err = capsys.readouterr().err
+    if module == "matplotlib" and status == EXIT_OK:
+        pytest.skip("the plot was not attempted")
+    assert status == EXIT_FAILURE
+    assert one_line(err.strip().splitlines()[-1] + "\n") == (
+        f"lowrank: error: the lowrank command needs the cli extra (module '{module}' is "
+        "missing): pip install -e '.[cli]' in the clone of lowrank"
+    )

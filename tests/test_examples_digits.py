@@ -126,5 +126,5 @@ def test_bad_arguments(tmp_path):
 
 def test_without_scikit_learn(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"needs scikit-learn.*lowrank-toolkit\[cli\]"):
+    with pytest.raises(ImportError, match=r"needs scikit-learn.*pip install -e '\.\[cli\]'"):
         make_digits_finetune(tmp_path)

@@ -225,7 +225,8 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
         from distributed import Client
     except ImportError:  # pragma: no cover - the test extra installs dask
         raise SchedulerError(
-            "a Dask scheduler needs dask.distributed: pip install 'lowrank-toolkit[dask]'"
+            "a Dask scheduler needs dask.distributed: the dask extra (pip install -e '.[dask]' in "
+            "a clone of lowrank) or pip install 'dask[distributed]'"
         ) from None
     _check_address(address)
     failure = None

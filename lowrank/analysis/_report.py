@@ -447,7 +447,8 @@ class Report:
         Raises
         ------
         ImportError
-            pandas is not installed (``pip install 'lowrank-toolkit[pandas]'``).
+            pandas is not installed (the ``pandas`` extra: ``pip install -e '.[pandas]'`` in
+            a clone).
 
         Examples
         --------
@@ -471,7 +472,8 @@ class Report:
         except ImportError:
             raise ImportError(
                 "Report.to_pandas needs pandas, which lowrank does not require: "
-                "pip install 'lowrank-toolkit[pandas]' (or pip install pandas)"
+                "pip install pandas (or the pandas extra: pip install -e '.[pandas]' in a clone "
+                "of lowrank)"
             ) from None
         columns, rows = table(self)
         data: dict[str, Any] = {}

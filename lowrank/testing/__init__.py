@@ -5,7 +5,8 @@ that raise with a useful message, tolerances, and Hypothesis settings profiles.
   :func:`assert_lora_reconstruction`, :func:`assert_adapters_agree`, ... (NumPy only).
 * :mod:`lowrank.testing.strategies` -- Hypothesis strategies: :func:`spectra`,
   :func:`matrices_with_spectrum`, :func:`low_rank_plus_noise`, :func:`weight_like_matrices`,
-  :func:`lora_factors`, ... (needs the ``testing`` extra, ``pip install lowrank-toolkit[testing]``).
+  :func:`lora_factors`, ... (needs the ``testing`` extra: ``pip install -e '.[testing]'`` in a
+  clone).
 * :mod:`lowrank.testing.cases` -- the frozen objects the strategies return, and plain
   NumPy constructors for them.
 * :mod:`lowrank.testing.tolerances` -- every tolerance, derived from error analysis and
