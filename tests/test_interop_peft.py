@@ -24,6 +24,7 @@ worst relative differences are printed (``-s``) and were at most a few ``eps32``
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -38,6 +39,7 @@ from torch import nn  # noqa: E402
 from lowrank._numerics import tolerance  # noqa: E402
 from lowrank.adapter import LoRALinear, lora_backward  # noqa: E402
 from lowrank.adapter.nn import Linear  # noqa: E402
+from lowrank.errors import InputError  # noqa: E402
 from lowrank.io.peft import load_peft_adapter, save_peft_adapter  # noqa: E402
 from lowrank.lora import (  # noqa: E402
     LoRAConfig,
@@ -581,3 +583,111 @@ def test_merge_matches_merge_and_unload(tmp_path, kind):
         assert err <= tolerance(np.float32, size=m.rank, scale=scale), name
     MEASURED[f"merge {kind} (relative)"] = worst
     print(f"[interop] merge {kind}: worst relative diff {worst:.3g}")
+
+
+# -- audit io3: pattern order and PEFT's target rules -------------------------------------------
+
+
+def test_pattern_order_is_kept_so_peft_resolves_as_checked(tmp_path):
+    # PEFT tries pattern keys in file order (first match wins). {"q_proj": ..., then
+    # "layers.1.q_proj": ...} gives both q_proj the first value; sorted keys (PEFT's own
+    # sort_keys=True layout) would give layers.1.q_proj the second.
+    rng = np.random.default_rng(0)
+    names = ["layers.0.q_proj", "layers.1.q_proj"]
+    config = {
+        "r": 2,
+        "lora_alpha": 2,
+        "target_modules": ["q_proj"],
+        "rank_pattern": {"q_proj": 3, "layers.1.q_proj": 5},
+        "alpha_pattern": {"q_proj": 12, "layers.1.q_proj": 2},
+    }
+    modules = {n: (rng.standard_normal((3, 16)), rng.standard_normal((16, 3))) for n in names}
+    save_peft_adapter(tmp_path / "ad", modules, config, dtype=np.float32)
+    peft_model = PeftModel.from_pretrained(tiny(), tmp_path / "ad")
+    ours = load_peft_adapter(tmp_path / "ad")
+    for name in names:
+        layer = peft_model.get_base_model().get_submodule(name)
+        assert layer.r["default"] == 3 and layer.scaling["default"] == 4.0, name
+        assert (ours.modules[name].rank, ours.modules[name].scaling) == (3, 4.0)
+        got = layer.lora_A["default"].weight.detach().numpy()
+        np.testing.assert_array_equal(got, modules[name][0].astype(np.float32))
+
+
+def _llama():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=32,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config)
+
+
+def _peft_targets(config) -> set[str]:
+    """The modules PEFT's get_peft_model adapts under ``config``."""
+    try:
+        model = get_peft_model(_llama(), LoraConfig(r=2, lora_alpha=2, **config))
+    except ValueError as exc:  # PEFT refuses a config that targets no module
+        if "not found in the base model" not in str(exc):
+            raise
+        return set()
+    return {n for n, m in model.get_base_model().named_modules() if hasattr(m, "lora_A")}
+
+
+TARGET_CONFIGS = [
+    {"target_modules": ["q_proj", "v_proj"], "layers_to_transform": [0]},
+    {"target_modules": ["q_proj"], "layers_to_transform": 1},
+    {
+        "target_modules": ["q_proj", "down_proj"],
+        "layers_to_transform": [1],
+        "layers_pattern": "layers",
+    },
+    {"target_modules": ["q_proj"], "layers_to_transform": [0], "layers_pattern": "blocks"},
+    {"target_modules": ["model.layers.1.self_attn.q_proj", "k_proj"], "layers_to_transform": [0]},
+    {"target_modules": "all-linear"},
+    {"target_modules": "all-linear", "exclude_modules": ["o_proj", "layers.1.mlp.up_proj"]},
+    {"target_modules": r".*\.(q|v)_proj", "exclude_modules": r"model\.layers\.1\..*"},
+    {"target_modules": ["q_proj", "lm_head"]},
+]
+
+
+@pytest.mark.parametrize("config", TARGET_CONFIGS, ids=lambda c: json.dumps(c)[:60])
+def test_modules_lowrank_accepts_are_the_modules_peft_adapts(tmp_path, config):
+    model = _llama()
+    linear = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    assert "lm_head" in linear
+    rng = np.random.default_rng(0)
+    full = {"r": 2, "lora_alpha": 2, **config}
+    pairs = {}
+    for name, module in linear.items():
+        out_f, in_f = module.weight.shape
+        pairs[name] = (
+            rng.standard_normal((2, in_f)).astype(np.float32),
+            rng.standard_normal((out_f, 2)).astype(np.float32),
+        )
+    accepted = set()
+    for i, name in enumerate(linear):
+        try:
+            save_peft_adapter(tmp_path / f"one{i}", {name: pairs[name]}, full)
+        except InputError as exc:
+            refused = str(exc)
+        else:
+            accepted.add(name)
+            continue
+        assert f"does not target module {name!r}" in refused, refused
+    expected = _peft_targets(config)
+    assert accepted == expected
+    if not accepted:
+        return
+    save_peft_adapter(tmp_path / "all", {n: pairs[n] for n in sorted(accepted)}, full)
+    assert set(load_peft_adapter(tmp_path / "all").modules) == accepted
+    loaded = PeftModel.from_pretrained(_llama(), tmp_path / "all")
+    adapted = {n for n, m in loaded.get_base_model().named_modules() if hasattr(m, "lora_A")}
+    assert adapted == accepted
+    for name in accepted:
+        got = loaded.get_base_model().get_submodule(name).lora_B["default"].weight
+        np.testing.assert_array_equal(got.detach().numpy(), pairs[name][1])

@@ -904,17 +904,24 @@ def test_tensor_gone_or_changed_after_listing(tmp_path: Path) -> None:
         load_tensor(info)
 
 
-def test_library_errors_are_wrapped_with_file_and_tensor(tmp_path: Path) -> None:
-    # Corrupt the header after listing while keeping size and mtime, so that lowrank's
-    # cached validation passes and the safetensors library itself meets the damage.
+def test_library_errors_are_wrapped_with_file_and_tensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Corrupt the header after lowrank validated it (a file damaged between the two reads,
+    # simulated by handing load_tensor the header read before), so that the safetensors
+    # library itself meets the damage. (A rewrite is otherwise seen by the header cache,
+    # whose key includes the inode and ctime.)
+    import lowrank.io._safetensors as st_module
+    from lowrank.io._safetensors_header import read_header
+
     path = tmp_path / "w.safetensors"
     save_safetensors(path, {"W": np.ones((2, 2), np.float32)})
     (info,) = list_tensors(path)
-    st = path.stat()
+    before = read_header(path)
     raw = bytearray(path.read_bytes())
     raw[8] = ord("[")
     path.write_bytes(bytes(raw))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    monkeypatch.setattr(st_module, "read_header", lambda p: before)
     with pytest.raises(
         FileFormatError,
         match=r"could not read tensor 'W' from safetensors file '.*w\.safetensors': .*header",
@@ -1432,3 +1439,137 @@ class TestDistinctPaths:
             [("source", src), ("base", None)],
             folders=[("dir", tmp_path / "ad")],
         )
+
+
+# --------------------------------------------------------------------------------------
+# audit io3: replaced files, duplicate entries, null metadata
+
+
+def _replace_keeping_size_and_mtime(path: Path, new: Path) -> None:
+    """``new`` takes ``path``'s place with ``path``'s mtime, as ``cp -p`` or ``rsync -a`` do."""
+    st = path.stat()
+    assert new.stat().st_size == st.st_size
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, path)
+    assert path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_same_size_same_mtime_replacement_is_read_afresh_float8(tmp_path: Path) -> None:
+    # The header was cached by (path, size, mtime): the float8 tensors, read by offset from
+    # the cached header, came back with each other's bytes (a=4, b=3).
+    e4 = np.dtype(ml_dtypes.float8_e4m3fn)
+    path = tmp_path / "m.safetensors"
+    save_safetensors(path, {"a": np.full(8, 1.0).astype(e4), "b": np.full(8, 2.0).astype(e4)})
+    assert [load_tensor(i).astype(np.float32)[0] for i in list_tensors(path)] == [1.0, 2.0]
+    # Same names, shapes and header length; b's bytes now come first.
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    entries = {"a": spec("F8_E4M3", [8], 8, 16), "b": spec("F8_E4M3", [8], 0, 8)}
+    header = json.dumps(entries, separators=(",", ":"))
+    padded = header.encode().ljust(length)
+    data = np.full(8, 4.0).astype(e4).tobytes() + np.full(8, 3.0).astype(e4).tobytes()
+    new = write_raw_safetensors(tmp_path / "new.safetensors", padded, data)
+    _replace_keeping_size_and_mtime(path, new)
+    got = {i.name: load_tensor(i).astype(np.float32)[0] for i in list_tensors(path)}
+    assert got == {"a": 3.0, "b": 4.0}
+
+
+def test_same_size_same_mtime_replacement_lists_the_new_shape(tmp_path: Path) -> None:
+    path = tmp_path / "s.safetensors"
+    save_safetensors(path, {"w": np.arange(8, dtype=np.float32).reshape(2, 4)})
+    assert list_tensors(path)[0].shape == (2, 4)
+    new = tmp_path / "s2.safetensors"
+    save_safetensors(new, {"w": np.arange(8, dtype=np.float32).reshape(4, 2)})
+    _replace_keeping_size_and_mtime(path, new)
+    (info,) = list_tensors(path)
+    assert info.shape == (4, 2) and load_tensor(info).shape == (4, 2)
+
+
+def test_rewritten_in_place_with_the_old_mtime_is_read_afresh(tmp_path: Path) -> None:
+    # Same inode, size and mtime: only the ctime tells the versions apart.
+    path = tmp_path / "s.safetensors"
+    save_safetensors(path, {"w": np.arange(8, dtype=np.float32).reshape(2, 4)})
+    assert list_tensors(path)[0].shape == (2, 4)
+    st = path.stat()
+    other = tmp_path / "o.safetensors"
+    save_safetensors(other, {"w": np.arange(8, dtype=np.float32).reshape(4, 2)})
+    with open(path, "r+b") as fh:
+        fh.write(other.read_bytes())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_ino == st.st_ino and path.stat().st_mtime_ns == st.st_mtime_ns
+    if path.stat().st_ctime_ns == st.st_ctime_ns:
+        pytest.skip("the file system's ctime did not change within its resolution")
+    assert list_tensors(path)[0].shape == (4, 2)
+
+
+def test_loaded_array_is_checked_against_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Should a stale header still be used (the file replaced between reading the header and
+    # the data), the array the library returns is checked against it.
+    import lowrank.io._safetensors as st_module
+    from lowrank.io._safetensors_header import Entry, Header
+
+    path = tmp_path / "s.safetensors"
+    save_safetensors(path, {"w": np.arange(8, dtype=np.float32).reshape(4, 2)})
+    stale = TensorInfo("w", (2, 4), "float32", path, 32, "safetensors")
+    header = Header(entries={"w": Entry(info=stale, code="F32", begin=8)}, metadata={})
+    monkeypatch.setattr(st_module, "read_header", lambda p: header)
+    with pytest.raises(FileFormatError, match=r"gave tensor 'w' as float32 \(4, 2\), not float32 "):
+        load_tensor(stale)
+
+
+def test_float8_read_checks_the_file_is_the_header_s(tmp_path: Path) -> None:
+    from lowrank.io._safetensors import _read_raw
+
+    path = tmp_path / "f.safetensors"
+    e4 = np.dtype(ml_dtypes.float8_e4m3fn)
+    save_safetensors(path, {"a": np.ones(4).astype(e4)})
+    with pytest.raises(FileFormatError, match="was replaced while tensors were being read"):
+        _read_raw(path, 8, e4, (4,), (0, 0, 0, 0, 0))
+    with pytest.raises(FileFormatError, match="ended after 0 of the 4 bytes"):
+        _read_raw(path, path.stat().st_size, e4, (4,), ())
+
+
+def test_npz_with_a_member_twice_is_refused(tmp_path: Path) -> None:
+    import io
+    import warnings
+
+    def npy(a: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, a)
+        return buffer.getvalue()
+
+    path = tmp_path / "dup.npz"
+    with zipfile.ZipFile(path, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns "Duplicate name"
+        archive.writestr("w.npy", npy(np.ones((2, 2))))
+        archive.writestr("w.npy", npy(np.full((3, 3), 7.0)))
+    with pytest.raises(FileFormatError, match=r"holds member 'w\.npy' twice"):
+        list_tensors(path)
+
+
+def test_index_naming_a_tensor_twice_is_refused(tmp_path: Path) -> None:
+    save_safetensors(tmp_path / "model-1.safetensors", {"a": np.ones(2, np.float32)})
+    save_safetensors(tmp_path / "model-2.safetensors", {"b": np.ones(2, np.float32)})
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(
+        '{"weight_map": {"a": "model-1.safetensors", "a": "model-2.safetensors", '
+        '"b": "model-2.safetensors"}}'
+    )
+    for source in (index, tmp_path):
+        with pytest.raises(FileFormatError, match=r"index file .* names 'a' twice"):
+            list_tensors(source)
+
+
+def test_null_metadata_is_no_metadata(tmp_path: Path) -> None:
+    data = np.arange(4, dtype=np.float32)
+    path = write_raw_safetensors(
+        tmp_path / "m.safetensors",
+        {"__metadata__": None, "a": spec("F32", [4], 0, 16)},
+        data.tobytes(),
+    )
+    assert read_safetensors_metadata(path) == {}
+    (info,) = list_tensors(path)
+    same_bits(load_tensor(info), data)
+    same_bits(safetensors_numpy.load_file(str(path))["a"], data)  # the library agrees

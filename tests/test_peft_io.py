@@ -161,7 +161,7 @@ def test_regex_target_modules_and_exclude(tmp_path, rng):
     cfg = {"r": 2, "lora_alpha": 2, "target_modules": r".*\.(q|v)", "exclude_modules": ["skip.q"]}
     save_peft_adapter(tmp_path / "ad", {"a.q": factors(rng, 2), "a.v": factors(rng, 2)}, cfg)
     assert set(load_peft_adapter(tmp_path / "ad").modules) == {"a.q", "a.v"}
-    with pytest.raises(InputError, match=r"do not select module 'skip.q'"):
+    with pytest.raises(InputError, match=r"does not target module 'skip.q'.*exclude_modules"):
         save_peft_adapter(tmp_path / "bad", {"skip.q": factors(rng, 2)}, cfg)
 
 
@@ -345,7 +345,7 @@ def test_new_folder_has_ordinary_permissions(tmp_path, rng):
             {"r": 2, "lora_alpha": 1, "target_modules": ["q"]},
             {},
             InputError,
-            "do not select module 'fc'",
+            "does not target module 'fc'.*target_modules",
         ),
         (
             {"fc": (np.ones((2, 3)), np.ones((4, 2)))},
@@ -390,8 +390,14 @@ def test_save_into_a_file_path(tmp_path, rng):
 
 
 def test_numpy_scalars_in_the_config_are_written_as_json_numbers(tmp_path, rng):
-    cfg = {"r": np.int64(2), "lora_alpha": np.float32(3.0), "layers_to_transform": (0, 1)}
-    save_peft_adapter(tmp_path / "ad", {"fc": factors(rng, 2)}, cfg)
+    cfg = {
+        "r": np.int64(2),
+        "lora_alpha": np.float32(3.0),
+        "target_modules": ["fc"],
+        "layers_to_transform": (np.int64(0), 1),
+    }
+    # A module with a layer index: PEFT adapts "fc" alone under no layers_to_transform.
+    save_peft_adapter(tmp_path / "ad", {"model.layers.1.fc": factors(rng, 2)}, cfg)
     written = read_peft_config(tmp_path / "ad")
     assert written["r"] == 2 and written["lora_alpha"] == 3.0
     assert written["layers_to_transform"] == [0, 1]
@@ -487,7 +493,7 @@ def key(factor, name="fc"):
                 key("lora_A.weight", "other"): np.ones((2, 6), np.float32),
                 key("lora_B.weight", "other"): np.ones((5, 2), np.float32),
             },
-            "module 'other', which target_modules / exclude_modules",
+            "module 'other', which .* does not target.*target_modules",
         ),
     ],
 )
@@ -633,3 +639,40 @@ def test_load_refuses_a_conversion_beyond_float16(tmp_path):
     ):
         load_peft_adapter(folder, dtype="float16")
     assert load_peft_adapter(folder, dtype="float32").modules["fc"].lora_A.max() == 1e5
+
+
+# -- audit io3: pattern order, dangling links -------------------------------------------------
+
+
+def test_pattern_maps_keep_their_order_so_they_keep_their_meaning(tmp_path, rng):
+    # PEFT tries pattern keys in file order, first match wins: {"q_proj": 8, ...} gives every
+    # q_proj alpha 8. Written with sort_keys=True, "layers.1.q_proj" came first and gave that
+    # module alpha 2 after reloading; the rank variant could not be loaded at all.
+    names = ["model.layers.0.q_proj", "model.layers.1.q_proj"]
+    config = {"r": 2, "lora_alpha": 2, "alpha_pattern": {"q_proj": 8, "layers.1.q_proj": 2}}
+    save_peft_adapter(tmp_path / "alpha", {n: factors(rng, 2) for n in names}, config)
+    text = (tmp_path / "alpha" / ADAPTER_CONFIG_NAME).read_text()
+    assert list(json.loads(text)["alpha_pattern"]) == ["q_proj", "layers.1.q_proj"]
+    top = json.loads(text)
+    assert list(top) == sorted(top)  # PEFT's top-level layout otherwise
+    adapter = load_peft_adapter(tmp_path / "alpha")
+    assert [(m.alpha, m.scaling) for m in adapter.modules.values()] == [(8.0, 4.0)] * 2
+
+    ranks = {"r": 2, "lora_alpha": 2, "rank_pattern": {"q_proj": 3, "layers.1.q_proj": 5}}
+    save_peft_adapter(tmp_path / "rank", {n: factors(rng, 3) for n in names}, ranks)
+    adapter = load_peft_adapter(tmp_path / "rank")
+    assert [m.rank for m in adapter.modules.values()] == [3, 3]
+    cfg = LoRAConfig(r=2, lora_alpha=2, rank_pattern=ranks["rank_pattern"])
+    save_peft_adapter(tmp_path / "cfg", {n: factors(rng, 3) for n in names}, cfg)
+    assert [m.rank for m in load_peft_adapter(tmp_path / "cfg").modules.values()] == [3, 3]
+
+
+def test_save_onto_a_dangling_symlink_names_the_given_path(tmp_path, rng):
+    link = tmp_path / "adapter"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(
+        InputError, match=r"directory '.*adapter' is a symbolic link to '.*nowhere', which does"
+    ):
+        save_peft_adapter(link, {"fc": factors(rng, 2)}, {"r": 2, "lora_alpha": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    assert link.is_symlink() and not (tmp_path / "nowhere").exists()

@@ -99,18 +99,24 @@ def list_npz(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
     MissingFileError
         ``path`` does not exist.
     FileFormatError
-        The archive is truncated or corrupt, or a member is shorter than its header says.
+        The archive is truncated or corrupt, holds a member name twice, or a member is
+        shorter than its header says.
     """
     file = Path(os.path.abspath(os.fspath(path)))
     _exists(file, ".npz")
     infos: list[TensorInfo] = []
-    member = ""
+    seen: set[str] = set()
+    member = duplicate = ""
     try:
         with zipfile.ZipFile(file) as archive:
             for zinfo in archive.infolist():
                 member = zinfo.filename
                 if not member.endswith(_NPY_SUFFIX):
                     continue
+                if member in seen:
+                    duplicate = member
+                    break
+                seen.add(member)
                 with archive.open(zinfo) as fp:
                     shape, dtype = _read_npy_header(fp)
                     offset = fp.tell()
@@ -121,6 +127,12 @@ def list_npz(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
     except _READ_ERRORS as exc:
         where = f"member '{member}' of " if member else ""
         raise FileFormatError(f"{where}.npz file '{file}' is unreadable: {exc}") from None
+    if duplicate:
+        # numpy.load silently uses the last one, and loading by name cannot tell them apart.
+        raise FileFormatError(
+            f".npz file '{file}' holds member '{duplicate}' twice; an archive must name each "
+            "array once"
+        )
     return tuple(infos)
 
 

@@ -29,7 +29,7 @@ from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileE
 from lowrank.io._atomic import _replace, _target
 from lowrank.io._dtypes import SAFETENSORS_CODES, SAFETENSORS_SAVABLE
 from lowrank.io._info import TensorInfo
-from lowrank.io._safetensors_header import METADATA_KEY, read_header
+from lowrank.io._safetensors_header import METADATA_KEY, file_stamp, read_header
 
 __all__ = [
     "list_safetensors",
@@ -112,11 +112,24 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(read_header(file).metadata)
 
 
-def _read_raw(path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Array:
+def _read_raw(
+    path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...], stamp: tuple[int, ...]
+) -> Array:
+    count = math.prod(shape)
     with open(path, "rb") as fh:
+        # The header gave the offsets; they hold only for the file version it was read from.
+        if stamp and file_stamp(os.fstat(fh.fileno())) != stamp:
+            raise FileFormatError(
+                f"safetensors file '{path}' was replaced while tensors were being read from it"
+            )
         fh.seek(offset)
-        flat = np.fromfile(fh, dtype=dtype, count=math.prod(shape))
-    # A short read (the file shrank after validation) makes reshape raise ValueError.
+        flat = np.fromfile(fh, dtype=dtype, count=count)
+    if flat.size != count:
+        raise FileFormatError(
+            f"safetensors file '{path}' ended after {flat.size * dtype.itemsize} of the "
+            f"{count * dtype.itemsize} bytes at offset {offset} its header promises; the "
+            "file was truncated or replaced"
+        )
     return flat.reshape(shape)
 
 
@@ -126,6 +139,11 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
     Memory: the library memory-maps the file and copies out this tensor, so peak use is
     about the tensor's size (plus the page cache of its byte range), not the file's.
 
+    The header is cached by the file's device, inode, size, mtime and ctime (a file
+    replaced by a same-size copy with the same mtime is read again), and the loaded array
+    is checked against the header: its shape and dtype, and for the float8 codes read by
+    offset, that the file is the one the header came from and holds all the bytes.
+
     Raises
     ------
     MissingFileError
@@ -134,6 +152,8 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
         The file no longer holds the tensor as listed, or the library cannot read it.
     DTypeError
         The tensor has a packed sub-byte dtype (F4, F6_*), which NumPy cannot hold.
+    OSError
+        The file cannot be read (permissions, I/O error).
     """
     header = read_header(info.file)
     entry = header.entries.get(info.name)
@@ -159,7 +179,11 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
     try:
         if entry.code.startswith("F8_"):
             array = _read_raw(
-                info.file, entry.begin, np.dtype(getattr(ml_dtypes, stored.dtype)), stored.shape
+                info.file,
+                entry.begin,
+                np.dtype(getattr(ml_dtypes, stored.dtype)),
+                stored.shape,
+                header.stamp,
             )
         else:
             with safe_open(os.fspath(info.file), framework="np") as fh:
@@ -168,6 +192,13 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
         raise FileFormatError(
             f"could not read tensor '{info.name}' from safetensors file '{info.file}': {exc}"
         ) from exc
+    # The library reads its own header: a file replaced since ours was read shows here.
+    if (array.shape, array.dtype.name) != (stored.shape, stored.dtype):
+        raise FileFormatError(
+            f"safetensors file '{info.file}' gave tensor '{info.name}' as {array.dtype.name} "
+            f"{array.shape}, not {stored.dtype} {stored.shape} as its header was read; the "
+            "file was replaced while it was being read"
+        )
     return array
 
 
@@ -230,6 +261,8 @@ def save_safetensors(
         An array's dtype cannot be stored (e.g. complex128, object).
     MissingFileError
         The directory of ``path`` does not exist.
+    OSError
+        The file cannot be written (permissions, disk full); ``path`` is left as it was.
 
     Examples
     --------

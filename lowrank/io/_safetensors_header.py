@@ -6,9 +6,10 @@ tensor" or "file not fully covered".
 
 The format: an 8-byte little-endian unsigned header length ``N``, ``N`` bytes of UTF-8 JSON
 mapping each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (plus an
-optional ``"__metadata__"`` string-to-string map), then the data region. Offsets are
-relative to the data region, and the tensors must tile it exactly: no gaps, no overlaps, no
-trailing bytes (the library enforces the same rules, so a file accepted here opens there).
+optional ``"__metadata__"`` string-to-string map, or ``null`` for none), then the data
+region. Offsets are relative to the data region, and the tensors must tile it exactly: no
+gaps, no overlaps, no trailing bytes (the library enforces the same rules, so a file
+accepted here opens there).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from lowrank.errors import FileFormatError, MissingFileError
 from lowrank.io._dtypes import SAFETENSORS_CODES
 from lowrank.io._info import TensorInfo
 
-__all__ = ["METADATA_KEY", "Entry", "Header", "read_header"]
+__all__ = ["METADATA_KEY", "Entry", "Header", "file_stamp", "read_header"]
 
 # The library's own limit; a larger "header" is a corrupt length field.
 _MAX_HEADER_BYTES = 100_000_000
@@ -43,10 +45,11 @@ class Entry:
 
 @dataclass(frozen=True)
 class Header:
-    """A validated header."""
+    """A validated header, and the identity of the file it was read from."""
 
     entries: dict[str, Entry]  # in header order
     metadata: dict[str, str]
+    stamp: tuple[int, ...] = ()  # see file_stamp()
 
 
 class _DuplicateKeyError(Exception):
@@ -176,7 +179,9 @@ def _read_header_uncached(path: Path, file_size: int) -> Header:
             f"safetensors file '{path}' must have a JSON object as header; "
             f"got {type(parsed).__name__}"
         )
-    metadata = parsed.pop(METADATA_KEY, {})
+    metadata = parsed.pop(METADATA_KEY, None)
+    if metadata is None:  # "__metadata__": null is no metadata, as for the library
+        metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise FileFormatError(
             f"safetensors file '{path}': {METADATA_KEY} must map strings to strings; "
@@ -202,12 +207,24 @@ def _read_header_uncached(path: Path, file_size: int) -> Header:
     return Header(entries=entries, metadata=metadata)
 
 
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What identifies one version of a file: device, inode, size, mtime and ctime.
+
+    Size and mtime alone are not enough: ``cp -p``, ``rsync -a`` and ``tar x`` give a
+    replacement the old mtime, and a same-size replacement would be read with the old
+    header. A new file (rename, ``rsync``'s default) has a new inode; a file rewritten in
+    place has a new ctime, which no tool can set back.
+    """
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @functools.lru_cache(maxsize=32)
-def _read_header_cached(path: Path, file_size: int, mtime_ns: int) -> Header:
-    # Keyed by size and mtime so that a rewritten file is parsed again; a worker that loads
-    # many tensors of one shard parses its (possibly megabyte-sized) header once.
-    del mtime_ns
-    return _read_header_uncached(path, file_size)
+def _read_header_cached(path: Path, stamp: tuple[int, int, int, int, int]) -> Header:
+    # Keyed by the file's stamp so that a replaced or rewritten file is parsed again; a
+    # worker that loads many tensors of one shard parses its (possibly megabyte-sized)
+    # header once.
+    header = _read_header_uncached(path, stamp[2])
+    return Header(entries=header.entries, metadata=header.metadata, stamp=stamp)
 
 
 def read_header(path: Path) -> Header:
@@ -219,9 +236,11 @@ def read_header(path: Path) -> Header:
         ``path`` does not exist.
     FileFormatError
         The header is truncated, not JSON, or inconsistent (see the module docstring).
+    OSError
+        The file cannot be read (permissions, I/O error).
     """
     try:
         st = path.stat()
     except FileNotFoundError:
         raise MissingFileError(f"safetensors file '{path}' does not exist") from None
-    return _read_header_cached(path, st.st_size, st.st_mtime_ns)
+    return _read_header_cached(path, file_stamp(st))

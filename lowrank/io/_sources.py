@@ -23,6 +23,7 @@ from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io._info import TensorInfo
 from lowrank.io._npy import list_npy, list_npz, load_npy_tensor, load_npz_tensor
 from lowrank.io._safetensors import list_safetensors, load_safetensors_tensor
+from lowrank.io._safetensors_header import _DuplicateKeyError, _no_duplicates
 
 __all__ = ["list_tensors", "load_tensor", "load_tensors"]
 
@@ -38,9 +39,16 @@ _FILE_LISTERS = {".safetensors": list_safetensors, ".npz": list_npz, ".npy": lis
 
 def _list_index(index: Path) -> tuple[TensorInfo, ...]:
     try:
-        parsed = json.loads(index.read_text(encoding="utf-8"))
+        parsed = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FileFormatError(f"index file '{index}' is not valid JSON: {exc}") from None
+    except _DuplicateKeyError as exc:
+        # json keeps the last of repeated keys; a weight_map naming a tensor twice is
+        # ambiguous about its shard.
+        raise FileFormatError(
+            f"index file '{index}' names '{exc.args[0]}' twice; each key (each tensor of "
+            "the weight_map) must appear once"
+        ) from None
     weight_map = parsed.get("weight_map") if isinstance(parsed, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise FileFormatError(
@@ -126,8 +134,11 @@ def list_tensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, has an unsupported suffix,
         or is a directory that holds several index files.
     FileFormatError
-        A file is truncated or corrupt, an index is malformed or names a tensor its shard
-        lacks, or two files of a directory hold the same tensor name.
+        A file is truncated or corrupt, an index is malformed, names a tensor twice or
+        names a tensor its shard lacks, an ``.npz`` holds a member twice, or two files of a
+        directory hold the same tensor name.
+    OSError
+        A file cannot be read (permissions, I/O error).
 
     Notes
     -----
@@ -203,6 +214,8 @@ def load_tensor(info: TensorInfo) -> Array:
         The file is corrupt or no longer holds the tensor as listed.
     DTypeError
         The dtype cannot be loaded into NumPy (packed 4/6-bit floats, Python objects).
+    OSError
+        The file cannot be read (permissions, I/O error).
 
     Examples
     --------

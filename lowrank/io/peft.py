@@ -20,7 +20,15 @@ Only plain LoRA is read: DoRA (``use_dora``, ``lora_magnitude_vector``), embeddi
 (``lora_embedding_A/B``), LoRA biases, full-rank ``modules_to_save``, other ``peft_type``
 values, legacy pickled ``adapter_model.bin`` files and the other variants are refused with a
 :class:`~lowrank.errors.FileFormatError` naming the file and the key. So are a factor without
-its partner, ranks that disagree with the config and corrupt files.
+its partner, ranks that disagree with the config and corrupt files, and factors of modules
+PEFT would not adapt under the config's ``target_modules``, ``exclude_modules``,
+``layers_to_transform``/``layers_pattern`` (``"all-linear"`` included), by PEFT's rules
+(:mod:`lowrank.io._peft_targets`): PEFT silently skips those factors.
+
+``save_peft_adapter`` writes the config as PEFT does (top-level keys sorted) except that the
+keys inside ``rank_pattern`` and ``alpha_pattern`` keep their given order: PEFT tries them
+in file order and the first match wins, so sorting them (as PEFT's own ``save_pretrained``
+does) can change what they mean.
 
 Writing goes through :func:`lowrank.io.atomic_path`: a new folder is assembled under a
 temporary name next to it and renamed into place; in an existing folder both files are
@@ -66,6 +74,7 @@ from lowrank.errors import (
 )
 from lowrank.io._atomic import atomic_path
 from lowrank.io._info import TensorInfo
+from lowrank.io._peft_targets import check_target_fields, target_refusal
 from lowrank.io._safetensors import read_safetensors_metadata, save_safetensors
 from lowrank.io._sources import list_tensors, load_tensor
 
@@ -298,27 +307,8 @@ def _check_config_body(config: object, source: str) -> dict[str, Any]:
             f"{source}: bias = {config['bias']!r} saves trained base-layer biases; only "
             "bias = 'none' (plain LoRA) is supported"
         )
-    for key in ("target_modules", "exclude_modules"):
-        value = config.get(key)
-        ok = (
-            value is None
-            or isinstance(value, str)
-            or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        )
-        if not ok:
-            raise FileFormatError(
-                f"{source}: {key!r} must be null, a string or a list of strings; got {value!r}"
-            )
+    check_target_fields(config, source)
     return config
-
-
-def _matches(spec: object, name: str) -> bool:
-    """PEFT's target/exclude rule: a string is a full-match regex, a list exact or suffix."""
-    if isinstance(spec, str):
-        return spec == "all-linear" or re.fullmatch(spec, name) is not None
-    if isinstance(spec, list):
-        return any(name == t or name.endswith("." + t) for t in spec)
-    return False
 
 
 def _resolve(config: Mapping[str, Any], name: str) -> tuple[int, float, float]:
@@ -352,6 +342,8 @@ def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         No such folder or no ``adapter_config.json`` in it.
     FileFormatError
         Not JSON, not an object, or not a plain-LoRA config (see the module docstring).
+    OSError
+        The file cannot be read (permissions, I/O error).
 
     Examples
     --------
@@ -449,12 +441,11 @@ def _plan(
                 f"rank mismatch: '{config_file}' gives module {module!r} rank {rank} (r or "
                 f"rank_pattern), but '{file}' holds '{A.name}' with {A.shape[0]} rows"
             )
-        if not _matches(config.get("target_modules"), module) or _matches(
-            config.get("exclude_modules"), module
-        ):
+        refusal = target_refusal(config, module)
+        if refusal is not None:
             raise FileFormatError(
-                f"'{file}' holds factors for module {module!r}, which target_modules / "
-                f"exclude_modules of '{config_file}' do not select (PEFT would ignore them)"
+                f"'{file}' holds factors for module {module!r}, which '{config_file}' does not "
+                f"target, so PEFT would ignore them: {refusal}"
             )
         plan[module] = (A, B, rank, alpha, scaling)
     return plan
@@ -512,7 +503,11 @@ def load_peft_adapter(
         without a safetensors file; a tensor that is not a plain LoRA factor; ``lora_A``
         without ``lora_B`` (or the reverse); factors that are not 2-D floats or whose ranks
         disagree with each other or with the config; factors for a module the config does
-        not target. Messages name the file and the key.
+        not target by PEFT's rules (``target_modules``, ``exclude_modules``,
+        ``layers_to_transform``/``layers_pattern``, ``"all-linear"`` without the output
+        layer). Messages name the file, the key and the rule.
+    OSError
+        A file cannot be read (permissions, I/O error).
 
     Examples
     --------
@@ -655,6 +650,12 @@ def _json_default(value: object) -> object:
     raise InputError(f"config values must be JSON-serialisable; got {value!r}")
 
 
+def _as_json(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as it reads back from JSON, key order kept."""
+    parsed: dict[str, Any] = json.loads(json.dumps(config, default=_json_default))
+    return parsed
+
+
 def _write_pair(directory: Path, tensors: dict[str, Array], config_text: str) -> None:
     # Two renames cannot be one atomic step, so the config is the commit marker: PEFT and
     # load_peft_adapter find an adapter only through it. Both files are written to
@@ -721,8 +722,8 @@ def save_peft_adapter(
         ``directory`` not a non-empty ``str`` or ``os.PathLike``, ``modules`` empty or
         malformed, a bad module name, ``config`` of the wrong type,
         ``base_model_name_or_path`` or ``task_type`` not a non-empty string, ``overwrite``
-        not a bool, ``directory`` an existing file, or an existing adapter without
-        ``overwrite`` (checked after the arguments).
+        not a bool, ``directory`` an existing file or a symbolic link to nothing, or an
+        existing adapter without ``overwrite`` (checked after the arguments).
     ShapeError
         Factors that are not 2-D or do not pair up, or a rank that disagrees with the
         config's ``r``/``rank_pattern`` for that module.
@@ -733,11 +734,20 @@ def save_peft_adapter(
         ends at 65504). Nothing is written.
     InputError
         Also: the completed config is not a plain-LoRA config (e.g. ``use_dora``), holds
-        values JSON cannot store, or does not target a module.
+        values JSON cannot store, combines fields PEFT refuses (``layers_to_transform``
+        with a string ``target_modules``), or does not target a module by PEFT's rules
+        (the message names the module and the rule; see the module docstring).
+    OSError
+        The folder or its files cannot be created or written (permissions, disk full, a
+        parent that is a file); nothing half-written is left.
 
     Notes
     -----
-    The JSON is written as PEFT writes it: ``indent=2``, ``sort_keys=True``. Tensor keys are
+    The JSON is written as PEFT writes it, ``indent=2`` with the top-level keys sorted, but
+    the keys of ``rank_pattern`` and ``alpha_pattern`` are kept in the given order: PEFT
+    resolves a module to the first key that matches it in file order, and that is the order
+    the ranks were checked in here (``{"q_proj": 8, "layers.1.q_proj": 2}`` gives every
+    ``q_proj`` alpha 8; sorted, ``layers.1.q_proj`` would get 2). Tensor keys are
     ``base_model.model.<module>.lora_A.weight`` and ``.lora_B.weight``, with metadata
     ``{"format": "pt"}``.
 
@@ -786,7 +796,8 @@ def save_peft_adapter(
         for k, v in (("base_model_name_or_path", base_model_name_or_path), ("task_type", task_type))
         if v is not None
     }
-    full = _check_config(_full_config(config, names, extra), "config", InputError)
+    # Checked as PEFT will read it: JSON values (tuples as lists, NumPy scalars as numbers).
+    full = _check_config(_as_json(_full_config(config, names, extra)), "config", InputError)
     for name, (A, _B) in factors.items():
         rank, _, _ = _resolve(full, name)
         if A.shape[0] != rank:
@@ -795,22 +806,32 @@ def save_peft_adapter(
                 f"(r={full['r']}, rank_pattern={full.get('rank_pattern')}); add a rank_pattern "
                 "entry or change r"
             )
-        if not _matches(full.get("target_modules"), name) or _matches(
-            full.get("exclude_modules"), name
-        ):
+        refusal = target_refusal(full, name)
+        if refusal is not None:
             raise InputError(
-                f"config: target_modules / exclude_modules do not select module {name!r}, so "
-                "PEFT would ignore its factors"
+                f"config does not target module {name!r}, so PEFT would ignore its factors: "
+                f"{refusal}"
             )
     tensors: dict[str, Array] = {}
     for name, (A, B) in factors.items():
         tensors[f"{_PREFIX}{name}.lora_A.weight"] = A
         tensors[f"{_PREFIX}{name}.lora_B.weight"] = B
-    config_text = json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n"
+    # Top-level keys sorted as PEFT writes them, but not the keys inside rank_pattern and
+    # alpha_pattern: PEFT tries those in file order (first match wins), so sorting them
+    # could change which key a module resolves to. They keep the order checked above.
+    ordered = {key: full[key] for key in sorted(full)}
+    config_text = json.dumps(ordered, indent=2, default=_json_default) + "\n"
     return _write_folder(path, tensors, config_text, overwrite)
 
 
 def _write_folder(path: Path, tensors: dict[str, Array], config_text: str, overwrite: bool) -> Path:
+    if path.is_symlink() and not path.exists():
+        # The folder is built under a hidden name and renamed onto ``path``, which a rename
+        # cannot do onto a symbolic link; where the adapter should go is unclear anyway.
+        raise InputError(
+            f"directory '{path}' is a symbolic link to '{os.readlink(path)}', which does not "
+            "exist; create the folder it points to, or remove the link"
+        )
     if path.exists():
         if not path.is_dir():
             raise InputError(f"directory must be a folder; '{path}' is an existing file")
