@@ -520,7 +520,7 @@ def test_divergence_is_reported_not_propagated():
     rng = np.random.default_rng(0)
     net = Network([Linear(rng.standard_normal((2, 3)))])
     x = rng.standard_normal((8, 3)) * 10
-    with pytest.raises(NonFiniteError, match="loss must stay finite; it became inf at epoch"):
+    with pytest.raises(NonFiniteError, match=r"training diverged at step \d+ \(epoch \d+\): "):
         train(net, x, rng.standard_normal((8, 2)), loss="mse", optimizer=SGD(10.0), epochs=100)
 
 

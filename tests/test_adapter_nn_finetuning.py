@@ -192,9 +192,14 @@ class TestDiscriminativeRates:
 
 
 def _stlr(t: int, *, lr_max: float, T: int, cut_frac: float, ratio: float) -> float:
-    """Howard & Ruder (2018), equation (3), written out independently."""
+    """Howard & Ruder (2018), equation (3), written out independently; for a run too short
+    for it (T * cut_frac < 1) the documented extension: peak at 1, decay over T - 1 steps."""
     cut = max(1, math.floor(T * cut_frac))
-    p = t / cut if t < cut else 1 - (t - cut) / (cut * (1 / cut_frac - 1))
+    decay = cut * (1 / cut_frac - 1) if math.floor(T * cut_frac) >= 1 else T - cut
+    if t < cut:
+        p = t / cut
+    else:
+        p = 1 - (t - cut) / decay if decay else 0.0
     return lr_max * (1 + max(p, 0.0) * (ratio - 1)) / ratio
 
 

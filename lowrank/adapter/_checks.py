@@ -30,6 +30,7 @@ __all__ = [
     "check_features",
     "check_finite",
     "check_weight",
+    "count_nonfinite",
 ]
 
 
@@ -37,6 +38,14 @@ def check_finite(arr: Array, *, name: str) -> None:
     """Raise :class:`~lowrank.errors.NonFiniteError` if ``arr`` holds NaN or infinity (the
     shared check, :func:`lowrank._validation.check_finite_array`: no full-size temporary)."""
     check_finite_array(arr, name=name)
+
+
+def count_nonfinite(arr: Array) -> int:
+    """The number of NaN or infinite entries of a float ``arr``: two reductions (``min``,
+    ``max``) when there are none, as :func:`check_finite`, and a count only when there are."""
+    if arr.size == 0 or (np.isfinite(np.min(arr)) and np.isfinite(np.max(arr))):
+        return 0
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
 
 
 def check_weight(weight: ArrayLike, *, name: str = "weight", copy: bool = True) -> Array:
@@ -103,10 +112,14 @@ def check_factors(
 
 
 def as_float_array(x: ArrayLike, *, name: str, dtype: np.dtype[Any] | None) -> Array:
-    """``x`` as a finite floating array; float data must already be in ``dtype``.
+    """``x`` as a finite floating array in ``dtype`` (or its compute dtype if ``dtype`` is None).
 
-    Integers are converted; a float array of another precision raises rather than being
-    silently rounded (a float64 reference run fed to a float32 layer is usually a bug).
+    The input rule of every layer: float32 and float64 data must already be in ``dtype``, as
+    a float array of the other precision raises rather than being silently rounded (a
+    float64 reference run fed to a float32 layer is usually a bug). Everything else the
+    dtype table (:mod:`lowrank._dtypes`) computes in float32 or float64 is converted:
+    integers, and the narrow floats (float16, bfloat16, float8), whose values float32 and
+    float64 both hold exactly, so that converting them loses nothing.
     """
     arr = as_array(x, name=name)
     target = compute_dtype(arr.dtype, name=name)

@@ -22,7 +22,7 @@ from lowrank._validation import (
     check_str_sequence,
     normalize_rng,
 )
-from lowrank.adapter._checks import as_float_array, check_features
+from lowrank.adapter._checks import as_float_array, check_features, check_finite
 from lowrank.errors import InputError, ShapeError, StateError
 
 __all__ = ["Layer"]
@@ -345,7 +345,8 @@ class Layer(abc.ABC):
         Parameters
         ----------
         x : array_like
-            In the layer's dtype (integers are converted).
+            float32 and float64 data in the layer's dtype; integers and the narrow floats
+            (float16, bfloat16, float8), which both layer dtypes hold exactly, are converted.
         training : bool, default False
             Training mode: dropout is active.
         rng : None, int or numpy.random.Generator
@@ -360,9 +361,11 @@ class Layer(abc.ABC):
         ShapeError
             The last axis of ``x`` is not ``in_features``.
         DTypeError
-            ``x`` is not real, or is a float of another precision than the layer's.
+            ``x`` is not real, or is float32 for a float64 layer or float64 for a float32
+            one.
         NonFiniteError
-            ``x`` holds NaN or infinity.
+            ``x`` or a parameter holds NaN or infinity (one ``min`` and one ``max`` per
+            parameter, small beside the forward pass).
         InputError
             ``x`` cannot be read as an array, ``training`` is not a bool, or a bad ``rng``.
         StateError
@@ -382,9 +385,16 @@ class Layer(abc.ABC):
         training = check_bool(training, name="training")
         arr = self._check_input(x)
         gen = normalize_rng(rng)  # checked in evaluation mode too, where it is not used
+        self._check_parameters_finite()
         y = self._forward(arr, training=training, rng=gen if training else None)
         self._output_shape = y.shape
         return y
+
+    def _check_parameters_finite(self, *, prefix: str = "") -> None:
+        """Raise :class:`~lowrank.errors.NonFiniteError` if a parameter holds NaN or infinity
+        (named ``prefix + name``, the network's key when called for a network)."""
+        for name, value in self._params.items():
+            check_finite(value, name=f"parameter {prefix + name!r}")
 
     def backward(self, grad_output: ArrayLike) -> Array:
         """Input gradient for ``grad_output`` :math:`= \\partial L/\\partial y` of the last
@@ -394,7 +404,7 @@ class Layer(abc.ABC):
         ----------
         grad_output : array_like, shape of the last output
             :math:`G`, the gradient of a scalar loss with respect to the output of the last
-            :meth:`forward`, in the layer's dtype.
+            :meth:`forward`, in the layer's dtype (converted as ``x`` is by :meth:`forward`).
 
         Returns
         -------

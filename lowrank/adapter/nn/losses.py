@@ -12,7 +12,17 @@ r"""Losses with their gradients: mean squared error and softmax cross-entropy.
 for ``n`` rows and ``c`` outputs (the mean over all entries, as ``torch.nn.MSELoss()`` and
 ``torch.nn.CrossEntropyLoss()`` with their default ``reduction="mean"``). The log-sum-exp is
 evaluated as :math:`m_i + \log\sum_j e^{z_{ij} - m_i}` with :math:`m_i = \max_j z_{ij}`, so
-no exponential overflows. Values are accumulated in float64; gradients keep the input dtype.
+no exponential overflows.
+
+dtypes follow the package's table (:mod:`lowrank._dtypes`): the prediction is computed in
+its compute dtype, float32 for float32, float16 and bfloat16 predictions, float64 for
+float64 and integer ones, and the gradient is returned in that dtype (so a float16 or
+bfloat16 prediction gets a float32 gradient, like a layer of that dtype would). Values are
+accumulated in float64 and returned as a Python float, even when they exceed the compute
+dtype's range. For cross-entropy the shift :math:`z_{ij} - m_i` is formed in float64 too,
+so float32 logits never overflow (the value of logits ``[3e38, -3e38]`` and label 1 is
+6e38); float64 logits need :math:`m_i - z_{ij}` within the float64 range. For the MSE the
+difference :math:`y - t` is formed in the compute dtype and must fit in it.
 """
 
 from __future__ import annotations
@@ -41,7 +51,10 @@ class LossResult:
     Attributes
     ----------
     value : float
-    gradient : ndarray, shape and dtype of the prediction
+        Accumulated in float64; a perfect fit gives ``+0.0``.
+    gradient : ndarray
+        Shape of the prediction; dtype its compute dtype: float32 for float32, float16
+        and bfloat16 predictions, float64 for float64 and integer ones.
     """
 
     value: float
@@ -60,14 +73,18 @@ def _mse(prediction: Array, target: Array) -> LossResult:
 
 def _cross_entropy(logits: Array, labels: Array) -> LossResult:
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    # The shift in float64: the gap between two float32 logits may exceed float32's range
+    # (3e38 - (-3e38)). The gradient is the float64 softmax rounded once to the logits' dtype.
+    z = logits.astype(np.float64, copy=False)
+    shifted = z - z.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     sums = exp.sum(axis=1, keepdims=True)
     rows = np.arange(n)
-    # log p_{i,t_i} = shifted_{i,t_i} - log sum_j exp(shifted_ij); each sum is >= 1.
-    log_p = shifted[rows, labels] - np.log(sums[:, 0])
-    value = -float(np.sum(log_p, dtype=np.float64)) / n
-    gradient = exp / sums
+    # -log p_{i,t_i} = log sum_j exp(shifted_ij) - shifted_{i,t_i} >= 0 (each sum is >= 1 and
+    # each shift <= 0): formed this way round, a sure prediction gives +0.0, not -0.0.
+    nll = np.log(sums[:, 0]) - shifted[rows, labels]
+    value = float(np.sum(nll)) / n
+    gradient = (exp / sums).astype(logits.dtype, copy=False)
     gradient[rows, labels] -= 1
     gradient *= gradient.dtype.type(1.0 / n)
     return LossResult(value=value, gradient=gradient)

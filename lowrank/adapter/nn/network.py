@@ -354,8 +354,9 @@ class Network:
         Parameters
         ----------
         x : array_like, shape ``(..., in_features)``
-            Real and finite; integers are converted to the network's dtype, floats must
-            already be in it.
+            Real and finite. float32 and float64 data must be in the network's dtype;
+            integers and the narrow floats (float16, bfloat16, float8), which both layer
+            dtypes hold exactly, are converted to it.
 
         Returns
         -------
@@ -367,7 +368,8 @@ class Network:
         ShapeError
             ``x`` is 0-d or its last axis is not ``in_features``.
         DTypeError
-            ``x`` is not real, or is a float of another precision than the network's.
+            ``x`` is not real, or is float32 in a float64 network or float64 in a float32
+            one.
         NonFiniteError
             ``x`` holds NaN or infinity.
         InputError
@@ -380,6 +382,8 @@ class Network:
         >>> net = Network([Linear(np.ones((4, 3))), ReLU(), Linear(np.ones((2, 4)))])
         >>> net.check_input([[1, 2, 3]])
         array([[1., 2., 3.]])
+        >>> net.check_input(np.array([[0.5, 1, 2]], dtype=np.float16)).dtype
+        dtype('float64')
         """
         arr = as_float_array(x, name="x", dtype=self.dtype)
         if arr.ndim < 1 or arr.shape[-1] != self.in_features:
@@ -408,6 +412,10 @@ class Network:
         ------
         ShapeError, DTypeError, NonFiniteError, InputError
             ``x`` as for :meth:`check_input`; ``training`` not a bool or a bad ``rng``.
+        NonFiniteError
+            Also: a parameter holds NaN or infinity (e.g. left so by a diverged run), which
+            would make the output meaningless. Checking costs one ``min`` and one ``max``
+            per parameter, small beside the products of the forward pass.
         StateError
             Training merged LoRA adapters of a :class:`~lowrank.adapter.LoRALinear` layer.
 
@@ -422,7 +430,14 @@ class Network:
         arr = self.check_input(x)
         training = check_bool(training, name="training")
         gen = normalize_rng(rng)  # checked in evaluation mode too, where it is not used
+        self._check_parameters_finite()
         return self._forward(arr, training=training, rng=gen if training else None)
+
+    def _check_parameters_finite(self) -> None:
+        """Raise :class:`~lowrank.errors.NonFiniteError` naming the first parameter that holds
+        NaN or infinity."""
+        for i, layer in enumerate(self._layers):
+            layer._check_parameters_finite(prefix=f"{i}.")
 
     def _forward(self, x: Array, *, training: bool, rng: np.random.Generator | None) -> Array:
         for layer in self._layers:
@@ -438,7 +453,7 @@ class Network:
         ----------
         grad_output : array_like, shape of the last output
             :math:`\\partial L/\\partial y` for the output of the last :meth:`forward`, in the
-            network's dtype.
+            network's dtype (converted as ``x`` is by :meth:`check_input`).
 
         Returns
         -------

@@ -51,8 +51,8 @@ import numpy as np
 
 from lowrank._typing import Array
 from lowrank._validation import check_fraction, check_mapping, check_positive_float, check_str
-from lowrank.adapter._checks import check_finite
-from lowrank.errors import DTypeError, InputError, ShapeError
+from lowrank.adapter._checks import check_finite, count_nonfinite
+from lowrank.errors import DTypeError, InputError, NonFiniteError, ShapeError
 
 __all__ = ["SGD", "AdamW", "Optimizer"]
 
@@ -104,8 +104,9 @@ class Optimizer(abc.ABC):
         params : mapping of str to ndarray
             Writable float arrays (for example ``network.trainable_parameters()``).
         grads : mapping of str to ndarray
-            Gradients by the same keys, same shapes and dtypes (``network.gradients()``).
-            Parameters without a gradient are left alone.
+            Gradients by the same keys, same shapes and dtypes (``network.gradients()``);
+            array_like values are read with :func:`numpy.asarray`. Parameters without a
+            gradient are left alone.
 
         Raises
         ------
@@ -116,7 +117,8 @@ class Optimizer(abc.ABC):
         DTypeError
             A gradient whose dtype differs from its parameter, or a non-float parameter.
         NonFiniteError
-            A gradient with NaN or infinity.
+            A gradient with NaN or infinity (nothing is updated), or an update that
+            overflowed the parameter's dtype (the parameters are left as updated).
 
         Examples
         --------
@@ -131,6 +133,7 @@ class Optimizer(abc.ABC):
         """
         check_mapping(params, name="params")
         check_mapping(grads, name="grads")
+        checked: dict[str, Array] = {}
         for k, g in grads.items():
             if k not in params:
                 raise InputError(f"grads has key {k!r}, which is not in params")
@@ -156,7 +159,19 @@ class Optimizer(abc.ABC):
                         f"optimizer state {field!r} for {k!r} has shape {value.shape} but the "
                         f"parameter has shape {p.shape}; use a new optimizer for a new network"
                     )
-        self._step(params, grads)
+            checked[k] = g_arr
+        # The update runs on the validated arrays, never on what the caller passed (a list
+        # passes every check above as an array but does not support array arithmetic).
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below, by key
+            self._step(params, checked)
+        for k in checked:
+            bad = count_nonfinite(params[k])
+            if bad:
+                raise NonFiniteError(
+                    f"the update made params[{k!r}] non-finite ({bad} NaN or infinite "
+                    f"entr{'y' if bad == 1 else 'ies'} out of {params[k].size}): it "
+                    f"overflowed {params[k].dtype.name}; lower the learning rate"
+                )
 
     @abc.abstractmethod
     def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:

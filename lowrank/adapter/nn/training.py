@@ -45,7 +45,7 @@ from lowrank._validation import (
     check_positive_float,
     normalize_rng,
 )
-from lowrank.adapter._checks import as_float_array
+from lowrank.adapter._checks import as_float_array, check_finite, count_nonfinite
 from lowrank.adapter.nn.losses import (
     LossName,
     LossResult,
@@ -90,13 +90,25 @@ class SlantedTriangular:
     .. math::
 
         p_t = \begin{cases} t / c & t < c \\
-              1 - \dfrac{t - c}{c\,(1/\mathrm{cut\_frac} - 1)} & t \ge c \end{cases},
+              1 - \dfrac{t - c}{d} & t \ge c \end{cases},
         \qquad
         \eta_t = \eta_{\max}\,\frac{1 + \max(p_t, 0)\,(\mathrm{ratio} - 1)}{\mathrm{ratio}},
 
-    equation (3) of Howard & Ruder (2018): the rate climbs from :math:`\eta_{\max}/\mathrm{ratio}`
-    to :math:`\eta_{\max}` at step :math:`c`, then falls back to
-    :math:`\eta_{\max}/\mathrm{ratio}` (and stays there past the end).
+    with :math:`d = c\,(1/\mathrm{cut\_frac} - 1)`: equation (3) of Howard & Ruder (2018),
+    exactly, whenever :math:`\lfloor T\,\mathrm{cut\_frac} \rfloor \ge 1`. The rate climbs
+    from :math:`\eta_{\max}/\mathrm{ratio}` to :math:`\eta_{\max}` at step :math:`c`, then
+    falls back to :math:`\eta_{\max}/\mathrm{ratio}` at step :math:`c + d =
+    c/\mathrm{cut\_frac} \le T` (:math:`= T` when :math:`T\,\mathrm{cut\_frac}` is an
+    integer; as in the paper, the last step :math:`T - 1` is then one decay step above the
+    floor) and stays there past the end.
+
+    A run too short for eq. (3), :math:`T\,\mathrm{cut\_frac} < 1`, still peaks at
+    :math:`c = 1`, where eq. (3)'s :math:`d` would stretch the decay past the end (with
+    :math:`T = 5`, ``cut_frac = 0.1`` it would end at 2/3 of the peak). There the decay runs
+    over the remaining steps instead, :math:`d = T - c`, so that the floor is reached at
+    :math:`t = T` as for an integer :math:`T\,\mathrm{cut\_frac}` (and ``torch``'s chain of
+    two ``LinearLR`` schedules of ``c`` and ``T - c`` steps); :math:`T = 1` stays at the
+    floor.
 
     Parameters
     ----------
@@ -123,8 +135,11 @@ class SlantedTriangular:
     Examples
     --------
     >>> schedule = SlantedTriangular(0.1, 20, cut_frac=0.1, ratio=10.0)
-    >>> [round(schedule(t), 4) for t in (0, 1, 2, 11, 19)]
-    [0.01, 0.055, 0.1, 0.055, 0.015]
+    >>> [round(schedule(t), 4) for t in (0, 1, 2, 11, 19, 20)]
+    [0.01, 0.055, 0.1, 0.055, 0.015, 0.01]
+    >>> short = SlantedTriangular(0.1, 5, cut_frac=0.1, ratio=10.0)  # 5 * 0.1 < 1
+    >>> short.cut, short.decay_steps, [round(short(t), 4) for t in range(6)]
+    (1, 4.0, [0.01, 0.1, 0.0775, 0.055, 0.0325, 0.01])
     """
 
     lr_max: float
@@ -134,17 +149,32 @@ class SlantedTriangular:
     ratio: float = 32.0
 
     def __post_init__(self) -> None:
-        check_positive_float(self.lr_max, name="lr_max")
-        check_int(self.total_steps, name="total_steps", minimum=1)
-        check_fraction(self.cut_frac, name="cut_frac", low=0.0, high=1.0, high_inclusive=False)
+        # Store the validated Python numbers (a numpy float32 would make every rate float32).
         ratio = check_positive_float(self.ratio, name="ratio")
         if ratio < 1.0:
             raise InputError(f"ratio must be >= 1; got {self.ratio!r}")
+        checked = {
+            "lr_max": check_positive_float(self.lr_max, name="lr_max"),
+            "total_steps": check_int(self.total_steps, name="total_steps", minimum=1),
+            "cut_frac": check_fraction(
+                self.cut_frac, name="cut_frac", low=0.0, high=1.0, high_inclusive=False
+            ),
+            "ratio": ratio,
+        }
+        for field, value in checked.items():
+            object.__setattr__(self, field, value)
 
     @property
     def cut(self) -> int:
         """int: :math:`c`, the step of the highest rate."""
         return max(1, math.floor(self.total_steps * self.cut_frac))
+
+    @property
+    def decay_steps(self) -> float:
+        """float: :math:`d`, the steps over which the rate falls from its peak to its floor."""
+        if math.floor(self.total_steps * self.cut_frac) < 1:
+            return float(self.total_steps - self.cut)
+        return self.cut * (1.0 / self.cut_frac - 1.0)
 
     def __call__(self, step: int) -> float:
         t = check_int(step, name="step", minimum=0)
@@ -152,7 +182,8 @@ class SlantedTriangular:
         if t < cut:
             p = t / cut
         else:
-            p = max(0.0, 1.0 - (t - cut) / (cut * (1.0 / self.cut_frac - 1.0)))
+            decay = self.decay_steps
+            p = max(0.0, 1.0 - (t - cut) / decay) if decay > 0 else 0.0
         return self.lr_max * (1.0 + p * (self.ratio - 1.0)) / self.ratio
 
 
@@ -244,7 +275,7 @@ class GradualUnfreezing:
     every: int = 1
 
     def __post_init__(self) -> None:
-        check_int(self.every, name="every", minimum=1)
+        object.__setattr__(self, "every", check_int(self.every, name="every", minimum=1))
 
     def __call__(self, epoch: int, network: Network) -> None:
         indices = network.parametric_indices()
@@ -305,6 +336,12 @@ def _check_data(network: Network, x: ArrayLike, y: ArrayLike, loss: str) -> tupl
     return xa, _check_labels(y, n=n, classes=network.out_features)
 
 
+def _diverged(step: int, epoch: int, reason: str) -> NonFiniteError:
+    return NonFiniteError(
+        f"training diverged at step {step} (epoch {epoch}): {reason}; lower the learning rate"
+    )
+
+
 def _loss(name: str, prediction: Array, target: Array) -> LossResult:
     return _mse(prediction, target) if name == "mse" else _cross_entropy(prediction, target)
 
@@ -327,8 +364,11 @@ def evaluate(network: Network, x: ArrayLike, y: ArrayLike, *, loss: LossName) ->
 
     Raises
     ------
-    InputError, ShapeError, DTypeError, NonFiniteError
+    InputError, ShapeError, DTypeError
         As for :func:`train`.
+    NonFiniteError
+        Non-finite data, a parameter that holds NaN or infinity (e.g. left so by a diverged
+        run), or an output that overflowed the network's dtype (a NaN or infinite loss).
 
     Examples
     --------
@@ -340,7 +380,14 @@ def evaluate(network: Network, x: ArrayLike, y: ArrayLike, *, loss: LossName) ->
     2.0
     """
     xa, ya = _check_data(network, x, y, loss)
-    return _loss(loss, network._forward(xa, training=False, rng=None), ya).value
+    network._check_parameters_finite()
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below
+        value = _loss(loss, network._forward(xa, training=False, rng=None), ya).value
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"the loss is {value}: the network's output overflowed {network.dtype.name}"
+        )
+    return value
 
 
 def train(
@@ -366,7 +413,9 @@ def train(
     network : Network
         Its trainable parameters are updated in place.
     x : array_like, shape ``(n, in_features)``, ``n >= 1``
-        In the network's dtype.
+        float32 and float64 data in the network's dtype; integers and the narrow floats
+        (float16, bfloat16, float8) are converted (see
+        :meth:`~lowrank.adapter.nn.Network.check_input`).
     y : array_like
         ``(n, out_features)`` targets for ``"mse"`` (converted to the network's dtype);
         integer labels ``(n,)`` in ``[0, out_features)`` for ``"cross_entropy"``.
@@ -413,7 +462,14 @@ def train(
     ShapeError, DTypeError
         ``x`` or ``y`` of the wrong shape or dtype.
     NonFiniteError
-        Non-finite data, or a loss that became NaN or infinite (diverged: lower ``lr``).
+        Non-finite data or parameters, or the run diverged ("training diverged at step
+        k (epoch e): ..."): a step's loss is NaN, infinite or beyond the largest number of
+        the network's dtype (it is summed in float64, so a float32 run can overflow before
+        the loss does), a gradient holds NaN or infinity (checked before the update: the
+        parameters are as the previous step left them), or the update made a parameter
+        non-finite (the parameters are left as updated;
+        :meth:`~lowrank.adapter.nn.Network.forward` and :func:`evaluate` then refuse
+        them). Lower ``lr``.
 
     Examples
     --------
@@ -426,6 +482,7 @@ def train(
     0.0
     """
     xa, ya = _check_data(network, x, y, loss)
+    network._check_parameters_finite()
     if not isinstance(optimizer, Optimizer):
         raise InputError(
             f"optimizer must be a lowrank.adapter.nn Optimizer; got {optimizer!r} of type "
@@ -447,6 +504,7 @@ def train(
         n if batch_size is None else check_int(batch_size, name="batch_size", minimum=1, maximum=n)
     )
     gen = normalize_rng(rng)
+    limit = float(np.finfo(network.dtype).max)
     step_losses: list[float] = []
     epoch_losses: list[float] = []
     trainable_counts: list[int] = []
@@ -462,33 +520,55 @@ def train(
         trainable_counts.append(count)
         order = gen.permutation(n) if shuffle else np.arange(n)
         total = 0.0
-        # A diverging run overflows somewhere (forward, backward or the update); the loss
-        # check reports it with the epoch and step, which a bare RuntimeWarning would not.
+        # A diverging run overflows somewhere (forward, backward or the update), and in
+        # float32 the float64 loss can stay finite while gradients or parameters do not. Every
+        # step therefore checks, in the network's dtype, the loss, each gradient (before the
+        # update, so the parameters are untouched) and each updated parameter: one min and
+        # one max per array, and the step and epoch in the message, which a bare
+        # RuntimeWarning would not give.
         with np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, n, size):
+                step = len(step_losses)
                 rows = order[start : start + size]
                 if lr_schedule is not None:
                     optimizer.lr = check_positive_float(
-                        lr_schedule(len(step_losses)),
-                        name=f"lr_schedule({len(step_losses)})",
+                        lr_schedule(step),
+                        name=f"lr_schedule({step})",
                     )
                 prediction = network._forward(xa[rows], training=True, rng=gen)
                 result = _loss(loss, prediction, ya[rows])
                 value = result.value
                 if penalty is not None:
                     value += penalty._value(network.parameters())
-                if not math.isfinite(value):
-                    raise NonFiniteError(
-                        f"loss must stay finite; it became {value} at epoch {epoch}, "
-                        f"step {len(step_losses)} (training diverged: lower the learning rate)"
+                if not abs(value) <= limit:  # NaN, infinite, or beyond the network's dtype
+                    reason = (
+                        f"the loss became {value:.6g}"
+                        if not math.isfinite(value)
+                        else f"the loss became {value:.6g}, beyond the {network.dtype.name} "
+                        f"range (largest {limit:.6g})"
                     )
+                    raise _diverged(step, epoch, reason)
                 network._backward(result.gradient)
                 params = network.trainable_parameters()
                 grads = network.gradients()
                 if penalty is not None:
                     for k in penalty._anchor.keys() & grads.keys():
                         grads[k] = grads[k] + penalty._gradient(k, params[k])
+                for k, g in grads.items():
+                    try:
+                        check_finite(g, name=f"the gradient of {k!r}")
+                    except NonFiniteError as err:
+                        raise _diverged(step, epoch, str(err)) from None
                 optimizer._step(params, grads)
+                for k in grads:
+                    bad = count_nonfinite(params[k])
+                    if bad:
+                        raise _diverged(
+                            step,
+                            epoch,
+                            f"the update made {k!r} non-finite ({bad} NaN or infinite "
+                            f"entr{'y' if bad == 1 else 'ies'} out of {params[k].size})",
+                        )
                 step_losses.append(value)
                 total += value * rows.size
         epoch_losses.append(total / n)
