@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
+from _spectra import haar, with_spectrum
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.sparse.linalg import aslinearoperator
@@ -32,21 +33,6 @@ from lowrank.svd import auto_method
 from lowrank.testing import assert_orthonormal, assert_valid_svd
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
-
-
-def haar(rng: np.random.Generator, n: int, k: int, complex_: bool = False) -> np.ndarray:
-    z = rng.standard_normal((n, k))
-    if complex_:
-        z = z + 1j * rng.standard_normal((n, k))
-    q, r = np.linalg.qr(z)
-    return q * (np.diag(r) / np.abs(np.diag(r)))
-
-
-def with_spectrum(rng, m, n, s, *, dtype=np.float64) -> np.ndarray:
-    complex_ = np.dtype(dtype).kind == "c"
-    k = len(s)
-    A = (haar(rng, m, k, complex_) * np.asarray(s)) @ haar(rng, n, k, complex_).conj().T
-    return A.astype(dtype)
 
 
 # Per-method accuracy on a well-separated spectrum: (rtol of the values, None for the

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _spectra import with_spectrum
 from scipy.sparse.linalg import aslinearoperator
 
 from lowrank import InputError, truncated_svd
@@ -25,21 +26,6 @@ from lowrank.svd._convergence import (
 )
 from lowrank.svd._orthogonalize import orthonormalize
 from lowrank.testing import assert_orthonormal, assert_valid_svd
-
-
-def haar(rng: np.random.Generator, n: int, k: int, complex_: bool = False) -> np.ndarray:
-    z = rng.standard_normal((n, k))
-    if complex_:
-        z = z + 1j * rng.standard_normal((n, k))
-    q, r = np.linalg.qr(z)
-    return q * (np.diag(r) / np.abs(np.diag(r)))
-
-
-def with_spectrum(rng, m, n, s, dtype=np.float64):
-    complex_ = np.dtype(dtype).kind == "c"
-    k = len(s)
-    A = (haar(rng, m, k, complex_) * np.asarray(s)) @ haar(rng, n, k, complex_).conj().T
-    return A.astype(dtype)
 
 
 def flat(rng, m, n, dtype=np.float64):

@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from _spectra import with_spectrum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,21 +44,6 @@ from lowrank.testing import assert_orthonormal
 
 SOLVERS = ("arpack", "propack", "lobpcg")
 MISSED = r"svds\(solver='propack'\) missed a singular value: .* > S\[-1\] = "
-
-
-def haar(rng: np.random.Generator, n: int, k: int, complex_: bool = False) -> np.ndarray:
-    z = rng.standard_normal((n, k))
-    if complex_:
-        z = z + 1j * rng.standard_normal((n, k))
-    q, r = np.linalg.qr(z)
-    return q * (np.diag(r) / np.abs(np.diag(r)))
-
-
-def with_spectrum(rng, m, n, s, *, dtype=np.float64) -> np.ndarray:
-    complex_ = np.dtype(dtype).kind == "c"
-    k = len(s)
-    A = (haar(rng, m, k, complex_) * np.asarray(s)) @ haar(rng, n, k, complex_).conj().T
-    return A.astype(dtype)
 
 
 def wide(A: np.ndarray) -> np.ndarray:
