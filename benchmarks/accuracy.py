@@ -11,9 +11,13 @@ __all__ = ["curve_errors", "excess_residual", "top_r_relative_error"]
 _ROWS = 512
 
 
-def top_r_relative_error(S: np.ndarray, ref: np.ndarray) -> float:
-    r"""``max_i |S_i - s_i| / s_i`` over the top ``r = len(S)`` reference values."""
-    r = len(S)
+def top_r_relative_error(S: np.ndarray, ref: np.ndarray, rank: int | None = None) -> float:
+    r"""``max_i |S_i - s_i| / s_i`` over the top ``r`` reference values, ``r = rank`` (default
+    ``len(S)``); ``inf`` when fewer than ``rank`` values were returned (a result with fewer
+    triplets than asked for is not accurate at that rank)."""
+    r = len(S) if rank is None else rank
+    if len(S) < r:
+        return math.inf
     if r == 0:
         return 0.0
     s = np.sort(np.asarray(S, dtype=np.float64))[::-1]
@@ -28,10 +32,17 @@ def tail_norm(ref: np.ndarray, r: int) -> float:
 
 
 def excess_residual(
-    A: np.ndarray, U: np.ndarray, S: np.ndarray, Vh: np.ndarray, ref: np.ndarray
+    A: np.ndarray,
+    U: np.ndarray,
+    S: np.ndarray,
+    Vh: np.ndarray,
+    ref: np.ndarray,
+    rank: int | None = None,
 ) -> float:
-    r"""``||A - U diag(S) Vh||_F / ||sigma_{r+1:}|| - 1``, in float64 from the factors given."""
-    r = len(S)
+    r"""``||A - U diag(S) Vh||_F / ||sigma_{r+1:}|| - 1``, in float64 from the factors given,
+    against the optimum at ``r = rank`` (default ``len(S)``): fewer triplets than ``rank``
+    leave more residual, counted against the rank-``rank`` optimum."""
+    r = len(S) if rank is None else rank
     opt = tail_norm(ref, r)
     us = np.asarray(U, dtype=np.float64) * np.asarray(S, dtype=np.float64)
     vh = np.asarray(Vh, dtype=np.float64)

@@ -50,7 +50,7 @@ PEERS = ("gesdd", "arpack", "propack", "lobpcg", "sklearn", "sklearn_tuned", "to
 METHODS: tuple[str, ...] = ("floor", *LOWRANK, *PEERS)
 
 DESCRIPTIONS = {
-    "floor": "A.T @ (A @ Omega), Omega n x (r+10) float32: the GEMM floor",
+    "floor": "A.T @ (A @ Omega), Omega n x (r+10) float32: the GEMM floor (its fastest call)",
     "lowrank": "lowrank.truncated_svd(A, r, rng=0): the default",
     "lowrank_fast": "lowrank.truncated_svd(A, r, rng=0, excess_tol=FAST_TOL)",
     "gesdd": "scipy.linalg.svd(A, full_matrices=False, lapack_driver='gesdd'), truncated",
@@ -331,8 +331,8 @@ class SvdSuite(Suite):
             if method == "floor":
                 return
             U, S, Vh = _triplets(out, r)
-            acc["top_r_rel_err"] = top_r_relative_error(S, ref)
-            acc["excess"] = excess_residual(A, U, S, Vh, ref)
+            acc["top_r_rel_err"] = top_r_relative_error(S, ref, rank=r)
+            acc["excess"] = excess_residual(A, U, S, Vh, ref, rank=r)
             acc["dtype"] = str(np.asarray(U).dtype)
             if method.startswith("lowrank"):
                 acc["info"] = _lowrank_info(out)
@@ -341,13 +341,19 @@ class SvdSuite(Suite):
         with limited_threads(threads):
             counts = thread_counts()
             _, timing = measure(fn, ctx.options.policy, emit=ctx.emit, after_warmup=check)
-        return {
+        result = {
             **timing.to_dict(),
             **acc,
             "params": extra,
             "threads": threads,
             "thread_counts": counts,
         }
+        if method == "floor":
+            # A floor is the fastest the product goes: at 2048^2 its calls take either about
+            # 3 ms or 7-16 ms, and a median on the slow mode flattered every ratio to it.
+            result["seconds"] = min(timing.times)
+            result["statistic"] = "fastest"
+        return result
 
     def _run_gesdd(
         self, A: np.ndarray, ref: np.ndarray, ranks: list[int], ctx: WorkerContext
@@ -359,8 +365,8 @@ class SvdSuite(Suite):
             U, S, Vh = out
             for r in ranks:
                 per_rank[str(r)] = {
-                    "top_r_rel_err": top_r_relative_error(S[:r], ref),
-                    "excess": excess_residual(A, U[:, :r], S[:r], Vh[:r], ref),
+                    "top_r_rel_err": top_r_relative_error(S[:r], ref, rank=r),
+                    "excess": excess_residual(A, U[:, :r], S[:r], Vh[:r], ref, rank=r),
                 }
                 ctx.progress(f"accuracy r={r}")
 
@@ -386,8 +392,8 @@ class SvdSuite(Suite):
             t0 = time.perf_counter()
             U, S, Vh = fn()
             seconds = time.perf_counter() - t0
-            rel = top_r_relative_error(S, ref)
-            exc = excess_residual(A, U, S, Vh, ref)
+            rel = top_r_relative_error(S, ref, rank=r)
+            exc = excess_residual(A, U, S, Vh, ref, rank=r)
             tried.append({**config, "seconds": seconds, "top_r_rel_err": rel, "excess": exc})
             ctx.progress(f"tried {config}")
             if _meets(rel, exc):
