@@ -23,7 +23,7 @@ values, legacy pickled ``adapter_model.bin`` files and the other variants are re
 its partner, ranks that disagree with the config and corrupt files, and factors of modules
 PEFT would not adapt under the config's ``target_modules``, ``exclude_modules``,
 ``layers_to_transform``/``layers_pattern`` (``"all-linear"`` included), by PEFT's rules
-(:mod:`lowrank.io._peft_targets`): PEFT silently skips those factors.
+(``lowrank.io._peft_targets``): PEFT silently skips those factors.
 
 ``save_peft_adapter`` writes the config as PEFT does (top-level keys sorted) except that the
 keys inside ``rank_pattern`` and ``alpha_pattern`` keep their given order: PEFT tries them

@@ -14,7 +14,7 @@ for ``n`` rows and ``c`` outputs (the mean over all entries, as ``torch.nn.MSELo
 evaluated as :math:`m_i + \log\sum_j e^{z_{ij} - m_i}` with :math:`m_i = \max_j z_{ij}`, so
 no exponential overflows.
 
-dtypes follow the package's table (:mod:`lowrank._dtypes`): the prediction is computed in
+dtypes follow the package's table (``lowrank._dtypes``): the prediction is computed in
 its compute dtype, float32 for float32, float16 and bfloat16 predictions, float64 for
 float64 and integer ones, and the gradient is returned in that dtype (so a float16 or
 bfloat16 prediction gets a float32 gradient, like a layer of that dtype would). Values are
