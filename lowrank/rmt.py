@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lowrank._numerics import tolerance
 from lowrank._spectrum import as_singular_values
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
@@ -728,7 +729,9 @@ def random_matrix_summary(
     -------
     RandomMatrixSummary
         ``shape``, ``marchenko_pastur``, ``power_law`` (``None`` with fewer than two
-        distinct positive singular values) and the ``singular_values``.
+        distinct singular values above the rounding level of the SVD,
+        :math:`16\,\varepsilon\sqrt{\max(m, n)}\,\sigma_1`: below it a value cannot be
+        told from 0) and the ``singular_values``.
 
     Raises
     ------
@@ -760,7 +763,10 @@ def random_matrix_summary(
     s = np.asarray(_singular_values(a), dtype=np.float64)
     m, n = int(a.shape[0]), int(a.shape[1])
     edge = _marchenko_pastur_edge(s, m, n, method)
-    positive = s[s > 0.0]
+    # Values at the rounding level of the SVD are zeros in disguise (a rank-1 matrix of ones
+    # gave [6, 1.3e-32] and a "power law" with alpha 1.03): only those above it are fitted.
+    floor = tolerance(a.dtype, size=max(m, n), scale=float(s[0])) if s.size else 0.0
+    positive = s[s > floor]
     fit = _power_law_fit(positive, xmin, ks) if np.unique(positive).size >= 2 else None
     return RandomMatrixSummary(
         shape=(m, n), marchenko_pastur=edge, power_law=fit, singular_values=s

@@ -498,3 +498,18 @@ def test_random_matrix_summary_without_a_tail():
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_values_at_the_rounding_level_are_not_a_power_law():
+    """A rank-1 matrix of ones has singular values [6, ~1e-32]: the second is rounding, and
+    there is no power law to fit (it gave alpha 1.03 and over_trained=True). Reference: the
+    exact spectrum, [sqrt(m n), 0, ...]; a matrix with two real values still gets a fit."""
+    from lowrank.rmt import random_matrix_summary
+
+    for shape in [(2, 3), (5, 4), (40, 30)]:
+        summary = random_matrix_summary(np.ones(shape))
+        assert summary.power_law is None, shape
+        assert summary.singular_values[0] == pytest.approx(np.sqrt(shape[0] * shape[1]))
+    rng = np.random.default_rng(0)
+    two = rng.standard_normal((40, 2)) @ rng.standard_normal((2, 30))
+    assert random_matrix_summary(two + 0.0).power_law is not None
