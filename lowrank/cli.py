@@ -20,10 +20,15 @@ This is the only place where exceptions become text and exit statuses:
     scheduler that could not be reached, adapter factors beyond the range of ``--dtype``
     (nothing is written), a module of the ``cli`` extra that is not installed.
 2
-    Usage: an unknown, missing or malformed option; an input that does not exist or is not a
+    Usage: an unknown, missing or malformed option, or one that does not apply (e.g.
+    ``--workers`` or ``--scheduler`` for an adapter folder, which is analysed in process;
+    ``--merged`` without ``--base``); an input that does not exist or is not a
     readable checkpoint (a truncated file is found when its header is listed, before any
     work); ``--include``/``--exclude`` patterns that select no matrix (the message names the
-    closest tensor names); an existing adapter without ``--overwrite``; an output that
+    closest tensor names); nothing to compare: ``PATH`` (or an adapter folder) and
+    ``--base``, or ``extract``'s ``--base`` and ``--tuned``, with no matrix of the same
+    name and shape in common (found from the headers); an existing adapter without
+    ``--overwrite``; an output that
     resolves (through links too) to an input file, a file of an input directory, or another
     output of the same command (checked before any work, so nothing is replaced); a
     malformed ``--scheduler`` address.
@@ -714,8 +719,11 @@ def _run_analysis(
 _NAMED_FAILURES = 5
 
 
-def _say_unpaired(skipped: Sequence[Any]) -> None:
-    """One stderr line for the tensors of an update analysis that found no partner."""
+def _say_unpaired(
+    skipped: Sequence[Any], *, where: str = "listed in the report as skipped"
+) -> None:
+    """One stderr line for the tensors of an update analysis (or an extraction) that
+    found no partner; ``where`` says what became of them."""
     unpaired = [s.name for s in skipped if s.code == "unpaired"]
     shape = [f"{s.name} ({s.reason})" for s in skipped if s.code == "shape"]
     if not (unpaired or shape):
@@ -726,7 +734,7 @@ def _say_unpaired(skipped: Sequence[Any]) -> None:
             more = len(names) - _NAMED_FAILURES
             listed = ", ".join(names[:_NAMED_FAILURES]) + (f", and {more} more" if more > 0 else "")
             parts.append(f"{len(names)} {label}: {listed}")
-    _say(f"lowrank: note: not compared: {'; '.join(parts)} (listed in the report as skipped)")
+    _say(f"lowrank: note: not compared: {'; '.join(parts)} ({where})")
 
 
 def _failures(failed: Sequence[Any], total: int) -> str:
@@ -797,20 +805,28 @@ def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
     """``analyze ADAPTER_DIR [--base BASE]``: the updates s·B·A of a PEFT adapter folder."""
     from lowrank.analysis import DEFAULT_ENERGIES, DEFAULT_RANKS, analyze_adapter
 
+    every = "every adapted module is analysed"
+    here = "its modules are analysed one after another in this process"
     unused = [
-        flag
-        for flag, value in (
-            ("--include", args.include),
-            ("--exclude", args.exclude),
-            ("--scheduler", args.scheduler),
-            ("--flatten", args.flatten),
+        f"{flag} ({why})"
+        for flag, value, why in (
+            ("--include", args.include, every),
+            ("--exclude", args.exclude, every),
+            ("--flatten", args.flatten, "the factors B, A are matrices already"),
+            ("--workers", args.workers, here),
+            ("--scheduler", args.scheduler, here),
+            ("--threads-per-worker", args.threads_per_worker, here),
         )
         if value
     ]
     if unused:
         raise _UsageError(
-            f"lowrank analyze: error: {', '.join(unused)} do not apply to an adapter folder "
-            f"('{args.path}' holds adapter_config.json): every adapted module is analysed"
+            f"lowrank analyze: error: not for an adapter folder ('{args.path}' holds "
+            f"adapter_config.json): {'; '.join(unused)}"
+        )
+    if args.merged and args.base is None:
+        raise _UsageError(
+            "lowrank analyze: error: --merged needs --base BASE: the merged matrices are W + s B A"
         )
     _check_outputs(outputs, [("PATH", args.path), ("--base", args.base)])
     report = analyze_adapter(
@@ -951,6 +967,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     existing = _existing_adapter(output)
     if existing and not args.overwrite:
         raise _overwrite_refused(output, existing)
+    for flag, value in (("--base", args.base), ("--tuned", args.tuned)):
+        if not Path(value).exists():
+            raise MissingFileError(
+                f"{flag} must be an existing file or directory; got '{os.path.abspath(value)}'"
+            )
     exclude = args.exclude if args.exclude is not None else ["*embed*"]
     # The inputs are checked before the work (headers only): a missing or corrupt file or
     # patterns that select nothing are usage errors (exit 2); what fails later is the work.
@@ -997,6 +1018,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         f"{len(modules)} modules, {params} adapter parameters; "
         f"{len(result.skipped)} tensors not adapted"
     )
+    _say_unpaired(result.skipped, where="not in the adapter")
     _say(f"wrote {folder}")
     if args.base_model is None:
         _say(
@@ -1043,10 +1065,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     check_distinct_paths([("-o", args.output)], [("REPORT", args.report)])
     report = Report.read_json(args.report)
     if args.kind == "update-spectra" and not _is_update_report(report):
+        if report.matrices:
+            holds = "plain matrices"
+        else:
+            codes: dict[str, int] = {}
+            for skip in report.skipped:
+                codes[skip.code] = codes.get(skip.code, 0) + 1
+            listed = ", ".join(f"{n} {code}" for code, n in codes.items())
+            holds = "no analysed matrix" + (f" (skipped: {listed})" if listed else "")
         raise _UsageError(
             f"lowrank plot: error: --kind update-spectra needs an update report (of 'lowrank "
-            f"analyze TUNED --base BASE', or of an adapter folder with --base); "
-            f"'{args.report}' holds plain matrices"
+            f"analyze TUNED --base BASE', or of an adapter folder with --base) with at least "
+            f"one analysed update; '{args.report}' holds {holds}"
         )
     options: dict[str, Any] = {}
     if args.energy is not None:

@@ -638,7 +638,7 @@ def plot_overlap(
     >>> for layer in range(3):
     ...     for module in ("query", "value"):
     ...         W = rng.standard_normal((24, 24))
-    ...         delta = 0.1 * rng.standard_normal((24, 2)) @ rng.standard_normal((2, 24))
+    ...         delta = 0.1 * rng.standard_normal((24, 8)) @ rng.standard_normal((8, 24))
     ...         name = f"encoder.layer.{layer}.attention.self.{module}.weight"
     ...         results.append(analyze_update_matrix(W + delta, W, name=name))
     >>> fig, ax = plt.subplots(layout="constrained")
@@ -697,11 +697,12 @@ def plot_overlap(
     if len(undefined) == len(updates):
         raise InputError(
             f"none of the {len(updates)} updates has a defined {side} overlap at rank {rank} "
-            "(the base W has no top-r singular subspace: sigma_r(W) = 0 up to rounding); "
+            "(W or the update has no top-r singular subspace: its sigma_r = 0 up to rounding); "
             "nothing to plot"
         )
     note = (
-        f"\n{len(undefined)} undefined (σ_r(W) = 0 up to rounding) left blank: {_listed(undefined)}"
+        f"\n{len(undefined)} undefined (σ_r of W or ΔW = 0 up to rounding) left blank: "
+        f"{_listed(undefined)}"
         if undefined
         else ""
     )

@@ -318,7 +318,7 @@ class TestCLI:
     def test_merged_needs_an_adapter_and_a_base(self, tmp_path, capsys):
         folder, _ = _write(tmp_path, "patterns", np.random.default_rng(7))
         assert main(["analyze", str(folder), "--merged"]) == EXIT_USAGE
-        assert "merged=True needs base" in capsys.readouterr().err
+        assert "--merged needs --base" in capsys.readouterr().err
         weights = tmp_path / "w.safetensors"
         save_safetensors(weights, {"w": np.ones((2, 2), np.float32)})
         assert main(["analyze", str(weights), "--merged"]) == EXIT_USAGE
@@ -328,14 +328,16 @@ class TestCLI:
         folder, _ = _write(tmp_path, "patterns", np.random.default_rng(3))
         base = tmp_path / "other.safetensors"
         save_safetensors(base, {"unrelated.weight": np.ones((2, 2), np.float32)})
-        assert main(["analyze", str(folder), "--base", str(base), "--ranks", "1"]) == EXIT_OK
-        assert "3 unpaired" in capsys.readouterr().err
+        # Nothing paired: nothing to compare, a usage error naming both inputs.
+        assert main(["analyze", str(folder), "--base", str(base), "--ranks", "1"]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("lowrank: error: nothing to compare") and str(base) in err
 
     def test_patterns_do_not_apply(self, tmp_path, capsys):
         folder, _ = _write(tmp_path, "patterns", np.random.default_rng(4))
         assert main(["analyze", str(folder), "--include", "*q_proj*"]) == EXIT_USAGE
         err = capsys.readouterr().err
-        assert "--include do not apply to an adapter folder" in err
+        assert "--include (every adapted module is analysed)" in err
 
     def test_missing_base_and_bad_adapter_are_usage_errors(self, tmp_path, capsys):
         folder, _ = _write(tmp_path, "patterns", np.random.default_rng(5))

@@ -157,6 +157,7 @@ def public_callables() -> dict[str, Callable[..., Any]]:
 _RNG = np.random.default_rng(1234)
 MATRIX = _RNG.standard_normal((6, 5))
 MATRIX_B = MATRIX + np.outer(_RNG.standard_normal(6), _RNG.standard_normal(5))
+MATRIX_C = np.random.default_rng(7).standard_normal((6, 5))
 SPECTRUM = np.array([3.0, 2.0, 1.0, 0.5])
 LORA_A = _RNG.standard_normal((2, 5))
 LORA_B = _RNG.standard_normal((6, 2))
@@ -217,8 +218,9 @@ class Context:
     def update_result(self) -> Any:
         from lowrank.analysis import analyze_update_matrix
 
+        # A full-rank update: its overlaps are defined at every rank.
         return analyze_update_matrix(
-            MATRIX_B, MATRIX, name="model.layers.0.self_attn.q_proj.weight"
+            MATRIX + 0.5 * MATRIX_C, MATRIX, name="model.layers.0.self_attn.q_proj.weight"
         )
 
 
@@ -418,7 +420,8 @@ VALID: dict[str, dict[str, Any]] = {
         "ranks": (1, 2),
         "energies": (0.9,),
     },
-    "analyze_update_matrix": {"tuned": MATRIX_B, "base": MATRIX},
+    # A full-rank update: overlaps at ranks above the update's rank are undefined (NaN).
+    "analyze_update_matrix": {"tuned": MATRIX + 0.5 * MATRIX_C, "base": MATRIX},
     "describe_executor": {"executor": lambda ctx: _thread_pool()},
     "extract_checkpoint": {
         "base": lambda ctx: ctx.weights,

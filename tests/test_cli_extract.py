@@ -62,7 +62,11 @@ def test_rank_adapter_reproduces_the_low_rank_update(pair, tmp_path, capsys):
     argv = ["extract", "--base", str(base_path), "--tuned", str(tuned_path), "--rank", "2"]
     assert main([*argv, "-o", str(out)]) == 0
     stdout, stderr = capsys.readouterr()
-    wrote, note = stderr.splitlines()
+    # The tuned-only tensor is named in one line (not in the adapter).
+    left_out, wrote, note = stderr.splitlines()
+    assert left_out == (
+        "lowrank: note: not compared: 1 unpaired: extra.weight (not in the adapter)"
+    )
     assert wrote == f"wrote {out}"
     # Without --base-model the config's base_model_name_or_path is null, and it says so.
     assert note.startswith(
@@ -124,7 +128,10 @@ def test_rank_is_capped_per_module_and_dtype_applies(pair, tmp_path, capsys):
     assert adapter.modules["model.embed_tokens"].rank == 10  # min(50, 10)
     assert adapter.modules["model.layers.0.q_proj"].lora_A.dtype == ml_dtypes.bfloat16
     assert adapter.use_rslora and adapter.config["base_model_name_or_path"] == "tiny/base"
-    assert capsys.readouterr().err == f"wrote {out}\n"  # no note: --base-model was given
+    # no base-model note: --base-model was given; the tuned-only tensor is named
+    assert capsys.readouterr().err == (
+        f"lowrank: note: not compared: 1 unpaired: extra.weight (not in the adapter)\nwrote {out}\n"
+    )
     # Writing again needs --overwrite, and the message names the flag, not the library's
     # overwrite=True; the check comes before the extraction.
     assert main(argv) == EXIT_USAGE
@@ -224,7 +231,7 @@ def test_every_module_unchanged(tmp_path):
                 "-o",
                 "{tmp}/a",
             ],
-            "lowrank: error: path must be an existing file or directory",
+            "lowrank: error: --base must be an existing file or directory",
         ),
         (
             ["extract", "--base", "{b}", "--tuned", "{t}", "--rank", "2", "-o", "{b}"],

@@ -267,8 +267,8 @@ class TestPlotUpdateSpectra:
         assert main(argv) == EXIT_USAGE
         assert _one_error_line(capsys) == (
             "lowrank plot: error: --kind update-spectra needs an update report (of 'lowrank "
-            "analyze TUNED --base BASE', or of an adapter folder with --base); "
-            f"'{plain}' holds plain matrices"
+            "analyze TUNED --base BASE', or of an adapter folder with --base) with at least "
+            f"one analysed update; '{plain}' holds plain matrices"
         )
         assert not target.exists()
 

@@ -749,7 +749,8 @@ class TestCommandNewKinds:
         update_file = tmp_path / "u.json"
         update.write_json(update_file)
         target = tmp_path / "overlap.png"
-        args = ["plot", str(update_file), "--kind", "overlap", "--rank", "4", "-o", str(target)]
+        # Rank 2: the updates have rank 2, so their top-4 subspaces (and overlaps) are undefined.
+        args = ["plot", str(update_file), "--kind", "overlap", "--rank", "2", "-o", str(target)]
         assert main([*args, "--side", "right"]) == 0
         assert drawn_fraction(imread(target)[..., :3]) > 0.1
         capsys.readouterr()

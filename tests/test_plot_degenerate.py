@@ -217,7 +217,7 @@ class TestUpdatesWithZeros:
         defined = zero_base_updates[1].overlap_left[0][1]
         assert [t.get_text() for t in ax.texts] == [f"{defined:.2f}"]
         assert ax.get_title().endswith(
-            "\n1 undefined (σ_r(W) = 0 up to rounding) left blank: layers.0.q"
+            "\n1 undefined (σ_r of W or ΔW = 0 up to rounding) left blank: layers.0.q"
         )
         with pytest.raises(InputError, match="none of the 1 updates has a defined left overlap"):
             plot_overlap(zero_base_updates[:1], rank=1)

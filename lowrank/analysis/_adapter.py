@@ -46,7 +46,7 @@ from lowrank.analysis._update import _float64, _subspace_view
 from lowrank.curves import rank_error_curve, select_rank
 from lowrank.errors import InputError, LowRankError, MissingFileError
 from lowrank.io import TensorInfo, list_tensors, load_matrix
-from lowrank.io.peft import PeftModule, load_peft_adapter
+from lowrank.io.peft import PeftAdapter, PeftModule, load_peft_adapter
 from lowrank.lora import factored_svd
 from lowrank.metrics import (
     entropy_effective_rank,
@@ -158,7 +158,7 @@ def _base_matrix(base_info: TensorInfo) -> tuple[Array, np.dtype[Any]]:
 
 def _dense_update(module: PeftModule, *, fan_in_fan_out: bool) -> Array:
     r"""The dense float64 update :math:`s\,BA` in the stored layout (only where a dense
-    matrix is needed: the merged matrix, or singular vectors beyond the adapter's rank)."""
+    matrix is needed: the merged matrix)."""
     A = np.asarray(module.lora_A, dtype=np.float64)
     B = np.asarray(module.lora_B, dtype=np.float64)
     delta = module.scaling * (B @ A)
@@ -203,7 +203,6 @@ def _with_base(
 ) -> UpdateResult:
     """The update numbers of :func:`analyze_update_matrix` and the merged matrix's metrics."""
     base, base_dtype = _base_matrix(base_info)
-    delta: Array | None = None  # formed only where the factored SVD does not suffice
     base_fro = frobenius_norm(base)
     if metrics.norm_fro == 0.0:
         relative = 0.0
@@ -214,24 +213,18 @@ def _with_base(
     full = min(base.shape)
     ranks = sorted({min(r, full) for r in options.ranks})
     top = ranks[-1]
-    positive = int(np.count_nonzero(svd.S > 0.0))
-    if top <= positive:
-        # The factored SVD's triplets, of the stored orientation.
-        U, S, Vh = (svd.Vh.T, svd.S, svd.U.T) if fan_in_fan_out else (svd.U, svd.S, svd.Vh)
-        sd = dataclasses.replace(
-            svd,
-            U=np.ascontiguousarray(U[:, :top]),
-            S=np.asarray(S[:top], dtype=np.float64),
-            Vh=np.ascontiguousarray(Vh[:top]),
-            shape=base.shape,
-        )
-    else:
-        # Beyond the update's rank the singular vectors are those of rounding noise: the
-        # dense SVD, exactly as analyze_update computes them.
-        delta = _dense_update(module, fan_in_fan_out=fan_in_fan_out)
-        sd = svd_of(dense_input(delta), top, method="exact")
+    # The factored SVD's triplets, of the stored orientation: at most the adapter's rank
+    # of them, beyond which the update has no top-r subspace (nan, _subspace_view).
+    U, S, Vh = (svd.Vh.T, svd.S, svd.U.T) if fan_in_fan_out else (svd.U, svd.S, svd.Vh)
+    sd = dataclasses.replace(
+        svd,
+        U=np.ascontiguousarray(U[:, :top]),
+        S=np.asarray(S[:top], dtype=np.float64),
+        Vh=np.ascontiguousarray(Vh[:top]),
+        shape=base.shape,
+    )
     sb = svd_of(dense_input(base), top, method="exact")
-    left, right, amp = _subspace_view(base, delta, sd, sb, ranks, delta_fro=metrics.norm_fro)
+    left, right, amp = _subspace_view(base, sd, sb, ranks, delta_fro=metrics.norm_fro)
     values = {f: getattr(metrics, f) for f in MatrixResult.__dataclass_fields__}
     values["seconds"] = time.perf_counter() - start
     return UpdateResult(
@@ -245,6 +238,24 @@ def _with_base(
         amplification=tuple((r, amp[min(r, full)]) for r in options.ranks),
         # The exact SVD of W above computed every singular value: W's spectrum, free.
         base_singular_values=np.asarray(sb.spectrum, dtype=np.float64),
+    )
+
+
+def _check_pairs(
+    adapter: PeftAdapter, base_infos: dict[str, TensorInfo], *, path: Path, base_path: Path
+) -> None:
+    """Refuse, from the headers, a base in which no module finds its weight (of the same
+    shape): an empty report would pass for a complete one."""
+    for module in adapter.modules.values():
+        name = base_weight_name(module.name, list(base_infos))
+        out, n_in = module.lora_B.shape[0], module.lora_A.shape[1]
+        shape = (n_in, out) if adapter.fan_in_fan_out else (out, n_in)
+        if name is not None and base_infos[name].shape == shape:
+            return
+    raise InputError(
+        f"nothing to compare: no module of the adapter '{path}' has a base weight of the "
+        f"same name and shape in the base '{base_path}' ({len(adapter.modules)} modules, "
+        f"{len(base_infos)} base tensors)"
     )
 
 
@@ -298,7 +309,8 @@ def analyze_adapter(
     ------
     InputError
         ``adapter_dir`` or ``base`` is not a path, ``merged`` not a bool or given without
-        ``base``, or bad ``ranks``/``energies``.
+        ``base``, or bad ``ranks``/``energies``; a ``base`` in which no module finds a
+        weight of its name and shape (nothing to compare, found from the headers).
     MissingFileError
         ``adapter_dir`` is not an existing folder, one of its files or ``base`` does not
         exist.
@@ -317,9 +329,14 @@ def analyze_adapter(
     :math:`O(mn\min(m,n))`; values below its rounding threshold
     :math:`16\varepsilon\sqrt{\max(m,n,r)}\,s\|B\|_F\|A\|_F` are exactly 0 (where a dense
     SVD returns noise of that size). With ``base``, the overlaps and amplification factor
-    reuse these singular vectors up to the update's rank; for a requested rank beyond it
-    they use the dense SVD of :math:`\Delta W` as :func:`analyze_update` does (those
-    directions are rounding noise). The merged matrix is formed densely in float64.
+    reuse these singular vectors. At a requested rank r above the update's rank (where
+    :math:`\sigma_r(\Delta W)` is at or below the rounding level
+    :math:`16\varepsilon_{64}\sqrt{\max(m,n)}\,\sigma_1(\Delta W)`, or the adapter has
+    fewer than r directions) the top-r subspace of :math:`\Delta W` is not defined: the
+    overlaps and the amplification factor are ``nan`` there (``null`` in JSON, an empty
+    CSV cell, "–" in the tables), as in :func:`analyze_update_matrix`; so are the
+    overlaps where :math:`W` has no top-r subspace. The merged matrix is formed densely
+    in float64.
     Modules run one after another in this process; a module costs little without ``base``.
 
     References
@@ -370,6 +387,7 @@ def analyze_adapter(
     base_infos: dict[str, TensorInfo] = {}
     if base_path is not None:
         base_infos = {info.name: info for info in list_tensors(base_path)}
+        _check_pairs(adapter, base_infos, path=path, base_path=base_path)
     results: list[MatrixResult] = []
     skipped: list[SkippedTensor] = []
     for module in adapter.modules.values():

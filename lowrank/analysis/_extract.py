@@ -60,8 +60,10 @@ class CheckpointExtraction:
     shapes : dict of str to tuple of int
         The ``(out, in)`` shape of each adapted module's weight.
     skipped : tuple of SkippedTensor
-        Tensors without a partner of the same shape in the other checkpoint, tensors not
-        named ``*.weight``, unchanged weights, and what the selection passed over.
+        Tensors without a partner of the same name in the other checkpoint (code
+        ``"unpaired"``), of a different shape there (``"shape"``), tensors not named
+        ``*.weight`` (``"name"``), unchanged weights (``"unchanged"``), and what the
+        selection passed over.
     """
 
     base: str
@@ -215,7 +217,7 @@ def extract_checkpoint(
             skipped.append(_skip(info, "unpaired", why))
         elif other.shape != info.shape:
             skipped.append(
-                _skip(info, "unpaired", f"shape {info.shape} in base but {other.shape} in tuned")
+                _skip(info, "shape", f"shape {info.shape} in base but {other.shape} in tuned")
             )
         elif not info.name.endswith(_SUFFIX):
             skipped.append(_skip(info, "name", "not a '*.weight' tensor, so not a module weight"))

@@ -148,7 +148,8 @@ def _update_columns(report: Report) -> list[str]:
 
 def _defined(value: float) -> float | None:
     """``value``, or ``None`` (an empty cell) for an undefined one (``nan``: an overlap
-    with a base that has no top-r singular subspace)."""
+    with a base that has no top-r singular subspace, or an overlap or amplification
+    factor of an update that has none)."""
     return None if math.isnan(value) else float(value)
 
 
@@ -160,7 +161,7 @@ def _update_cells(m: MatrixResult) -> list[object]:
         [m.base_dtype, float(m.base_norm_fro), float(m.relative_size)]
         + [_defined(v) for _, v in m.overlap_left]
         + [_defined(v) for _, v in m.overlap_right]
-        + [float(v) for _, v in m.amplification]
+        + [_defined(v) for _, v in m.amplification]
     )
 
 
@@ -255,7 +256,7 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
             [f"{m.relative_size:.4g}"]
             + [_optional(_defined(v), ".3f") for _, v in m.overlap_left]
             + [_optional(_defined(v), ".3f") for _, v in m.overlap_right]
-            + [f"{v:.3g}" for _, v in m.amplification]
+            + [_optional(_defined(v), ".3g") for _, v in m.amplification]
             if isinstance(m, UpdateResult)
             else []
         )
@@ -303,7 +304,9 @@ def to_markdown(report: Report) -> str:
             "to the base weight W; `ovlU@r`, `ovlV@r`: share of ΔW's top-r left/right singular "
             "subspace lying in W's (LoRA paper §7.2 similarity, 1 = contained, 0 = orthogonal;"
             " – undefined: W has no top-r subspace, σ_r(W) = 0 up to rounding);"
-            " `amp@r`: amplification factor ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7.3).",
+            " `amp@r`: amplification factor ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7.3);"
+            " both – where ΔW has no top-r subspace (r above its rank, σ_r(ΔW) = 0 up to"
+            " rounding).",
             "",
         ]
     header, rows = _summary_rows(report)
@@ -400,7 +403,8 @@ def to_text(report: Report, *, max_name: int = 48) -> str:
             "every column is of ΔW = tuned - base; ‖ΔW‖/‖W‖: size relative to the base W; "
             "ovlU@r, ovlV@r: share of ΔW's top-r left/right singular subspace in W's "
             "(– undefined: σ_r(W) = 0 up to rounding); "
-            "amp@r: amplification ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7)"
+            "amp@r: amplification ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F (LoRA paper §7); both – where "
+            "σ_r(ΔW) = 0 up to rounding (r above the rank of ΔW)"
         )
     if report.skipped:
         out.append(f"skipped {len(report.skipped)} tensors:")

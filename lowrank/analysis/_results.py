@@ -452,14 +452,17 @@ class UpdateResult(MatrixResult):
         and :math:`W`: the share of :math:`\Delta W`'s top-r subspace lying in :math:`W`'s,
         in [0, 1] (:func:`lowrank.lora.subspace_similarity`). ``r`` above
         ``min(m, n)`` is computed at ``min(m, n)``. Without a gap after the r-th singular
-        value (e.g. r past the rank of :math:`\Delta W`) the top-r subspace is not unique,
-        nor is the overlap. ``nan`` (``null`` in JSON) where :math:`W` has no top-r
-        subspace: :math:`\sigma_r(W) \le 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,
-        \sigma_1(W)` (an all-zero :math:`W`, r above its rank).
+        value the top-r subspace is not unique, nor is the overlap. ``nan`` (``null`` in
+        JSON) where :math:`W` or :math:`\Delta W` has no top-r subspace: where
+        :math:`\sigma_r \le 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` of that
+        matrix (an all-zero matrix, r above its rank: the singular vectors there are
+        LAPACK's choice, not the matrix's).
     amplification : tuple of (int, float)
         ``(r, factor)``: :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` with
         :math:`U_r, V_r` the top-r singular vectors of :math:`\Delta W`
         (:func:`lowrank.lora.amplification_factor`; ``inf`` when the projection is 0).
+        ``nan`` (``null`` in JSON) where :math:`\Delta W` has no top-r subspace, by the
+        rule of the overlaps.
     base_singular_values : ndarray, shape (min(m, n),), or None
         All singular values of :math:`W`, float64, descending: the spectrum of the exact
         SVD whose top singular vectors give the overlaps (no extra SVD). ``None`` in
@@ -486,7 +489,9 @@ class UpdateResult(MatrixResult):
         """
         out = super().to_dict()
         out["relative_size"] = _json_float(self.relative_size)
-        out["amplification"] = [[r, _json_float(a)] for r, a in self.amplification]
+        out["amplification"] = [
+            [r, None if math.isnan(a) else _json_float(a)] for r, a in self.amplification
+        ]
         out["overlap_left"] = [[r, _json_overlap(v)] for r, v in self.overlap_left]
         out["overlap_right"] = [[r, _json_overlap(v)] for r, v in self.overlap_right]
         return out
@@ -515,7 +520,7 @@ class UpdateResult(MatrixResult):
             relative_size=float(data["relative_size"]),
             overlap_left=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_left"]),
             overlap_right=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_right"]),
-            amplification=tuple((int(r), float(v)) for r, v in data["amplification"]),
+            amplification=tuple((int(r), _overlap_from_json(v)) for r, v in data["amplification"]),
             base_singular_values=None
             if data.get("base_singular_values") is None
             else np.asarray(data["base_singular_values"], dtype=np.float64).reshape(-1),

@@ -17,6 +17,7 @@ from lowrank.analysis._report import Report
 from lowrank.analysis._results import DEFAULT_ENERGIES, DEFAULT_RANKS, SkippedTensor
 from lowrank.analysis._run import AnalysisRun, Outcome, _check_run, _start_run, drain
 from lowrank.analysis._update import _checkpoint, _skip
+from lowrank.errors import InputError
 from lowrank.io import NDPolicy, Patterns, Selection, TensorInfo, select
 from lowrank.io._paths import check_distinct_paths
 
@@ -95,7 +96,8 @@ def start_update_analysis(
         ``tuned`` or ``base`` does not exist, or as :func:`start_analysis`.
     InputError
         As :func:`start_analysis`; also a ``checkpoint`` that resolves to ``tuned``,
-        ``base`` or a file of either.
+        ``base`` or a file of either, and checkpoints with no selected matrix of the same
+        name and shape in common (nothing to compare; found from the headers).
     FileFormatError
         As :func:`start_analysis`.
 
@@ -139,6 +141,12 @@ def start_update_analysis(
         base_path, include=include, exclude=exclude, regex=checked.regex, nd_policy=nd_policy
     )
     paired, partners, unpaired = _pair(sel_tuned, sel_base)
+    if not paired:  # an empty report would pass for a complete one
+        raise InputError(
+            f"nothing to compare: '{tuned_path}' and the base '{base_path}' have no matrix of "
+            f"the same name and shape in common ({len(sel_tuned.matrices)} selected in tuned, "
+            f"{len(sel_base.matrices)} in base)"
+        )
     return _start_run(
         Selection(matrices=paired, skipped=sel_tuned.skipped, nd_policy=sel_tuned.nd_policy),
         checked,
