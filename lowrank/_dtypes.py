@@ -143,13 +143,15 @@ def layer_dtype(dtype: Any, *, name: str) -> np.dtype[Any]:
     return dt
 
 
-def _largest_finite(dt: np.dtype[Any]) -> float:
+def finfo_of(dtype: Any) -> Any:
+    """``finfo`` of a floating or complex dtype: NumPy's, or ``ml_dtypes``' own for the
+    narrow types (bfloat16, float8) that ``numpy.finfo`` refuses; imported only then."""
     try:
-        return float(np.finfo(dt).max)
-    except (TypeError, ValueError):  # pragma: no cover - NumPy without ml_dtypes' finfo
+        return np.finfo(dtype)
+    except (TypeError, ValueError):
         import ml_dtypes
 
-        return float(ml_dtypes.finfo(dt).max)  # type: ignore[no-untyped-call]
+        return ml_dtypes.finfo(dtype)  # type: ignore[no-untyped-call]
 
 
 def cast_finite(x: Any, dtype: Any, *, what: str) -> Any:
@@ -168,6 +170,6 @@ def cast_finite(x: Any, dtype: Any, *, what: str) -> Any:
         peak = float(np.max(np.abs(np.asarray(x).astype(np.float64))))
         raise NonFiniteError(
             f"{what} does not fit in {dt.name}: its largest magnitude {peak:.4g} exceeds "
-            f"{dt.name}'s largest finite value {_largest_finite(dt):.4g}; use dtype {wider}"
+            f"{dt.name}'s largest finite value {float(finfo_of(dt).max):.4g}; use dtype {wider}"
         )
     return out

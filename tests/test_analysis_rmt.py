@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _reports import synthetic_report
 
 from lowrank.analysis import (
     AnalysisOptions,
@@ -21,7 +22,6 @@ from lowrank.analysis import (
     RandomMatrixGroup,
     RandomMatrixView,
     Report,
-    RunInfo,
     UpdateResult,
     analyze,
     analyze_matrix,
@@ -147,21 +147,13 @@ def test_update_fields_describe_delta():
 
 
 def _report(matrices: list[MatrixResult], *, base: str | None = None) -> Report:
-    run = RunInfo(
-        source="/x/model.safetensors",
-        include=(),
-        exclude=(),
-        regex=False,
-        nd_policy="skip",
+    return synthetic_report(
+        matrices,
         ranks=(8, 16, 64),
         energies=(0.9, 0.99),
-        executor="test",
-        lowrank_version="0",
-        created="2026-01-01T00:00:00+00:00",
-        elapsed_seconds=0.0,
+        source="/x/model.safetensors",
         base=base,
     )
-    return Report(run=run, matrices=tuple(matrices))
 
 
 @pytest.fixture(scope="module")

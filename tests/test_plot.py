@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _reports import synthetic_report
 
 matplotlib = pytest.importorskip("matplotlib")
 
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
-from lowrank.analysis import AnalysisOptions, Report, RunInfo, analyze_matrix  # noqa: E402
+from lowrank.analysis import AnalysisOptions, Report, analyze_matrix  # noqa: E402
 from lowrank.curves import rank_error_curve  # noqa: E402
 from lowrank.errors import InputError, MissingFileError  # noqa: E402
 from lowrank.plot import (  # noqa: E402
@@ -49,20 +50,7 @@ def make_report(spectra: dict[str, np.ndarray]) -> Report:
         U = np.linalg.qr(rng.standard_normal((m, n)))[0]
         V = np.linalg.qr(rng.standard_normal((n, n)))[0]
         results.append(analyze_matrix((U * s) @ V.T, name=name, options=OPTIONS))
-    run = RunInfo(
-        source="/synthetic",
-        include=(),
-        exclude=(),
-        regex=False,
-        nd_policy="skip",
-        ranks=OPTIONS.ranks,
-        energies=OPTIONS.energies,
-        executor="test",
-        lowrank_version="0",
-        created="2026-01-01T00:00:00+00:00",
-        elapsed_seconds=0.0,
-    )
-    return Report(run=run, matrices=tuple(results))
+    return synthetic_report(results, ranks=OPTIONS.ranks, energies=OPTIONS.energies)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from _reports import synthetic_report
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -21,7 +22,6 @@ from matplotlib.image import imread  # noqa: E402
 from lowrank.analysis import (  # noqa: E402
     AnalysisOptions,
     Report,
-    RunInfo,
     analyze_matrix,
     analyze_update_matrix,
 )
@@ -50,21 +50,7 @@ def one_blas_thread():
 
 
 def _report(results, *, base: str | None = None) -> Report:
-    run = RunInfo(
-        source="/synthetic",
-        include=(),
-        exclude=(),
-        regex=False,
-        nd_policy="skip",
-        ranks=OPTIONS.ranks,
-        energies=OPTIONS.energies,
-        executor="test",
-        lowrank_version="0",
-        created="2026-01-01T00:00:00+00:00",
-        elapsed_seconds=0.0,
-        base=base,
-    )
-    return Report(run=run, matrices=tuple(results))
+    return synthetic_report(results, ranks=OPTIONS.ranks, energies=OPTIONS.energies, base=base)
 
 
 def _saved(fig: Figure, path) -> np.ndarray:

@@ -55,6 +55,16 @@ OUTPUT_LAYER_NAMES = (
 _SEQ_CLS_HEADS = ("score", "classifier")
 
 
+def _check_regex(value: str, source: str, key: str) -> None:
+    """Refuse a config string that PEFT would compile as a regular expression and cannot."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise FileFormatError(
+            f"{source}: {key} {value!r} is not a valid regular expression: {exc}"
+        ) from None
+
+
 def _is_index(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -82,12 +92,7 @@ def check_target_fields(config: Mapping[str, Any], source: str) -> None:
                 f"{source}: {key!r} must be null, a string or a list of strings; got {value!r}"
             )
         if isinstance(value, str) and value.lower() != ALL_LINEAR:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise FileFormatError(
-                    f"{source}: {key} {value!r} is not a valid regular expression: {exc}"
-                ) from None
+            _check_regex(value, source, key)
     layers = config.get("layers_to_transform")
     if not (
         layers is None
@@ -109,12 +114,7 @@ def check_target_fields(config: Mapping[str, Any], source: str) -> None:
             f"got {pattern!r}"
         )
     for p in [pattern] if isinstance(pattern, str) else pattern or []:
-        try:
-            re.compile(p)
-        except re.error as exc:
-            raise FileFormatError(
-                f"{source}: layers_pattern {p!r} is not a valid regular expression: {exc}"
-            ) from None
+        _check_regex(p, source, "layers_pattern")
     target = config.get("target_modules")
     for key, value in (("layers_to_transform", layers), ("layers_pattern", pattern)):
         if isinstance(target, str) and value is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._dtypes import finfo_of
 from lowrank._numerics import STORAGE_EPS
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike
 from lowrank._validation import (
@@ -37,7 +38,7 @@ from lowrank._validation import (
 from lowrank.approx import eym_error
 from lowrank.errors import DTypeError, InputError, ShapeError
 from lowrank.lora import lora_scaling
-from lowrank.testing.tolerances import DEFAULT_FACTOR, _finfo, svd_tolerance
+from lowrank.testing.tolerances import DEFAULT_FACTOR, svd_tolerance
 
 __all__ = [
     "LoRAFactors",
@@ -265,7 +266,7 @@ class MatrixWithSpectrum:
         m, n = self.shape
         # Absolute rounding below the normal range: eta/2 per real part (multiplied before
         # halving: eta/2 itself rounds to 0 in float64).
-        eta = float(_finfo(self.dtype).smallest_subnormal)
+        eta = float(finfo_of(self.dtype).smallest_subnormal)
         entries = math.sqrt(m * n * (2.0 if self.dtype.kind == "c" else 1.0))
         subnormal = entries * eta / 2.0 if top > 0.0 else 0.0
         return svd_tolerance(self.dtype, self.shape, top, factor=DEFAULT_FACTOR) + subnormal

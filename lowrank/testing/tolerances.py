@@ -90,6 +90,7 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._dtypes import finfo_of
 from lowrank._numerics import STORAGE_EPS, compute_eps, frobenius_norm, storage_eps, tolerance
 from lowrank._typing import Array
 from lowrank._validation import (
@@ -206,20 +207,10 @@ def _real_number_dtype(dt: np.dtype[Any]) -> bool:
     return dt.kind in "fiu" or _narrow(dt)
 
 
-def _finfo(dt: np.dtype[Any]) -> Any:
-    """``finfo`` of a floating or complex dtype, ``ml_dtypes``' own for its narrow types."""
-    try:
-        return np.finfo(dt)
-    except (TypeError, ValueError):  # an ml_dtypes type: its own finfo
-        import ml_dtypes
-
-        return ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]
-
-
 def _subnormal_half_spacing(dt: np.dtype[Any]) -> float:
     """Half the smallest subnormal of a float type: the absolute rounding error of a value
     in the subnormal range (where the relative bound ``u`` does not hold)."""
-    return float(_finfo(dt).smallest_subnormal) / 2.0
+    return float(finfo_of(dt).smallest_subnormal) / 2.0
 
 
 def _entry_rounding(x: Array) -> Array:
