@@ -987,6 +987,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             exclude=exclude,
             regex=args.regex,
             use_rslora=args.rslora,
+            dtype=args.dtype,
         )
     except (NonFiniteError, FileFormatError, ConvergenceError) as exc:
         raise _WorkFailed(f"no adapter written: {exc}") from exc

@@ -101,7 +101,8 @@ def make_digits_finetune(
         Folder for ``base.safetensors``, ``tuned_full.safetensors`` and the adapter folder
         ``adapter_lora`` (created if needed; existing files are replaced).
     rank : int, default 4
-        The LoRA rank (``lora_alpha = 2 * rank``).
+        The LoRA rank (``lora_alpha = 2 * rank``), at most 64 (the widest layer's smaller
+        side; a larger rank adds nothing a full update could not).
     rng : int, default 0
         Seed of the initialisation, the split and the minibatch order.
 
@@ -114,7 +115,7 @@ def make_digits_finetune(
     ------
     InputError
         ``directory`` is not a path or is an existing file, ``rank`` is not an integer
-        >= 1 or ``rng`` not an integer >= 0.
+        in [1, 64] or ``rng`` not an integer >= 0.
     ImportError
         scikit-learn is not installed.
 
@@ -136,7 +137,7 @@ def make_digits_finetune(
     ['adapter_lora', 'base.safetensors', 'tuned_full.safetensors']
     True
     """
-    rank = check_int(rank, name="rank", minimum=1)
+    rank = check_int(rank, name="rank", minimum=1, maximum=_HIDDEN)
     seed = check_int(rng, name="rng", minimum=0)
     out = check_path(directory, name="directory")
     if out.exists() and not out.is_dir():

@@ -160,6 +160,30 @@ def test_optimizer_step_reports_an_overflowing_update(optimizer):
         optimizer.step(p, {"w": np.full(2, 1e38, np.float32)})
 
 
+def test_adamw_second_moment_overflow_is_reported():
+    # g = 1e20 fits float32 but g * g = 1e40 does not: v = inf, and m / sqrt(inf) = 0 would be
+    # a silent zero step on every later call (PyTorch's float32 AdamW does exactly that).
+    assert 1e20 < F32_MAX < 1e40
+    p = {"w": np.ones(2, np.float32)}
+    with pytest.raises(
+        NonFiniteError, match=r"optimizer state 'exp_avg_sq' for params\['w'\] overflowed float32"
+    ):
+        AdamW(1e-3).step(p, {"w": np.full(2, 1e20, np.float32)})
+    # In train() too: W = 1, x = 1e19, y = 0 gives g = 2e38 (fits), g * g does not.
+    with pytest.raises(
+        NonFiniteError,
+        match=r"diverged at step 0 .*optimizer state 'exp_avg_sq' for '0\.weight' overflowed",
+    ):
+        train(
+            _f32_net([[1.0]]), np.array([[1e19]], np.float32), np.zeros((1, 1)), loss="mse",
+            optimizer=AdamW(1e-3), epochs=1,
+        )  # fmt: skip
+    # Just below, the step is the usual first AdamW step: lr * sign(g) (eps negligible).
+    p = {"w": np.ones(2, np.float32)}
+    AdamW(1e-3, weight_decay=0.0).step(p, {"w": np.full(2, 1e18, np.float32)})
+    np.testing.assert_allclose(p["w"], 1 - 1e-3, rtol=1e-6)
+
+
 def test_float32_training_that_converges_is_unchanged():
     # The checks must not change a healthy run: float32 SGD on y = x w, hand-computed steps.
     x = np.array([[1.0], [2.0]], np.float32)

@@ -142,6 +142,25 @@ def test_rank_is_capped_per_module_and_dtype_applies(pair, tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == EXIT_OK
 
 
+def test_float64_factors_of_float32_weights_are_float64_accurate(pair, tmp_path):
+    """--dtype float64 computes in float64: the factors match the float64 LAPACK truncated
+    SVD of the (exact) float64 difference to float64's rounding level, not float32's."""
+    base_path, tuned_path, base, tuned = pair
+    out = tmp_path / "a"
+    argv = ["extract", "--base", str(base_path), "--tuned", str(tuned_path)]
+    assert main([*argv, "--rank", "3", "-o", str(out), "--dtype", "float64"]) == EXIT_OK
+    module = load_peft_adapter(out).modules["model.layers.0.v_proj"]
+    assert module.lora_A.dtype == np.float64
+    d = delta(base, tuned, "model.layers.0.v_proj")
+    U, S, Vh = np.linalg.svd(d)
+    best = (U[:, :3] * S[:3]) @ Vh[:3]
+    # float64 rounding of a 12x10 SVD relative to sigma_1 is ~1e-15; float32 factors are
+    # ~1e-7 off; 1e-11 separates the two with margin for the gap sigma_3 - sigma_4.
+    gap = (S[2] - S[3]) / S[0]
+    err = np.abs(module.scaling * module.lora_B @ module.lora_A - best).max() / S[0]
+    assert err < 1e-13 / gap
+
+
 def test_shape_mismatch_is_skipped(tmp_path):
     save_safetensors(tmp_path / "b.safetensors", {"a.weight": np.eye(3), "b.weight": np.eye(3)})
     save_safetensors(tmp_path / "t.safetensors", {"a.weight": np.eye(4), "b.weight": 2 * np.eye(3)})

@@ -113,8 +113,10 @@ def test_adapter_analysis_matches_the_dense_update(made):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(InputError, match=r"rank must be >= 1; got 0"):
+    with pytest.raises(InputError, match=r"rank must satisfy 1 <= rank <= 64; got 0"):
         make_digits_finetune(tmp_path, rank=0)
+    with pytest.raises(InputError, match=r"rank must satisfy 1 <= rank <= 64; got 65"):
+        make_digits_finetune(tmp_path, rank=65)
     with pytest.raises(InputError, match=r"rng must be an integer; got True of type bool"):
         make_digits_finetune(tmp_path, rng=True)
     with pytest.raises(InputError, match=r"directory must be a non-empty path .*; got 3"):

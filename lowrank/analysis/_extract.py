@@ -136,6 +136,7 @@ def extract_checkpoint(
     exclude: Patterns = None,
     regex: bool = False,
     use_rslora: bool = False,
+    dtype: Any = None,
 ) -> CheckpointExtraction:
     r"""Extract a LoRA adapter of ``tuned - base`` for every ``*.weight`` matrix in both.
 
@@ -156,6 +157,10 @@ def extract_checkpoint(
     use_rslora : bool, default False
         Write an rsLoRA config (scaling :math:`\alpha/\sqrt r`); factors still give
         :math:`\Delta W \approx sBA` with :math:`s = 1`.
+    dtype : dtype, optional
+        dtype of the factors (float16, bfloat16, float32 or float64), as
+        :func:`lowrank.lora.extract_many`; default the weights'. float64 factors of float32
+        weights are computed in float64.
 
     Returns
     -------
@@ -235,7 +240,9 @@ def extract_checkpoint(
             f"({len(sel_base.matrices)} selected in base, {len(sel_tuned.matrices)} in tuned)"
         )
     ranks = None if rank is None else {m: min(rank, min(shapes[m])) for m in pairs}
-    adapter = extract_many(_LazyPairs(pairs), rank=ranks, energy=energy, use_rslora=use_rslora)
+    adapter = extract_many(
+        _LazyPairs(pairs), rank=ranks, energy=energy, use_rslora=use_rslora, dtype=dtype
+    )
     for module in adapter.skipped:
         info = pairs[module][0]
         skipped.append(_skip(info, "unchanged", "the weight is identical in both checkpoints"))

@@ -164,6 +164,9 @@ def _extract(
         )
     out_dtype = _output_dtype(dtype, np.result_type(vb.storage, vt.storage))
     cd = np.result_type(vb.matrix.dtype, vt.matrix.dtype)
+    if out_dtype == np.float64:
+        # float64 factors asked of float32 weights are float64-accurate, not float32 ones cast.
+        cd = np.dtype(np.float64)
     delta = vt.matrix.astype(cd, copy=False) - vb.matrix.astype(cd, copy=False)
     p = min(delta.shape)
     if rank is not None:
@@ -261,7 +264,8 @@ def extract(
         Both weights are stored ``(in, out)``; the factors have the usual shapes.
     dtype : dtype, optional
         dtype of the factors; default the inputs' (promoted) dtype, e.g. bfloat16 for
-        bfloat16 weights. float32 keeps full precision for half-precision models.
+        bfloat16 weights. float32 keeps full precision for half-precision models; float64
+        factors are computed in float64 whatever the weights' dtype.
 
     Returns
     -------

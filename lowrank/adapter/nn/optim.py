@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -118,7 +118,9 @@ class Optimizer(abc.ABC):
             A gradient whose dtype differs from its parameter, or a non-float parameter.
         NonFiniteError
             A gradient with NaN or infinity (nothing is updated), or an update that
-            overflowed the parameter's dtype (the parameters are left as updated).
+            overflowed the parameter's dtype or the optimiser's state (for example AdamW's
+            :math:`v` at float32 gradients above about 1.8e19, where the step would silently
+            be zero); the parameters are left as updated.
 
         Examples
         --------
@@ -164,14 +166,39 @@ class Optimizer(abc.ABC):
         # passes every check above as an array but does not support array arithmetic).
         with np.errstate(over="ignore", invalid="ignore"):  # reported below, by key
             self._step(params, checked)
-        for k in checked:
-            bad = count_nonfinite(params[k])
+        reason = self._overflow(params, checked, label=lambda k: f"params[{k!r}]")
+        if reason is not None:
+            raise NonFiniteError(reason)
+
+    def _overflow(
+        self,
+        params: Mapping[str, Array],
+        grads: Mapping[str, Array],
+        *,
+        label: Callable[[str], str],
+    ) -> str | None:
+        """Why the last :meth:`_step` on ``grads`` failed (``None``: it did not)."""
+        for k, g in grads.items():
+            p = params[k]
+            bad = count_nonfinite(p)
             if bad:
-                raise NonFiniteError(
-                    f"the update made params[{k!r}] non-finite ({bad} NaN or infinite "
-                    f"entr{'y' if bad == 1 else 'ies'} out of {params[k].size}): it "
-                    f"overflowed {params[k].dtype.name}; lower the learning rate"
+                return (
+                    f"the update made {label(k)} non-finite ({bad} NaN or infinite "
+                    f"entr{'y' if bad == 1 else 'ies'} out of {p.size}): it overflowed "
+                    f"{p.dtype.name}; lower the learning rate"
                 )
+            # An overflowed moment gives no error downstream: AdamW's m / sqrt(inf) is a
+            # silent zero step, so every later step of this parameter would do nothing.
+            for field, value in self._state.get(k, {}).items():
+                bad = count_nonfinite(value)
+                if bad:
+                    return (
+                        f"optimizer state {field!r} for {label(k)} overflowed "
+                        f"{value.dtype.name} ({bad} of {value.size} entries; gradients up to "
+                        f"{float(np.max(np.abs(g))):.3g}); scale the loss down or train in "
+                        "float64"
+                    )
+        return None
 
     @abc.abstractmethod
     def _step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:

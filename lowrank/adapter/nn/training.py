@@ -45,7 +45,7 @@ from lowrank._validation import (
     check_positive_float,
     normalize_rng,
 )
-from lowrank.adapter._checks import as_float_array, check_finite, count_nonfinite
+from lowrank.adapter._checks import as_float_array, check_finite
 from lowrank.adapter.nn.losses import (
     LossName,
     LossResult,
@@ -560,15 +560,9 @@ def train(
                     except NonFiniteError as err:
                         raise _diverged(step, epoch, str(err)) from None
                 optimizer._step(params, grads)
-                for k in grads:
-                    bad = count_nonfinite(params[k])
-                    if bad:
-                        raise _diverged(
-                            step,
-                            epoch,
-                            f"the update made {k!r} non-finite ({bad} NaN or infinite "
-                            f"entr{'y' if bad == 1 else 'ies'} out of {params[k].size})",
-                        )
+                overflow = optimizer._overflow(params, grads, label=repr)
+                if overflow is not None:
+                    raise _diverged(step, epoch, overflow)
                 step_losses.append(value)
                 total += value * rows.size
         epoch_losses.append(total / n)
