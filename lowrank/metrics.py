@@ -200,7 +200,8 @@ def condition_number(singular_values: ArrayLike) -> float:
     Returns
     -------
     float
-        :math:`\sigma_1/\sigma_{\min}`; ``inf`` if the smallest value is 0.
+        :math:`\sigma_1/\sigma_{\min}` in float64 whatever the input's dtype; ``inf`` if
+        the smallest value is 0 or the ratio exceeds float64's range.
 
     Raises
     ------
@@ -221,7 +222,9 @@ def condition_number(singular_values: ArrayLike) -> float:
         raise InputError("singular_values must hold at least one value; got none")
     if s[-1] == 0.0:
         return math.inf
-    return float(s[0] / s[-1])
+    # In Python floats: a float32 spectrum's ratio may exceed float32's range, and a ratio
+    # beyond float64's is inf without NumPy's overflow warning.
+    return float(s[0]) / float(s[-1])
 
 
 def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtype: Any) -> float:

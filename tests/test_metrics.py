@@ -38,6 +38,15 @@ def test_closed_forms():
     )
     assert condition_number([4.0, 0.5]) == 8.0
     assert condition_number([4.0, 0.0]) == math.inf
+
+
+def test_condition_number_beyond_the_input_dtype_range():
+    # The ratio is a float64 whatever the input: a float32 spectrum's 1e60 is kept (exactly
+    # the ratio of the two float32 values), and a ratio beyond float64 is inf, with no
+    # NumPy overflow warning (the suite turns warnings into errors).
+    s32 = np.array([1e30, 1e-30], np.float32)
+    assert condition_number(s32) == float(s32[0]) / float(s32[1])
+    assert condition_number([1e300, 1e-300]) == math.inf
     assert spectral_norm([]) == 0.0 and nuclear_norm([1.0, 2.0]) == 3.0
 
 
