@@ -118,7 +118,7 @@ def lint(argv: list[str]) -> None:
     python = ensure_env("dev")
     _run(python, "-m", "ruff", "check", "lowrank", "tests", "benchmarks", "tasks.py")
     _run(python, "-m", "ruff", "format", "--check", "lowrank", "tests", "benchmarks", "tasks.py")
-    _run(python, "-m", "mypy", "--strict", "lowrank")
+    _run(python, "-m", "mypy", "--strict", "lowrank", "benchmarks")
 
 
 def bench(argv: list[str]) -> None:

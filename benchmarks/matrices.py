@@ -112,7 +112,8 @@ def load_matrix(spec: MatrixSpec, cache: Path | None = None) -> np.ndarray:
     cache = cache or default_cache_dir()
     path = _path(spec, cache, "A")
     if path.exists():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     a = generate(spec)
     _save(path, a)
     return a
@@ -125,13 +126,14 @@ def load_reference(spec: MatrixSpec, cache: Path | None = None) -> np.ndarray:
     cache = cache or default_cache_dir()
     path = _path(spec, cache, "sv64")
     if path.exists():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     a = load_matrix(spec, cache).astype(np.float64)
-    s = sla.svdvals(a, check_finite=False)
+    s: np.ndarray = sla.svdvals(a, check_finite=False)
     _save(path, s)
     return s
 
 
 def fingerprint(a: np.ndarray) -> str:
     """A short hash of the matrix bytes (recorded in the results)."""
-    return hashlib.sha1(np.ascontiguousarray(a).view(np.uint8)).hexdigest()[:12]
+    return hashlib.sha1(np.ascontiguousarray(a).data.cast("B")).hexdigest()[:12]

@@ -139,12 +139,13 @@ def _svd_lowrank_numpy(W: np.ndarray, q: int, niter: int, rng: np.random.Generat
     return Q @ Ub, S, Vh
 
 
-def _peft_split(U: np.ndarray, S: np.ndarray, Vh: np.ndarray, r: int, W: np.ndarray) -> Any:
+def _peft_split(U: np.ndarray, S: np.ndarray, Vh: np.ndarray, r: int, W: np.ndarray) -> np.ndarray:
     """PEFT's pissa_init arithmetic (scaling 1): B = U sqrt(S), A = sqrt(S) Vh, W_res."""
     root = np.sqrt(S[:r]).astype(W.dtype)
     B = U[:, :r] * root
     A = root[:, None] * Vh[:r]
-    return W - B @ A
+    residual: np.ndarray = W - B @ A
+    return residual
 
 
 def _numpy_blas_threads() -> int:
@@ -186,7 +187,8 @@ def _init_fn(method: str, W: np.ndarray, r: int) -> Any:
             Uhr = Ur.t()
             lora_A = torch.diag(torch.sqrt(Sr)) @ Uhr
             lora_B = Vr @ torch.diag(torch.sqrt(Sr))
-            return (tW - scaling * lora_B @ lora_A).numpy()
+            residual: np.ndarray = (tW - scaling * lora_B @ lora_A).numpy()
+            return residual
 
         return run_torch
 
