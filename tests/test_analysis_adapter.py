@@ -197,7 +197,9 @@ def test_with_a_base_equals_the_dense_update_analysis(tmp_path, kind):
         assert names[0] in r.to_text() and names[0] in r.to_csv()
 
 
-@pytest.mark.parametrize("ranks", [(1, 2), (1, 8)], ids=["factored", "dense-fallback"])
+@pytest.mark.parametrize(
+    "ranks", [(1, 2), (1, 8), ()], ids=["factored", "dense-fallback", "no-ranks"]
+)
 def test_base_singular_values_are_the_base_spectrum(tmp_path, ranks):
     """With a base, each update carries all singular values of its base weight W (from the
     exact SVD of W that the overlaps use), whether the update's singular vectors come from

@@ -212,7 +212,7 @@ def _with_base(
         relative = metrics.norm_fro / base_fro
     full = min(base.shape)
     ranks = sorted({min(r, full) for r in options.ranks})
-    top = ranks[-1]
+    top = max(ranks, default=1)  # no ranks: the spectra only, as analyze_update_matrix
     # The factored SVD's triplets, of the stored orientation: at most the adapter's rank
     # of them, beyond which the update has no top-r subspace (nan, _subspace_view).
     U, S, Vh = (svd.Vh.T, svd.S, svd.U.T) if fan_in_fan_out else (svd.U, svd.S, svd.Vh)
@@ -329,13 +329,14 @@ def analyze_adapter(
     :math:`O(mn\min(m,n))`; values below its rounding threshold
     :math:`16\varepsilon\sqrt{\max(m,n,r)}\,s\|B\|_F\|A\|_F` are exactly 0 (where a dense
     SVD returns noise of that size). With ``base``, the overlaps and amplification factor
-    reuse these singular vectors. At a requested rank r above the update's rank (where
-    :math:`\sigma_r(\Delta W)` is at or below the rounding level
+    reuse these singular vectors. At a requested rank r above the update's rank or inside
+    a tie of its singular values (where :math:`\sigma_r(\Delta W) - \sigma_{r+1}(\Delta W)`
+    is at or below the rounding level
     :math:`16\varepsilon_{64}\sqrt{\max(m,n)}\,\sigma_1(\Delta W)`, or the adapter has
-    fewer than r directions) the top-r subspace of :math:`\Delta W` is not defined: the
+    fewer than r directions) the top-r subspace of :math:`\Delta W` is not unique: the
     overlaps and the amplification factor are ``nan`` there (``null`` in JSON, an empty
     CSV cell, "–" in the tables), as in :func:`analyze_update_matrix`; so are the
-    overlaps where :math:`W` has no top-r subspace. The merged matrix is formed densely
+    overlaps where :math:`W` has no unique top-r subspace. The merged matrix is formed densely
     in float64.
     Modules run one after another in this process; a module costs little without ``base``.
 

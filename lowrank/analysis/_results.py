@@ -452,11 +452,12 @@ class UpdateResult(MatrixResult):
         and :math:`W`: the share of :math:`\Delta W`'s top-r subspace lying in :math:`W`'s,
         in [0, 1] (:func:`lowrank.lora.subspace_similarity`). ``r`` above
         ``min(m, n)`` is computed at ``min(m, n)``. Without a gap after the r-th singular
-        value the top-r subspace is not unique, nor is the overlap. ``nan`` (``null`` in
-        JSON) where :math:`W` or :math:`\Delta W` has no top-r subspace: where
-        :math:`\sigma_r \le 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1` of that
-        matrix (an all-zero matrix, r above its rank: the singular vectors there are
-        LAPACK's choice, not the matrix's).
+        value the top-r subspace is not unique, nor is the overlap: ``nan`` (``null`` in
+        JSON) where :math:`W` or :math:`\Delta W` has no unique top-r subspace, where
+        :math:`\sigma_r - \sigma_{r+1} \le 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,
+        \sigma_1` of that matrix (:math:`\sigma_{r+1} = 0` past its end: an all-zero
+        matrix, r above its rank, r inside a tie of its singular values; the
+        singular vectors there are LAPACK's choice, not the matrix's).
     amplification : tuple of (int, float)
         ``(r, factor)``: :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F` with
         :math:`U_r, V_r` the top-r singular vectors of :math:`\Delta W`

@@ -27,7 +27,13 @@ from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, as_storage_dtype, check_path, check_str
 from lowrank.analysis._compute import _analyze, _check_options
 from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor, UpdateResult
-from lowrank.errors import LowRankError, MissingFileError, ShapeError
+from lowrank.errors import (
+    DTypeError,
+    LowRankError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
 from lowrank.io import NDPolicy, TensorInfo, load_matrix
 from lowrank.lora import amplification_factor, subspace_similarity
 from lowrank.svd import TruncatedSVDResult, svd_of
@@ -38,6 +44,17 @@ __all__ = ["analyze_update_matrix"]
 def _float64(a: Array) -> Array:
     """``a`` (already a checked compute-dtype matrix) in float64, or complex128."""
     return a.astype(np.promote_types(a.dtype, np.float64), copy=False)
+
+
+def _check_real(a: Array, *, name: str) -> None:
+    """Refuse a complex matrix at once, naming the caller's argument: the LoRA view
+    (overlaps, amplification) is defined for real weights only, and finding out after the
+    whole spectrum of ΔW would waste it and name an internal argument."""
+    if a.dtype.kind == "c":
+        raise DTypeError(
+            f"{name} must be real; the update analysis has no complex form; got dtype "
+            f"{a.dtype.name}"
+        )
 
 
 def analyze_update_matrix(
@@ -54,9 +71,9 @@ def analyze_update_matrix(
     Parameters
     ----------
     tuned, base : array_like, shape (m, n)
-        :math:`W_\text{tuned}` and :math:`W = W_\text{base}`, in any dtype
-        :func:`analyze_matrix` accepts (bfloat16 included). :math:`\Delta W` is formed in
-        float64 from the stored values.
+        :math:`W_\text{tuned}` and :math:`W = W_\text{base}`, real, in any real dtype
+        :func:`analyze_matrix` accepts (bfloat16 and integers included; complex is
+        refused). :math:`\Delta W` is formed in float64 from the stored values.
     name, file, base_file : str
         Recorded in the result.
     options : AnalysisOptions, optional
@@ -73,8 +90,8 @@ def analyze_update_matrix(
     Raises
     ------
     ShapeError, DTypeError, NonFiniteError
-        ``tuned`` or ``base`` is not a non-empty 2-D numeric matrix of finite values, or
-        their shapes differ.
+        ``tuned`` or ``base`` is not a non-empty 2-D real matrix of finite values, or
+        their shapes differ; or :math:`W_\text{tuned} - W_\text{base}` overflows float64.
     InputError
         ``name``, ``file`` or ``base_file`` is not a string, or ``options`` is not an
         :class:`AnalysisOptions`.
@@ -97,23 +114,28 @@ def analyze_update_matrix(
     (:func:`lowrank.lora.subspace_similarity` of the orthonormal bases) and the
     amplification factor is :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F`
     (:func:`lowrank.lora.amplification_factor`), Hu et al. 2021, §7.3. A rank above
-    :math:`\min(m, n)` is evaluated at :math:`\min(m, n)`. Singular vectors of repeated
-    singular values are not unique, and neither are the overlaps at such a rank.
+    :math:`\min(m, n)` is evaluated at :math:`\min(m, n)`. An empty ``options.ranks``
+    gives empty overlap and amplification tuples (the spectra are still computed).
 
     The overlaps are undefined, ``nan`` (``null`` in JSON, an empty CSV cell, "–" in the
-    tables), where :math:`W` has no top-r singular subspace: where
-    :math:`\sigma_r(W) \le \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)`
-    (all ranks of an all-zero :math:`W`, ranks above the rank of :math:`W`): a computed
-    singular value at the rounding level of the float64 SVD cannot be told from 0, and the
-    singular vectors that go with it are LAPACK's choice, not :math:`W`'s. By the same rule
-    on :math:`\Delta W` (:math:`\sigma_r(\Delta W) \le
+    tables), where :math:`W` has no unique top-r singular subspace: where the gap after
+    its r-th singular value is at the rounding level of the float64 SVD,
+    :math:`\sigma_r(W) - \sigma_{r+1}(W) \le
+    \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)`
+    (:math:`\sigma_{r+1} = 0` for :math:`r = \min(m, n)`). That covers all ranks of an
+    all-zero :math:`W` and ranks above the rank of :math:`W` (a computed singular value at
+    that level cannot be told from 0), and a rank inside a tie
+    :math:`\sigma_r = \sigma_{r+1}` (an orthogonal :math:`W`: every rank below
+    :math:`\min(m, n)`): the singular vectors there are LAPACK's choice, not
+    :math:`W`'s. By the same rule on :math:`\Delta W`
+    (:math:`\sigma_r(\Delta W) - \sigma_{r+1}(\Delta W) \le
     16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(\Delta W)`: ranks above the rank
-    of the update, every rank of a zero update), the overlaps *and* the amplification
-    factor are ``nan`` where :math:`\Delta W` has no top-r subspace.
+    of the update, every rank of a zero update, ranks inside a tie), the overlaps *and* the
+    amplification factor are ``nan`` where :math:`\Delta W` has no unique top-r subspace.
 
     Cost: besides the spectrum of :math:`\Delta W`, one exact SVD of :math:`\Delta W` and
     one of :math:`W` (their top singular vectors serve the overlaps and, as the factors
-    :math:`U_r\Sigma_r, V_r^\top` handed to :func:`~lowrank.lora.amplification_factor`, the
+    :math:`U_r, V_r^\top` handed to :func:`~lowrank.lora.amplification_factor`, the
     projections), all in float64. Memory: the two stored matrices, their float64 copies
     and :math:`\Delta W`.
 
@@ -141,6 +163,8 @@ def analyze_update_matrix(
     raw_tuned, raw_base = np.asarray(tuned), np.asarray(base)
     t = as_matrix(raw_tuned, name="tuned")
     b = as_matrix(raw_base, name="base")
+    _check_real(t, name="tuned")
+    _check_real(b, name="base")
     if t.shape != b.shape:
         raise ShapeError(f"tuned and base must have the same shape; got {t.shape} and {b.shape}")
     return _analyze_update(
@@ -169,7 +193,15 @@ def _analyze_update(
     start: float,
 ) -> UpdateResult:
     """The body of :func:`analyze_update_matrix` for two checked float64 matrices."""
-    delta = tuned - base
+    # Two finite matrices near the float64 limit can differ by more than it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        delta = tuned - base
+    if not np.isfinite(delta).all():
+        raise NonFiniteError(
+            f"{name}: tuned - base overflows float64 (entries of magnitude up to "
+            f"{max(float(np.max(np.abs(tuned))), float(np.max(np.abs(base)))):.3g}); "
+            "rescale both weights"
+        )
     del tuned  # peak memory: base, delta and the SVD workspaces
     metrics = _analyze(delta, name=name, file=file, options=options, stored=stored, start=start)
     base_fro = frobenius_norm(base)
@@ -181,10 +213,15 @@ def _analyze_update(
         relative = metrics.norm_fro / base_fro
     full = min(delta.shape)
     ranks = sorted({min(r, full) for r in options.ranks})
-    top = ranks[-1]
-    sd = svd_of(dense_input(delta), top, method="exact")
+    # No ranks (as analyze_matrix allows): empty tuples, but W's spectrum is still reported.
+    top = max(ranks, default=1)
     sb = svd_of(dense_input(base), top, method="exact")
-    left, right, amp = _subspace_view(base, sd, sb, ranks, delta_fro=metrics.norm_fro)
+    left: dict[int, float] = {}
+    right: dict[int, float] = {}
+    amp: dict[int, float] = {}
+    if ranks:
+        sd = svd_of(dense_input(delta), top, method="exact")
+        left, right, amp = _subspace_view(base, sd, sb, ranks, delta_fro=metrics.norm_fro)
     values = {f: getattr(metrics, f) for f in MatrixResult.__dataclass_fields__}
     values["seconds"] = time.perf_counter() - start
     return UpdateResult(
@@ -213,11 +250,12 @@ def _subspace_view(
     singular subspaces of the update (SVD ``sd``) with those of ``base`` (``sb``), and the
     amplification factor (see :func:`_amplification`).
 
-    All three are ``nan`` where the update has no top-r subspace, and the overlaps also
-    where ``base`` has none: where :math:`\sigma_r` is at or below the rounding level of
-    the float64 SVD of that matrix (:func:`_undefined_overlap_level`, the same rule for
-    both), or ``sd`` holds fewer than r triplets (the factored SVD of an adapter, whose
-    rank is below r).
+    All three are ``nan`` where the update has no unique top-r subspace, and the overlaps
+    also where ``base`` has none: where the gap :math:`\sigma_r - \sigma_{r+1}` is at or
+    below the rounding level of the float64 SVD of that matrix
+    (:func:`_undefined_overlap_level`, the same rule for both; :math:`\sigma_{r+1}` from
+    the complete ``spectrum``, 0 past its end), or ``sd`` holds fewer than r triplets
+    (the factored SVD of an adapter, whose rank is below r).
     """
     left: dict[int, float] = {}
     right: dict[int, float] = {}
@@ -225,12 +263,13 @@ def _subspace_view(
     level = _undefined_overlap_level(sb, base.shape)
     delta_level = _undefined_overlap_level(sd, base.shape)
     for r in ranks:
-        if r > sd.S.size or sd.S[r - 1] <= delta_level:
-            # ΔW has no top-r subspace: past its rank, LAPACK's basis, not ΔW's
+        if r > sd.S.size or _gap_after(sd, r) <= delta_level:
+            # ΔW has no unique top-r subspace (past its rank, or inside a tie of its
+            # singular values): LAPACK's basis, not ΔW's
             left[r] = right[r] = amp[r] = float("nan")
             continue
         amp[r] = _amplification(base, sd, r, delta_fro=delta_fro)
-        if sb.S[r - 1] <= level:  # W has no top-r subspace: LAPACK's basis, not W's
+        if _gap_after(sb, r) <= level:  # the same for W: LAPACK's basis, not W's
             left[r] = right[r] = float("nan")
             continue
         # The spans of the top-r singular vectors, as rows: their right singular subspaces.
@@ -239,8 +278,18 @@ def _subspace_view(
     return left, right, amp
 
 
+def _gap_after(svd: TruncatedSVDResult, r: int) -> float:
+    r""":math:`\sigma_r - \sigma_{r+1}` from the SVD's complete ``spectrum`` (the exact SVD of
+    :math:`W` or :math:`\Delta W`, or the factored one of an adapter), with
+    :math:`\sigma_{r+1} = 0` past its end."""
+    spectrum = svd.spectrum
+    following = float(spectrum[r]) if r < spectrum.size else 0.0
+    return float(spectrum[r - 1]) - following
+
+
 def _undefined_overlap_level(sb: TruncatedSVDResult, shape: tuple[int, ...]) -> float:
-    r"""The :math:`\sigma_r(W)` at or below which the overlaps at rank r are undefined.
+    r"""The gap :math:`\sigma_r(W) - \sigma_{r+1}(W)` at or below which the overlaps at
+    rank r are undefined.
 
     .. math:: \tau = 16\,\varepsilon_{64}\sqrt{\max(m, n)}\,\sigma_1(W)
 
@@ -258,6 +307,10 @@ def _undefined_overlap_level(sb: TruncatedSVDResult, shape: tuple[int, ...]) -> 
     top-r subspace, and any overlap with it, is then not a property of :math:`W`; Wedin's
     :math:`\sin\Theta` bound :math:`\|E\|/\text{gap}` on its perturbation is vacuous
     too, since the gap after :math:`\sigma_{r}` is at most :math:`\sigma_r \le \tau`.
+    The same bound is vacuous wherever that gap :math:`\sigma_r - \sigma_{r+1}` is at most
+    :math:`\tau`, also between two nonzero values (a tie, e.g. an orthogonal :math:`W`):
+    the top-r subspace is then any r-dimensional one between the top-(r-1) and the top
+    r+1, so the rule compares the gap, which is :math:`\sigma_r` itself past the rank.
     """
     top = float(sb.S[0]) if sb.S.size else 0.0
     return tolerance(np.float64, size=max(shape, default=1), scale=max(top, 0.0))
@@ -266,15 +319,19 @@ def _undefined_overlap_level(sb: TruncatedSVDResult, shape: tuple[int, ...]) -> 
 def _amplification(base: Array, sd: TruncatedSVDResult, rank: int, *, delta_fro: float) -> float:
     r""":func:`~lowrank.lora.amplification_factor` of the update at ``rank``, reusing its SVD.
 
-    Given the factors :math:`U_r\Sigma_r` and :math:`V_r^\top` of the SVD already
+    Given the orthonormal factors :math:`U_r` and :math:`V_r^\top` of the SVD already
     computed, the projection :math:`\|U_r^\top W V_r\|_F` costs QRs of two thin
     matrices instead of another SVD of :math:`\Delta W` (measured: the update analysis of a
     1024 x 1024 pair 2.6 s -> 1.2 s); the factor divides the full :math:`\|\Delta W\|_F`
     by it, as the dense call does (whose ``delta_fro`` would be that of the rank-r part).
-    Called only where :math:`\sigma_r(\Delta W)` is above the rounding level, so the
-    factors have rank ``rank``.
+    Called only where :math:`\sigma_r(\Delta W)` is above the rounding level. The factors
+    carry no :math:`\Sigma_r`: their product has the same top-r subspaces (the projection's
+    norm does not depend on the basis chosen in them) and r singular values 1, which the
+    public function's numerical-rank check always accepts; with :math:`U_r\Sigma_r` the
+    factored SVD's noise threshold, :math:`16\varepsilon\sqrt{\max(m,n,r)}\,\|B\|_F\|A\|_F`
+    (up to r times this function's level), could clear a :math:`\sigma_r` kept here.
     """
-    factored = (sd.U[:, :rank] * sd.S[:rank], sd.Vh[:rank])
+    factored = (sd.U[:, :rank], sd.Vh[:rank])
     projection = amplification_factor(base, factored, rank=rank).projection_fro
     if projection == 0.0:
         return float("inf")  # delta_fro > 0 here: sigma_r > 0
@@ -318,9 +375,13 @@ def _analyze_update_pair(
         stored_t = load_matrix(tuned, nd_policy=nd_policy)
         stored_b = load_matrix(base, nd_policy=nd_policy)
         dtypes = stored_t.dtype, stored_b.dtype
-        t = _float64(as_matrix(stored_t, name="tuned"))
+        t = as_matrix(stored_t, name="tuned")
+        _check_real(t, name="tuned")
+        t = _float64(t)
         del stored_t
-        b = _float64(as_matrix(stored_b, name="base"))
+        b = as_matrix(stored_b, name="base")
+        _check_real(b, name="base")
+        b = _float64(b)
         del stored_b
         if np.array_equal(t, b):
             return _skip(tuned, "unchanged", "the matrix is identical in both checkpoints")

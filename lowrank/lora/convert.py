@@ -44,7 +44,7 @@ from lowrank._scaling import alpha_of, scaling_denominator
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_array, as_matrix, check_bool, check_positive_float
 from lowrank.curves import select_rank
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import InputError, NonFiniteError, ShapeError
 from lowrank.lora._weights import storage_dtype
 from lowrank.lora.config import LoRAConfig
 from lowrank.lora.conventions import (
@@ -71,8 +71,14 @@ def _factor(x: ArrayLike, name: str) -> tuple[Array, np.dtype[Any]]:
     return as_matrix(raw, name=name), storage
 
 
-def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVDResult:
-    """Body of :func:`factored_svd` on validated arrays of one compute dtype."""
+def _factored_svd(
+    B: Array, A: Array, scaling: float, *, product: str = "scaling * lora_B @ lora_A"
+) -> TruncatedSVDResult:
+    """Body of :func:`factored_svd` on validated arrays of one compute dtype.
+
+    ``product`` names s·BA in the caller's arguments, for the error raised when it
+    overflows float64.
+    """
     out, k = B.shape
     n_in = A.shape[1]
     cd = B.dtype
@@ -83,14 +89,26 @@ def _factored_svd(B: Array, A: Array, scaling: float) -> TruncatedSVDResult:
     wide = np.complex128 if cd.kind == "c" else np.float64
     QB, RB = sla.qr(B.astype(wide), mode="economic", check_finite=False)
     QA, RA = sla.qr(A.T.astype(wide), mode="economic", check_finite=False)
-    core = (RB * scaling) @ RA.T
+    # Finite factors and scaling can still give a product beyond float64 (s = 1e308, or
+    # factors of 1e155): refuse it here, naming the caller's product, instead of letting
+    # LAPACK fail on the inf/NaN core.
+    with np.errstate(over="ignore", invalid="ignore"):
+        core = (RB * scaling) @ RA.T
+    if not np.isfinite(core).all():
+        raise NonFiniteError(
+            f"{product} overflows float64 (scaling = {scaling:g}, factors of Frobenius norm "
+            f"{frobenius_norm(B):.3g} and {frobenius_norm(A):.3g}); rescale the factors or "
+            "the scaling"
+        )
     Uc, Sc, Vch = lapack_svd(core)
     # Values at the rounding level of the product are zeros in disguise (an untrained
     # [B, -B0][A; A0] gives 1e-15 noise, not 0): clear them so ranks and norms are exact.
-    noise = tolerance(
-        np.dtype(wide),
-        size=max(out, n_in, k),
-        scale=scaling * frobenius_norm(B) * frobenius_norm(A),
+    # The small factor 16 eps sqrt(n) multiplies first, so that s ||B|| ||A|| beyond float64
+    # (with a finite core) does not make the level inf and clear every value.
+    noise = (
+        tolerance(np.dtype(wide), size=max(out, n_in, k), scale=scaling)
+        * frobenius_norm(B)
+        * frobenius_norm(A)
     )
     Sc = np.where(Sc <= noise, 0.0, Sc)
     p = min(out, n_in, k)
@@ -138,8 +156,11 @@ def factored_svd(
     ------
     ShapeError
         Factors that are not 2-D, empty, or whose inner dimensions differ.
-    DTypeError, NonFiniteError, InputError
-        Unsupported dtypes, NaN/infinity, or a bad ``scaling``.
+    DTypeError, InputError
+        Unsupported dtypes, or a bad ``scaling``.
+    NonFiniteError
+        NaN/infinity in the factors, or finite factors whose product
+        :math:`s\,BA` overflows float64.
 
     Notes
     -----
@@ -268,7 +289,8 @@ def pissa_to_lora(
     InputError
         More than one of ``rank``, ``rel_tol``, ``energy``; a bad ``alpha`` or target.
     DTypeError, NonFiniteError
-        Unsupported dtypes or non-finite entries.
+        Unsupported dtypes, non-finite entries, or finite factors whose
+        :math:`\Delta W` overflows float64.
 
     Notes
     -----
@@ -313,7 +335,7 @@ def pissa_to_lora(
     cd = np.result_type(A.dtype, B.dtype, A0.dtype, B0.dtype)
     A_cat = np.concatenate([A.astype(cd, copy=False), A0.astype(cd, copy=False)], axis=0)
     B_cat = np.concatenate([B.astype(cd, copy=False), -B0.astype(cd, copy=False)], axis=1)
-    full = _factored_svd(B_cat, A_cat, s)
+    full = _factored_svd(B_cat, A_cat, s, product="s * (lora_B @ lora_A - initial_B @ initial_A)")
     p = full.rank
     values = full.S.astype(np.float64)
     delta = full.norm_fro

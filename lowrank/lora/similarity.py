@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lowrank._numerics import frobenius_norm
+from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
@@ -48,7 +48,7 @@ from lowrank._validation import (
     check_positive_float,
     check_rank,
 )
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import InputError, RankError, ShapeError
 from lowrank.lora._weights import storage_dtype
 from lowrank.lora.convert import _factored_svd
 from lowrank.svd import svd_of
@@ -63,14 +63,66 @@ __all__ = [
 Side = Literal["right", "left"]
 
 
-def _singular_vectors(X: ArrayLike, side: str, name: str) -> Array:
+def _rounding_level(S: Array, shape: tuple[int, ...], dtype: Any = np.float64) -> float:
+    r"""The singular value at or below which a computed :math:`\sigma_r` counts as 0.
+
+    :math:`16\,\varepsilon\sqrt{\max(m, n)}\,\sigma_1`, the rounding level of a
+    backward-stable SVD in ``dtype`` (the level below which the update analysis reports
+    its overlaps as undefined, for float64). ``S`` descending; 0 for a zero matrix.
+    """
+    top = float(S[0]) if S.size else 0.0
+    return tolerance(dtype, size=max(shape, default=1), scale=max(top, 0.0))
+
+
+def _beyond_rank(owner: str, k: int, arg: str, value: int, quantity: str) -> RankError:
+    """The error for ``arg = value`` above the numerical rank ``k`` of ``owner``.
+
+    Past the numerical rank the singular vectors are an arbitrary basis LAPACK picks, so
+    a number computed from them would depend on it: refused, never returned.
+    """
+    if k == 0:
+        why = f"{owner} is zero (numerical rank 0): it has no singular subspace"
+    else:
+        why = (
+            f"{owner} has numerical rank {k} < {arg} = {value} (its further singular "
+            "values are at the rounding level of its SVD, 16 eps sqrt(max(shape)) sigma_1): "
+            f"its top-{value} singular subspace is not defined"
+        )
+    hint = f"; use {arg} <= {k}" if k else ""
+    return RankError(f"{why}, so {quantity} is undefined{hint}")
+
+
+def _singular_vectors(X: ArrayLike, side: str, name: str) -> tuple[Array, int]:
     """Orthonormal columns: the right (rows of Vh, transposed) or left singular vectors,
-    all ``min(X.shape)`` of them, in float64."""
+    all ``min(X.shape)`` of them, in float64; and the numerical rank of ``X``, the number
+    of singular values above their rounding level (the vectors past it are an arbitrary
+    basis LAPACK picks, not ``X``'s)."""
     raw = as_array(X, name=name)
     storage_dtype(raw.dtype, name=name)
     m = as_matrix(raw, name=name).astype(np.float64, copy=False)
     res = svd_of(dense_input(m), min(m.shape), method="exact")
-    return res.Vh.T if side == "right" else res.U
+    level = _rounding_level(res.S, m.shape)
+    rank = int(np.count_nonzero(level < res.S))
+    return (res.Vh.T if side == "right" else res.U), rank
+
+
+def _similarity_grid(X1: ArrayLike, X2: ArrayLike, side: str) -> tuple[Array, int, int]:
+    """The whole grid, defined or not, and the numerical ranks of ``X1`` and ``X2``."""
+    check_choice(side, name="side", choices=("right", "left"))
+    U1, k1 = _singular_vectors(X1, side, "X1")
+    U2, k2 = _singular_vectors(X2, side, "X2")
+    if U1.shape[0] != U2.shape[0]:
+        axis = "columns" if side == "right" else "rows"
+        raise ShapeError(
+            f"X1 and X2 must have the same number of {axis} for side={side!r} (their "
+            f"singular vectors must live in one space); got {np.shape(X1)} and {np.shape(X2)}"
+        )
+    M2 = (U1.T @ U2) ** 2
+    cumulative = np.cumsum(np.cumsum(M2, axis=0), axis=1)
+    i = np.arange(1, M2.shape[0] + 1)[:, None]
+    j = np.arange(1, M2.shape[1] + 1)[None, :]
+    grid: Array = np.clip(cumulative / np.minimum(i, j), 0.0, 1.0)
+    return grid, k1, k2
 
 
 def subspace_similarity_grid(
@@ -93,7 +145,9 @@ def subspace_similarity_grid(
     Returns
     -------
     ndarray, shape (k1, k2)
-        ``grid[i - 1, j - 1]`` is :math:`\phi(i, j)`, for :math:`k = \min(X.shape)`.
+        ``grid[i - 1, j - 1]`` is :math:`\phi(i, j)`, for :math:`k = \min(X.shape)`;
+        ``nan`` where :math:`\phi` is undefined: ``i`` above the numerical rank of ``X1``
+        or ``j`` above that of ``X2`` (every entry for an all-zero factor). See Notes.
 
     Raises
     ------
@@ -110,10 +164,16 @@ def subspace_similarity_grid(
     -----
     With :math:`M = U_1^\top U_2` (all vectors), :math:`\phi(i, j)` is the sum of
     :math:`M_{ab}^2` over :math:`a \le i, b \le j` divided by :math:`\min(i, j)`: one SVD per
-    factor and two cumulative sums give the whole grid. Singular vectors of repeated or zero
-    singular values are not unique, and neither is :math:`\phi` at such an :math:`i` or
-    :math:`j` (for a factor of rank below ``k`` the trailing vectors are an arbitrary basis of
-    its null space).
+    factor and two cumulative sums give the whole grid.
+
+    The numerical rank of a factor is the number of its singular values above
+    :math:`\tau = 16\,\varepsilon_{64}\sqrt{\max(X.shape)}\,\sigma_1`, the rounding level
+    of its float64 SVD (the rule by which :func:`lowrank.analysis.analyze_update_matrix`
+    reports undefined overlaps). Past it the singular vectors are an arbitrary basis LAPACK
+    picks, not the factor's (a factor of rank 1 has a span of dimension 1, a zero factor
+    none), so :math:`\phi` there would measure that basis: those rows and columns are
+    ``nan``. Singular vectors of repeated singular values are not unique either, and
+    neither is :math:`\phi` at an :math:`i` or :math:`j` inside such a tie.
 
     Examples
     --------
@@ -124,20 +184,9 @@ def subspace_similarity_grid(
     array([[0. , 0. ],
            [1. , 0.5]])
     """
-    check_choice(side, name="side", choices=("right", "left"))
-    U1 = _singular_vectors(X1, side, "X1")
-    U2 = _singular_vectors(X2, side, "X2")
-    if U1.shape[0] != U2.shape[0]:
-        axis = "columns" if side == "right" else "rows"
-        raise ShapeError(
-            f"X1 and X2 must have the same number of {axis} for side={side!r} (their "
-            f"singular vectors must live in one space); got {np.shape(X1)} and {np.shape(X2)}"
-        )
-    M2 = (U1.T @ U2) ** 2
-    cumulative = np.cumsum(np.cumsum(M2, axis=0), axis=1)
-    i = np.arange(1, M2.shape[0] + 1)[:, None]
-    j = np.arange(1, M2.shape[1] + 1)[None, :]
-    grid: Array = np.clip(cumulative / np.minimum(i, j), 0.0, 1.0)
+    grid, k1, k2 = _similarity_grid(X1, X2, side)
+    grid[k1:, :] = np.nan
+    grid[:, k2:] = np.nan
     return grid
 
 
@@ -168,7 +217,9 @@ def subspace_similarity(
     Raises
     ------
     RankError
-        ``i`` or ``j`` out of range.
+        ``i`` or ``j`` out of range, or above the numerical rank of its factor (where
+        :func:`subspace_similarity_grid` has ``nan``: the span is not defined there, e.g.
+        every ``i`` for an all-zero ``X1``, such as LoRA's initial ``lora_B``).
     And the errors of :func:`subspace_similarity_grid`.
 
     Examples
@@ -181,9 +232,12 @@ def subspace_similarity(
     >>> round(subspace_similarity(A, rng.standard_normal((4, 4000)), 1, 1), 2)   # unrelated
     0.0
     """
-    grid = subspace_similarity_grid(X1, X2, side=side)
+    grid, k1, k2 = _similarity_grid(X1, X2, side)
     ii = check_rank(i, upper=grid.shape[0], lower=1, name="i", upper_text="min(X1.shape)")
     jj = check_rank(j, upper=grid.shape[1], lower=1, name="j", upper_text="min(X2.shape)")
+    for arg, value, factor, k in (("i", ii, "X1", k1), ("j", jj, "X2", k2)):
+        if value > k:
+            raise _beyond_rank(factor, k, arg, value, "phi(X1, X2, i, j)")
     return float(grid[ii - 1, jj - 1])
 
 
@@ -202,8 +256,7 @@ class Amplification:
     weight_fro : float
         :math:`\|W\|_F`.
     factor : float
-        ``delta_fro / projection_fro`` (``inf`` if the projection is 0 and
-        :math:`\Delta W \ne 0`, 0 if :math:`\Delta W = 0`).
+        ``delta_fro / projection_fro`` (``inf`` if the projection is 0).
     """
 
     rank: int
@@ -230,8 +283,8 @@ def amplification_factor(
         The update, dense or factored (:math:`\Delta W = s\,BA`; the dense product is never
         formed for a pair).
     rank : int, optional
-        :math:`r`, ``1 <= rank``; default the inner dimension of a factored update. Required
-        for a dense one.
+        :math:`r`, ``1 <= rank`` and at most the numerical rank of :math:`\Delta W` (see
+        Notes); default the inner dimension of a factored update. Required for a dense one.
     scaling : float, default 1.0
         :math:`s` for a factored update (must stay 1.0 for a dense one).
 
@@ -244,11 +297,28 @@ def amplification_factor(
     InputError
         ``rank`` missing for a dense update, or ``scaling`` given with one.
     RankError
-        ``rank`` out of range.
+        ``rank`` out of range, or above the numerical rank of :math:`\Delta W` (every
+        ``rank`` of a zero update, e.g. LoRA's initial ``lora_B = 0``).
     ShapeError
         ``W`` and :math:`\Delta W` of different shapes, or factors that do not pair up.
     DTypeError, NonFiniteError
-        Unsupported dtypes or non-finite entries.
+        Unsupported dtypes or non-finite entries; for a pair, also finite factors whose
+        product :math:`s\,BA` overflows float64.
+
+    Notes
+    -----
+    :math:`U_r, V_r` are defined by :math:`\Delta W` only up to its numerical rank
+    :math:`k`, the number of its singular values above
+    :math:`16\,\varepsilon\sqrt{\max(m, n)}\,\sigma_1(\Delta W)` (:math:`\varepsilon` of
+    the dtype the SVD runs in, float64 for a pair), the rounding level of the SVD: past
+    it the singular vectors are an arbitrary basis LAPACK picks, and a factor computed
+    from them would change with it (and between a dense and a factored form of the same
+    update). A ``rank`` above :math:`k` is therefore refused with a ``RankError``, as
+    :func:`lowrank.analysis.analyze_update_matrix` reports ``nan`` there; for
+    :math:`\Delta W = 0` (:math:`k = 0`, the ratio :math:`0/0`) every ``rank`` is. The
+    factor is not unique either at a ``rank`` inside a tie of the singular values of
+    :math:`\Delta W` (:math:`\sigma_r = \sigma_{r+1}`), which the analysis reports as
+    ``nan`` too.
 
     Examples
     --------
@@ -291,6 +361,8 @@ def amplification_factor(
             upper_text="min(out, in, inner dimension)",
         )
         U, Vh, delta_fro = full.U[:, :r], full.Vh[:r], full.norm_fro
+        # The factored SVD's QRs and core run in float64 whatever cd is.
+        S, svd_dtype = full.S, np.dtype(np.float64)
     else:
         if rank is None:
             raise InputError("rank is required for a dense delta_W (the LoRA rank r)")
@@ -305,14 +377,16 @@ def amplification_factor(
         r = check_rank(rank, upper=min(D.shape), lower=1)
         res = svd_of(dense_input(D.astype(cd, copy=False)), r, method="exact")
         U, Vh, delta_fro = res.U, res.Vh, res.norm_fro
+        S, svd_dtype = res.S, res.S.dtype
+    level = _rounding_level(S, Wm.shape, svd_dtype)
+    if S[r - 1] <= level:
+        # U_r, V_r past the numerical rank are LAPACK's basis, not ΔW's (ΔW = 0: all of
+        # them); the factor would depend on it. sigma_r > level > 0 below: delta_fro > 0.
+        k = int(np.count_nonzero(S[:r] > level))
+        raise _beyond_rank("delta_W", k, "rank", r, "the amplification factor")
     projection = U.T @ (Wm.astype(cd, copy=False) @ Vh.T)
     projection_fro = frobenius_norm(projection)
-    if delta_fro == 0.0:
-        factor = 0.0
-    elif projection_fro == 0.0:
-        factor = float("inf")
-    else:
-        factor = delta_fro / projection_fro
+    factor = float("inf") if projection_fro == 0.0 else delta_fro / projection_fro
     return Amplification(
         rank=r,
         delta_fro=delta_fro,
