@@ -82,11 +82,11 @@ class TestAmplificationAboveRank:
         B = np.c_[self.u, np.zeros(8)]
         A = np.r_[self.v[None], self.rng.standard_normal((1, 6))]
         with pytest.raises(RankError, match="numerical rank 1 < rank = 2"):
-            amplification_factor(self.W, (B, A), rank=2)
+            amplification_factor(self.W, (A, B), rank=2)
         B3 = np.c_[self.u, np.zeros((8, 2))]
         A3 = np.r_[self.v[None], self.rng.standard_normal((2, 6))]
         with pytest.raises(RankError, match="numerical rank 1 < rank = 3"):
-            amplification_factor(self.W, (B3, A3))  # default rank: the inner dimension 3
+            amplification_factor(self.W, (A3, B3))  # default rank: the inner dimension 3
 
     def test_defined_rank_is_invariant_and_matches_reference(self):
         """Regression guard (passes on HEAD): at rank <= rank(ΔW) the factor is a number,
@@ -99,7 +99,7 @@ class TestAmplificationAboveRank:
             assert got == pytest.approx(ref, rel=RTOL)
         B = np.c_[self.u, np.zeros(8)]
         A = np.r_[self.v[None], self.rng.standard_normal((1, 6))]
-        assert amplification_factor(self.W, (B, A), rank=1).factor == pytest.approx(ref, rel=RTOL)
+        assert amplification_factor(self.W, (A, B), rank=1).factor == pytest.approx(ref, rel=RTOL)
 
 
 # -- 2. subspace similarity above the numerical rank of a factor --------------------------
@@ -294,7 +294,7 @@ class TestOverflow:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(NonFiniteError, match=r"scaling \* lora_B @ lora_A overflows"):
-                amplification_factor(self.W, (self.B * factor, self.A * factor), scaling=scaling)
+                amplification_factor(self.W, (self.A * factor, self.B * factor), scaling=scaling)
 
     def test_factored_svd_product_overflow(self):
         with warnings.catch_warnings():
@@ -309,7 +309,7 @@ class TestOverflow:
     def test_large_finite_product_still_computed(self):
         """Regression guard (passes on HEAD): 1e150 factors, product 1e300, is fine;
         the factor scales with ΔW (closed form: 1e300 times that of the unscaled pair)."""
-        got = amplification_factor(self.W, (self.B * 1e150, self.A * 1e150)).factor
+        got = amplification_factor(self.W, (self.A * 1e150, self.B * 1e150)).factor
         ref = _reference_amplification(self.W, self.B @ self.A, 2) * 1e300
         assert got == pytest.approx(ref, rel=RTOL)
 
@@ -342,7 +342,7 @@ class TestZeroUpdate:
             amplification_factor(W, np.zeros((8, 6)), rank=1)
         # LoRA's initialisation: lora_B = 0.
         with pytest.raises(RankError, match="delta_W is zero"):
-            amplification_factor(W, (np.zeros((8, 3)), rng.standard_normal((3, 6))))
+            amplification_factor(W, (rng.standard_normal((3, 6)), np.zeros((8, 3))))
         # The analysis reports the same situation as undefined (regression guard).
         res = analyze_update_matrix(W, W, options=AnalysisOptions(ranks=[1]))
         assert np.isnan(res.amplification[0][1])

@@ -331,7 +331,7 @@ VALID: dict[str, dict[str, Any]] = {
     "alpha_for_scaling": {},
     "default_alpha": {},
     "split_triplets": {"U": LORA_B, "S": np.array([2.0, 1.0]), "Vh": LORA_A},
-    "amplification_factor": {"delta_W": (LORA_B, LORA_A)},
+    "amplification_factor": {"delta_W": (LORA_A, LORA_B)},
     "subspace_similarity": {"i": 1, "j": 1},
     "subspace_similarity_grid": {},
     # adapter

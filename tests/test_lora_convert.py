@@ -360,3 +360,12 @@ def test_a_small_update_of_low_precision_factors_is_kept(step, seed, dtype):
     # The values of [B, -B0][A0; A0] beyond the update's rank (r, or fewer rows of B moved
     # when bfloat16 rounds a small step away) are rounding, cleared.
     assert np.count_nonzero(conv.singular_values) == np.count_nonzero(ref > 1e-9 * ref[0])
+
+
+@pytest.mark.parametrize("bad", [3.0, np.ones(5)], ids=["scalar", "1-D"])
+def test_convert_pissa_adapter_names_a_factor_that_is_not_a_matrix(bad):
+    # Before: IndexError for the scalar, "lora_A has 5 rows" for the vector.
+    cfg = LoRAConfig(r=2, lora_alpha=2, init_lora_weights="pissa")
+    initial = {"v": (np.ones((2, 3)), np.ones((4, 2)))}
+    with pytest.raises(ShapeError, match=r"trained\['v'\] lora_A must be a 2-D matrix"):
+        convert_pissa_adapter({"v": (bad, np.ones((4, 2)))}, initial, cfg)

@@ -110,7 +110,7 @@ def test_amplification_dense_and_factored_agree(rng):
     W = rng.standard_normal((30, 20))
     B, A = rng.standard_normal((30, 4)), rng.standard_normal((4, 20))
     dense = amplification_factor(W, 0.5 * B @ A, rank=4)
-    factored = amplification_factor(W, (B, A), scaling=0.5)
+    factored = amplification_factor(W, (A, B), scaling=0.5)
     U, _, Vh = np.linalg.svd(0.5 * B @ A)
     projection = np.linalg.norm(U[:, :4].T @ W @ Vh[:4].T)
     assert dense.projection_fro == pytest.approx(projection, rel=1e-10)
@@ -127,8 +127,8 @@ def test_amplification_of_updates_inside_and_outside_w_top_directions(rng):
     V, _ = np.linalg.qr(rng.standard_normal((40, 40)))
     S = np.geomspace(10.0, 0.1, 40)
     W = (U * S) @ V.T
-    top = amplification_factor(W, (U[:, :2], V[:, :2].T), scaling=1.0)
-    weak = amplification_factor(W, (U[:, -2:], V[:, -2:].T))
+    top = amplification_factor(W, (V[:, :2].T, U[:, :2]), scaling=1.0)
+    weak = amplification_factor(W, (V[:, -2:].T, U[:, -2:]))
     assert top.factor == pytest.approx(math.sqrt(2) / math.hypot(S[0], S[1]), rel=1e-9)
     assert weak.factor == pytest.approx(math.sqrt(2) / math.hypot(S[-1], S[-2]), rel=1e-9)
     assert weak.factor > 50 * top.factor
@@ -140,7 +140,7 @@ def test_amplification_degenerate_cases():
     assert amplification_factor(W, np.diag([0.0, 0.0, 2.0]), rank=1).factor == math.inf
     # A zero update has no singular subspace: 0/0, refused (the analysis reports nan).
     with pytest.raises(RankError, match="delta_W is zero"):
-        amplification_factor(W, (np.zeros((3, 1)), np.zeros((1, 3))))
+        amplification_factor(W, (np.zeros((1, 3)), np.zeros((3, 1))))
 
 
 @pytest.mark.parametrize(
@@ -150,12 +150,12 @@ def test_amplification_degenerate_cases():
         (np.eye(3), {"rank": 1, "scaling": 2.0}, InputError, "scaling applies to a factored"),
         (np.eye(3), {"rank": 4}, RankError, "got 4"),
         (np.eye(2), {"rank": 1}, ShapeError, r"delta_W must have the shape of W, \(3, 3\)"),
-        ((np.ones((3, 1)), np.ones((2, 3))), {}, ShapeError, "must share r"),
-        ((np.ones((3, 1)), np.ones((1, 2))), {}, ShapeError, "delta_W must have the shape of W"),
+        ((np.ones((2, 3)), np.ones((3, 1))), {}, ShapeError, "must share r"),
+        ((np.ones((1, 2)), np.ones((3, 1))), {}, ShapeError, "delta_W must have the shape of W"),
         ((np.ones((3, 1)),), {}, InputError, "a tuple of length 1"),
-        ((np.ones((3, 1)), np.ones((1, 3))), {"rank": 2}, RankError, "got 2"),
-        ((np.ones((3, 1)), np.ones((1, 3))), {"scaling": -1.0}, InputError, "scaling must be"),
-        ((np.ones((3, 1), complex), np.ones((1, 3))), {}, DTypeError, "lora_B must be real"),
+        ((np.ones((1, 3)), np.ones((3, 1))), {"rank": 2}, RankError, "got 2"),
+        ((np.ones((1, 3)), np.ones((3, 1))), {"scaling": -1.0}, InputError, "scaling must be"),
+        ((np.ones((1, 3)), np.ones((3, 1), complex)), {}, DTypeError, "lora_B must be real"),
         (np.eye(3, dtype=complex), {"rank": 1}, DTypeError, "delta_W must be real"),
     ],
 )
@@ -167,3 +167,22 @@ def test_amplification_errors(delta, kwargs, error, match):
 def test_amplification_weight_dtype_error():
     with pytest.raises(DTypeError, match="W must be real"):
         amplification_factor(np.eye(3, dtype=complex), np.eye(3), rank=1)
+
+
+def test_amplification_factor_takes_factors_in_the_one_order_and_objects():
+    """(lora_A, lora_B) as everywhere else, and a LoRA object with its own scaling: on a
+    square full-rank layer the swapped pair would pass the shape checks, so the reference is
+    the dense update's factor (exact SVD)."""
+    from lowrank.lora import extract
+
+    rng = np.random.default_rng(3)
+    W, W1 = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
+    ex = extract(W, W1, rank=6, alpha=3.0)  # scaling 0.5: the factors carry 1 / s
+    dense = amplification_factor(W, ex.scaling * ex.lora_B @ ex.lora_A, rank=6)
+    pair = amplification_factor(W, (ex.lora_A, ex.lora_B), scaling=ex.scaling)
+    obj = amplification_factor(W, ex)
+    for got in (pair, obj):
+        assert got.factor == pytest.approx(dense.factor, rel=1e-10)
+        assert got.delta_fro == pytest.approx(np.linalg.norm(W1 - W), rel=1e-10)
+    with pytest.raises(InputError, match="scaling applies to a factored delta_W only"):
+        amplification_factor(W, W1 - W, rank=1, scaling=1.0)

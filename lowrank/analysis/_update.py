@@ -331,7 +331,7 @@ def _amplification(base: Array, sd: TruncatedSVDResult, rank: int, *, delta_fro:
     factored SVD's noise threshold, :math:`16\varepsilon\sqrt{\max(m,n,r)}\,\|B\|_F\|A\|_F`
     (up to r times this function's level), could clear a :math:`\sigma_r` kept here.
     """
-    factored = (sd.U[:, :rank], sd.Vh[:rank])
+    factored = (sd.Vh[:rank], sd.U[:, :rank])  # (lora_A, lora_B)
     projection = amplification_factor(base, factored, rank=rank).projection_fro
     if projection == 0.0:
         return float("inf")  # delta_fro > 0 here: sigma_r > 0

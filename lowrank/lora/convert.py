@@ -486,9 +486,11 @@ def convert_pissa_adapter(
     for name, (A, B) in trained.items():
         A0, B0 = initial[name]
         r = config.rank_for(name)
-        if np.shape(A)[0] != r:
+        # Checked as matrices first: a scalar or 1-D factor has no rank to compare.
+        rows = _factor(A, f"trained[{name!r}] lora_A")[0].shape[0]
+        if rows != r:
             raise ShapeError(
-                f"module {name!r}: lora_A has {np.shape(A)[0]} rows but the config gives rank {r}"
+                f"module {name!r}: lora_A has {rows} rows but the config gives rank {r}"
             )
         modules[name] = pissa_to_lora(
             A,

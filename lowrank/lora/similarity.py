@@ -271,7 +271,7 @@ def amplification_factor(
     delta_W: Any,
     *,
     rank: int | None = None,
-    scaling: float = 1.0,
+    scaling: float | None = None,
 ) -> Amplification:
     r"""The LoRA paper's amplification factor :math:`\|\Delta W\|_F / \|U_r^\top W V_r\|_F`.
 
@@ -279,14 +279,19 @@ def amplification_factor(
     ----------
     W : array_like, shape (out, in)
         The pre-trained weight.
-    delta_W : array_like (out, in), or a pair ``(lora_B, lora_A)``
+    delta_W : array_like (out, in), a pair ``(lora_A, lora_B)``, or factors
         The update, dense or factored (:math:`\Delta W = s\,BA`; the dense product is never
-        formed for a pair).
+        formed for factors). A pair is in the project's one factor order,
+        ``(lora_A, lora_B)`` (as :func:`lowrank.lora.factored_svd` and PEFT); an object
+        with ``lora_A`` and ``lora_B`` attributes (a ``LoRAInit``, an ``Extraction``, a
+        ``PeftModule``) gives its factors, and its ``scaling`` unless ``scaling`` is
+        given.
     rank : int, optional
         :math:`r`, ``1 <= rank`` and at most the numerical rank of :math:`\Delta W` (see
         Notes); default the inner dimension of a factored update. Required for a dense one.
-    scaling : float, default 1.0
-        :math:`s` for a factored update (must stay 1.0 for a dense one).
+    scaling : float, optional
+        :math:`s` for a factored update: default the object's ``scaling``, else 1.0
+        (not given for a dense one).
 
     Returns
     -------
@@ -328,28 +333,32 @@ def amplification_factor(
     >>> amp.projection_fro, amp.factor                 # ΔW lives where W is 0
     (0.0, inf)
     >>> B, A = np.array([[0.0], [1.0], [0.0]]), np.array([[0.0, 2.0, 0.0]])
-    >>> amplification_factor(W, (B, A)).factor         # ||ΔW|| = 2 on W's value 1
+    >>> amplification_factor(W, (A, B)).factor         # ||ΔW|| = 2 on W's value 1
     2.0
     """
     raw_W = as_array(W, name="W")
     storage_dtype(raw_W.dtype, name="W")
     Wm = as_matrix(raw_W, name="W")
+    if hasattr(delta_W, "lora_A") and hasattr(delta_W, "lora_B"):
+        if scaling is None:
+            scaling = getattr(delta_W, "scaling", 1.0)
+        delta_W = (delta_W.lora_A, delta_W.lora_B)
     if isinstance(delta_W, tuple):
         if len(delta_W) != 2:
             raise InputError(
-                f"delta_W must be an (out, in) array or a pair (lora_B, lora_A); got a tuple "
+                f"delta_W must be an (out, in) array or a pair (lora_A, lora_B); got a tuple "
                 f"of length {len(delta_W)}"
             )
-        B = as_matrix(delta_W[0], name="lora_B")
-        A = as_matrix(delta_W[1], name="lora_A")
-        for x, nm in ((delta_W[0], "lora_B"), (delta_W[1], "lora_A")):
+        A = as_matrix(delta_W[0], name="lora_A")
+        B = as_matrix(delta_W[1], name="lora_B")
+        for x, nm in ((delta_W[0], "lora_A"), (delta_W[1], "lora_B")):
             storage_dtype(np.asarray(x).dtype, name=nm)
         if B.shape[1] != A.shape[0]:
             raise ShapeError(
                 f"lora_B (out, r) and lora_A (r, in) must share r; got {B.shape} and {A.shape}"
             )
         shape = (B.shape[0], A.shape[1])
-        s = check_positive_float(scaling, name="scaling")
+        s = check_positive_float(1.0 if scaling is None else scaling, name="scaling")
         cd = np.result_type(B.dtype, A.dtype, Wm.dtype)
         if shape != Wm.shape:
             raise ShapeError(f"delta_W must have the shape of W, {Wm.shape}; got {shape}")
@@ -366,7 +375,7 @@ def amplification_factor(
     else:
         if rank is None:
             raise InputError("rank is required for a dense delta_W (the LoRA rank r)")
-        if scaling != 1.0:
+        if scaling is not None:
             raise InputError(f"scaling applies to a factored delta_W only; got {scaling!r}")
         raw = as_array(delta_W, name="delta_W")
         storage_dtype(raw.dtype, name="delta_W")
