@@ -343,7 +343,7 @@ def test_factors_beyond_float16_write_nothing(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        "lowrank: error: no adapter written: modules['l'] lora_A does not fit in float16: its "
+        "lowrank: error: no adapter written: layer 'l': lora_A does not fit in float16: its "
         "largest magnitude 1.075e+05 exceeds float16's largest finite value 6.55e+04; use "
         "dtype float32 or bfloat16\n"
     )
