@@ -15,7 +15,14 @@ from lowrank._typing import Array
 from lowrank._validation import as_matrix, check_finite_array, compute_dtype
 from lowrank.errors import InputError, NonFiniteError, ShapeError
 
-__all__ = ["MatrixInput", "as_matrix_input", "is_operator_like", "safe_scale", "scaled_input"]
+__all__ = [
+    "MatrixInput",
+    "as_matrix_input",
+    "is_operator_like",
+    "refuse_norm_overflow",
+    "safe_scale",
+    "scaled_input",
+]
 
 # Columns of the identity applied at once when the Frobenius norm of a LinearOperator is
 # computed exactly.
@@ -260,7 +267,8 @@ def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -
 
     Dense inputs are converted to their compute dtype (see
     :func:`lowrank._validation.compute_dtype`), sparse ones too; a ``LinearOperator`` is
-    trusted to produce finite values, and its Frobenius norm is computed lazily.
+    trusted to produce finite values, must have an ``rmatvec`` (asked once, with a zero
+    vector), and its Frobenius norm is computed lazily.
     """
     if _is_sparse(A):
         shape = _check_shape(tuple(A.shape), name)
@@ -269,13 +277,14 @@ def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -
         csr.sum_duplicates()
         check_finite_array(csr.data, name=name)
         norm = frobenius_norm(csr.data)
-        _refuse_overflow(norm, name)
+        refuse_norm_overflow(norm, name)
         return MatrixInput("sparse", shape, dtype, None, csr, norm)
     if _is_linear_operator(A):
         shape = _check_shape(tuple(A.shape), name)
         dtype = compute_dtype(A.dtype, name=name)
         if norm_fro is not None and not (math.isfinite(norm_fro) and norm_fro >= 0):
             raise InputError(f"norm_fro must be finite and >= 0; got {norm_fro!r}")
+        _refuse_without_adjoint(A, shape, dtype, name)
         return MatrixInput("operator", shape, dtype, None, A, norm_fro)
     dense = as_matrix(A, name=name, check_finite=False)
     if not (dense.flags.c_contiguous or dense.flags.f_contiguous):
@@ -286,12 +295,29 @@ def as_matrix_input(A: Any, *, name: str = "A", norm_fro: float | None = None) -
     norm = _dense_frobenius_norm(dense)
     if not math.isfinite(norm):
         check_finite_array(dense, name=name)
-        _refuse_overflow(norm, name)
+        refuse_norm_overflow(norm, name)
     m, n = dense.shape
     return MatrixInput("dense", (m, n), dense.dtype, dense, None, norm)
 
 
-def _refuse_overflow(norm: float, name: str) -> None:
+def _refuse_without_adjoint(
+    A: Any, shape: tuple[int, int], dtype: np.dtype[Any], name: str
+) -> None:
+    """Every method multiplies by A^H: an operator built from ``matvec`` alone failed deep
+    inside each of them with a raw TypeError, NotImplementedError or SystemError. SciPy
+    raises those two from ``rmatvec`` of an operator without one; a product with a zero
+    vector is the cheapest way to ask."""
+    try:
+        A.rmatvec(np.zeros(shape[0], dtype=dtype))
+    except (NotImplementedError, TypeError) as exc:
+        raise InputError(
+            f"{name} is a LinearOperator without products by its conjugate transpose "
+            f"({type(exc).__name__}: {exc}); every method needs A^H y as well as A x: give "
+            f"LinearOperator an rmatvec (and rmatmat for speed)"
+        ) from None
+
+
+def refuse_norm_overflow(norm: float, name: str) -> None:
     """Finite entries whose Frobenius norm exceeds the float64 range: sigma_1 may too, and
     no result could state its norms and residuals (they were NaN or inf, or LAPACK failed
     with a raw error)."""

@@ -50,14 +50,34 @@ T = TypeVar("T")
 
 
 def as_array(value: ArrayLike, *, name: str) -> Array:
-    """``value`` as an ndarray (no copy for one), or an :class:`~lowrank.errors.InputError`
-    naming ``name`` when NumPy cannot read it (ragged nested lists and the like)."""
-    if isinstance(value, np.ndarray):
+    """``value`` as a plain ndarray (no copy for one), or an
+    :class:`~lowrank.errors.InputError` naming ``name`` when NumPy cannot read it (ragged
+    nested lists and the like) or it is a masked array with masked entries.
+
+    Subclasses are converted, as ``numpy.linalg`` does: ``np.matrix`` products and
+    reductions keep two dimensions (``ravel`` gives a 1 x N matrix, ``*`` a matrix
+    product), and masked reductions skip entries that LAPACK would read.
+    """
+    if type(value) is np.ndarray:
         return value
+    if isinstance(value, np.ma.MaskedArray):
+        _refuse_masked_entries(value, name=name)
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise InputError(f"{name} could not be read as an array: {exc}") from None
+
+
+def _refuse_masked_entries(value: np.ma.MaskedArray[Any, Any], *, name: str) -> None:
+    """A mask has no meaning in a matrix factorisation: a masked entry is neither zero nor
+    its hidden data, so none is guessed (an unmasked masked array is its data)."""
+    masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
+    if masked:
+        raise InputError(
+            f"{name} is a masked array with {masked} masked entr{'y' if masked == 1 else 'ies'} "
+            f"out of {value.size}; lowrank does not interpret masks: fill them first "
+            f"({name}.filled(value)) or pass the underlying data ({name}.data)"
+        )
 
 
 def check_finite_array(a: Array, *, name: str = "A") -> None:
@@ -93,6 +113,8 @@ def as_matrix(
         ``A`` is not numeric.
     NonFiniteError
         ``A`` holds NaN or infinity (when ``check_finite``).
+    InputError
+        NumPy cannot read ``A``, or it is a masked array with masked entries.
     """
     arr = as_array(A, name=name)
     if arr.ndim != 2:

@@ -31,8 +31,8 @@ import numpy as np
 from lowrank._numerics import scaled_sum_of_squares, tolerance
 from lowrank._spectrum import NORMS, as_singular_values, check_norm, tail_norms
 from lowrank._typing import Array, ArrayLike, NormName, RNGLike, SVDMethod
-from lowrank._validation import as_array, as_matrix, check_rank
-from lowrank.errors import ShapeError
+from lowrank._validation import as_matrix, as_vector, check_rank
+from lowrank.errors import NonFiniteError, ShapeError
 from lowrank.svd import TruncatedSVDResult, singular_values, truncated_svd
 
 __all__ = [
@@ -143,7 +143,8 @@ def best_approximation(
     RankError
         If ``rank`` is out of range.
     InputError
-        If ``method`` or ``rng`` is not valid.
+        If ``method`` or ``rng`` is not valid, or ``A`` is a masked array with masked
+        entries.
 
     Examples
     --------
@@ -165,14 +166,16 @@ def _as_factors(candidate: Any, shape: tuple[int, int]) -> tuple[Array, Array] |
         candidate = (candidate.U, candidate.S, candidate.Vh)
     if isinstance(candidate, tuple) and len(candidate) == 3:
         U = as_matrix(candidate[0], name="candidate U", allow_empty=True)
-        S = as_array(candidate[1], name="candidate S")
+        S = as_vector(candidate[1], name="candidate S")
         Vh = as_matrix(candidate[2], name="candidate Vh", allow_empty=True)
-        if S.ndim != 1 or U.shape[1] != S.size or Vh.shape[0] != S.size:
+        if U.shape[1] != S.size or Vh.shape[0] != S.size:
             raise ShapeError(
                 "candidate (U, S, Vh) must have shapes (m, r), (r,), (r, n); got "
                 f"{U.shape}, {S.shape}, {Vh.shape}"
             )
-        L, R = U * S.astype(U.dtype), Vh
+        # In the result type of U and S: casting S to U's dtype dropped a complex S's
+        # imaginary part (and rounded a float64 S to float32).
+        L, R = U * S, Vh
     elif isinstance(candidate, tuple) and len(candidate) == 2:
         L = as_matrix(candidate[0], name="candidate L", allow_empty=True)
         R = as_matrix(candidate[1], name="candidate R", allow_empty=True)
@@ -206,11 +209,19 @@ def _residual_blocks(a: Array, candidate: tuple[Array, Array] | Array) -> Any:
     for start in range(0, m, rows):
         stop = min(m, start + rows)
         block = a[start:stop].astype(wide)
-        if isinstance(candidate, tuple):
-            L, R = candidate
-            block -= L[start:stop].astype(wide) @ R.astype(wide)
-        else:
-            block -= candidate[start:stop]
+        # A and the candidate are finite (checked): overflow is refused just below, with a
+        # message, rather than warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if isinstance(candidate, tuple):
+                L, R = candidate
+                block -= L[start:stop].astype(wide) @ R.astype(wide)
+            else:
+                block -= candidate[start:stop]
+        if not np.all(np.isfinite(block)):
+            raise NonFiniteError(
+                "A - candidate is not finite in float64: the candidate (or its factors' "
+                "product) overflows the float64 range (about 1.8e308)"
+            )
         yield block
 
 
@@ -246,7 +257,8 @@ def residual_norm(
     DTypeError
         If ``A`` or the candidate has no numeric dtype.
     NonFiniteError
-        If ``A`` or the candidate has a NaN or infinite entry.
+        If ``A`` or the candidate (``S`` included) has a NaN or infinite entry, or
+        :math:`A - X` overflows the float64 range.
     InputError
         If ``norm`` is unknown, or ``p``/``k`` is missing or invalid for it.
 
@@ -350,7 +362,8 @@ def compare_to_optimal(
     DTypeError
         If ``A`` or the candidate has no numeric dtype.
     NonFiniteError
-        If ``A`` or the candidate has a NaN or infinite entry.
+        If ``A`` or the candidate (``S`` included) has a NaN or infinite entry, or
+        :math:`A - X` overflows the float64 range.
     RankError
         If ``rank`` is out of range.
     InputError

@@ -218,7 +218,7 @@ def select_rank(
         \|A\|_F^2` (``0 <= energy <= 1``). Equivalent to ``rel_tol = sqrt(1 - energy)`` in
         the Frobenius norm.
     norm : {"fro", "spectral", "nuclear", "schatten", "ky_fan"}, default "fro"
-        The norm for ``rel_tol``.
+        The norm for ``rel_tol`` (``"fro"`` only with ``energy``).
     p : float, optional
         Schatten exponent, for ``norm="schatten"``.
     k : int, optional
@@ -233,7 +233,8 @@ def select_rank(
     Raises
     ------
     InputError
-        Neither or both of ``rel_tol`` and ``energy`` given, or out of range.
+        Neither or both of ``rel_tol`` and ``energy`` given, or out of range, or ``energy``
+        with a ``norm`` other than ``"fro"``.
     RankError
         The target is not reached within the known part of a partial spectrum.
 
@@ -253,9 +254,14 @@ def select_rank(
             f"give exactly one of rel_tol and energy; got rel_tol={rel_tol!r}, energy={energy!r}"
         )
     if energy is not None:
+        if norm != "fro":
+            # Energy is a share of ||A||_F^2; with another norm it was silently ignored.
+            raise InputError(
+                f"energy is a fraction of ||A||_F^2 and applies to the Frobenius norm only; "
+                f"got norm={norm!r} (use rel_tol with that norm)"
+            )
         fraction = check_fraction(energy, name="energy", low_inclusive=True)
         target = math.sqrt(max(1.0 - fraction, 0.0))
-        norm = "fro"
     else:
         target = check_fraction(rel_tol, name="rel_tol", low_inclusive=True)
     curve = rank_error_curve(singular_values, norm=norm, p=p, k=k, norm_fro=norm_fro)

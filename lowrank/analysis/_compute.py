@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lowrank._operator import refuse_norm_overflow
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
     as_array,
@@ -66,7 +67,9 @@ def analyze_matrix(
     ShapeError, DTypeError, NonFiniteError
         ``A`` is not a non-empty 2-D numeric matrix of finite values.
     InputError
-        ``options`` is not an :class:`AnalysisOptions`.
+        ``options`` is not an :class:`AnalysisOptions`, ``A`` is a masked array with
+        masked entries, or its entries are finite but its Frobenius norm exceeds the
+        float64 range (divide it by a power of two first).
 
     Notes
     -----
@@ -122,6 +125,9 @@ def _analyze(
 ) -> MatrixResult:
     """The body of :func:`analyze_matrix` for a matrix already in its compute dtype."""
     summary, s = spectrum_summary(a, storage_dtype=stored)
+    # Finite entries whose ||A||_F overflows: every energy and relative error would be
+    # 0 or NaN (select_rank blamed a partial spectrum); refused as truncated_svd does.
+    refuse_norm_overflow(summary.norm_fro, name)
     curve = rank_error_curve(s)
     full = s.size
     values = np.asarray(s, dtype=np.float64)

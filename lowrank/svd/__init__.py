@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lowrank._numerics import tolerance
+from lowrank._numerics import frobenius_norm, tolerance
 from lowrank._operator import MatrixInput, as_matrix_input, safe_scale, scaled_input
 from lowrank._typing import Array, RNGLike, SVDMethod
 from lowrank._validation import (
@@ -47,7 +47,7 @@ from lowrank._validation import (
     compute_dtype,
     normalize_rng,
 )
-from lowrank.errors import InputError, ShapeError
+from lowrank.errors import ConvergenceError, InputError, ShapeError
 from lowrank.svd import _krylov, _result
 from lowrank.svd._krylov import DEFAULT_TOL_EPS, FAST_TOL, randomized_svd
 from lowrank.svd._lapack import exact_svd, zero_result
@@ -280,7 +280,14 @@ def truncated_svd(
     norm_fro : float, optional
         :math:`\|A\|_F` of a ``LinearOperator`` if known; otherwise it is computed exactly
         with ``n`` products (dense and sparse inputs compute it from their entries). A value
-        below the norm of the singular values found is refused.
+        below the norm of the singular values found is refused. For an operator it is first
+        checked with one product by four Gaussian columns (from a fixed internal seed, so
+        ``rng`` is not used): refused when below :math:`\|A\omega\|/\|\omega\|` (certain,
+        as :math:`\|A\omega\|/\|\omega\| \le \sigma_1 \le \|A\|_F`; by more than 16
+        times before the solve, otherwise after it) or above :math:`10^6` times the
+        estimate :math:`(\|A\Omega\|_F^2/4)^{1/2}` (for the true norm this happens with
+        probability below :math:`10^{-23}`, at worst for a rank-1 ``A``). A given 0 is
+        confirmed by computing the norm.
     value_tol : float, optional
         Randomized, adaptive: the relative accuracy of the top ``rank`` singular values to
         converge, ``0 < value_tol < 1``. The default when neither ``value_tol`` nor
@@ -333,10 +340,13 @@ def truncated_svd(
         ``rank`` is not an integer in range.
     InputError
         An option is out of range, options that exclude each other were combined (see the
-        table in Notes), or ``method="exact"`` got a ``LinearOperator``.
+        table in Notes), ``method="exact"`` got a ``LinearOperator``, a ``LinearOperator``
+        has no ``rmatvec``, ``A`` is a masked array with masked entries, or ``norm_fro``
+        is not the Frobenius norm of ``A`` (see ``norm_fro``).
     ConvergenceError
-        LAPACK or ``svds`` failed to converge, an ``svds`` triplet's residual exceeds its
-        limit, or the ``svds`` result missed a singular value above ``S[-1]`` (see Notes).
+        LAPACK or ``svds`` failed to converge (in the randomized method's small dense
+        steps too), an ``svds`` triplet's residual exceeds its limit, or the ``svds``
+        result missed a singular value above ``S[-1]`` (see Notes).
 
     Notes
     -----
@@ -514,8 +524,16 @@ def truncated_svd(
             f"method='arpack' on complex input needs rank < min(A.shape) - 1 = "
             f"{min(m, n) - 1}; got rank={r} (use method='exact' or 'propack')"
         )
-    result = svd_of(mat, r, method=chosen, options=options, rng=normalize_rng(rng))
-    return _check_norm_fro(result, norm_fro)
+    generator = normalize_rng(rng)
+    probe_lower = 0.0
+    if norm_fro is not None and mat.kind == "operator":
+        probe_lower = _probe_norm_fro(mat, norm_fro)
+        if norm_fro == 0.0:
+            # The zero shortcut of svd_of is for a zero norm computed from A, never a
+            # caller's: a zero probe is near-certain, not certain, evidence.
+            mat = replace(mat, norm_fro=None)
+    result = svd_of(mat, r, method=chosen, options=options, rng=generator)
+    return _check_norm_fro(result, norm_fro, probe_lower)
 
 
 SVD_OPTION_NAMES: tuple[str, ...] = (
@@ -685,39 +703,107 @@ def _iterative_svd(
 ) -> TruncatedSVDResult:
     """The randomized method or SciPy's ``svds`` on a matrix of moderate scale."""
     if method == "randomized":
-        return randomized_svd(
-            mat,
-            rank,
-            n_iter=options.n_iter,
-            max_iter=options.max_iter,
-            value_tol=options.value_tol,
-            excess_tol=options.excess_tol,
-            oversample=10 if options.oversample is None else options.oversample,
-            block_size=options.block_size,
-            block_krylov=options.block_krylov,
-            rng=rng,
-        )
+        try:
+            return randomized_svd(
+                mat,
+                rank,
+                n_iter=options.n_iter,
+                max_iter=options.max_iter,
+                value_tol=options.value_tol,
+                excess_tol=options.excess_tol,
+                oversample=10 if options.oversample is None else options.oversample,
+                block_size=options.block_size,
+                block_krylov=options.block_krylov,
+                rng=rng,
+            )
+        except np.linalg.LinAlgError as exc:
+            # The small dense steps (eigendecompositions of Gram matrices, the SVD of B)
+            # run in LAPACK, which reports non-convergence as LinAlgError.
+            raise ConvergenceError(
+                f"the randomized method failed: LAPACK did not converge on one of its small "
+                f"dense steps for a {mat.shape} matrix ({exc})"
+            ) from None
     return scipy_svds(mat, rank, method, rng)
 
 
-def _check_norm_fro(result: TruncatedSVDResult, norm_fro: float | None) -> TruncatedSVDResult:
-    r"""Refuse a given ``norm_fro`` below the norm of the singular values found (beyond
-    rounding).
+# The probe of a caller's norm_fro (see _probe_norm_fro): Gaussian columns, and the
+# factor above the probe's estimate of ||A||_F beyond which the value is refused.
+_PROBE_COLUMNS = 4
+_PROBE_MAX_RATIO = 1e6
+# A value this many times below the probe's certain lower bound is refused before the
+# solve, where it would set the prescaling (safe_scale); one closer to the bound moves that
+# scaling by at most 2**4 (the svds methods' scaled norm stays within 2**+-8 of 1) and is
+# refused after the solve by _check_norm_fro, against the singular values found as well.
+_PROBE_MIN_RATIO = 16.0
+# A fixed seed: the probe neither draws from nor advances the caller's rng, so results stay
+# a function of (A, rng), and the probe is the same on every call.
+_PROBE_SEED = 0x5EED_F0B
+
+
+def _probe_norm_fro(mat: MatrixInput, norm_fro: float) -> float:
+    r"""Check a caller's ``norm_fro`` for a LinearOperator with one product by four
+    Gaussian columns, before it sets the prescaling; return the probe's lower bound.
+
+    *Too small.* :math:`\|A\omega\|/\|\omega\| \le \sigma_1 \le \|A\|_F` for every
+    :math:`\omega`, so the largest ratio of the four is a certain lower bound (``0.0`` for
+    the zero matrix). Before the fix ``norm_fro=0`` returned the zero matrix's SVD with
+    ``converged=True``, and ``1e-300`` made the prescaling (by ``2**1000``) overflow.
+
+    *Too large.* For a Gaussian :math:`\Omega` with :math:`k` columns,
+    :math:`\|A\Omega\|_F^2 = \sum_i \sigma_i^2 X_i` with :math:`X_i` distributed as
+    :math:`\chi^2_k` (for a complex ``A`` and real :math:`\Omega`, mixtures with the same
+    mean and a thinner lower tail), mean :math:`k\|A\|_F^2`. The
+    estimate :math:`(\|A\Omega\|_F^2/k)^{1/2}` is smallest relative to :math:`\|A\|_F`
+    for a rank-1 ``A``, where it falls below :math:`10^{-6}\|A\|_F` with probability
+    :math:`P(\chi^2_4 < 4\cdot10^{-12}) = 1 - e^{-y}(1 + y) \approx y^2/2 = 2\cdot10^{-24}`
+    (:math:`y = 2\cdot10^{-12}`): the chance of refusing a true norm. (``1e300`` for a
+    norm of 1.7 was accepted with ``residual_fro = 1e300``, or failed in LAPACK.)
+    """
+    k = _PROBE_COLUMNS
+    gaussian = np.random.default_rng(_PROBE_SEED).standard_normal((mat.shape[1], k))
+    omega = gaussian.astype(mat.dtype)
+    product = mat.matmat(omega)
+    lower = max(frobenius_norm(product[:, j]) / frobenius_norm(omega[:, j]) for j in range(k))
+    estimate = frobenius_norm(product) / math.sqrt(k)
+    if norm_fro * _PROBE_MIN_RATIO < lower:
+        raise InputError(
+            f"norm_fro must be >= ||A w|| / ||w|| for every vector w, since ||A||_F >= "
+            f"sigma_1 >= ||A w|| / ||w||; got norm_fro={norm_fro!r}, more than "
+            f"{_PROBE_MIN_RATIO:g} times below {lower:.6g} for a random w: it is not the "
+            "Frobenius norm of A"
+        )
+    if norm_fro > _PROBE_MAX_RATIO * estimate:
+        raise InputError(
+            f"norm_fro={norm_fro!r} is more than {_PROBE_MAX_RATIO:g} times the estimate "
+            f"{estimate:.6g} of ||A||_F from {k} random Gaussian products (that happens to "
+            "the true norm with probability below 1e-23): it is not the Frobenius norm of A"
+        )
+    return lower
+
+
+def _check_norm_fro(
+    result: TruncatedSVDResult, norm_fro: float | None, probe_lower: float = 0.0
+) -> TruncatedSVDResult:
+    r"""Refuse a given ``norm_fro`` below the norm of the singular values found, or below
+    the lower bound ``probe_lower`` of :func:`_probe_norm_fro` (beyond rounding).
 
     :math:`\|A\|_F^2 = \sum_i\sigma_i^2 \ge \sum_{i\le r}\tilde\sigma_i^2` (Ritz values
     are lower bounds), so such a value is not the Frobenius norm of ``A``; with a
     ``LinearOperator`` it would have made every residual and error estimate wrong (half
     the true norm gave ``residual_fro = 0`` and an infinite excess estimate).
     """
-    if norm_fro is None or result.S.size == 0:
+    if norm_fro is None:
         return result
-    top = float(result.S[0])
+    top = float(result.S[0]) if result.S.size else 0.0
     captured = float(np.linalg.norm(result.S.astype(np.float64)))
-    slack = tolerance(result.S.dtype, size=max(result.shape), scale=captured)
-    if norm_fro < captured - slack:
+    floor = max(captured, probe_lower)
+    slack = tolerance(result.S.dtype, size=max(result.shape), scale=floor)
+    if norm_fro < floor - slack:
+        probe = f", ||A w|| / ||w|| = {probe_lower:.6g} for a random w" if probe_lower else ""
         raise InputError(
             f"norm_fro must be >= the norm of the singular values found, since ||A||_F >= "
-            f"||S||; got norm_fro={norm_fro!r} < {captured:.6g} (S[0] = {top:.6g}): it is not "
-            "the Frobenius norm of A"
+            f"||S|| and ||A||_F >= sigma_1 >= ||A w|| / ||w|| for every w; got "
+            f"norm_fro={norm_fro!r} < {floor:.6g} (S[0] = {top:.6g}, ||S|| = "
+            f"{captured:.6g}{probe}): it is not the Frobenius norm of A"
         )
     return result

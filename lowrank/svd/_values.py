@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +62,51 @@ def _symmetric_eigenvalues(gram: Array) -> Array:
     return values
 
 
+def _peak(a: Array) -> float:
+    """``max |a_ij|`` (the modulus for complex data), without an ``|a|`` copy when real."""
+    if a.dtype.kind == "c":
+        return float(np.max(np.abs(a)))
+    return max(float(np.max(a)), -float(np.min(a)))
+
+
+def _lapack_unit(a: Array) -> float:
+    """A power of two to divide ``a`` by before LAPACK, 1.0 when none is needed.
+
+    ``gesdd``/``gesvd`` scale a matrix whose largest magnitude lies outside
+    ``[smlnum, 1/smlnum]``, ``smlnum = sqrt(safe minimum) / eps`` (6.7e-139 to 1.5e138 in
+    double, 9.1e-13 to 1.1e12 in single precision), by a ratio that is not a power of two,
+    so the values of ``2**k A`` were not exactly ``2**k`` times those of ``A`` (which
+    :mod:`lowrank.rmt` promises bit for bit). Within that range LAPACK does not scale, and
+    floating-point arithmetic commutes with powers of two.
+    """
+    info = np.finfo(a.dtype)
+    smallest = math.sqrt(float(info.tiny)) / float(info.eps)
+    peak = _peak(a)
+    if peak == 0.0 or smallest <= peak <= 1.0 / smallest:
+        return 1.0
+    return power_of_two_scale(peak)
+
+
+def _lapack_singular_values(a: Array) -> Array:
+    """All singular values by LAPACK ``gesdd``, ``gesvd`` when it does not converge,
+    after an exact scaling into the range where LAPACK does not scale itself."""
+    unit = _lapack_unit(a)
+    if unit != 1.0:
+        a = a / a.dtype.type(unit)  # not times 1/unit, which overflows for subnormal data
+    try:
+        found = sla.svd(a, compute_uv=False, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:
+        try:
+            found = sla.svd(a, compute_uv=False, lapack_driver="gesvd", check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise ConvergenceError(
+                f"LAPACK failed to converge on a {a.shape} matrix: {exc}"
+            ) from None
+    with np.errstate(over="ignore"):  # sigma_1 beyond float64 is refused by the caller
+        values: Array = np.asarray(found, dtype=np.float64) * unit
+    return values
+
+
 def _gram_singular_values(a: Array) -> Array:
     """All singular values from the eigenvalues of the Gram matrix accumulated in float64."""
     if a.shape[0] < a.shape[1]:
@@ -71,14 +117,7 @@ def _gram_singular_values(a: Array) -> Array:
     # Single-precision squares cannot overflow or underflow in double precision; double
     # precision data is divided by a power of two near its largest magnitude (exact), so
     # that 1e160 does not overflow the Gram matrix nor 1e-170 vanish in it.
-    unit = 1.0
-    if a.dtype == wide and a.size:
-        peak = (
-            float(np.max(np.abs(a)))
-            if a.dtype.kind == "c"
-            else max(float(np.max(a)), -float(np.min(a)))
-        )
-        unit = power_of_two_scale(peak)
+    unit = power_of_two_scale(_peak(a)) if a.dtype == wide and a.size else 1.0
 
     def rows_from(start: int) -> Array:
         block = a[start : start + rows].astype(wide)
@@ -119,7 +158,8 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
     ShapeError, DTypeError, NonFiniteError
         ``A`` is not a non-empty 2-D matrix of finite numbers.
     InputError
-        A bad ``method``.
+        A bad ``method``, a ``LinearOperator`` (which has no entries: use
+        :func:`lowrank.truncated_svd`), or a masked array with masked entries.
     ConvergenceError
         LAPACK did not converge.
 
@@ -160,23 +200,18 @@ def singular_values(A: Any, *, method: Literal["auto", "lapack", "gram"] = "auto
     check_choice(method, name="method", choices=("auto", "lapack", "gram"))
     from lowrank._operator import is_operator_like
 
-    if is_operator_like(A) and hasattr(A, "toarray"):
+    if is_operator_like(A):
+        if not hasattr(A, "toarray"):
+            raise InputError(
+                f"singular_values needs the entries of A; got a {type(A).__name__}, which "
+                "gives only products: use truncated_svd(A, rank) for its leading values, or "
+                "densify it first (A @ numpy.eye(n))"
+            )
         A = A.toarray()
     a = as_matrix(A)
     if method == "auto":
         method = "lapack" if a.dtype in (np.float64, np.complex128) else "gram"
-    if method == "gram":
-        found = _gram_singular_values(a)
-    else:
-        try:
-            found = sla.svd(a, compute_uv=False, lapack_driver="gesdd", check_finite=False)
-        except np.linalg.LinAlgError:
-            try:
-                found = sla.svd(a, compute_uv=False, lapack_driver="gesvd", check_finite=False)
-            except np.linalg.LinAlgError as exc:
-                raise ConvergenceError(
-                    f"LAPACK failed to converge on a {a.shape} matrix: {exc}"
-                ) from None
+    found = _gram_singular_values(a) if method == "gram" else _lapack_singular_values(a)
     values = np.asarray(found, dtype=np.float64)
     if values.size and not np.isfinite(values[0]):
         # Finite entries, but sigma_1 beyond the float64 range (a 3 x 3 matrix of 1e308).
