@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lowrank._numerics import compute_eps, frobenius_norm, power_of_two_scale, storage_eps
+from lowrank._numerics import compute_eps, frobenius_norm, power_of_two_scale
 from lowrank._spectrum import as_singular_values
+from lowrank._storage_noise import check_side_limit, storage_margin, storage_noise_level_of
 from lowrank._typing import ArrayLike
 from lowrank._validation import (
     as_array,
@@ -84,7 +85,8 @@ def nuclear_norm(singular_values: ArrayLike) -> float:
     Returns
     -------
     float
-        The sum of the singular values (0 for an empty spectrum).
+        The sum of the singular values (0 for an empty spectrum); ``inf``, without a
+        warning, if it exceeds float64's range.
 
     Raises
     ------
@@ -101,7 +103,10 @@ def nuclear_norm(singular_values: ArrayLike) -> float:
     6.0
     """
     s = as_singular_values(singular_values)
-    return float(np.sum(s[::-1]))
+    # A sum beyond float64's range is inf: the exact value cannot be represented, and that
+    # is the answer, not an event worth NumPy's RuntimeWarning.
+    with np.errstate(over="ignore"):
+        return float(np.sum(s[::-1]))
 
 
 def stable_rank(singular_values: ArrayLike) -> float:
@@ -145,8 +150,10 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     r"""Roy and Vetterli's effective rank :math:`\exp(-\sum_k p_k \ln p_k)`,
     :math:`p_k = \sigma_k/\sum_i\sigma_i`.
 
-    It satisfies :math:`1 \le \operatorname{erank} \le \operatorname{rank}`, equals ``r``
-    for ``r`` equal non-zero singular values, and is 0 for the zero matrix (by convention).
+    It satisfies :math:`1 \le \operatorname{erank} \le \operatorname{rank}` (the result is
+    clamped to these bounds, which rounding could otherwise cross by an ulp), is exactly
+    ``r`` for ``r`` equal non-zero singular values, and is 0 for the zero matrix (by
+    convention).
     Note the normalisation by the *sum* of singular values (not of their squares).
 
     Parameters
@@ -157,7 +164,8 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     Returns
     -------
     float
-        The effective rank, between 1 and the rank (0 for the zero matrix).
+        The effective rank, between 1 and the rank, the number of non-zero values (0 for
+        the zero matrix).
 
     Raises
     ------
@@ -185,8 +193,13 @@ def entropy_effective_rank(singular_values: ArrayLike) -> float:
     # ([1e308, 1e308] gave inf, every p 0, and a rank of 1).
     unit = s / power_of_two_scale(float(s[0]))
     p = unit / float(np.sum(unit[::-1]))
+    rank = int(np.count_nonzero(s))
+    if s[rank - 1] == s[0]:
+        return float(rank)  # r equal values: p_k = 1/r, exactly r (the sum rounds otherwise)
     p = p[p > 0]  # a subnormal sigma can underflow to p = 0, whose term is 0 in the limit
-    return float(math.exp(-float(np.sum(p * np.log(p)))))
+    erank = math.exp(-float(np.sum(p * np.log(p))))
+    # The bounds of the exact value, which rounding can cross by an ulp or so.
+    return float(min(max(erank, 1.0), float(rank)))
 
 
 def condition_number(singular_values: ArrayLike) -> float:
@@ -262,7 +275,8 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
     Raises
     ------
     ShapeError
-        If ``shape`` is not a pair of non-negative integers.
+        If ``shape`` is not a pair of non-negative integers, or a side exceeds the largest
+        array dimension (``2**63 - 1`` on 64-bit platforms).
     InputError
         If ``norm_fro`` is negative or not a finite number.
     DTypeError
@@ -302,10 +316,10 @@ def storage_noise_level(*, shape: tuple[int, int], norm_fro: float, storage_dtyp
     shape = check_matrix_shape(shape)
     norm_fro = check_positive_float(norm_fro, name="norm_fro", allow_zero=True)
     storage_dtype = as_storage_dtype(storage_dtype)
-    if 0 in shape:
+    m, n = _check_shape(shape)
+    if m == 0 or n == 0:
         return 0.0
-    m, n = shape
-    return _storage_noise_level(m, n, norm_fro, storage_dtype)
+    return storage_noise_level_of(m, n, norm_fro, storage_dtype)
 
 
 def numerical_rank(
@@ -344,7 +358,8 @@ def numerical_rank(
     ------
     ShapeError
         If ``singular_values`` is not 1-D, holds more than ``min(shape)`` values, or
-        ``shape`` is not a pair of non-negative integers.
+        ``shape`` is not a pair of non-negative integers (a side at most the largest array
+        dimension, ``2**63 - 1`` on 64-bit platforms).
     InputError
         If a value is negative or complex, or ``tol`` is negative or not a number.
     NonFiniteError
@@ -435,53 +450,17 @@ def numerical_rank(
     if s.size == 0:
         return 0
     if tol is not None:
-        threshold = check_positive_float(tol, name="tol", allow_zero=True)
-    else:
-        threshold = float(s[0]) * max(m, n) * compute_eps(compute_dtype(dtype, name="dtype"))
-        if storage_dtype is not None:
-            norm = float(np.sqrt(np.sum((s[::-1] / s[0]) ** 2))) * float(s[0]) if s[0] > 0 else 0.0
-            level = _storage_noise_level(m, n, norm, storage_dtype)
-            threshold = max(threshold, _storage_margin(m, n) * level)
-    return int(np.count_nonzero(s > threshold))
-
-
-# Spacing of the subnormal numbers (= the smallest one) of the narrow float types that
-# numpy.finfo does not know, from ml_dtypes.finfo(...).smallest_subnormal.
-_SUBNORMAL_SPACING: dict[str, float] = {
-    "bfloat16": 2.0**-133,
-    "float8_e4m3fn": 2.0**-9,
-    "float8_e4m3fnuz": 2.0**-10,
-    "float8_e4m3b11fnuz": 2.0**-13,
-    "float8_e5m2": 2.0**-16,
-    "float8_e5m2fnuz": 2.0**-17,
-}
-
-
-def _subnormal_spacing(dt: np.dtype[Any]) -> float:
-    """The absolute rounding grid below the smallest normal number (0 for integers)."""
-    if dt.name in _SUBNORMAL_SPACING:
-        return _SUBNORMAL_SPACING[dt.name]
-    if dt.kind in "fc":
-        return float(np.finfo(dt).smallest_subnormal)
-    return 0.0
-
-
-def _storage_noise_level(m: int, n: int, norm_fro: float, dt: np.dtype[Any]) -> float:
-    """Body of :func:`storage_noise_level` for checked arguments."""
-    if m == 0 or n == 0:
-        return 0.0
-    u = storage_eps(dt) / 2.0
-    parts = 2 if dt.kind == "c" else 1
-    # hypot: nu**2 = u**2 |A|_F**2 / 3 + parts * m * n * spacing**2 / 12 without overflow
-    nu = math.hypot(
-        u * norm_fro / math.sqrt(3.0), _subnormal_spacing(dt) * math.sqrt(parts * m * n / 12.0)
-    )
-    return (1.0 / math.sqrt(m) + 1.0 / math.sqrt(n)) * nu
-
-
-def _storage_margin(m: int, n: int) -> float:
-    """The margin ``c = sqrt(2 ln(m + n))`` of the storage-aware rank (m, n >= 1)."""
-    return math.sqrt(2.0 * math.log(m + n))
+        return int(np.count_nonzero(s > tol))
+    # In units of a power of two near sigma_1 (exact), so that neither sigma_1 * max(m, n)
+    # nor ||A||_F overflows: 1e308 * 2 was inf, and every value fell below it (rank 0).
+    unit = power_of_two_scale(float(s[0]))
+    rel = s / unit
+    threshold = float(rel[0]) * (max(m, n) * compute_eps(compute_dtype(dtype, name="dtype")))
+    if storage_dtype is not None:
+        norm = float(np.sqrt(np.sum(rel[::-1] ** 2)))
+        level = storage_noise_level_of(m, n, norm, storage_dtype, unit=unit)
+        threshold = max(threshold, storage_margin(m, n) * level)
+    return int(np.count_nonzero(rel > threshold))
 
 
 def _check_shape(shape: object) -> tuple[int, int]:
@@ -491,7 +470,9 @@ def _check_shape(shape: object) -> tuple[int, int]:
         or not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape)
     ):
         raise ShapeError(f"shape must be a tuple of two non-negative ints; got {shape!r}")
-    return int(shape[0]), int(shape[1])
+    m, n = int(shape[0]), int(shape[1])
+    check_side_limit(m, n)
+    return m, n
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ Like :mod:`lowrank.metrics`, the functions take the singular values (all of them
 **WeightWatcher's names.** Its ``alpha``, ``xmin``, ``xmax``, ``D`` (``ks_distance``),
 ``sigma`` (``alpha_stderr``), ``num_pl_spikes`` (``n_tail``) and ``alpha_weighted`` are the
 fields of :class:`PowerLawFit`; with ``ks="weightwatcher"`` they equal WeightWatcher 0.7.7's
-on the matrices of all-MiniLM-L6-v2 to 1e-10 relative (the interop test
-``tests/test_interop_weightwatcher.py`` runs WeightWatcher itself). Three of its other
-columns differ from the :mod:`lowrank.metrics` of similar name: its ``spectral_norm`` (and
-``lambda_max``) is :math:`\sigma_1^2`, not :math:`\sigma_1`
+to 1e-10 relative on the matrices of all-MiniLM-L6-v2 and on seeded layers of 8 to 19
+eigenvalues, where WeightWatcher switches to its small-sample fit and ``ks="weightwatcher"``
+with it (the interop test ``tests/test_interop_weightwatcher.py`` runs WeightWatcher
+itself). Three of its other columns differ from the :mod:`lowrank.metrics` of similar name:
+its ``spectral_norm`` (and ``lambda_max``) is :math:`\sigma_1^2`, not :math:`\sigma_1`
 (:func:`~lowrank.metrics.spectral_norm`); its ``norm`` is :math:`\|W\|_F^2`, not
 :math:`\|W\|_F`; its ``entropy`` is :math:`-\sum_k q_k\ln q_k/\ln r` with :math:`q_k =
 \sigma_k^2/\sum_i\sigma_i^2` and :math:`r` the rank with float64's epsilon, in [0, 1],
@@ -48,10 +49,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lowrank._numerics import tolerance
+from lowrank._numerics import power_of_two_scale, tolerance
 from lowrank._spectrum import as_singular_values
+from lowrank._storage_noise import check_side_limit, storage_margin, storage_noise_level_of
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import (
+    as_array,
     as_matrix,
     check_choice,
     check_matrix_shape,
@@ -77,6 +80,13 @@ UNDER_TRAINED_ALPHA = 6.0
 """WeightWatcher's threshold: ``alpha`` above it flags a layer as under-trained."""
 OVER_TRAINED_ALPHA = 2.0
 """WeightWatcher's threshold: ``alpha`` below it flags a layer as over-trained."""
+WW_SMALL_N = 20
+"""WeightWatcher 0.7.7 fits fewer positive eigenvalues than this with its small-sample rule
+(``SMALL_N_CUTOFF``); ``ks="weightwatcher"`` does too (see :func:`power_law_fit`)."""
+WW_SMALL_N_MIN_TAIL = 8
+"""The shortest tail WeightWatcher's small-sample rule considers (its ``k_min``)."""
+# Its small-sample rule skips a tail whose sum of ln(lambda_j / xmin) is at most this.
+_WW_DEGENERATE_SPREAD = 1e-12
 
 # Elements of the (candidates × tail) block the KS scan evaluates at once: 2**20 float64
 # values are 8 MiB per temporary, a few temporaries at a time.
@@ -173,7 +183,8 @@ def marchenko_pastur_median(shape: tuple[int, int]) -> float:
     Raises
     ------
     ShapeError
-        If ``shape`` is not a pair of positive integers.
+        If ``shape`` is not a pair of positive integers no larger than the largest array
+        dimension (``2**63 - 1`` on 64-bit platforms).
 
     Notes
     -----
@@ -212,6 +223,7 @@ def _positive_shape(shape: object) -> tuple[int, int]:
     m, n = check_matrix_shape(shape)
     if m == 0 or n == 0:
         raise ShapeError(f"shape must have both sides >= 1; got {shape!r}")
+    check_side_limit(m, n)
     return m, n
 
 
@@ -258,7 +270,8 @@ def marchenko_pastur_edge(
     ------
     ShapeError
         If ``singular_values`` is not 1-D or does not hold exactly ``min(shape)`` values, or
-        ``shape`` is not a pair of positive integers.
+        ``shape`` is not a pair of positive integers no larger than the largest array
+        dimension.
     InputError
         If a value is negative or complex, or ``method`` is not one of the two.
     NonFiniteError
@@ -346,7 +359,14 @@ def _marchenko_pastur_edge(s: Array, m: int, n: int, method: str) -> MarchenkoPa
     if method == "closed_form":
         rel_sigma = math.sqrt(energy / m / n)
     else:
-        rel_sigma = math.sqrt(float(np.median(squares)) / big / _mp_median(small / big))
+        # The square root of the median eigenvalue, from r without squaring it: r**2
+        # underflows below 1.5e-154 (sigma came out 0, and every value a spike).
+        half = r.size // 2
+        if r.size % 2:
+            root_median = float(r[half])
+        else:  # sqrt((a**2 + b**2)/2) of the two middle values
+            root_median = math.hypot(float(r[half - 1]), float(r[half])) / math.sqrt(2.0)
+        rel_sigma = root_median / math.sqrt(big * _mp_median(small / big))
     rel_edge = rel_sigma * (math.sqrt(big) + math.sqrt(small))
     above = r > rel_edge
     spikes = int(np.count_nonzero(above))
@@ -375,7 +395,9 @@ class PowerLawFit:
     Attributes
     ----------
     alpha : float
-        The maximum-likelihood exponent :math:`\hat\alpha` (WeightWatcher's ``alpha``).
+        The maximum-likelihood exponent :math:`\hat\alpha` (WeightWatcher's ``alpha``);
+        with ``ks="weightwatcher"``, ``xmin`` chosen and fewer than 20 positive eigenvalues,
+        WeightWatcher's bias-corrected :math:`1 + (n-1)/\sum_i\ln(\lambda_i/x_{\min})`.
     alpha_stderr : float
         Its asymptotic standard error :math:`(\hat\alpha - 1)/\sqrt{n_{\text{tail}}}`
         (WeightWatcher's ``sigma``).
@@ -436,7 +458,8 @@ def power_law_fit(
         both sides of each step count); ``"weightwatcher"`` measures only the left limits of
         the steps, :math:`\max_j |P(x_j) - j/n|`, as WeightWatcher 0.7 and the ``powerlaw``
         package do. The two differ by less than :math:`1/n_{\text{tail}}`, but may choose
-        different ``xmin``.
+        different ``xmin``. ``"weightwatcher"`` also follows WeightWatcher 0.7.7's rule for
+        fewer than 20 positive eigenvalues when it chooses ``xmin`` (see Notes).
 
     Returns
     -------
@@ -479,12 +502,25 @@ def power_law_fit(
     :math:`2^{20}` elements: bounded memory, and about 0.1 s for a 4096-value spectrum on
     one core (WeightWatcher's loop over the same candidates: 0.17 s).
 
-    **WeightWatcher.** With ``ks="weightwatcher"`` and distinct eigenvalues this is the fit
-    of WeightWatcher 0.7's ``WWFit`` (same candidates, exponent, distance and first
-    minimum). Two differences remain: WeightWatcher first drops eigenvalues at or below
-    an absolute :math:`10^{-5}` (here only zeros are dropped, so that the fit does not
-    depend on the scale; pass ``s[s**2 > 1e-5]`` to match), and with tied eigenvalues it
-    tries each copy as a candidate, whose tail then leaves out the earlier copies.
+    **WeightWatcher.** With ``ks="weightwatcher"``, ``xmin`` not given and distinct
+    eigenvalues this is the fit of WeightWatcher 0.7.7's ``WWFit`` (same candidates,
+    exponent, distance and first minimum), including its small-sample rule
+    (``SMALL_N_CUTOFF``): with :math:`k < 20` positive eigenvalues, only tails of at least
+    8 of them (and :math:`\sum_i\ln(\lambda_i/x_{\min}) > 10^{-12}`) are candidates,
+    each fitted with the bias-corrected :math:`\hat\alpha = 1 + (n-1)/\sum_i
+    \ln(\lambda_i/x_{\min})`, and the one of smallest :math:`D` is kept (WeightWatcher
+    also scores them by :math:`D - 0.868/\sqrt n`, but its ``WWFit`` then reports the
+    minimum of :math:`D`, which is what ``analyze()`` returns); ``alpha_stderr`` is
+    :math:`(\hat\alpha - 1)/\sqrt n` of that :math:`\hat\alpha`. With fewer than 8
+    positive eigenvalues the whole spectrum is the tail, as in WeightWatcher (whose
+    ``sigma`` is then :math:`-1/\sqrt k`, not computed from the fit; ``alpha_stderr`` here
+    is). Three differences remain: WeightWatcher first drops eigenvalues at or below an
+    absolute :math:`10^{-5}` (here only zeros are dropped, so that the fit does not depend
+    on the scale; pass ``s[s**2 > 1e-5]`` to match, which also makes :math:`k` the count it
+    sees); with tied eigenvalues it tries each copy as a candidate, whose tail then leaves
+    out the earlier copies; and its ``xmin`` argument only bounds its scan from below,
+    whereas a given ``xmin`` here is the tail's start, fitted with the plain estimator
+    above whatever ``ks``.
 
     **Caveats.** The flags are WeightWatcher's rules of thumb for layers of trained networks
     (Martin & Mahoney), not statistical tests:
@@ -569,7 +605,8 @@ def _power_law_fit(s: Array, xmin: float | None, ks: str) -> PowerLawFit:
     with np.errstate(over="ignore", under="ignore"):  # inf/0 beyond float64; compare right
         lam = np.square(s[::-1])  # ascending, like logs
     if xmin is None:
-        starts, alphas, distances = _scan_xmin(logs, ks)
+        small = ks == "weightwatcher" and logs.size < WW_SMALL_N
+        starts, alphas, distances = _scan_xmin(logs, ks, small=small)
         best = int(np.argmin(distances))  # first minimum: the smallest xmin on a tie
         start = int(starts[best])
         alpha, distance, ref = float(alphas[best]), float(distances[best]), float(logs[start])
@@ -606,12 +643,14 @@ def _power_law_fit(s: Array, xmin: float | None, ks: str) -> PowerLawFit:
     )
 
 
-def _scan_xmin(logs: Array, ks: str) -> tuple[Array, Array, Array]:
+def _scan_xmin(logs: Array, ks: str, *, small: bool = False) -> tuple[Array, Array, Array]:
     r"""Every candidate ``xmin`` of the sorted log-eigenvalues ``logs`` (ascending).
 
     Returns ``(starts, alphas, distances)``: the index where each candidate's tail starts
     (the first of each run of equal values, the largest value excluded), its
-    :math:`\hat\alpha` and its KS distance.
+    :math:`\hat\alpha` and its KS distance. With ``small`` (WeightWatcher's small-sample
+    rule), :math:`\hat\alpha = 1 + (n-1)/\sum_j\ln(\lambda_j/x_{\min})` and the distance
+    is ``inf`` for the candidates the rule leaves out.
 
     :math:`\sum_{j \ge i}(\ell_j - \ell_i) = T_i - (k - i)\,\ell_i` with the suffix sums
     :math:`T_i = \sum_{j \ge i}\ell_j`: every :math:`\hat\alpha` in O(k). ``logs`` is
@@ -626,7 +665,7 @@ def _scan_xmin(logs: Array, ks: str) -> tuple[Array, Array, Array]:
     suffix = np.cumsum(logs[::-1])[::-1]
     counts = (k - starts).astype(np.float64)
     spread = suffix[starts] - counts * logs[starts]
-    alphas = 1.0 + counts / spread
+    alphas = 1.0 + (counts - 1.0 if small else counts) / spread
     distances = np.empty(starts.size)
     # Blocks of consecutive candidates, each row its tail from column 0 (a strided view of
     # the log-eigenvalues padded with +inf, where the fitted P is 1 and the target is
@@ -644,6 +683,13 @@ def _scan_xmin(logs: Array, ks: str) -> tuple[Array, Array, Array]:
             tails, logs[block], alphas[i : i + rows], counts[i : i + rows], ks
         )
         i += rows
+    if small:
+        # WeightWatcher's small-sample rule: only tails of at least WW_SMALL_N_MIN_TAIL
+        # values whose spread exceeds 1e-12 compete; if there is none, the whole spectrum.
+        allowed = (counts >= WW_SMALL_N_MIN_TAIL) & (spread > _WW_DEGENERATE_SPREAD)
+        if not np.any(allowed):
+            allowed = starts == 0
+        distances[~allowed] = np.inf
     return starts, alphas, distances
 
 
@@ -689,8 +735,8 @@ class RandomMatrixSummary:
         :func:`marchenko_pastur_edge` of the matrix.
     power_law : PowerLawFit or None
         :func:`power_law_fit` of its eigenvalues; ``None`` when it has fewer than two
-        distinct positive singular values (the zero matrix, a multiple of an orthogonal
-        matrix), which have no tail to fit.
+        positive singular values that differ by more than rounding (the zero matrix, a
+        multiple of an orthogonal matrix), which have no tail to fit.
     singular_values : ndarray of float64, shape (min(m, n),)
         Its singular values, descending.
     """
@@ -699,6 +745,22 @@ class RandomMatrixSummary:
     marchenko_pastur: MarchenkoPasturEdge
     power_law: PowerLawFit | None
     singular_values: np.ndarray[Any, np.dtype[np.float64]]
+
+
+def _rounding_spread(s: Array, m: int, n: int, stored: np.dtype[Any]) -> float:
+    r"""How far apart rounding alone puts the singular values ``s`` of equal exact ones.
+
+    The SVD's own rounding, :math:`16\,\varepsilon_{64}\sqrt N\sigma_1`; and rounding the
+    entries to ``stored`` adds :math:`E` with :math:`\|E\|_2 < \tau_s` (the storage threshold
+    of :func:`lowrank.metrics.numerical_rank`), which moves each value by at most
+    :math:`\|E\|_2` (Weyl): :math:`2\tau_s`. In units of a power of two near
+    :math:`\sigma_1`, so that :math:`\|A\|_F` cannot overflow.
+    """
+    top = float(s[0])
+    unit = power_of_two_scale(top)
+    norm = float(np.sqrt(np.sum(np.square(s[::-1] / unit))))
+    storage = 2.0 * storage_margin(m, n) * storage_noise_level_of(m, n, norm, stored, unit=unit)
+    return max(tolerance(np.float64, size=max(m, n), scale=top), storage * unit)
 
 
 def random_matrix_summary(
@@ -728,10 +790,20 @@ def random_matrix_summary(
     Returns
     -------
     RandomMatrixSummary
-        ``shape``, ``marchenko_pastur``, ``power_law`` (``None`` with fewer than two
-        distinct singular values above the rounding level of the SVD,
-        :math:`16\,\varepsilon\sqrt{\max(m, n)}\,\sigma_1`: below it a value cannot be
-        told from 0) and the ``singular_values``.
+        ``shape``, ``marchenko_pastur``, ``power_law`` and the ``singular_values``. The
+        fit leaves out the values at the rounding level of the SVD route that computed
+        them, which cannot be told from 0: :math:`16\,\varepsilon_{64}\sqrt N\,\sigma_1`
+        (:math:`N = \max(m, n)`) for float64 and complex128 input (LAPACK in float64), and
+        :math:`\sqrt{16\,\varepsilon_{64}\sqrt N}\,\sigma_1` (about
+        :math:`10^{-7}\sigma_1`) for single and lower precision, whose values are the
+        eigenvalues of a Gram matrix formed in float64 (see
+        :func:`lowrank.singular_values`), not limited by the input's epsilon. ``power_law``
+        is ``None`` unless at least two of the remaining values differ by more than
+        rounding can explain: the SVD's, :math:`16\,\varepsilon_{64}\sqrt N\,\sigma_1`, or
+        twice the noise threshold :math:`\tau_s` of rounding the entries to ``A``'s dtype
+        (:func:`lowrank.metrics.numerical_rank` with ``storage_dtype``), whichever is
+        larger. So a multiple of an orthogonal matrix, stored in any dtype, has
+        ``power_law=None``.
 
     Raises
     ------
@@ -759,15 +831,32 @@ def random_matrix_summary(
     check_choice(ks, name="ks", choices=("clauset", "weightwatcher"))
     if xmin is not None:
         xmin = check_positive_float(xmin, name="xmin")
-    a = as_matrix(A)
-    s = np.asarray(_singular_values(a), dtype=np.float64)
+    raw = as_array(A, name="A")
+    a = as_matrix(raw)
+    # The route lowrank.singular_values takes by default, named so that the floor below
+    # follows the precision of the route that computed the values.
+    route: Literal["lapack", "gram"] = (
+        "lapack" if a.dtype in (np.float64, np.complex128) else "gram"
+    )
+    s = np.asarray(_singular_values(a, method=route), dtype=np.float64)
     m, n = int(a.shape[0]), int(a.shape[1])
     edge = _marchenko_pastur_edge(s, m, n, method)
+    top, size = float(s[0]), max(m, n)
     # Values at the rounding level of the SVD are zeros in disguise (a rank-1 matrix of ones
     # gave [6, 1.3e-32] and a "power law" with alpha 1.03): only those above it are fitted.
-    floor = tolerance(a.dtype, size=max(m, n), scale=float(s[0])) if s.size else 0.0
+    # Both routes compute in float64: LAPACK's values carry an absolute error of about
+    # eps64 sqrt(N) sigma_1, the Gram route's eigenvalues eps64 sqrt(N) sigma_1**2, so that
+    # its sigma_i are noise below sqrt(eps64 sqrt(N)) sigma_1 (float32 input is not limited
+    # to float32's epsilon: its Gram matrix is formed in float64).
+    if route == "lapack":
+        floor = tolerance(np.float64, size=size, scale=top)
+    else:
+        floor = math.sqrt(tolerance(np.float64, size=size)) * top
     positive = s[s > floor]
-    fit = _power_law_fit(positive, xmin, ks) if np.unique(positive).size >= 2 else None
+    distinct = positive.size >= 2 and float(positive[0]) - float(positive[-1]) > _rounding_spread(
+        s, m, n, raw.dtype
+    )
+    fit = _power_law_fit(positive, xmin, ks) if distinct else None
     return RandomMatrixSummary(
         shape=(m, n), marchenko_pastur=edge, power_law=fit, singular_values=s
     )

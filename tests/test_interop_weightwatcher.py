@@ -30,6 +30,14 @@ below the chosen ``xmin``, so the fit on all values and the fit on ``s[s**2 > 1e
 equal WeightWatcher's (both checked). So ``EXCLUDED`` is empty; a matrix with ties would
 have to be listed there, with the reason, for the test to pass.
 
+**Small layers and float32 precision** (no checkpoint needed; compared to ``REL_SAME``):
+seeded float32 layers with 8 to 19 eigenvalues, where WeightWatcher switches to its
+small-sample fit (``WW_powerlaw.SMALL_N_CUTOFF = 20``: bias-corrected exponent, tails of at
+least 8), which ``ks="weightwatcher"`` follows, and layers of 20 to 64 eigenvalues, which it
+does not; and a 400×400 float32 layer with :math:`\sigma_i \approx 10^3 i^{-2}`, whose
+smallest values (down to 6e-6 :math:`\sigma_1`) lowrank resolves through its float64 Gram
+route and fits like WeightWatcher's float64 SVD does.
+
 **Different definitions, mapped**:
 
 * ``spectral_norm`` and ``lambda_max`` are :math:`\sigma_1^2` (lowrank's
@@ -75,6 +83,10 @@ pytestmark = [
 
 REL_SAME = 1e-10
 """Relative tolerance where both tools compute the same quantity (measured: <= 4e-13)."""
+REL_GRAM = 1e-5
+"""A fit on lowrank's float64 Gram values of a float32 matrix against WeightWatcher's float64
+SVD of it: values ~1e-7 relative apart move each P(lambda_j) of D by ~(alpha - 1) 1e-7
+absolute (measured: D 1.6e-6 relative, alpha 4.6e-9)."""
 REL_ENTROPY_PLAIN = 1e-6
 """WeightWatcher's entropy against its definition without its EPSILON (measured: 1.3e-7)."""
 WW_EVALS_THRESH = 1e-5
@@ -182,6 +194,73 @@ def test_power_law_fit_equals_weightwatchers(compared):
             assert row["warning"] == flag, where
     # Measured: 25 of the 39 matrices have eigenvalues at or below 1e-5; no fit changes.
     _report(f"power law ({len(cut_matrices)} also fitted with the cut), max relative", worst)
+
+
+def _compare_fits(cases: list[tuple[str, np.ndarray]], rel: float = REL_SAME) -> dict[str, float]:
+    """Run WeightWatcher on the layers ``cases`` and compare its fits to lowrank's (``rel``
+    relative; ``n_tail`` and the flags exactly)."""
+    model = Matrices([W for _, W in cases])
+    details = weightwatcher.WeightWatcher(model=model).analyze()
+    assert len(details) == len(cases)  # every layer has at least min_evals = 8 values
+    worst: dict[str, float] = {}
+    for index, ((label, W), (_, row)) in enumerate(zip(cases, details.iterrows(), strict=True)):
+        assert row["longname"] == f"layers.{index}", label
+        result = random_matrix_summary(W, ks="weightwatcher")
+        s = result.singular_values
+        # All eigenvalues above WeightWatcher's 1e-5 cut and distinct: the same data.
+        assert np.all(s**2 > WW_EVALS_THRESH) and np.unique(s).size == s.size, label
+        fit = result.power_law
+        assert fit is not None, label
+        assert fit.n_tail == row["num_pl_spikes"], label
+        for key, ours, theirs in [
+            ("alpha", fit.alpha, row["alpha"]),
+            ("xmin", fit.xmin, row["xmin"]),
+            ("D", fit.ks_distance, row["D"]),
+            ("sigma", fit.alpha_stderr, row["sigma"]),
+            ("xmax", fit.xmax, row["xmax"]),
+            ("alpha_weighted", fit.alpha_weighted, row["alpha_weighted"]),
+        ]:
+            diff = _rel(ours, theirs)
+            assert diff <= rel, f"{label}: {key} {ours!r} vs {theirs!r}"
+            worst[key] = max(worst.get(key, 0.0), diff)
+        flag = "under-trained" if fit.under_trained else "over-trained" if fit.over_trained else ""
+        assert row["warning"] == flag, label
+    return worst
+
+
+def _heavy_tailed_layer(rng: np.random.Generator, m: int, n: int) -> np.ndarray:
+    """Gaussian entries with heavy-tailed column scales (Pareto, index 2), float32."""
+    return (rng.standard_normal((m, n)) * (1.0 - rng.random(n)) ** -0.5).astype(np.float32)
+
+
+def test_small_layers_follow_weightwatchers_small_sample_fit():
+    # 8..19 eigenvalues (WeightWatcher's fit_powerlaw_smallN), wide and tall, three seeds
+    # each, and 20..64 (its standard fit) as a control. Measured: <= 4e-14 relative (D: 2e-13).
+    rng = np.random.default_rng(2024)
+    cases = []
+    for k in [*range(8, 20), 20, 24, 64]:
+        for _ in range(3):
+            wide = int(rng.integers(2 * k, 6 * k))
+            cases.append((f"{k}x{wide}", _heavy_tailed_layer(rng, k, wide)))
+            cases.append((f"{wide}x{k}", _heavy_tailed_layer(rng, wide, k)))
+    worst = _compare_fits(cases)
+    _report(f"small layers ({len(cases)}), max relative", worst)
+
+
+def test_float32_values_below_float32_epsilon_are_fitted_like_weightwatcher():
+    # sigma_i ~ 1e3 i^-2 (400 x 400): 241 values lie below 16 eps32 sqrt(N) sigma_1, the
+    # floor lowrank used before (its fit then kept 148 values, WeightWatcher 352). The two
+    # spectra now differ only by the routes' rounding (lowrank's float64 Gram eigenvalues
+    # against WeightWatcher's float64 SVD: ~1e-7 relative on the smallest values), so
+    # REL_GRAM; n_tail and the flag exactly.
+    rng = np.random.default_rng(0)
+    n = 400
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    sig = np.sort(1e3 * np.arange(1, n + 1) ** -2.0 * np.exp(0.05 * rng.standard_normal(n)))
+    W = ((U * sig[::-1]) @ V.T).astype(np.float32)
+    worst = _compare_fits([("decaying 400x400 float32", W)], rel=REL_GRAM)
+    _report("float32 400x400, max relative", worst)
 
 
 def test_norms_and_stable_rank_map_onto_weightwatchers(compared):

@@ -24,6 +24,7 @@ LAYERS = {
     "_dtypes": 0,
     "_scaling": 0,
     "_spectrum": 0,
+    "_storage_noise": 0,
     "_operator": 0,
     "_version": 0,
     "_patterns": 0,

@@ -46,16 +46,19 @@ def mp_median_by_quadrature(gamma: float) -> float:
     return float(optimize.brentq(cdf_minus_half, lo, hi, xtol=1e-15))
 
 
-def naive_candidates(lam: np.ndarray, ks: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def naive_candidates(
+    lam: np.ndarray, ks: str, *, small: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every candidate xmin (distinct positive eigenvalues but the largest), one at a time:
-    (xmins, alphas, distances), straight from the definitions, on the eigenvalues themselves."""
+    (xmins, alphas, distances), straight from the definitions, on the eigenvalues themselves.
+    ``small``: WeightWatcher's bias-corrected exponent 1 + (n - 1)/sum ln(lambda/xmin)."""
     lam = np.sort(lam[lam > 0])
     xmins = np.unique(lam)[:-1]
     alphas, distances = [], []
     for x in xmins:
         tail = lam[lam >= x]
         n = tail.size
-        alpha = 1.0 + n / np.sum(np.log(tail / x))
+        alpha = 1.0 + (n - 1 if small else n) / np.sum(np.log(tail / x))
         model = 1.0 - (tail / x) ** (1.0 - alpha)
         j = np.arange(n)
         if ks == "clauset":  # sup over x of |S(x) - P(x)|: both ends of each step
@@ -258,6 +261,17 @@ def test_scan_against_naive_loop_property(s, ks):
     assert scan_alphas == pytest.approx(alphas, rel=1e-10)
     assert scan_distances == pytest.approx(distances, rel=1e-9, abs=1e-12)
     fit = power_law_fit(s, ks=ks)
+    lam = np.sort(s**2)
+    if ks == "weightwatcher" and lam.size < 20:
+        # WeightWatcher's small-sample rule (WW_powerlaw.fit_powerlaw_smallN): tails of at
+        # least 8 values compete (the whole spectrum if none is that long), bias-corrected.
+        xmins, alphas, distances = naive_candidates(s**2, ks, small=True)
+        counts = np.array([np.sum(lam >= x) for x in xmins])
+        allowed = counts >= 8 if np.any(counts >= 8) else np.arange(xmins.size) == 0
+        distances = np.where(allowed, distances, np.inf)
+        best = int(np.argmin(distances))
+        assert fit.alpha == pytest.approx(alphas[best], rel=1e-10)
+        assert fit.n_tail == counts[best]
     assert fit.ks_distance == pytest.approx(np.min(distances), rel=1e-9, abs=1e-12)
 
 

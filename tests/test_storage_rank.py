@@ -24,7 +24,8 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from lowrank import numerical_rank, spectrum_summary
-from lowrank.metrics import _SUBNORMAL_SPACING, storage_noise_level
+from lowrank._storage_noise import _SUBNORMAL_SPACING
+from lowrank.metrics import storage_noise_level
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
