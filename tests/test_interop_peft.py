@@ -691,3 +691,118 @@ def test_modules_lowrank_accepts_are_the_modules_peft_adapts(tmp_path, config):
     for name in accepted:
         got = loaded.get_base_model().get_submodule(name).lora_B["default"].weight
         np.testing.assert_array_equal(got.detach().numpy(), pairs[name][1])
+
+
+# -- audit 5: scaling carried by factor objects, init_lora_weights, PEFT's defaults -----------
+
+
+class _One(nn.Module):
+    """One bias-free nn.Linear(8, 6) named "fc"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 6, bias=False)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def _one(seed: int = 0) -> _One:
+    torch.manual_seed(seed)
+    return _One().float()
+
+
+def _peft_delta(peft_model) -> np.ndarray:
+    return peft_model.get_base_model().fc.get_delta_weight("default").detach().numpy()
+
+
+# The values save_peft_adapter writes (lowrank.io._peft_targets._PEFT_INITS plus bools and
+# pissa_niter_K), and values it refuses because PEFT's from_pretrained fails on them.
+WRITTEN_INITS = [
+    True,
+    False,
+    "gaussian",
+    "eva",
+    "olora",
+    "pissa",
+    "pissa_niter_2",
+    "orthogonal",
+    "mica",
+    "lora_ga",
+]
+REFUSED_INITS = ["milora", "bogus", "PiSSA", "corda", "loftq"]
+
+
+@pytest.mark.parametrize("value", WRITTEN_INITS, ids=str)
+def test_every_init_value_written_here_loads_in_peft(tmp_path, value):
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((2, 8)).astype(np.float32)
+    B = rng.standard_normal((6, 2)).astype(np.float32)
+    cfg = LoRAConfig(r=2, lora_alpha=3, init_lora_weights=value)
+    save_peft_adapter(tmp_path / "ad", {"fc": (A, B)}, cfg)
+    peft_model = PeftModel.from_pretrained(_one(), tmp_path / "ad")
+    # PEFT runs the named init, then loads the saved factors over it: Delta W = s B A.
+    expected = 1.5 * B @ A
+    tol = tolerance(np.float32, size=2, scale=float(np.abs(expected).max()))
+    assert np.max(np.abs(_peft_delta(peft_model) - expected)) <= tol
+
+
+@pytest.mark.parametrize("value", REFUSED_INITS)
+def test_init_values_refused_here_fail_in_peft(tmp_path, value):
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((2, 8)).astype(np.float32)
+    B = rng.standard_normal((6, 2)).astype(np.float32)
+    save_peft_adapter(tmp_path / "ad", {"fc": (A, B)}, {"r": 2, "lora_alpha": 2})
+    config_file = tmp_path / "ad" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    with pytest.raises(InputError, match="init_lora_weights"):
+        save_peft_adapter(tmp_path / "x", {"fc": (A, B)}, {**config, "init_lora_weights": value})
+    config_file.write_text(json.dumps({**config, "init_lora_weights": value}))  # by hand
+    # PEFT's own refusals: unknown init, CorDA's missing preprocessing, LoftQ's missing config.
+    with pytest.raises(ValueError, match=r"init_lora_weights|eigens"):
+        PeftModel.from_pretrained(_one(), tmp_path / "ad")
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_pissa_init_with_its_alpha_runs_exactly_on_the_residual_in_peft(tmp_path, rslora):
+    model = _one()
+    W = model.fc.weight.detach().numpy().astype(np.float64)
+    init = pissa_init(W, 4, alpha=16.0, use_rslora=rslora)
+    wrong = {"r": 4, "lora_alpha": 8, "use_rslora": rslora}
+    with pytest.raises(InputError, match="carries scaling"):
+        save_peft_adapter(tmp_path / "bad", {"fc": init}, wrong)
+    save_peft_adapter(tmp_path / "ad", {"fc": init}, {**wrong, "lora_alpha": 16})
+    base = _One().double()
+    base.fc.weight.data = torch.from_numpy(init.residual)
+    peft_model = PeftModel.from_pretrained(base, tmp_path / "ad").double()
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 8)))
+    with torch.no_grad():
+        y = peft_model(x).numpy()
+    expected = x.numpy() @ W.T
+    # float64 throughout: PiSSA's W_res + s B A = W to float64 rounding of an 8-term sum.
+    tol = tolerance(
+        np.float64, size=8, scale=float(np.abs(x.numpy()).sum(1).max() * np.abs(W).max())
+    )
+    print(f"[interop] pissa alpha=16 rslora={rslora} on W_res: {np.max(np.abs(y - expected)):.3g}")
+    assert np.max(np.abs(y - expected)) <= tol
+
+
+def test_peft_defaults_r_and_alpha_are_applied_as_peft_does(tmp_path):
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((8, 8)).astype(np.float32)
+    B = rng.standard_normal((6, 8)).astype(np.float32)
+    save_peft_adapter(tmp_path / "ad", {"fc": (A, B)}, {"r": 8, "lora_alpha": 8})
+    config_file = tmp_path / "ad" / "adapter_config.json"
+    config_file.write_text(json.dumps({"peft_type": "LORA", "target_modules": ["fc"]}))
+    peft_model = PeftModel.from_pretrained(_one(), tmp_path / "ad")
+    layer = peft_model.get_base_model().fc
+    assert (layer.r["default"], layer.lora_alpha["default"], layer.scaling["default"]) == (
+        8,
+        8,
+        1.0,
+    )
+    module = load_peft_adapter(tmp_path / "ad").modules["fc"]
+    assert (module.rank, module.alpha, module.scaling) == (8, 8.0, 1.0)
+    ours = module.scaling * module.lora_B @ module.lora_A
+    tol = tolerance(np.float32, size=8, scale=float(np.abs(ours).max()))
+    assert np.max(np.abs(_peft_delta(peft_model) - ours)) <= tol

@@ -414,7 +414,11 @@ def test_numpy_scalars_in_the_config_are_written_as_json_numbers(tmp_path, rng):
         ({"r": 2, "lora_alpha": 4}, "has no 'peft_type'; it is not a PEFT adapter config"),
         ({**BASE, "peft_type": "ADALORA"}, "peft_type is 'ADALORA'; only plain LoRA"),
         ({**BASE, "peft_type": "LORA", "r": None}, "'r' must be an integer >= 1; got None"),
-        ({"peft_type": "LORA", "lora_alpha": 4}, "has no 'r'"),
+        # PEFT's default r=8 applies (tests/test_audit5_lora.py), which rank-2 factors refute.
+        (
+            {"peft_type": "LORA", "lora_alpha": 4, "target_modules": ["fc"]},
+            "gives module 'fc' rank 8",
+        ),
         ({**BASE, "r": True}, "'r' must be an integer >= 1; got True"),
         ({**BASE, "lora_alpha": 0}, "'lora_alpha' must be a positive number; got 0"),
         ({**BASE, "lora_alpha": "8"}, "'lora_alpha' must be a positive number"),

@@ -36,7 +36,13 @@ from typing import Any
 
 from lowrank.errors import FileFormatError
 
-__all__ = ["ALL_LINEAR", "OUTPUT_LAYER_NAMES", "check_target_fields", "target_refusal"]
+__all__ = [
+    "ALL_LINEAR",
+    "OUTPUT_LAYER_NAMES",
+    "check_target_fields",
+    "init_refusal",
+    "target_refusal",
+]
 
 ALL_LINEAR = "all-linear"
 # Full names transformers' get_output_embeddings() has for common architectures (Llama,
@@ -197,3 +203,45 @@ def target_refusal(config: Mapping[str, Any], name: str) -> str | None:
     if index != layers if _is_index(layers) else index not in layers:
         return f"{rule} does not include its layer index {index}"
     return None
+
+
+# The string values of init_lora_weights that PEFT (0.21) runs when PeftModel.from_pretrained
+# rebuilds the layers (LoraLayer.update_layer), spelled as PEFT documents them; "pissa_niter_K"
+# is matched separately. "corda" and "loftq" are left out: update_layer needs CorDA's
+# preprocessing of the model or a loftq_config for them, so from_pretrained fails on a
+# folder that says either without them (see init_refusal).
+_PEFT_INITS = ("gaussian", "eva", "olora", "pissa", "orthogonal", "mica", "lora_ga")
+_PISSA_NITER = re.compile(r"pissa_niter_\d+")
+
+
+def init_refusal(value: object) -> str | None:
+    """Why PEFT's ``PeftModel.from_pretrained`` would fail on ``init_lora_weights=value``
+    (a sentence to follow "init_lora_weights=<value> ..."), or None if it loads it.
+
+    Only PEFT's own spellings pass, a subset of what PEFT runs: it also takes e.g.
+    ``"OLoRA"`` (it lower-cases some names), which lowrank's readers would not recognise.
+    """
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, str):
+        return f"is not a bool or a string ({type(value).__name__})"
+    if value in _PEFT_INITS or _PISSA_NITER.fullmatch(value):
+        return None
+    if value == "milora":
+        return (
+            "is not a PEFT value: PEFT has no MiLoRA init and PeftModel.from_pretrained "
+            "refuses the folder. Save the MiLoRA residual base (LoRAInit.residual) as the base "
+            "model and the factors with init_lora_weights=True, or convert the trained "
+            "adapter to plain LoRA on the original base (lowrank.lora.pissa_to_lora)"
+        )
+    if value in ("corda", "loftq"):
+        needs = "CorDA's preprocessing" if value == "corda" else "a loftq_config"
+        return (
+            f"makes PeftModel.from_pretrained rerun the {value} init, which needs {needs} and "
+            "fails without it. Save the residual base as the base model and the factors with "
+            "init_lora_weights=True"
+        )
+    known = ", ".join(repr(v) for v in (True, False, *_PEFT_INITS, "pissa_niter_<K>"))
+    lower = value.lower()
+    hint = f" (did you mean {lower!r}?)" if lower in _PEFT_INITS else ""
+    return f"is not a value PEFT accepts{hint}; use one of {known}"

@@ -10,6 +10,9 @@ A folder written by ``peft.PeftModel.save_pretrained`` for a plain LoRA holds
   ``base_model.model.<module>.lora_A.weight`` of shape ``(r, in)`` and
   ``base_model.model.<module>.lora_B.weight`` of shape ``(out, r)``.
 
+A config that leaves out ``r`` or ``lora_alpha`` is read with PEFT's ``LoraConfig`` defaults,
+8 and 8, as PEFT's loader (which requires only ``peft_type``) reads it; writing requires both.
+
 Each module's rank and alpha come from ``rank_pattern``/``alpha_pattern`` by PEFT's rule
 (``re.match(rf"(.*\.)?({key})$", module)``, first matching key wins, else ``r`` /
 ``lora_alpha``); its scaling is ``alpha / r`` or ``alpha / sqrt(r)`` with ``use_rslora``.
@@ -61,7 +64,7 @@ from numpy.typing import DTypeLike
 
 from lowrank._dtypes import cast_finite
 from lowrank._patterns import pattern_key
-from lowrank._scaling import scaling_of
+from lowrank._scaling import alpha_of, scaling_of
 from lowrank._typing import Array
 from lowrank._validation import check_bool, check_path, check_str
 from lowrank.errors import (
@@ -74,7 +77,7 @@ from lowrank.errors import (
 )
 from lowrank.io._atomic import atomic_path
 from lowrank.io._info import TensorInfo
-from lowrank.io._peft_targets import check_target_fields, target_refusal
+from lowrank.io._peft_targets import check_target_fields, init_refusal, target_refusal
 from lowrank.io._safetensors import read_safetensors_metadata, save_safetensors
 from lowrank.io._sources import list_tensors, load_tensor
 
@@ -112,8 +115,14 @@ _VARIANTS = (
     "monteclora_config",
     "velora_config",
 )
-# init_lora_weights values whose adapters were trained from a modified base.
+# init_lora_weights values whose adapters were trained from a modified base. "milora" is
+# not a PEFT value (and is no longer written, see lowrank.io._peft_targets.init_refusal),
+# but folders written by older lowrank versions say it, and they too apply to a residual
+# base.
 _RESIDUAL_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga", "milora")
+# PEFT's LoraConfig defaults for the keys lowrank needs, used when a file leaves them out
+# (PEFT's loader requires only peft_type): r=8, lora_alpha=8 (peft/tuners/lora/config.py).
+_PEFT_DEFAULTS: dict[str, Any] = {"r": 8, "lora_alpha": 8}
 
 
 @runtime_checkable
@@ -211,8 +220,8 @@ class PeftAdapter:
     def init_lora_weights(self) -> bool | str:
         """How PEFT initialised the factors: ``True`` (LoRA's default), ``False``, or a name
         such as ``"gaussian"`` or ``"pissa"`` (see :attr:`needs_residual_base`)."""
-        value = self.config.get("init_lora_weights", True)
-        return value if isinstance(value, (bool, str)) else True
+        value: bool | str = self.config.get("init_lora_weights", True)  # checked on reading
+        return value
 
     @property
     def needs_residual_base(self) -> bool:
@@ -220,9 +229,11 @@ class PeftAdapter:
         ``"corda"``, ``"loftq"``... and not converted: it applies to the base *minus* its
         initial adapter, which PEFT recomputes when loading. Rebuild that base with
         :mod:`lowrank.lora` (e.g. ``pissa_init(W, r).residual``), or convert the adapter to
-        plain LoRA (``lowrank.lora.pissa_to_lora``)."""
+        plain LoRA (``lowrank.lora.pissa_to_lora``). Also True for ``"milora"``, which older
+        lowrank versions wrote (PEFT cannot load such a folder itself)."""
         init = self.init_lora_weights
-        return isinstance(init, str) and init.split("_niter_")[0] in _RESIDUAL_INITS
+        # PEFT compares "olora" case-insensitively and "pissa..." / "corda..." by prefix.
+        return isinstance(init, str) and init.lower().split("_niter_")[0] in _RESIDUAL_INITS
 
 
 # -- config -------------------------------------------------------------------------------
@@ -294,6 +305,12 @@ def _check_config_body(config: object, source: str) -> dict[str, Any]:
     for key in ("use_rslora", "fan_in_fan_out", "inference_mode"):
         if key in config and not isinstance(config[key], bool):
             raise FileFormatError(f"{source}: {key!r} must be true or false; got {config[key]!r}")
+    init = config.get("init_lora_weights", True)
+    if not isinstance(init, (bool, str)):
+        raise FileFormatError(
+            f"{source}: 'init_lora_weights' must be true, false or a name such as 'pissa'; "
+            f"got {init!r}"
+        )
     _check_pattern(config, "rank_pattern", source, rank=True)
     _check_pattern(config, "alpha_pattern", source, rank=False)
     for key in _VARIANTS:
@@ -332,7 +349,9 @@ def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The parsed JSON object, all keys kept.
+        The parsed JSON object, all keys kept. ``r`` and ``lora_alpha`` take PEFT's
+        ``LoraConfig`` defaults, 8 and 8, when the file leaves them out (PEFT's loader
+        requires only ``peft_type``, and gives them these values).
 
     Raises
     ------
@@ -341,7 +360,9 @@ def read_peft_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     MissingFileError
         No such folder or no ``adapter_config.json`` in it.
     FileFormatError
-        Not JSON, not an object, or not a plain-LoRA config (see the module docstring).
+        Not JSON (or nested too deeply to parse), not an object, or not a plain-LoRA
+        config (see the module docstring); an ``init_lora_weights`` that is neither a bool
+        nor a string.
     OSError
         The file cannot be read (permissions, I/O error).
 
@@ -369,8 +390,18 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise MissingFileError(f"adapter folder '{path}' has no {ADAPTER_CONFIG_NAME}")
     try:
         parsed = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        # json's decoder recurses once per nested array or object.
+        raise FileFormatError(
+            f"'{file}' nests JSON arrays or objects too deeply to be read; it is not an "
+            "adapter config"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits
         raise FileFormatError(f"'{file}' is not valid JSON: {exc}") from None
+    if isinstance(parsed, dict) and parsed.get("peft_type") == "LORA":
+        # PEFT's loader requires only peft_type and gives the other keys their defaults.
+        for key, default in _PEFT_DEFAULTS.items():
+            parsed.setdefault(key, default)
     return _check_config(parsed, f"'{file}'")
 
 
@@ -604,6 +635,71 @@ def _factors_of(name: str, value: object) -> tuple[Array, Array]:
     return A, B
 
 
+def _carried(value: object) -> tuple[float | None, bool | None]:
+    """The scaling and ``use_rslora`` a factor object carries (``LoRAInit``, ``Extraction``,
+    ``LoRAConversion``, :class:`PeftModule`), None where it carries none (plain pairs)."""
+    if isinstance(value, (tuple, list)):
+        return None, None
+    scaling: object = getattr(value, "scaling", None)
+    rslora: object = getattr(value, "use_rslora", None)
+    carried = None
+    if isinstance(scaling, (int, float, np.integer, np.floating)) and not isinstance(scaling, bool):
+        carried = float(scaling)
+    return carried, (rslora if isinstance(rslora, bool) else None)
+
+
+def _scaling_refusal(name: str, value: object, full: Mapping[str, Any]) -> str | None:
+    """Why the config would give module ``name`` another scaling (or rsLoRA setting) than
+    the factor object ``value`` was made with, or None: the factors of PiSSA, OLoRA and
+    extraction are only right at their own scaling (PiSSA divides them by it)."""
+    scaling, rslora = _carried(value)
+    config_rslora = bool(full.get("use_rslora", False))
+    if rslora is not None and rslora != config_rslora:
+        return (
+            f"module {name!r} was made with use_rslora={rslora} but the config has "
+            f"use_rslora={config_rslora}; set use_rslora={rslora} in the config"
+        )
+    if scaling is None:
+        return None
+    rank, alpha, expected = _resolve(full, name)
+    # Both scalings are alpha over r (or sqrt r) in float64; 1e-9 allows for alpha having
+    # been rounded through a float (alpha = s*sqrt(r) under rsLoRA) and nothing more.
+    if math.isclose(scaling, expected, rel_tol=1e-9):
+        return None
+    want = alpha_of(scaling, rank, config_rslora)
+    rule = "alpha / sqrt(r)" if config_rslora else "alpha / r"
+    return (
+        f"module {name!r} carries scaling {scaling:.6g}, but the config gives it scaling "
+        f"{expected:.6g} (alpha {alpha:.6g}, rank {rank}, {rule}), so PEFT would apply its "
+        f"factors at the wrong scale; give it alpha {want!r} (lora_alpha, or an "
+        "alpha_pattern entry for this module)"
+    )
+
+
+def _check_json(value: object, where: str, stack: tuple[int, ...] = ()) -> None:
+    """Refuse what ``json.dumps`` would write wrongly: keys that are not strings (it turns
+    them into strings) and NaN or infinite floats (it writes bare ``NaN``, which is not
+    JSON); ``where`` names the place in messages."""
+    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        raise InputError(f"config{where} is {float(value)}; JSON has no NaN or infinity")
+    if not isinstance(value, (Mapping, list, tuple)):
+        return
+    if id(value) in stack:
+        raise InputError(f"config{where} contains itself; it cannot be written as JSON")
+    stack = (*stack, id(value))
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(
+                    f"config{where} has the key {k!r} ({type(k).__name__}); JSON keys are "
+                    "strings and PEFT would read it as a string, so give it as one"
+                )
+            _check_json(v, f"{where}[{k!r}]", stack)
+    else:
+        for i, v in enumerate(value):
+            _check_json(v, f"{where}[{i}]", stack)
+
+
 def _full_config(
     config: Mapping[str, Any] | SupportsPeftDict, names: list[str], extra: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -652,7 +748,17 @@ def _json_default(value: object) -> object:
 
 def _as_json(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` as it reads back from JSON, key order kept."""
-    parsed: dict[str, Any] = json.loads(json.dumps(config, default=_json_default))
+    try:
+        _check_json(config, "")
+    except RecursionError:
+        raise InputError("config nests lists or mappings too deeply to be written") from None
+    try:
+        text = json.dumps(config, default=_json_default, allow_nan=False)
+    except InputError:  # from _json_default, already clear (lowrank's errors are ValueErrors)
+        raise
+    except ValueError as exc:  # a NaN inside a value only _json_default converts
+        raise InputError(f"config values must be finite JSON values: {exc}") from None
+    parsed: dict[str, Any] = json.loads(text)
     return parsed
 
 
@@ -694,12 +800,19 @@ def save_peft_adapter(
         ``"0"`` for the first layer of an ``nn.Sequential``) to NumPy factors of shapes
         ``(r, in)`` and ``(out, r)``; values may also be objects with ``lora_A`` and
         ``lora_B`` attributes (:class:`lowrank.lora.LoRAInit`, ``Extraction``,
-        ``LoRAConversion``, :class:`PeftModule`).
+        ``LoRAConversion``, :class:`PeftModule`). Such an object's ``scaling`` (and
+        ``use_rslora``) must be the one the config gives its module: its factors are only
+        right at that scaling (PiSSA's are divided by it), so a mismatch is refused.
     config : mapping or object with ``to_peft_dict()``
         ``adapter_config.json`` keys; ``r`` and ``lora_alpha`` are required, e.g.
         :class:`lowrank.lora.LoRAConfig` or ``{"r": 8, "lora_alpha": 16}``. Missing keys get
         PEFT's defaults (``peft_type="LORA"``, ``bias="none"``, ``inference_mode=true``,
-        ...); ``target_modules`` defaults to the sorted module names.
+        ...); ``target_modules`` defaults to the sorted module names. ``init_lora_weights``
+        must be a value ``PeftModel.from_pretrained`` loads: ``True``, ``False``,
+        ``"gaussian"``, ``"eva"``, ``"olora"``, ``"pissa"``, ``"pissa_niter_K"``,
+        ``"orthogonal"``, ``"mica"`` or ``"lora_ga"``. PEFT has no ``"milora"``: save a
+        MiLoRA adapter with ``True`` beside its residual base. ``"corda"`` and ``"loftq"``
+        are refused too, as PEFT cannot rerun those inits from the folder alone.
     base_model_name_or_path, task_type : str, optional
         Written to the config when given.
     dtype : dtype, optional
@@ -734,9 +847,13 @@ def save_peft_adapter(
         ends at 65504). Nothing is written.
     InputError
         Also: the completed config is not a plain-LoRA config (e.g. ``use_dora``), holds
-        values JSON cannot store, combines fields PEFT refuses (``layers_to_transform``
-        with a string ``target_modules``), or does not target a module by PEFT's rules
-        (the message names the module and the rule; see the module docstring).
+        values JSON cannot store (NaN, infinity, keys that are not strings), has an
+        ``init_lora_weights`` PEFT cannot load, combines fields PEFT refuses
+        (``layers_to_transform`` with a string ``target_modules``), does not target a
+        module by PEFT's rules (the message names the module and the rule; see the module
+        docstring), or gives a module another scaling or ``use_rslora`` than the factor
+        object passed for it carries (the message names both scalings and the alpha to
+        set).
     OSError
         The folder or its files cannot be created or written (permissions, disk full, a
         parent that is a file); nothing half-written is left.
@@ -798,6 +915,9 @@ def save_peft_adapter(
     }
     # Checked as PEFT will read it: JSON values (tuples as lists, NumPy scalars as numbers).
     full = _check_config(_as_json(_full_config(config, names, extra)), "config", InputError)
+    refused = init_refusal(full["init_lora_weights"])
+    if refused is not None:
+        raise InputError(f"config init_lora_weights={full['init_lora_weights']!r} {refused}")
     for name, (A, _B) in factors.items():
         rank, _, _ = _resolve(full, name)
         if A.shape[0] != rank:
@@ -806,6 +926,9 @@ def save_peft_adapter(
                 f"(r={full['r']}, rank_pattern={full.get('rank_pattern')}); add a rank_pattern "
                 "entry or change r"
             )
+        scaling_refusal = _scaling_refusal(name, modules[name], full)
+        if scaling_refusal is not None:
+            raise InputError(scaling_refusal)
         refusal = target_refusal(full, name)
         if refusal is not None:
             raise InputError(
@@ -820,7 +943,7 @@ def save_peft_adapter(
     # alpha_pattern: PEFT tries those in file order (first match wins), so sorting them
     # could change which key a module resolves to. They keep the order checked above.
     ordered = {key: full[key] for key in sorted(full)}
-    config_text = json.dumps(ordered, indent=2, default=_json_default) + "\n"
+    config_text = json.dumps(ordered, indent=2, default=_json_default, allow_nan=False) + "\n"
     return _write_folder(path, tensors, config_text, overwrite)
 
 

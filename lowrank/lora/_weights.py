@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from lowrank._dtypes import lora_storage_dtype
+from lowrank._dtypes import cast_finite, lora_storage_dtype
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_array, as_matrix, check_bool
+from lowrank.errors import NonFiniteError
 
 __all__ = ["WeightView", "storage_dtype", "weight_view"]
 
@@ -50,10 +51,29 @@ class WeightView:
     def in_features(self) -> int:
         return int(self.matrix.shape[1])
 
-    def to_storage_layout(self, x: Array) -> Array:
-        """``x`` (``(out, in)``) in the caller's layout and storage dtype."""
-        y = x.T if self.fan_in_fan_out else x
-        return np.ascontiguousarray(y.astype(self.storage, copy=False))
+    def to_storage(self, x: Array, *, what: str) -> Array:
+        """``x`` in the storage dtype, C-contiguous; ``what`` names it if it overflows.
+
+        Raises
+        ------
+        NonFiniteError
+            ``x`` does not fit in the storage dtype (float16 ends at 65504). A plain
+            ``astype`` would return ``inf`` with only NumPy's RuntimeWarning.
+        """
+        try:
+            out: Array = cast_finite(x, self.storage, what=what)
+        except NonFiniteError as exc:
+            # The results take W's dtype (there is no dtype argument), so say how to widen it.
+            raise NonFiniteError(
+                f"{exc}; the results take W's dtype, so convert W to it (e.g. "
+                "W.astype(numpy.float32))"
+            ) from None
+        return out
+
+    def to_storage_layout(self, x: Array, *, what: str) -> Array:
+        """``x`` (``(out, in)``) in the caller's layout and storage dtype (see
+        :meth:`to_storage`)."""
+        return self.to_storage(x.T if self.fan_in_fan_out else x, what=what)
 
 
 def weight_view(W: ArrayLike, *, name: str = "W", fan_in_fan_out: bool = False) -> WeightView:

@@ -156,9 +156,12 @@ def _with_residual(
     use_rslora: bool,
     svd: TruncatedSVDResult | None,
 ) -> LoRAInit:
-    """Round the factors to the output dtype, then ``W_res = W - s B A`` from those factors."""
-    A_out = np.ascontiguousarray(A.astype(view.storage, copy=False))
-    B_out = np.ascontiguousarray(B.astype(view.storage, copy=False))
+    """Round the factors to the output dtype, then ``W_res = W - s B A`` from those factors.
+
+    An overflow of the output dtype (float16: OLoRA's ``R`` holds column norms of ``W``; a
+    tiny alpha scales PiSSA's factors up) raises NonFiniteError naming the array."""
+    A_out = view.to_storage(A, what="lora_A")
+    B_out = view.to_storage(B, what="lora_B")
     cd = view.matrix.dtype
     # The one dense product of the module: the initialisation itself.
     residual = B_out.astype(cd, copy=False) @ A_out.astype(cd, copy=False)
@@ -167,7 +170,7 @@ def _with_residual(
     return LoRAInit(
         lora_A=A_out,
         lora_B=B_out,
-        residual=view.to_storage_layout(residual),
+        residual=view.to_storage_layout(residual, what="residual"),
         init=init,
         rank=int(A.shape[0]),
         alpha=alpha,
@@ -336,7 +339,9 @@ def pissa_init(
     InputError
         Bad ``alpha``, ``method``, ``rng`` or SVD options (as :func:`lowrank.truncated_svd`).
     ShapeError, DTypeError, NonFiniteError
-        ``W`` is not a finite 2-D matrix of a supported dtype.
+        ``W`` is not a finite 2-D matrix of a supported dtype. Also NonFiniteError when
+        ``lora_A``, ``lora_B`` or the residual does not fit in W's dtype (float16 ends at
+        65504; a tiny ``alpha`` scales the factors up): pass ``W`` as float32 then.
     ConvergenceError
         The SVD did not converge.
 
@@ -486,7 +491,9 @@ def olora_init(
     Raises
     ------
     RankError, InputError, ShapeError, DTypeError, NonFiniteError
-        As :func:`pissa_init`.
+        As :func:`pissa_init`. In float16, ``lora_A`` (rows of ``R``) holds the column
+        norms of ``W``, which may exceed 65504 even when ``W`` fits: NonFiniteError, and
+        float32 ``W`` then.
 
     Notes
     -----
