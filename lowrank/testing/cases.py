@@ -437,9 +437,20 @@ class NoisyLowRank:
 
     Notes
     -----
-    :math:`L` is a rank-r candidate, so the optimum satisfies
-    :math:`\min_{\operatorname{rank}X\le r}\|A - X\| \le \|E\|` in every unitarily invariant
-    norm, and by Weyl :math:`|\sigma_i(A) - \sigma_i(L)| \le \|E\|_2`.
+    The bounds below hold for the float64 (complex128) sum :math:`L + E`. :attr:`A` is that
+    sum rounded once to its dtype, :math:`A = L + E + \Delta` with
+    :math:`\|\Delta\|_2 \le \|\Delta\|_F \le` :attr:`rounding` (0 in float64; about
+    :math:`6\cdot10^{-8}\|A\|_F` in float32). :math:`L` is a rank-r candidate, so the
+    optimum satisfies :math:`\min_{\operatorname{rank}X\le r}\|L + E - X\| \le \|E\|` in
+    every unitarily invariant norm, and by Weyl
+
+    .. math:: |\sigma_i(A) - \sigma_i(L)| \le \|E\|_2 + \|\Delta\|_2 \le
+        \|E\|_2 + \text{rounding} ;
+
+    the rounding term is what makes the bound hold in float32 and complex64 (without it,
+    ``noise_level=0`` in float32 breaks it by about :math:`10^{-8}`). Compared with the
+    exact values ``signal.S`` (:math:`L` itself is a rounded float64 product), use
+    :attr:`spectrum_tolerance`.
     """
 
     A: Array
@@ -461,6 +472,33 @@ class NoisyLowRank:
     def dtype(self) -> np.dtype[Any]:
         """The dtype of :attr:`A`."""
         return self.A.dtype
+
+    @property
+    def rounding(self) -> float:
+        r"""A bound on :math:`\|A - (L + E)\|_F`, the rounding of the float64 sum to
+        :attr:`dtype`: :math:`(u\|A\|_F + \sqrt{N}\,\eta/2)/(1 - u)` with :math:`u` the
+        unit roundoff of :attr:`dtype` (0 for float64 and complex128), :math:`\eta` its
+        smallest subnormal (:math:`\sqrt2\,\eta/2` per complex entry) and :math:`N` the
+        number of entries. It bounds :math:`\|\cdot\|_2` too, hence by Weyl the move of every
+        singular value beyond :math:`\|E\|_2` (see the Notes of the class)."""
+        dt = self.A.dtype
+        if dt in (np.dtype(np.float64), np.dtype(np.complex128)) or dt.kind in "iu":
+            return 0.0
+        info = finfo_of(dt)
+        u = float(info.eps) / 2.0
+        entries = self.A.size * (2.0 if dt.kind == "c" else 1.0)
+        wide = self.A.astype(np.complex128 if dt.kind == "c" else np.float64)
+        fro = float(np.linalg.norm(wide)) if wide.size else 0.0
+        tiny = math.sqrt(entries) * float(info.smallest_subnormal) / 2.0
+        return (u * fro + tiny) / (1.0 - u)
+
+    @property
+    def spectrum_tolerance(self) -> float:
+        r"""How far the singular values of :attr:`A` may be from ``signal.S`` (absolute):
+        :math:`\|E\|_2` + ``signal.spectrum_tolerance`` (the float64 product :math:`L`,
+        see :attr:`MatrixWithSpectrum.spectrum_tolerance`) + :attr:`rounding` (the cast of
+        :math:`L + E` to :attr:`dtype`), by Weyl."""
+        return self.noise_norm(norm="spectral") + self.signal.spectrum_tolerance + self.rounding
 
     def noise_norm(self, *, norm: NormName = "fro") -> float:
         r""":math:`\|E\|` in ``"fro"``, ``"spectral"`` or ``"nuclear"`` norm (float64).

@@ -834,7 +834,7 @@ def low_rank_plus_noise(
     ... def test_weyl(case):
     ...     assert case.signal.S[2:].tolist() == [0.0, 0.0, 0.0]
     ...     s = np.linalg.svd(case.A, compute_uv=False)
-    ...     assert np.all(np.abs(s - case.signal.S) <= case.noise_norm(norm="spectral") + 1e-12)
+    ...     assert np.all(np.abs(s - case.signal.S) <= case.spectrum_tolerance)  # Weyl
     >>> test_weyl()
     """
     shapes = _shape_strategy(shape, min_side, max_side)
