@@ -578,9 +578,15 @@ def _check_outputs(outputs: _Outputs, inputs: Sequence[tuple[str, str | None]]) 
     check_distinct_paths(outputs.labelled(), inputs)
 
 
-def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> list[Path]:
-    """Write every requested file (the JSON too: the run wrote it, this makes it final)."""
+def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> tuple[list[Path], list[str]]:
+    """Write every requested file (the JSON too: the run wrote it, this makes it final).
+
+    Returns the files written, and a line per requested figure that could not be drawn
+    (the other files are written all the same; the caller exits non-zero, since a script
+    that asked for the figure must not take its absence for success).
+    """
     written: list[Path] = []
+    missing: list[str] = []
     if outputs.json is not None:
         report.write_json(outputs.json)
         written.append(outputs.json)
@@ -593,17 +599,28 @@ def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> list[Path]
     if outputs.spectra is not None:
         report.write_spectra(outputs.spectra)
         written.append(outputs.spectra)
-    if plots and report.matrices:
+    if plots and outputs.plots and not report.matrices:
+        missing += [
+            f"no {kind} figure in '{path}': no matrix was analysed" for kind, path in outputs.plots
+        ]
+    elif plots:
         from lowrank.plot import plot_report
 
         for kind, path in outputs.plots:
             try:
                 plot_report(report, kind=kind, path=path)  # type: ignore[arg-type]
             except InputError as exc:  # e.g. no layered names for a heatmap: skip that one
-                _say(f"lowrank: warning: no {kind} figure: {exc}")
+                missing.append(f"no {kind} figure in '{path}': {exc}")
                 continue
             written.append(path)
-    return written
+    return written, missing
+
+
+def _say_missing(missing: Sequence[str]) -> int:
+    """One error line per figure not written; the exit code that follows from them."""
+    for line in missing:
+        _say(f"lowrank: error: {line}")
+    return EXIT_FAILURE if missing else EXIT_OK
 
 
 def _progress_bar(enabled: bool | None, total: int) -> Any:
@@ -692,28 +709,29 @@ def _run_analysis(
             run.close()
             bar.close()
             report = run.report()
-            written = _write_outputs(report, outputs, plots=False)
+            written, _ = _write_outputs(report, outputs, plots=False)
             where = f"; partial report in {', '.join(map(str, written))}" if written else ""
             _say(f"lowrank: interrupted after {run.done} of {run.total} matrices{where}")
             return EXIT_INTERRUPTED
         except AnalysisError as exc:
             bar.close()
-            written = _write_outputs(exc.report, outputs, plots=False)
+            written, _ = _write_outputs(exc.report, outputs, plots=False)
             where = f"; partial report in {', '.join(map(str, written))}" if written else ""
             _say(f"lowrank: error: {exc}{where}")
             return EXIT_FAILURE
     report = run.report()
-    written = _write_outputs(report, outputs, plots=True)
+    written, missing = _write_outputs(report, outputs, plots=True)
     update = "" if report.run.base is None else f" - {report.run.base} (update)"
     print(f"# {report.run.source}{update}")
     print(report.to_text(), end="")
     for path in written:
         _say(f"wrote {path}")
+    status = _say_missing(missing)
     failed = [s for s in report.skipped if s.code == "error"]
     if failed:
         _say(f"lowrank: error: {_failures(failed, run.total)}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return status
 
 
 _NAMED_FAILURES = 5
@@ -838,18 +856,19 @@ def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
     )
     if args.base is not None:
         _say_unpaired(report.skipped)
-    written = _write_outputs(report, outputs, plots=True)
+    written, missing = _write_outputs(report, outputs, plots=True)
     what = "merged with" if args.merged else "update of"
     update = "" if args.base is None else f", {what} {os.path.abspath(args.base)}"
     print(f"# {report.run.source} (adapter{update})")
     print(report.to_text(), end="")
     for path in written:
         _say(f"wrote {path}")
+    status = _say_missing(missing)
     failed = [s for s in report.skipped if s.code == "error"]
     if failed:
         _say(f"lowrank: error: {_failures(failed, len(failed) + len(report.matrices))}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return status
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -897,10 +916,13 @@ def _demo_digits(out: Path, *, workers: int | None) -> int:
     update = analyze_update(made.tuned_full, made.base, workers=workers)
     adapter = analyze_adapter(made.adapter, base=made.base)
     written: list[Path] = []
+    missing: list[str] = []
     for report, stem in ((update, "digits-update"), (adapter, "digits-adapter")):
         figures = [("update-spectra", out / f"{stem}-spectra.png")] if report is update else []
         outputs = _Outputs(json=out / f"{stem}.json", md=out / f"{stem}.md", plots=figures)
-        written += _write_outputs(report, outputs, plots=True)
+        files, lost = _write_outputs(report, outputs, plots=True)
+        written += files
+        missing += lost
     acc = made.accuracy
     print(
         "\n# digits: a fine-tune made here on scikit-learn's digits (pre-trained on 0-4, "
@@ -920,8 +942,9 @@ def _demo_digits(out: Path, *, workers: int | None) -> int:
     for path in written:
         _say(f"wrote {path}")
     _say(f"wrote {out / 'digits'} (base.safetensors, tuned_full.safetensors, adapter_lora)")
+    status = _say_missing(missing)
     failed = [s for r in (update, adapter) for s in r.skipped if s.code == "error"]
-    return EXIT_FAILURE if failed else EXIT_OK
+    return EXIT_FAILURE if failed else status
 
 
 def _existing_adapter(folder: Path) -> list[str]:

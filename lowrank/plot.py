@@ -81,6 +81,9 @@ PLOT_KINDS: tuple[PlotKind, ...] = ("curves", "spectra", "heatmap", "alpha", "up
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 """File formats :func:`save_figure` writes, chosen by the file's suffix."""
 
+# The largest PNG save_figure renders (pixels; 2e8 is 800 MB of RGBA).
+_MAX_PIXELS = 2e8
+
 ResultsLike: TypeAlias = "Report | Iterable[MatrixResult]"
 """A report, or the results to draw."""
 
@@ -123,7 +126,10 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     if ax is None:
         fig = Figure(figsize=figsize, layout="constrained")
         return fig, fig.add_subplot()
-    if not hasattr(ax, "figure"):
+    from matplotlib.axes import Axes as AxesType
+
+    # A Figure has a .figure too, and would fail later with a raw AttributeError.
+    if not isinstance(ax, AxesType):
         raise InputError(
             f"ax must be a matplotlib Axes; got {ax!r:.80} of type {type(ax).__name__}"
         )
@@ -215,21 +221,28 @@ def _drawable(items: Sequence[MatrixResult]) -> tuple[list[MatrixResult], str]:
 _SHALLOW_LIGHTEN = 0.6
 
 
-def _line_styles(items: Sequence[MatrixResult]) -> tuple[list[tuple[Array, str]], int]:
-    """A colour and a legend label per line, and the number of legend groups.
+def _line_styles(items: Sequence[MatrixResult]) -> tuple[list[tuple[Array, str | None]], int]:
+    """A colour and a legend label per line (None: no entry), and the number of legend
+    groups.
 
     Matrices of one module type across layers (``encoder.layer.3.attention.self.query``:
     module ``attention.self.query``, layer 3; :func:`lowrank.analysis.parse_layer_name`)
     share a hue, shaded from light (shallow) to full (deep), with one legend entry per
     module (on its deepest line); the other matrices (embeddings, heads) get a hue each.
     """
+    parsed = [parse_layer_name(m.name) for m in items]
+    # Layers of several stacks (T5's encoder and decoder blocks) are not one module type
+    # across depth: one group per stack and module, named with its stack.
+    stacks = len({p.stack for p in parsed if p is not None}) > 1
     groups: dict[str, list[tuple[int, int]]] = {}  # key -> [(item index, layer)]
-    for i, m in enumerate(items):
-        parsed = parse_layer_name(m.name)
-        key, layer = (parsed.module, parsed.layer) if parsed is not None else (m.name, 0)
+    for i, (m, p) in enumerate(zip(items, parsed, strict=True)):
+        if p is None:
+            key, layer = f"\0{m.name}", 0  # "\0": never the key of a module
+        else:
+            key, layer = (f"{p.stack}: {p.module}" if stacks else p.module), p.layer
         groups.setdefault(key, []).append((i, layer))
     base = curve_colors(len(groups))
-    styles: list[tuple[Array, str]] = [(base[0], "")] * len(items)
+    styles: list[tuple[Array, str | None]] = [(base[0], None)] * len(items)
     for color, (key, members) in zip(base, groups.items(), strict=True):
         layers = [layer for _, layer in members]
         low, high = min(layers), max(layers)
@@ -239,24 +252,44 @@ def _line_styles(items: Sequence[MatrixResult]) -> tuple[list[tuple[Array, str]]
             mix = _SHALLOW_LIGHTEN * (1.0 - depth)
             shade = color.copy()
             shade[:3] = color[:3] * (1.0 - mix) + mix
+            label: str | None = None
             if len(members) == 1:
-                label = items[i].name
+                label = _text(items[i].name)
             elif i == deepest:
-                label = f"{key} (layers {low}–{high}, darker = deeper)"
-            else:
-                label = "_nolegend_"
+                label = f"{_text(key)} (layers {low}–{high}, darker = deeper)"
             styles[i] = (shade, label)
     return styles, len(groups)
 
 
+def _legend(ax: Axes, entries: Sequence[Any], **options: Any) -> None:
+    """A legend of exactly ``entries`` (artists, with their labels).
+
+    Given explicitly, because matplotlib's own collection of labelled artists silently
+    skips labels starting with "_", and tensor names do (torch.compile's ``_orig_mod.``).
+    """
+    ax.legend(handles=list(entries), labels=[a.get_label() for a in entries], **options)
+
+
+def _marker(y: Array) -> str:
+    """ "o" for a line of fewer than two drawable points (a line through one point is
+    invisible: a 1 x n matrix's single singular value), else none."""
+    return "o" if np.count_nonzero(np.isfinite(y)) < 2 else "None"
+
+
 def _finish_lines(
-    ax: Axes, count: int, groups: int, legend: bool | None, what: str, note: str = ""
+    ax: Axes,
+    entries: Sequence[Any],
+    count: int,
+    groups: int,
+    legend: bool | None,
+    what: str,
+    note: str = "",
 ) -> None:
-    """The legend (or a title counting the lines), and ``note`` (what was left out) in
-    the title."""
+    """The legend of ``entries`` (or a title counting the lines), and ``note`` (what was
+    left out) in the title."""
     show = groups <= _LEGEND_MAX if legend is None else legend
     if show:
-        ax.legend(fontsize="x-small", loc="best")
+        _legend(ax, entries, fontsize="x-small", loc="best")
         if note:
             ax.set_title(note, fontsize="small")
     else:
@@ -333,6 +366,7 @@ def plot_curves(
     items, note = _drawable(items)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(items)
+    entries = []
     for m, (color, label) in zip(items, styles, strict=True):
         curve = rank_error_curve(m.singular_values)
         ranks, errors = curve.ranks.astype(float), curve.relative.copy()
@@ -340,11 +374,20 @@ def plot_curves(
             ranks, errors = ranks[: limit + 1], errors[: limit + 1]
         errors[errors <= 0.0] = np.nan
         x = ranks / max(min(m.shape), 1) if fraction else ranks
-        ax.plot(x, errors, color=color, linewidth=1.2, label=label)
+        (line,) = ax.plot(
+            x,
+            errors,
+            color=color,
+            linewidth=1.2,
+            marker=_marker(errors),
+            label=label or "_nolegend_",
+        )
+        if label is not None:
+            entries.append(line)
     ax.set_yscale("log")
     ax.set_xlabel("rank / min(m, n)" if fraction else "rank r")
     ax.set_ylabel("relative error ‖A − A_r‖_F / ‖A‖_F")
-    _finish_lines(ax, len(items), groups, legend, "Rank–error curves", note)
+    _finish_lines(ax, entries, len(items), groups, legend, "Rank–error curves", note)
     return fig
 
 
@@ -409,16 +452,26 @@ def plot_spectra(
     items, note = _drawable(items)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(items)
+    entries = []
     for m, (color, label) in zip(items, styles, strict=True):
         s = np.asarray(m.singular_values, dtype=np.float64)
         y = s / s[0] if normalize else s.copy()  # s[0] > 0: _drawable
         y[y <= 0.0] = np.nan
-        ax.plot(np.arange(1, s.size + 1), y, color=color, linewidth=1.2, label=label)
+        (line,) = ax.plot(
+            np.arange(1, s.size + 1),
+            y,
+            color=color,
+            linewidth=1.2,
+            marker=_marker(y),
+            label=label or "_nolegend_",
+        )
+        if label is not None:
+            entries.append(line)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index i")
     ax.set_ylabel("σ_i / σ_1" if normalize else "σ_i")
-    _finish_lines(ax, len(items), groups, legend, "Singular values", note)
+    _finish_lines(ax, entries, len(items), groups, legend, "Singular values", note)
     return fig
 
 
@@ -496,8 +549,8 @@ def plot_heatmap(
         if not items[0].energy_ranks:
             raise InputError("the report has no energy level to plot (analysed energies: none)")
         energy = items[0].energy_ranks[0][0]
-    if cmap not in colormaps:
-        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r}")
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r:.80}")
     grid = layer_grid(items, energy=energy)
     values = grid.ranks / grid.full_ranks if relative else grid.ranks
     # Matrices without a layer index: one full-height column each, after a blank column.
@@ -542,7 +595,7 @@ def _draw_grid(
     from matplotlib import colormaps
 
     shown = values
-    ticks, labels = list(range(len(modules))), list(modules)
+    ticks, labels = list(range(len(modules))), [_text(module) for module in modules]
     if len(others):
         gap = np.full((len(rows), 1), np.nan)
         shown = np.hstack([values, gap, np.broadcast_to(side, (len(rows), side.size))])
@@ -560,7 +613,7 @@ def _draw_grid(
         vmax=vmax,
     )
     ax.set_xticks(ticks, labels, rotation=35, ha="right", fontsize="small")
-    ax.set_yticks(range(len(rows)), rows, fontsize="small")
+    ax.set_yticks(range(len(rows)), [_text(row) for row in rows], fontsize="small")
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize="medium")
     fig.colorbar(image, ax=ax, label=label)
@@ -657,8 +710,8 @@ def plot_overlap(
     updates = [m for m in items if isinstance(m, UpdateResult)]
     check_choice(side, name="side", choices=("left", "right"))
     annotate = check_bool(annotate, name="annotate")
-    if cmap not in colormaps:
-        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r}")
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        raise InputError(f"cmap must be a matplotlib colormap name; got {cmap!r:.80}")
     analysed = [r for r, _ in updates[0].overlap_left]
     if rank is None:
         if not analysed:
@@ -834,6 +887,7 @@ def plot_update_spectra(
     note = "; ".join(notes)
     fig, ax = _new_axes(ax, (7.0, 4.5))
     styles, groups = _line_styles(updates)
+    entries = []
     for m, (color, label) in zip(updates, styles, strict=True):
         base = np.asarray(m.base_singular_values, dtype=np.float64)
         scale = base[0] if normalize and base.size and base[0] > 0 else 1.0
@@ -842,8 +896,16 @@ def plot_update_spectra(
                 continue
             y = np.asarray(s, dtype=np.float64) / scale
             y[y <= _rounding_level(y, m.shape)] = np.nan
-            ax.plot(np.arange(1, y.size + 1), y, color=color, linestyle=style, label=label)
-            label = "_nolegend_"  # one legend entry per colour, on its first line
+            (line,) = ax.plot(
+                np.arange(1, y.size + 1),
+                y,
+                color=color,
+                linestyle=style,
+                label=label or "_nolegend_",
+            )
+            if label is not None:
+                entries.append(line)
+            label = None  # one legend entry per colour, on its first line
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index i")
@@ -855,8 +917,7 @@ def plot_update_spectra(
             Line2D([], [], color="0.3", linestyle="-", label="ΔW (solid)"),
             Line2D([], [], color="0.3", linestyle="--", label="W = W_base (dashed)"),
         ]
-        handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=[*keys, *handles], fontsize="x-small", loc="best")
+        _legend(ax, [*keys, *entries], fontsize="x-small", loc="best")
         if note:
             ax.set_title(note, fontsize="small")
     else:
@@ -950,8 +1011,10 @@ def plot_alpha_summary(
     legend = _check_legend(legend)
     alphas: dict[int, float] = {}  # item index -> alpha
     for i, m in enumerate(items):
-        if m.random_matrix is not None and m.random_matrix.power_law is not None:
-            alphas[i] = m.random_matrix.power_law.alpha
+        law = None if m.random_matrix is None else m.random_matrix.power_law
+        # A NaN alpha (a result built by hand; reports refuse it) is no fit, not a point.
+        if law is not None and not math.isnan(law.alpha):
+            alphas[i] = law.alpha
     if not alphas:
         raise InputError(
             f"none of the {len(items)} matrices has a power-law alpha fit (spectra without "
@@ -966,13 +1029,16 @@ def plot_alpha_summary(
         {(p.stack, p.layer) for p in layered.values()},
         key=lambda r: (stacks.index(r[0]), r[1]),
     )
-    rows = [str(layer) if len(stacks) == 1 else f"{stack}.{layer}" for stack, layer in row_keys]
+    rows = [
+        str(layer) if len(stacks) == 1 else _text(f"{stack}.{layer}") for stack, layer in row_keys
+    ]
     modules = module_order(dict.fromkeys(layered[i].module for i in alphas if i in layered))
     others = [i for i in alphas if i not in layered]
     summary = {g.name: g for g in summarize(items).modules}
     groups = [*modules, *(items[i].name for i in others)]
     colors = curve_colors(len(groups))
     fig, ax = _new_axes(ax, (9.0, 4.8))
+    entries = []
 
     values = np.array(list(alphas.values()))
     low = min(1.0, float(values.min()) - 0.3)
@@ -1018,18 +1084,20 @@ def plot_alpha_summary(
             span = (-0.5, len(rows) - 0.5)
             ax.hlines(mean, *span, colors=[color], linestyles="-", linewidth=1.0, zorder=2)
             ax.hlines(median, *span, colors=[color], linestyles=":", linewidth=1.2, zorder=2)
-            label = f"{group}: mean {mean:.3g}, median {median:.3g} (n = {len(ys)})"
+            label = f"{_text(group)}: mean {mean:.3g}, median {median:.3g} (n = {len(ys)})"
         else:
             label = f"{_short_name(group)}: {ys[0]:.3g}"
         x, y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
         inside = y <= high
         if inside.any():
-            ax.scatter(x[inside], y[inside], color=[color], s=22, zorder=3, label=label)
-            label = "_nolegend_"
+            entries.append(ax.scatter(x[inside], y[inside], color=[color], s=22, zorder=3))
         if not inside.all():  # off the scale: triangles on the top edge, not clipped
             top = np.full(np.count_nonzero(~inside), high)
-            ax.scatter(x[~inside], top, color=[color], marker="^", s=40, zorder=4, label=label)
-            ax.collections[-1].set_clip_on(False)
+            points = ax.scatter(x[~inside], top, color=[color], marker="^", s=40, zorder=4)
+            points.set_clip_on(False)
+            if not inside.any():
+                entries.append(points)
+        entries[-1].set_label(label)
 
     ticks = list(range(len(rows))) + [start + k for k in range(len(others))]
     labels = rows + [_short_name(items[i].name) for i in others]
@@ -1057,7 +1125,7 @@ def plot_alpha_summary(
     )
     show = len(groups) <= _LEGEND_MAX if legend is None else legend
     if show:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        _legend(ax, entries, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, axis="y", alpha=0.3)
     return fig
 
@@ -1071,9 +1139,20 @@ def _rounding_level(values: Array, shape: tuple[int, ...]) -> float:
     return tolerance(np.float64, size=max(shape, default=1), scale=max(top, 0.0))
 
 
+def _text(name: str) -> str:
+    """A tensor name (or part of one) as matplotlib text, drawn as it is spelled.
+
+    "$" is escaped: an unescaped pair would be parsed as mathtext (``price$x$y`` drawn as
+    "pricexy" with an italic x, ``$\\frac$`` a ParseSyntaxException at save time); line
+    breaks become spaces, so that one name stays one line of a legend or a tick label.
+    """
+    return " ".join(name.replace("$", r"\$").splitlines()) if name else name
+
+
 def _short_name(name: str) -> str:
-    """A tensor name without its final ``.weight``, for a tick label."""
-    return name[: -len(".weight")] if name.endswith(".weight") and name != ".weight" else name
+    """A tensor name without its final ``.weight``, as text for a tick label or note."""
+    short = name[: -len(".weight")] if name.endswith(".weight") and name != ".weight" else name
+    return _text(short)
 
 
 def _mp_density(eigenvalues: Array, *, sigma: float, shape: tuple[int, int]) -> Array:
@@ -1133,6 +1212,7 @@ def _mp_density(eigenvalues: Array, *, sigma: float, shape: tuple[int, int]) -> 
 # bin widths, densities ~ 1/lambda and the power law's x_min below it); beyond, in a unit.
 _EIG_UNIT_LOW, _EIG_UNIT_HIGH = 2.0**-256, 2.0**256
 _TINY = float(np.finfo(np.float64).tiny)
+_MAX_BINS = 10_000
 
 
 def _scaled_xmin(xmin: float, n_tail: int, values: Array, unit: float) -> float | None:
@@ -1185,7 +1265,8 @@ def plot_eigenvalues(
     ax : matplotlib.axes.Axes, optional
         Draw here instead of on a new figure.
     bins : int, default 60
-        Number of log-spaced bins between the smallest and largest positive eigenvalue.
+        Number of log-spaced bins between the smallest and largest positive eigenvalue
+        (at most 10000).
 
     Returns
     -------
@@ -1196,7 +1277,7 @@ def plot_eigenvalues(
     InputError
         Nothing to plot, an unknown name, no name for several matrices, a matrix without
         positive singular values or without a random-matrix view (a report from before it),
-        or ``bins`` < 1.
+        or ``bins`` outside 1..10000.
 
     Notes
     -----
@@ -1232,7 +1313,8 @@ def plot_eigenvalues(
     if isinstance(data, MatrixResult):
         data = [data]
     items = _results(data)
-    bins = check_int(bins, name="bins", minimum=1)
+    # A bar per bin: a million would take minutes to draw and be unreadable.
+    bins = check_int(bins, name="bins", minimum=1, maximum=_MAX_BINS)
     if name is None:
         if len(items) > 1:
             raise InputError(
@@ -1273,15 +1355,23 @@ def plot_eigenvalues(
         lo, hi = lo / 1.5, hi * 1.5
     edges = np.geomspace(lo, hi, bins + 1)
     counts, _ = np.histogram(lam, bins=edges)
-    ax.hist(
+    widths = np.diff(edges)
+    # The heights are drawn as computed, bin by bin. ax.hist(weights=...) would sum them
+    # with a cumsum over unequal bins and take differences, which cancels every bar below
+    # ~1e-16 of the ones before it: with log-spaced bins over 16+ decades (an exactly
+    # low-rank matrix, whose rounding-noise eigenvalues sit near 1e-32) it drew the real
+    # eigenvalues' bars at height 0.
+    bars = ax.bar(
         edges[:-1],
-        bins=edges.tolist(),
-        weights=counts / (count * np.diff(edges)),
+        counts / (count * widths),
+        width=widths,
+        align="edge",
         color="0.75",
         edgecolor="0.55",
         linewidth=0.5,
-        label=f"eigenvalues σ_i² ({lam.size}{note})",
     )
+    # On the first bar, not the container: the histogram stays the legend's first entry.
+    bars.patches[0].set_label(f"eigenvalues σ_i² ({lam.size}{note})")
     fit, closed = view.marchenko_pastur_fit, view.marchenko_pastur
     fit_sigma, fit_edge2 = fit.sigma / unit, (fit.edge / unit) ** 2
     if fit_sigma > 0 and _TINY <= fit_edge2 < math.inf:
@@ -1321,7 +1411,7 @@ def plot_eigenvalues(
     ax.set_yscale("log")
     ax.set_xlabel("eigenvalue λ = σ²" + _unit_label(unit))
     ax.set_ylabel("density")
-    ax.set_title(f"Eigenvalues of {m.name} ({m.shape[0]}×{m.shape[1]})", fontsize="medium")
+    ax.set_title(f"Eigenvalues of {_text(m.name)} ({m.shape[0]}×{m.shape[1]})", fontsize="medium")
     # Beside the axes: inside, it would hide the tail and the edges it explains.
     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
@@ -1344,7 +1434,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
     ------
     InputError
         ``fig`` is not a Figure, the suffix is not ``.png``, ``.svg`` or ``.pdf``, or ``dpi``
-        is not positive.
+        is not positive or would make a PNG of more than 2e8 pixels.
     MissingFileError
         The directory of ``path`` does not exist.
 
@@ -1368,6 +1458,13 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
     if fmt not in FIGURE_FORMATS:
         raise InputError(f"path must end in .png, .svg or .pdf (the figure's format); got '{path}'")
     resolution = check_int(dpi, name="dpi", minimum=1)
+    width, height = fig.get_size_inches()
+    if fmt == "png" and width * height * resolution**2 > _MAX_PIXELS:
+        # Agg allocates the whole canvas: beyond this, a MemoryError from C++.
+        raise InputError(
+            f"dpi must keep the PNG under {_MAX_PIXELS:.0e} pixels; got dpi={resolution} for "
+            f"a {width:g} x {height:g} in figure"
+        )
     with atomic_path(path) as temp:
         fig.savefig(temp, format=fmt, dpi=resolution)
 
@@ -1419,7 +1516,12 @@ def plot_report(
     """
     check_choice(kind, name="kind", choices=PLOT_KINDS)
     if path is not None:
-        check_path(path, name="path")
+        # The format before the drawing, which can take long.
+        fmt = check_path(path, name="path").suffix.lower().lstrip(".")
+        if fmt not in FIGURE_FORMATS:
+            raise InputError(
+                f"path must end in .png, .svg or .pdf (the figure's format); got '{path}'"
+            )
     if kind == "curves":
         fig = plot_curves(data, **options)
     elif kind == "spectra":

@@ -233,7 +233,7 @@ class TestReadErrors:
                 "is malformed: missing field 'run'",
             ),
             (lambda d: {**d, "matrices": [{"name": "x"}]}, "is malformed: missing field 'file'"),
-            (lambda d: {**d, "matrices": 3}, "is malformed: 'int' object is not iterable"),
+            (lambda d: {**d, "matrices": 3}, "is malformed: matrices must be a list; got 3"),
             (lambda d: {**d, "skipped": [{**d["skipped"][0], "shape": None}]}, "is malformed"),
             (
                 lambda d: {**d, "partial": True},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from typing import TYPE_CHECKING
 
 from lowrank.analysis._layers import parse_layer_name
@@ -203,8 +204,28 @@ def to_csv(report: Report) -> str:
     return buffer.getvalue()
 
 
+def _one_line(text: object) -> str:
+    """``text`` on one line: every line break (``\\r``, ``\\n``, ``\\u2028``...) a space, as
+    a lone ``\\r`` ends a Markdown table row as surely as ``\\n`` does."""
+    return " ".join(str(text).splitlines())
+
+
 def _md_cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _one_line(text).replace("|", "\\|")
+
+
+def _md_code(text: object) -> str:
+    """``text`` as a Markdown code span, shown verbatim: glob patterns like ``*attention*``
+    would otherwise render as emphasis, and a backtick in a name would end a plain span.
+    The fence is one backtick longer than the longest run inside (CommonMark)."""
+    body = _one_line(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def _md_patterns(patterns: tuple[str, ...], empty: str) -> str:
+    return ", ".join(_md_code(p) for p in patterns) if patterns else empty
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -278,15 +299,16 @@ def to_markdown(report: Report) -> str:
     """A Markdown document: run information, the results table, the skipped tensors."""
     run = report.run
     title = (
-        f"# Low-rank analysis of `{run.source}`"
+        f"# Low-rank analysis of {_md_code(run.source)}"
         if run.base is None
-        else f"# Low-rank analysis of the update ΔW = `{run.source}` − `{run.base}`"
+        else f"# Low-rank analysis of the update ΔW = {_md_code(run.source)} − {_md_code(run.base)}"
     )
     lines = [
         title,
         "",
         f"- status: {_status_line(report)}",
-        f"- selection: include {list(run.include) or 'all'}, exclude {list(run.exclude)}"
+        f"- selection: include {_md_patterns(run.include, 'all')}, exclude "
+        f"{_md_patterns(run.exclude, 'none')}"
         f"{' (regex)' if run.regex else ''}, nd_policy {run.nd_policy}",
         f"- ranks {list(run.ranks)}, energies {list(run.energies)}",
         f"- lowrank {run.lowrank_version}, started {run.created}, "
@@ -324,7 +346,7 @@ def to_markdown(report: Report) -> str:
         )
     if report.pending:
         lines += ["", "## Pending (run interrupted)", ""]
-        lines += [f"- `{name}`" for name in report.pending]
+        lines += [f"- {_md_code(name)}" for name in report.pending]
     return "\n".join(lines) + "\n"
 
 
@@ -382,7 +404,11 @@ def to_text(report: Report, *, max_name: int = 48) -> str:
     header, rows = _summary_rows(report)
     short = ["name", "shape", "dtype", "‖A‖_F", "‖A‖_2", "stable", "erank", "rank", "rank*"]
     short_header = [*short, *header[len(short) :]]
-    cut = [[r[0] if len(r[0]) <= max_name else "…" + r[0][-(max_name - 1) :], *r[1:]] for r in rows]
+    names = [_one_line(r[0]) for r in rows]  # a line break in a name would break the table
+    cut = [
+        [name if len(name) <= max_name else "…" + name[-(max_name - 1) :], *r[1:]]
+        for name, r in zip(names, rows, strict=True)
+    ]
     widths = [max([len(h)] + [len(r[i]) for r in cut]) for i, h in enumerate(short_header)]
 
     def line(cells: list[str]) -> str:
@@ -421,9 +447,9 @@ def _skip_lines(report: Report, *, listed: int = 3) -> list[str]:
     lines: list[str] = []
     for code, items in groups.items():
         if code == "ndim" or len(items) > listed:
-            names = ", ".join(name for name, _ in items[:listed])
+            names = ", ".join(_one_line(name) for name, _ in items[:listed])
             more = f", … ({len(items) - listed} more)" if len(items) > listed else ""
             lines.append(f"  {code} ({len(items)}): {names}{more}; e.g. {items[0][1]}")
         else:
-            lines += [f"  {code}: {name}: {reason}" for name, reason in items]
+            lines += [f"  {code}: {_one_line(name)}: {_one_line(reason)}" for name, reason in items]
     return lines

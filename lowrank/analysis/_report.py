@@ -21,7 +21,16 @@ import numpy as np
 from lowrank._typing import Array
 from lowrank._validation import check_int, check_mapping, check_path, check_str
 from lowrank.analysis._render import table, to_csv, to_markdown, to_text
-from lowrank.analysis._results import MatrixResult, SkippedTensor, UpdateResult
+from lowrank.analysis._results import (
+    MatrixResult,
+    SkippedTensor,
+    UpdateResult,
+    _read_bool,
+    _read_float,
+    _read_int,
+    _read_list,
+    _read_str,
+)
 from lowrank.analysis._summary import RandomMatrixOverview, summarize
 from lowrank.errors import FileFormatError, InputError, MissingFileError
 from lowrank.io import atomic_path, atomic_write_text
@@ -34,6 +43,13 @@ REPORT_FORMAT = "lowrank-analysis-report"
 
 REPORT_FORMAT_VERSION = 1
 """The ``"format_version"`` written; readers accept this version only."""
+
+
+def _refuse_constant(token: str) -> None:
+    raise ValueError(
+        f"{token} is not a JSON number (a report writes non-finite values as the strings "
+        '"inf" or "nan", where its fields allow them)'
+    )
 
 
 @dataclass(frozen=True)
@@ -120,19 +136,25 @@ class RunInfo:
             Equal to the one that wrote ``data``.
         """
         check_mapping(data, name="data")
+
+        def strings(key: str) -> tuple[str, ...]:
+            return tuple(_read_str(p, key) for p in _read_list(data[key], key))
+
         return cls(
-            source=str(data["source"]),
-            include=tuple(str(p) for p in data["include"]),
-            exclude=tuple(str(p) for p in data["exclude"]),
-            regex=bool(data["regex"]),
-            nd_policy=str(data["nd_policy"]),
-            ranks=tuple(int(r) for r in data["ranks"]),
-            energies=tuple(float(e) for e in data["energies"]),
-            executor=str(data["executor"]),
-            lowrank_version=str(data["lowrank_version"]),
-            created=str(data["created"]),
-            elapsed_seconds=float(data["elapsed_seconds"]),
-            base=None if data.get("base") is None else str(data["base"]),
+            source=_read_str(data["source"], "source"),
+            include=strings("include"),
+            exclude=strings("exclude"),
+            regex=_read_bool(data["regex"], "regex"),
+            nd_policy=_read_str(data["nd_policy"], "nd_policy"),
+            ranks=tuple(_read_int(r, "ranks") for r in _read_list(data["ranks"], "ranks")),
+            energies=tuple(
+                _read_float(e, "energies") for e in _read_list(data["energies"], "energies")
+            ),
+            executor=_read_str(data["executor"], "executor"),
+            lowrank_version=_read_str(data["lowrank_version"], "lowrank_version"),
+            created=_read_str(data["created"], "created"),
+            elapsed_seconds=_read_float(data["elapsed_seconds"], "elapsed_seconds"),
+            base=None if data.get("base") is None else _read_str(data["base"], "base"),
         )
 
 
@@ -316,20 +338,33 @@ class Report:
                 f"{where} has format_version {version!r}; this lowrank reads version "
                 f"{REPORT_FORMAT_VERSION}"
             )
+        # What is being read, for the message: the run, or a matrix by name (or index).
+        part = ""
         try:
-            report = cls(
-                run=RunInfo.from_dict(data["run"]),
-                matrices=tuple(
-                    UpdateResult.from_dict(m) if "relative_size" in m else MatrixResult.from_dict(m)
-                    for m in data["matrices"]
-                ),
-                skipped=tuple(SkippedTensor.from_dict(s) for s in data["skipped"]),
-                pending=tuple(str(n) for n in data["pending"]),
+            run_data = data["run"]
+            part = "run"
+            run = RunInfo.from_dict(run_data)
+            part = ""
+            matrices = []
+            for k, m in enumerate(_read_list(data["matrices"], "matrices")):
+                name = m.get("name") if isinstance(m, dict) else None
+                part = f"matrix {name!r}" if isinstance(name, str) else f"matrices[{k}]"
+                update = isinstance(m, dict) and "relative_size" in m
+                matrices.append((UpdateResult if update else MatrixResult).from_dict(m))
+            part = ""
+            skipped = tuple(
+                SkippedTensor.from_dict(s) for s in _read_list(data["skipped"], "skipped")
             )
+            pending = tuple(_read_str(n, "pending") for n in _read_list(data["pending"], "pending"))
+            report = cls(run=run, matrices=tuple(matrices), skipped=skipped, pending=pending)
         except KeyError as exc:
-            raise FileFormatError(f"{where} is malformed: missing field {exc}") from None
+            raise FileFormatError(
+                f"{where} is malformed: missing field {exc}" + (f" ({part})" if part else "")
+            ) from None
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise FileFormatError(f"{where} is malformed: {exc}") from None
+            raise FileFormatError(
+                f"{where} is malformed: {exc}" + (f" ({part})" if part else "")
+            ) from None
         if data.get("partial") != report.partial:
             raise FileFormatError(
                 f'{where} is malformed: "partial" is {data.get("partial")!r} but '
@@ -361,8 +396,10 @@ class Report:
         check_str(text, name="text")
         check_str(where, name="where")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            # NaN and Infinity are not JSON (Python reads them by default): a report writes
+            # such values as the strings "inf"/"nan", and only where its fields allow them.
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except ValueError as exc:  # JSONDecodeError, or a NaN/Infinity token
             raise FileFormatError(f"{where} is not valid JSON: {exc}") from None
         return cls.from_dict(data, where=where)
 

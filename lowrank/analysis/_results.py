@@ -53,6 +53,101 @@ def _check_energies(energies: object) -> tuple[float, ...]:
     return tuple(sorted({float(e) for e in values}))
 
 
+# -- reading and writing JSON fields --------------------------------------------------------
+#
+# The report's convention: a float that JSON cannot hold is written as the string "inf",
+# "-inf" or "nan" (_json_float), and only in the fields whose documentation allows it
+# (relative_size, base_norm_fro, amplification, the random-matrix fits); an undefined overlap
+# or amplification is null. Elsewhere (singular values, norms, errors...) a report holds
+# finite numbers: writing anything else raises InputError naming the matrix and field, and
+# reading it raises TypeError/ValueError, which Report.from_dict turns into FileFormatError.
+
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _read_float(value: object, field: str, *, finite: bool = True) -> float:
+    """A float field of a report: a JSON number (not a bool), or, where ``finite`` is
+    False, also one of the strings :func:`_json_float` writes."""
+    if not finite and isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number; got {value!r:.60}")
+    number = float(value)
+    if finite and not math.isfinite(number):
+        raise ValueError(f"{field} must be a finite number; got {value!r}")
+    return number
+
+
+def _read_int(value: object, field: str) -> int:
+    # bool is an int subclass, and int(8.7) would silently truncate: both refused.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an integer; got {value!r:.60}")
+    return value
+
+
+def _read_str(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string; got {value!r:.60}")
+    return value
+
+
+def _read_bool(value: object, field: str) -> bool:
+    # bool("false") is True: only JSON true/false are accepted.
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be true or false; got {value!r:.60}")
+    return value
+
+
+def _read_list(value: object, field: str) -> list[Any]:
+    # tuple("abc") would be ('a', 'b', 'c'): a JSON array is required.
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{field} must be a list; got {value!r:.60}")
+    return list(value)
+
+
+def _read_pairs(value: object, field: str) -> list[tuple[Any, Any]]:
+    pairs = []
+    for item in _read_list(value, field):
+        entry = _read_list(item, field)
+        if len(entry) != 2:
+            raise ValueError(f"{field} must hold pairs; got {item!r:.60}")
+        pairs.append((entry[0], entry[1]))
+    return pairs
+
+
+def _read_spectrum(value: object, field: str) -> Array:
+    """Singular values: finite, non-negative and descending, as every analysis writes them
+    (a NaN would be drawn as a zero and a reversed spectrum normalised by its smallest)."""
+    values = _read_list(value, field)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise TypeError(f"{field} must be a list of numbers")
+    s = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{field} must be finite; got {s[~np.isfinite(s)][0]!r}")
+    if np.any(s < 0):
+        raise ValueError(f"{field} must be non-negative; got {s[s < 0][0]!r}")
+    if np.any(np.diff(s) > 0):
+        raise ValueError(f"{field} must be in descending order")
+    return s
+
+
+def _check_finite_fields(result: MatrixResult, names: Iterable[str]) -> None:
+    """Refuse to write a non-finite value where a report holds finite numbers only."""
+    for field in names:
+        value = getattr(result, field)
+        if isinstance(value, np.ndarray):
+            bad = not bool(np.all(np.isfinite(value)))
+        elif isinstance(value, tuple):
+            bad = any(isinstance(x, float) and not math.isfinite(x) for v in value for x in v)
+        else:
+            bad = isinstance(value, float) and not math.isfinite(value)
+        if bad:
+            raise InputError(
+                f"matrix {result.name!r} cannot be written to a report: its {field} is not "
+                "finite (a report holds finite numbers there)"
+            )
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     r"""What is computed for each matrix besides the fixed metrics.
@@ -155,36 +250,58 @@ class RandomMatrixView:
         """
         check_mapping(data, name="data")
 
-        def edge(d: dict[str, Any]) -> MarchenkoPasturEdge:
+        def number(d: dict[str, Any], key: str, where: str) -> float:
+            return _read_float(d[key], f"{where}.{key}", finite=False)
+
+        def edge(d: dict[str, Any], where: str) -> MarchenkoPasturEdge:
+            check_mapping(d, name=where)
             return MarchenkoPasturEdge(
-                edge=float(d["edge"]),
-                bulk_min=float(d["bulk_min"]),
-                sigma=float(d["sigma"]),
-                method=str(d["method"]),
-                num_spikes=int(d["num_spikes"]),
-                spike_share=float(d["spike_share"]),
-                mp_softrank=float(d["mp_softrank"]),
+                edge=number(d, "edge", where),
+                bulk_min=number(d, "bulk_min", where),
+                sigma=number(d, "sigma", where),
+                method=_read_str(d["method"], f"{where}.method"),
+                num_spikes=_read_int(d["num_spikes"], f"{where}.num_spikes"),
+                spike_share=number(d, "spike_share", where),
+                mp_softrank=number(d, "mp_softrank", where),
             )
 
         fit = data["power_law"]
+        if fit is not None:
+            check_mapping(fit, name="power_law")
+            # A NaN alpha has no place on any axis (the fit returns a number or no fit).
+            if math.isnan(number(fit, "alpha", "power_law")):
+                raise ValueError("power_law.alpha must be a number; got 'nan'")
         return cls(
-            marchenko_pastur=edge(data["marchenko_pastur"]),
-            marchenko_pastur_fit=edge(data["marchenko_pastur_fit"]),
+            marchenko_pastur=edge(data["marchenko_pastur"], "marchenko_pastur"),
+            marchenko_pastur_fit=edge(data["marchenko_pastur_fit"], "marchenko_pastur_fit"),
             power_law=None
             if fit is None
             else PowerLawFit(
-                alpha=float(fit["alpha"]),
-                alpha_stderr=float(fit["alpha_stderr"]),
-                xmin=float(fit["xmin"]),
-                xmax=float(fit["xmax"]),
-                ks_distance=float(fit["ks_distance"]),
-                n_tail=int(fit["n_tail"]),
-                alpha_weighted=float(fit["alpha_weighted"]),
-                under_trained=bool(fit["under_trained"]),
-                over_trained=bool(fit["over_trained"]),
-                ks=str(fit["ks"]),
+                alpha=number(fit, "alpha", "power_law"),
+                alpha_stderr=number(fit, "alpha_stderr", "power_law"),
+                xmin=number(fit, "xmin", "power_law"),
+                xmax=number(fit, "xmax", "power_law"),
+                ks_distance=number(fit, "ks_distance", "power_law"),
+                n_tail=_read_int(fit["n_tail"], "power_law.n_tail"),
+                alpha_weighted=number(fit, "alpha_weighted", "power_law"),
+                under_trained=_read_bool(fit["under_trained"], "power_law.under_trained"),
+                over_trained=_read_bool(fit["over_trained"], "power_law.over_trained"),
+                ks=_read_str(fit["ks"], "power_law.ks"),
             ),
         )
+
+
+# The fields of a MatrixResult that a report holds as finite numbers only.
+_FINITE_FIELDS = (
+    "norm_fro",
+    "spectral_norm",
+    "stable_rank",
+    "entropy_effective_rank",
+    "energy_ranks",
+    "rank_errors",
+    "singular_values",
+    "seconds",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,8 +440,16 @@ class MatrixResult:
         Returns
         -------
         dict of str to Any
-            The fields, arrays and tuples as lists.
+            The fields, arrays and tuples as lists; a float that JSON cannot hold as the
+            string ``"inf"``, ``"-inf"`` or ``"nan"``.
+
+        Raises
+        ------
+        InputError
+            A field that a report holds as finite numbers (the norms, ranks' errors and
+            energies, singular values, seconds) is not finite.
         """
+        _check_finite_fields(self, _FINITE_FIELDS)
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -334,6 +459,10 @@ class MatrixResult:
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
+            elif isinstance(value, float):
+                # Every float through the one encoding ("inf"/"nan" strings), so that no
+                # field can make json.dumps(allow_nan=False) fail half-way through a report.
+                value = _json_float(value)
             out[f.name] = value
         return out
 
@@ -350,28 +479,50 @@ class MatrixResult:
         -------
         MatrixResult
             Equal to the one that wrote ``data``.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            A field is missing, of the wrong type (a string for a number, a float or a
+            bool for a count...), or not finite where a report holds finite numbers (see
+            :meth:`to_dict`); singular values must also be non-negative and descending.
         """
         check_mapping(data, name="data")
+        name = _read_str(data["name"], "name")
+        file = _read_str(data["file"], "file")
+        shape = _read_list(data["shape"], "shape")
+        if len(shape) != 2:
+            raise ValueError(f"shape must have 2 sides; got {shape!r:.60}")
         return cls(
-            name=str(data["name"]),
-            file=str(data["file"]),
-            shape=(int(data["shape"][0]), int(data["shape"][1])),
-            dtype=str(data["dtype"]),
-            compute_dtype=str(data["compute_dtype"]),
-            norm_fro=float(data["norm_fro"]),
-            spectral_norm=float(data["spectral_norm"]),
-            stable_rank=float(data["stable_rank"]),
-            entropy_effective_rank=float(data["entropy_effective_rank"]),
-            numerical_rank=int(data["numerical_rank"]),
-            numerical_rank_storage=int(data["numerical_rank_storage"]),
-            energy_ranks=tuple((float(e), int(r)) for e, r in data["energy_ranks"]),
-            rank_errors=tuple((int(r), float(err)) for r, err in data["rank_errors"]),
+            name=name,
+            file=file,
+            shape=(_read_int(shape[0], "shape"), _read_int(shape[1], "shape")),
+            dtype=_read_str(data["dtype"], "dtype"),
+            compute_dtype=_read_str(data["compute_dtype"], "compute_dtype"),
+            norm_fro=_read_float(data["norm_fro"], "norm_fro"),
+            spectral_norm=_read_float(data["spectral_norm"], "spectral_norm"),
+            stable_rank=_read_float(data["stable_rank"], "stable_rank"),
+            entropy_effective_rank=_read_float(
+                data["entropy_effective_rank"], "entropy_effective_rank"
+            ),
+            numerical_rank=_read_int(data["numerical_rank"], "numerical_rank"),
+            numerical_rank_storage=_read_int(
+                data["numerical_rank_storage"], "numerical_rank_storage"
+            ),
+            energy_ranks=tuple(
+                (_read_float(e, "energy_ranks"), _read_int(r, "energy_ranks"))
+                for e, r in _read_pairs(data["energy_ranks"], "energy_ranks")
+            ),
+            rank_errors=tuple(
+                (_read_int(r, "rank_errors"), _read_float(err, "rank_errors"))
+                for r, err in _read_pairs(data["rank_errors"], "rank_errors")
+            ),
             # Absent from reports written before the random-matrix view existed.
             random_matrix=None
             if data.get("random_matrix") is None
             else RandomMatrixView.from_dict(data["random_matrix"]),
-            singular_values=np.asarray(data["singular_values"], dtype=np.float64).reshape(-1),
-            seconds=float(data["seconds"]),
+            singular_values=_read_spectrum(data["singular_values"], "singular_values"),
+            seconds=_read_float(data["seconds"], "seconds"),
         )
 
 
@@ -394,10 +545,6 @@ def _same_floats(a: object, b: object) -> bool:
 def _json_overlap(value: float) -> float | None:
     """An overlap for JSON: ``None`` (``null``) where it is undefined (``nan``)."""
     return None if math.isnan(value) else value
-
-
-def _overlap_from_json(value: object) -> float:
-    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _json_float(value: float) -> float | str:
@@ -488,8 +635,9 @@ class UpdateResult(MatrixResult):
         dict of str to Any
             The fields, arrays and tuples as lists.
         """
-        out = super().to_dict()
-        out["relative_size"] = _json_float(self.relative_size)
+        if self.base_singular_values is not None:
+            _check_finite_fields(self, ("base_singular_values",))
+        out = super().to_dict()  # base_norm_fro and relative_size: "inf" where infinite
         out["amplification"] = [
             [r, None if math.isnan(a) else _json_float(a)] for r, a in self.amplification
         ]
@@ -513,18 +661,29 @@ class UpdateResult(MatrixResult):
         """
         delta = MatrixResult.from_dict(data)
         values = {f.name: getattr(delta, f.name) for f in fields(MatrixResult)}
+
+        def undefined_or(field: str, *, finite: bool) -> tuple[tuple[int, float], ...]:
+            # null: undefined (nan); else a number, "inf" where the field allows it.
+            return tuple(
+                (
+                    _read_int(r, field),
+                    math.nan if v is None else _read_float(v, field, finite=finite),
+                )
+                for r, v in _read_pairs(data[field], field)
+            )
+
         return cls(
             **values,
-            base_file=str(data["base_file"]),
-            base_dtype=str(data["base_dtype"]),
-            base_norm_fro=float(data["base_norm_fro"]),
-            relative_size=float(data["relative_size"]),
-            overlap_left=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_left"]),
-            overlap_right=tuple((int(r), _overlap_from_json(v)) for r, v in data["overlap_right"]),
-            amplification=tuple((int(r), _overlap_from_json(v)) for r, v in data["amplification"]),
+            base_file=_read_str(data["base_file"], "base_file"),
+            base_dtype=_read_str(data["base_dtype"], "base_dtype"),
+            base_norm_fro=_read_float(data["base_norm_fro"], "base_norm_fro", finite=False),
+            relative_size=_read_float(data["relative_size"], "relative_size", finite=False),
+            overlap_left=undefined_or("overlap_left", finite=True),
+            overlap_right=undefined_or("overlap_right", finite=True),
+            amplification=undefined_or("amplification", finite=False),
             base_singular_values=None
             if data.get("base_singular_values") is None
-            else np.asarray(data["base_singular_values"], dtype=np.float64).reshape(-1),
+            else _read_spectrum(data["base_singular_values"], "base_singular_values"),
         )
 
 
@@ -593,10 +752,10 @@ class SkippedTensor:
         """
         check_mapping(data, name="data")
         return cls(
-            name=str(data["name"]),
-            file=str(data["file"]),
-            shape=tuple(int(d) for d in data["shape"]),
-            dtype=str(data["dtype"]),
-            code=str(data["code"]),
-            reason=str(data["reason"]),
+            name=_read_str(data["name"], "name"),
+            file=_read_str(data["file"], "file"),
+            shape=tuple(_read_int(d, "shape") for d in _read_list(data["shape"], "shape")),
+            dtype=_read_str(data["dtype"], "dtype"),
+            code=_read_str(data["code"], "code"),
+            reason=_read_str(data["reason"], "reason"),
         )

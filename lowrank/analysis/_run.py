@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import signal
 import threading
@@ -37,6 +38,7 @@ from lowrank.analysis._results import (
     AnalysisOptions,
     MatrixResult,
     SkippedTensor,
+    UpdateResult,
 )
 from lowrank.analysis._update import _analyze_update_pair
 from lowrank.errors import InputError, LowRankError, MissingFileError
@@ -280,9 +282,42 @@ class AnalysisRun:
                 + (f": {detail}" if detail else ""),
                 self.report(),
             ) from exc
+        outcome = self._recordable(outcome, self._futures[future])
         self._outcomes[self._futures[future]] = outcome
         self._write_checkpoint(force=False)
         return outcome
+
+    def _recordable(self, outcome: Outcome, index: int) -> Outcome:
+        """``outcome``, or, when a report cannot hold it, a ``code="error"`` entry saying
+        why: one matrix whose result has a non-finite value where a report holds finite
+        numbers (a base W whose norm overflows float64) must not stop the run's report
+        from being written, nor lose the other matrices."""
+        if not isinstance(outcome, MatrixResult):
+            return outcome
+        reason = ""
+        if isinstance(outcome, UpdateResult) and not math.isfinite(outcome.base_norm_fro):
+            # Its relative size and the base's spectrum are then meaningless too.
+            reason = (
+                "InputError: the base matrix has finite entries, but its Frobenius norm "
+                "exceeds the float64 range (about 1.8e308); divide both checkpoints by a "
+                "power of two to analyse this update"
+            )
+        else:
+            try:
+                outcome.to_dict()
+            except InputError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        if not reason:
+            return outcome
+        info = self.selection.matrices[index]
+        return SkippedTensor(
+            name=info.name,
+            file=str(info.file),
+            shape=info.shape,
+            dtype=info.dtype,
+            code="error",
+            reason=reason,
+        )
 
     # -- ending ---------------------------------------------------------------------------
 
@@ -321,7 +356,8 @@ class AnalysisRun:
         # Whatever had finished is kept even if its result was not yet taken.
         for future in list(self._ready) + list(self._pending):
             if future.done() and not future.cancelled() and future.exception() is None:
-                self._outcomes[self._futures[future]] = future.result()
+                index = self._futures[future]
+                self._outcomes[index] = self._recordable(future.result(), index)
         self._ready.clear()
         self._pending = set()
         self._write_checkpoint(force=True)
