@@ -21,7 +21,6 @@ import gc
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -230,7 +229,6 @@ def dask_executor(address: str, *, timeout: float = 30.0) -> Iterator[Executor]:
             "a clone of lowrank) or pip install 'dask[distributed]'"
         ) from None
     _check_address(address)
-    _check_listening(address, seconds)
     failure = None
     with _quiet_client_del():
         try:
@@ -274,29 +272,6 @@ def _check_address(address: str) -> None:
             f"address must be a scheduler address like 'tcp://host:8786'; got {address!r} "
             f"(port {port} is not in 1..65535)"
         )
-
-
-def _check_listening(address: str, seconds: float) -> None:
-    """Refuse a TCP scheduler address where nothing listens, at once.
-
-    Dask's ``Client`` retries a refused connection until its timeout (30 s by default); a
-    wrong port should not cost that wait. An address that accepts a connection goes on to
-    the ``Client``, which does the handshake.
-    """
-    from distributed.comm.addressing import get_address_host_port, parse_address
-
-    scheme, _ = parse_address(address)
-    if scheme not in ("tcp", "tls"):
-        return
-    host, port = get_address_host_port(address)
-    try:
-        with socket.create_connection((host, port), timeout=seconds):
-            pass
-    except OSError as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise SchedulerError(
-            f"could not connect to the Dask scheduler at {address!r}: {detail}"
-        ) from None
 
 
 @contextmanager
