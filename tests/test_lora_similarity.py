@@ -184,5 +184,9 @@ def test_amplification_factor_takes_factors_in_the_one_order_and_objects():
     for got in (pair, obj):
         assert got.factor == pytest.approx(dense.factor, rel=1e-10)
         assert got.delta_fro == pytest.approx(np.linalg.norm(W1 - W), rel=1e-10)
+    # A dense update takes scaling 1.0 only (the old default, still accepted).
+    assert amplification_factor(W, W1 - W, rank=6, scaling=1.0).factor == pytest.approx(
+        dense.factor, rel=1e-10
+    )
     with pytest.raises(InputError, match="scaling applies to a factored delta_W only"):
-        amplification_factor(W, W1 - W, rank=1, scaling=1.0)
+        amplification_factor(W, W1 - W, rank=1, scaling=2.0)

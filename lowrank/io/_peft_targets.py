@@ -241,7 +241,10 @@ def init_refusal(value: object) -> str | None:
             "fails without it. Save the residual base as the base model and the factors with "
             "init_lora_weights=True"
         )
-    known = ", ".join(repr(v) for v in (True, False, *_PEFT_INITS, "pissa_niter_<K>"))
     lower = value.lower()
-    hint = f" (did you mean {lower!r}?)" if lower in _PEFT_INITS else ""
-    return f"is not a value PEFT accepts{hint}; use one of {known}"
+    if lower in _PEFT_INITS or _PISSA_NITER.fullmatch(lower):
+        # PEFT may still run it (it lower-cases some names), but its docs, its
+        # save_pretrained and lowrank's readers use the lower-case spelling.
+        return f"is not PEFT's spelling of it (did you mean {lower!r}?)"
+    known = ", ".join(repr(v) for v in (True, False, *_PEFT_INITS, "pissa_niter_<K>"))
+    return f"is not a value PEFT accepts; use one of {known}"

@@ -116,9 +116,8 @@ _VARIANTS = (
     "velora_config",
 )
 # init_lora_weights values whose adapters were trained from a modified base. "milora" is
-# not a PEFT value (and is no longer written, see lowrank.io._peft_targets.init_refusal),
-# but folders written by older lowrank versions say it, and they too apply to a residual
-# base.
+# not a PEFT value (and cannot be written, see lowrank.io._peft_targets.init_refusal), but a
+# folder saved with LoRAInit.init as its value says it, and applies to a residual base.
 _RESIDUAL_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga", "milora")
 # PEFT's LoraConfig defaults for the keys lowrank needs, used when a file leaves them out
 # (PEFT's loader requires only peft_type): r=8, lora_alpha=8 (peft/tuners/lora/config.py).

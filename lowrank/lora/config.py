@@ -27,7 +27,6 @@ from lowrank._validation import (
     check_str_sequence,
 )
 from lowrank.errors import InputError
-from lowrank.io._peft_targets import init_refusal
 from lowrank.lora.conventions import _check_positive_rank, lora_scaling
 
 __all__ = ["LoRAConfig", "anchored_patterns", "pattern_key"]
@@ -145,21 +144,22 @@ class LoRAConfig:
     fan_in_fan_out : bool, default False
         The targeted weights are stored ``(in, out)`` (GPT-2's ``Conv1D``).
     init_lora_weights : bool or str, default True
-        How the adapters were initialised, as a value PEFT's ``PeftModel.from_pretrained``
-        loads: ``True``, ``False``, ``"gaussian"``, ``"eva"``, ``"olora"``, ``"pissa"``,
-        ``"pissa_niter_K"``, ``"orthogonal"``, ``"mica"`` or ``"lora_ga"``. An adapter
-        saved with ``"pissa"`` or ``"olora"`` applies to the *residual* base; see
-        :func:`lowrank.lora.pissa_to_lora`. PEFT has no ``"milora"`` (it refuses such a
-        folder): describe a MiLoRA adapter with ``True`` and save its residual base
-        (``LoRAInit.residual``) as the base model, or convert it to plain LoRA.
-        ``"corda"`` and ``"loftq"`` are refused too: PEFT reruns those inits when loading
-        and needs more than the folder for them.
+        How the adapters were initialised (PEFT's value: ``True``, ``"gaussian"``,
+        ``"pissa"``, ``"olora"``, ``"corda"``, ...; any string is kept, so a config PEFT
+        wrote reads back as it is). An adapter saved with ``"pissa"`` or ``"olora"``
+        applies to the *residual* base; see :func:`lowrank.lora.pissa_to_lora`. Writing
+        a folder (``lowrank.io.save_peft_adapter``) accepts only the values
+        ``PeftModel.from_pretrained`` loads from the folder alone: ``True``, ``False``,
+        ``"gaussian"``, ``"eva"``, ``"olora"``, ``"pissa"``, ``"pissa_niter_K"``,
+        ``"orthogonal"``, ``"mica"`` or ``"lora_ga"`` (not ``"corda"``/``"loftq"``, which
+        PEFT reruns at load time, nor ``"milora"``, which PEFT does not know: describe a
+        MiLoRA adapter with ``True`` and save its residual base as the base model).
 
     Raises
     ------
     InputError, RankError
-        Any field of the wrong type or out of range, a pattern key that is not a
-        regular expression, or an ``init_lora_weights`` PEFT cannot load.
+        Any field of the wrong type or out of range, or a pattern key that is not a
+        regular expression.
 
     Examples
     --------
@@ -195,11 +195,6 @@ class LoRAConfig:
             raise InputError(
                 f"init_lora_weights must be a bool or a string; got {self.init_lora_weights!r}"
             )
-        # The config exists to be written for PEFT, so a value PEFT cannot load is refused
-        # here, where it is set, rather than when the folder fails to load in PEFT.
-        refusal = init_refusal(self.init_lora_weights)
-        if refusal is not None:
-            raise InputError(f"init_lora_weights={self.init_lora_weights!r} {refusal}")
 
     def rank_for(self, name: str) -> int:
         """The rank of module ``name`` (``rank_pattern``'s first match, else ``r``).
@@ -335,8 +330,7 @@ class LoRAConfig:
         ------
         InputError
             ``config`` is not a mapping, ``r`` or ``lora_alpha`` is missing, or a value is
-            of the wrong type; ``init_lora_weights`` is not a value PEFT loads (e.g. the
-            ``"milora"`` that older lowrank versions wrote: the message says what to use).
+            of the wrong type.
         RankError
             ``r`` or a ``rank_pattern`` value is not an integer >= 1.
 

@@ -291,7 +291,7 @@ def amplification_factor(
         Notes); default the inner dimension of a factored update. Required for a dense one.
     scaling : float, optional
         :math:`s` for a factored update: default the object's ``scaling``, else 1.0
-        (not given for a dense one).
+        (only 1.0 for a dense one).
 
     Returns
     -------
@@ -375,7 +375,7 @@ def amplification_factor(
     else:
         if rank is None:
             raise InputError("rank is required for a dense delta_W (the LoRA rank r)")
-        if scaling is not None:
+        if scaling is not None and scaling != 1.0:
             raise InputError(f"scaling applies to a factored delta_W only; got {scaling!r}")
         raw = as_array(delta_W, name="delta_W")
         storage_dtype(raw.dtype, name="delta_W")
