@@ -174,24 +174,7 @@ def test_power_law_fit_equals_weightwatchers(compared):
             # The documented way to apply WeightWatcher's absolute cut.
             fits["cut"] = power_law_fit(s[s**2 > WW_EVALS_THRESH], ks="weightwatcher")
         for label, fit in fits.items():
-            where = f"{name} ({label})"
-            assert fit is not None, where
-            assert fit.n_tail == row["num_pl_spikes"], where
-            for key, ours, theirs in [
-                ("alpha", fit.alpha, row["alpha"]),
-                ("xmin", fit.xmin, row["xmin"]),
-                ("D", fit.ks_distance, row["D"]),
-                ("sigma", fit.alpha_stderr, row["sigma"]),
-                ("xmax", fit.xmax, row["xmax"]),
-                ("alpha_weighted", fit.alpha_weighted, row["alpha_weighted"]),
-            ]:
-                diff = _rel(ours, theirs)
-                assert diff <= REL_SAME, f"{where}: {key} {ours!r} vs {theirs!r}"
-                worst[key] = max(worst.get(key, 0.0), diff)
-            flag = (
-                "under-trained" if fit.under_trained else "over-trained" if fit.over_trained else ""
-            )
-            assert row["warning"] == flag, where
+            _compare_fit(fit, row, f"{name} ({label})", REL_SAME, worst)
     # Measured: 25 of the 39 matrices have eigenvalues at or below 1e-5; no fit changes.
     _report(f"power law ({len(cut_matrices)} also fitted with the cut), max relative", worst)
 
@@ -209,23 +192,28 @@ def _compare_fits(cases: list[tuple[str, np.ndarray]], rel: float = REL_SAME) ->
         s = result.singular_values
         # All eigenvalues above WeightWatcher's 1e-5 cut and distinct: the same data.
         assert np.all(s**2 > WW_EVALS_THRESH) and np.unique(s).size == s.size, label
-        fit = result.power_law
-        assert fit is not None, label
-        assert fit.n_tail == row["num_pl_spikes"], label
-        for key, ours, theirs in [
-            ("alpha", fit.alpha, row["alpha"]),
-            ("xmin", fit.xmin, row["xmin"]),
-            ("D", fit.ks_distance, row["D"]),
-            ("sigma", fit.alpha_stderr, row["sigma"]),
-            ("xmax", fit.xmax, row["xmax"]),
-            ("alpha_weighted", fit.alpha_weighted, row["alpha_weighted"]),
-        ]:
-            diff = _rel(ours, theirs)
-            assert diff <= rel, f"{label}: {key} {ours!r} vs {theirs!r}"
-            worst[key] = max(worst.get(key, 0.0), diff)
-        flag = "under-trained" if fit.under_trained else "over-trained" if fit.over_trained else ""
-        assert row["warning"] == flag, label
+        _compare_fit(result.power_law, row, label, rel, worst)
     return worst
+
+
+def _compare_fit(fit, row, where: str, rel: float, worst: dict[str, float]) -> None:
+    """One lowrank fit against WeightWatcher's row: every field within ``rel`` relative
+    (the largest difference per field kept in ``worst``), ``n_tail`` and the flag exactly."""
+    assert fit is not None, where
+    assert fit.n_tail == row["num_pl_spikes"], where
+    for key, ours, theirs in [
+        ("alpha", fit.alpha, row["alpha"]),
+        ("xmin", fit.xmin, row["xmin"]),
+        ("D", fit.ks_distance, row["D"]),
+        ("sigma", fit.alpha_stderr, row["sigma"]),
+        ("xmax", fit.xmax, row["xmax"]),
+        ("alpha_weighted", fit.alpha_weighted, row["alpha_weighted"]),
+    ]:
+        diff = _rel(ours, theirs)
+        assert diff <= rel, f"{where}: {key} {ours!r} vs {theirs!r}"
+        worst[key] = max(worst.get(key, 0.0), diff)
+    flag = "under-trained" if fit.under_trained else "over-trained" if fit.over_trained else ""
+    assert row["warning"] == flag, where
 
 
 def _heavy_tailed_layer(rng: np.random.Generator, m: int, n: int) -> np.ndarray:

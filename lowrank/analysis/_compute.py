@@ -26,6 +26,7 @@ from lowrank.analysis._results import (
     MatrixResult,
     RandomMatrixView,
     SkippedTensor,
+    skipped_tensor,
 )
 from lowrank.curves import rank_error_curve, select_rank
 from lowrank.errors import InputError, LowRankError
@@ -209,14 +210,7 @@ def analyze_tensor(
     try:
         return _load_and_analyze(info, nd_policy, options, start)
     except (LowRankError, MemoryError) as exc:
-        return SkippedTensor(
-            name=info.name,
-            file=str(info.file),
-            shape=info.shape,
-            dtype=info.dtype,
-            code="error",
-            reason=f"{type(exc).__name__}: {exc}",
-        )
+        return skipped_tensor(info, "error", f"{type(exc).__name__}: {exc}")
 
 
 def _load_and_analyze(

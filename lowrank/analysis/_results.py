@@ -759,3 +759,15 @@ class SkippedTensor:
             code=_read_str(data["code"], "code"),
             reason=_read_str(data["reason"], "reason"),
         )
+
+
+def skipped_tensor(info: Any, code: str, reason: str) -> SkippedTensor:
+    """The :class:`SkippedTensor` of a tensor described by ``info`` (a ``TensorInfo``)."""
+    return SkippedTensor(
+        name=info.name,
+        file=str(info.file),
+        shape=info.shape,
+        dtype=info.dtype,
+        code=code,
+        reason=reason,
+    )

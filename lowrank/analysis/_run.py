@@ -39,6 +39,7 @@ from lowrank.analysis._results import (
     MatrixResult,
     SkippedTensor,
     UpdateResult,
+    skipped_tensor,
 )
 from lowrank.analysis._update import _analyze_update_pair
 from lowrank.errors import InputError, LowRankError, MissingFileError
@@ -227,17 +228,7 @@ class AnalysisRun:
             else:
                 failed.append(outcome)
         skipped = (
-            tuple(
-                SkippedTensor(
-                    name=s.info.name,
-                    file=str(s.info.file),
-                    shape=s.info.shape,
-                    dtype=s.info.dtype,
-                    code=s.code,
-                    reason=s.reason,
-                )
-                for s in self.selection.skipped
-            )
+            tuple(skipped_tensor(s.info, s.code, s.reason) for s in self.selection.skipped)
             + self._unpaired
         )
         end = self._end if self._end is not None else time.perf_counter()
@@ -309,15 +300,7 @@ class AnalysisRun:
                 reason = f"{type(exc).__name__}: {exc}"
         if not reason:
             return outcome
-        info = self.selection.matrices[index]
-        return SkippedTensor(
-            name=info.name,
-            file=str(info.file),
-            shape=info.shape,
-            dtype=info.dtype,
-            code="error",
-            reason=reason,
-        )
+        return skipped_tensor(self.selection.matrices[index], "error", reason)
 
     # -- ending ---------------------------------------------------------------------------
 

@@ -26,7 +26,13 @@ from lowrank._operator import dense_input
 from lowrank._typing import Array, ArrayLike
 from lowrank._validation import as_matrix, as_storage_dtype, check_path, check_str
 from lowrank.analysis._compute import _analyze, _check_options
-from lowrank.analysis._results import AnalysisOptions, MatrixResult, SkippedTensor, UpdateResult
+from lowrank.analysis._results import (
+    AnalysisOptions,
+    MatrixResult,
+    SkippedTensor,
+    UpdateResult,
+    skipped_tensor,
+)
 from lowrank.errors import (
     DTypeError,
     LowRankError,
@@ -339,14 +345,7 @@ def _amplification(base: Array, sd: TruncatedSVDResult, rank: int, *, delta_fro:
 
 
 def _skip(info: TensorInfo, code: str, reason: str) -> SkippedTensor:
-    return SkippedTensor(
-        name=info.name,
-        file=str(info.file),
-        shape=info.shape,
-        dtype=info.dtype,
-        code=code,
-        reason=reason,
-    )
+    return skipped_tensor(info, code, reason)
 
 
 def _checkpoint(value: object, *, name: str) -> Path:
