@@ -161,14 +161,19 @@ def test_optimizer_step_reports_an_overflowing_update(optimizer):
 
 
 def test_adamw_second_moment_overflow_is_reported():
-    # g = 1e20 fits float32 but g * g = 1e40 does not: v = inf, and m / sqrt(inf) = 0 would be
-    # a silent zero step on every later call (PyTorch's float32 AdamW does exactly that).
-    assert 1e20 < F32_MAX < 1e40
+    # v += ((1 - beta2) g) g, torch's order: g = 1e21 fits float32 but 1e-3 g^2 = 1e39 does
+    # not: v = inf, and m / sqrt(inf) = 0 would be a silent zero step on every later call
+    # (PyTorch's float32 AdamW does exactly that). g = 1e20 (1e37) steps, as in torch; with
+    # g * g formed first (1e40) it overflowed 31.6x sooner than torch.
+    assert 1e20 < F32_MAX < 1e39
     p = {"w": np.ones(2, np.float32)}
     with pytest.raises(
         NonFiniteError, match=r"optimizer state 'exp_avg_sq' for params\['w'\] overflowed float32"
     ):
-        AdamW(1e-3).step(p, {"w": np.full(2, 1e20, np.float32)})
+        AdamW(1e-3).step(p, {"w": np.full(2, 1e21, np.float32)})
+    p = {"w": np.ones(2, np.float32)}
+    AdamW(1e-3, weight_decay=0.0).step(p, {"w": np.full(2, 1e20, np.float32)})
+    np.testing.assert_allclose(p["w"], 1 - 1e-3, rtol=1e-6)
     # In train() too: W = 1, x = 1e19, y = 0 gives g = 2e38 (fits), g * g does not.
     with pytest.raises(
         NonFiniteError,
@@ -353,3 +358,45 @@ def test_input_docs_state_the_half_precision_rule():
         text = " ".join((doc or "").split())
         assert "must already be in it" not in text
         assert "bfloat16" in text
+
+
+def test_merge_that_overflows_leaves_the_weight_unchanged():
+    # float32, A = B = 1e20: s B A = 1e40 > F32_MAX. Before, W became inf and unmerge gave
+    # NaN; now nothing is merged (PEFT's safe_merge refuses likewise).
+    from lowrank.adapter import LoRALinear
+    from lowrank.errors import NonFiniteError as NFE
+
+    W = np.ones((1, 3), np.float32)
+    layer = LoRALinear.from_factors(
+        W, np.full((1, 3), 1e20, np.float32), np.full((1, 1), 1e20, np.float32), alpha=1.0
+    )
+    with pytest.raises(NFE, match=r"merging 'default' would make base_layer.weight non-finite"):
+        layer.merge()
+    np.testing.assert_array_equal(layer.parameters()["base_layer.weight"], W)
+    assert layer.merged_adapters == ()
+
+
+def test_load_parameters_checks_values_in_the_layers_dtype():
+    # 1e39 is finite in float64 but inf in a float32 layer: refused, and nothing loaded.
+    net = _f32_net([[1.0, 2.0]])
+    with pytest.raises(NonFiniteError, match=r"weight \(in float32\) must contain only finite"):
+        net.load_parameters({"0.weight": np.array([[1e39, 0.0]])})
+    np.testing.assert_array_equal(net.parameters()["0.weight"], [[1.0, 2.0]])
+
+
+def test_train_refuses_misspelt_lr_multipliers_and_another_networks_state():
+    from lowrank.errors import InputError, ShapeError
+
+    x, y = np.ones((2, 2), np.float32), np.zeros((2, 1))
+    net = _f32_net([[1.0, 2.0]])
+    with pytest.raises(InputError, match=r"lr_multipliers has keys .*\['0\.wieght'\]"):
+        train(
+            net, x, y, loss="mse", optimizer=SGD(0.1, lr_multipliers={"0.wieght": 1e-9}), epochs=1
+        )
+    # An AdamW used on a 1 x 2 layer, then on a 1 x 3 one of the same name: a clear error
+    # (was a raw NumPy broadcasting error inside the step).
+    opt = AdamW(1e-3)
+    train(net, x, y, loss="mse", optimizer=opt, epochs=1)
+    other = _f32_net([[1.0, 2.0, 3.0]])
+    with pytest.raises(ShapeError, match="use a new optimizer for a new network"):
+        train(other, np.ones((2, 3), np.float32), y, loss="mse", optimizer=opt, epochs=1)

@@ -65,6 +65,7 @@ from lowrank.adapter._checks import (
     check_bias,
     check_factors,
     check_weight,
+    count_nonfinite,
 )
 from lowrank.adapter.functional import (
     _adapter_backward,
@@ -73,7 +74,7 @@ from lowrank.adapter.functional import (
     _dropout_mask,
 )
 from lowrank.adapter.nn.base import Layer
-from lowrank.errors import InputError, ShapeError, StateError
+from lowrank.errors import InputError, NonFiniteError, ShapeError, StateError
 from lowrank.lora import Extraction, LoRAInit
 from lowrank.lora.conventions import lora_scaling
 
@@ -697,6 +698,9 @@ class LoRALinear(Layer):
             active, or an empty sequence).
         StateError
             An adapter that is already merged (merging twice would add its update twice).
+        NonFiniteError
+            The merged weight would overflow its dtype (as PEFT's ``safe_merge``); the weight
+            is left unchanged and nothing is merged.
 
         Examples
         --------
@@ -727,9 +731,20 @@ class LoRALinear(Layer):
                     f"would add its update twice (call unmerge() first)"
                 )
         W = self._params[_WEIGHT]
-        for n in names:
-            W += self.delta_weight(n)
-            self._merged.append(n)
+        # Into a copy first, committed only if finite: an update that overflows the weight's
+        # dtype would leave W = inf for good (unmerge gives NaN), as PEFT's safe_merge refuses.
+        merged = W.copy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            for n in names:
+                merged += self.delta_weight(n)
+        bad = count_nonfinite(merged)
+        if bad:
+            raise NonFiniteError(
+                f"merging {', '.join(map(repr, names))} would make base_layer.weight non-finite "
+                f"({bad} of {merged.size} entries overflow {W.dtype.name}); nothing was merged"
+            )
+        W[...] = merged
+        self._merged.extend(names)
 
     def unmerge(self) -> None:
         """Subtract the merged adapters' updates from the base weight, last merged first.

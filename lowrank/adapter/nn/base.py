@@ -263,6 +263,11 @@ class Layer(abc.ABC):
             arr = as_float_array(values[n], name=n, dtype=None)
             if arr.shape != current.shape:
                 raise ShapeError(f"{n} must have shape {current.shape}; got {arr.shape}")
+            if arr.dtype != current.dtype:
+                # Checked in the layer's dtype: 1e39 in float64 is inf in a float32 layer.
+                with np.errstate(over="ignore"):
+                    arr = arr.astype(current.dtype)
+                check_finite(arr, name=f"{n} (in {current.dtype.name})")
             checked[n] = arr
         return checked
 

@@ -94,8 +94,11 @@ class SlantedTriangular:
         \qquad
         \eta_t = \eta_{\max}\,\frac{1 + \max(p_t, 0)\,(\mathrm{ratio} - 1)}{\mathrm{ratio}},
 
-    with :math:`d = c\,(1/\mathrm{cut\_frac} - 1)`: equation (3) of Howard & Ruder (2018),
-    exactly, whenever :math:`\lfloor T\,\mathrm{cut\_frac} \rfloor \ge 1`. The rate climbs
+    with :math:`d = c\,(1/\mathrm{cut\_frac} - 1)`: equation (3) of Howard & Ruder (2018)
+    whenever :math:`\lfloor T\,\mathrm{cut\_frac} \rfloor \ge 1`, exactly up to step
+    :math:`c + d`, with :math:`p_t` held at 0 after it (where eq. (3) goes on falling below
+    the floor, to negative rates when :math:`T\,\mathrm{cut\_frac}` is not an integer,
+    e.g. :math:`T = 25`, cut_frac 0.1). The rate climbs
     from :math:`\eta_{\max}/\mathrm{ratio}` to :math:`\eta_{\max}` at step :math:`c`, then
     falls back to :math:`\eta_{\max}/\mathrm{ratio}` at step :math:`c + d =
     c/\mathrm{cut\_frac} \le T` (:math:`= T` when :math:`T\,\mathrm{cut\_frac}` is an
@@ -457,10 +460,12 @@ def train(
     InputError
         Unknown ``loss``, bad ``epochs`` or ``batch_size``, an epoch with no trainable
         parameter, labels out of range, a ``penalty`` that is not an
-        :class:`~lowrank.adapter.nn.L2SP` or anchors a key the network does not have, or an
+        :class:`~lowrank.adapter.nn.L2SP` or anchors a key the network does not have, an
+        optimiser whose ``lr_multipliers`` name a key the network does not have, or an
         ``lr_schedule`` that returns a rate that is not finite and > 0.
     ShapeError, DTypeError
-        ``x`` or ``y`` of the wrong shape or dtype.
+        ``x`` or ``y`` of the wrong shape or dtype, or an optimiser holding state for
+        parameters of another shape or dtype (another network's).
     NonFiniteError
         Non-finite data or parameters, or the run diverged ("training diverged at step
         k (epoch e): ..."): a step's loss is NaN, infinite or beyond the largest number of
@@ -498,6 +503,7 @@ def train(
     if penalty is not None:
         check_instance(penalty, L2SP, name="penalty", what="a lowrank.adapter.nn L2SP")
         penalty._bind(network.parameters(), name="penalty")
+    optimizer._check_for(network.parameters())
     n_epochs = check_int(epochs, name="epochs", minimum=1)
     n = xa.shape[0]
     size = (
