@@ -17,26 +17,45 @@ from typing import IO, Any
 import numpy as np
 
 from lowrank._typing import Array
-from lowrank.errors import DTypeError, FileFormatError, MissingFileError
+from lowrank.errors import DTypeError, FileFormatError
+from lowrank.io._files import open_regular
 from lowrank.io._info import TensorInfo
 
 __all__ = ["list_npy", "list_npz", "load_npy_tensor", "load_npz_tensor"]
 
 _NPY_SUFFIX = ".npy"
-# Errors NumPy's format reader and zipfile raise for malformed or truncated input.
-_READ_ERRORS = (ValueError, SyntaxError, EOFError, OSError, zipfile.BadZipFile, zlib.error)
+# Errors NumPy's format reader and zipfile raise for malformed or truncated input;
+# zipfile raises NotImplementedError for a compression method it lacks and RuntimeError for
+# an encrypted member.
+_READ_ERRORS = (
+    ValueError,
+    SyntaxError,
+    EOFError,
+    OSError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
+# Deflate expands at most 1032-fold (258-byte matches coded in 2 bits); with room for the
+# stream's own headers.
+_MAX_DEFLATE_RATIO = 1032
+_DEFLATE_SLACK = 1024
+# Member data are read in chunks of this size (see _read_member_data).
+_CHUNK = 1 << 24
 
 
-def _read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def _read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype from the ``.npy`` header at the start of ``fp``."""
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
     elif version in ((2, 0), (3, 0)):
         # 3.0 differs from 2.0 only in allowing UTF-8 field names of structured dtypes.
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
     else:
         raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    return tuple(int(d) for d in shape), dtype
+    return tuple(int(d) for d in shape), bool(fortran), dtype
 
 
 def _info(
@@ -60,9 +79,55 @@ def _check_size(where: str, info: TensorInfo, dtype: np.dtype[Any], available: i
         )
 
 
-def _exists(path: Path, kind: str) -> None:
-    if not path.is_file():
-        raise MissingFileError(f"{kind} file '{path}' does not exist")
+def _check_member_size(where: str, zinfo: zipfile.ZipInfo, archive_size: int) -> None:
+    # The central directory's sizes are what the archive claims; a member cannot hold more
+    # compressed bytes than the archive, nor expand beyond what its method allows.
+    claimed, packed = zinfo.file_size, zinfo.compress_size
+    if zinfo.flag_bits & 0x1:  # encrypted: zipfile refuses to open it, with its own message
+        return
+    if packed > archive_size:
+        raise FileFormatError(
+            f"{where} claims {packed} compressed bytes, more than the {archive_size} bytes "
+            "of the whole archive; the archive is corrupt"
+        )
+    if zinfo.compress_type == zipfile.ZIP_STORED and claimed != packed:
+        raise FileFormatError(
+            f"{where} is stored uncompressed, but claims {claimed} bytes in {packed} stored "
+            "bytes; the archive is corrupt"
+        )
+    if (
+        zinfo.compress_type == zipfile.ZIP_DEFLATED
+        and claimed > packed * _MAX_DEFLATE_RATIO + _DEFLATE_SLACK
+    ):
+        raise FileFormatError(
+            f"{where} claims {claimed} bytes, but its {packed} deflated bytes cannot expand "
+            f"to more than {packed * _MAX_DEFLATE_RATIO + _DEFLATE_SLACK}; the archive is "
+            "corrupt"
+        )
+
+
+def _read_member_data(
+    fp: IO[bytes], info: TensorInfo, dtype: np.dtype[Any], fortran: bool
+) -> Array:
+    """The array ``info`` describes, read from ``fp`` (positioned after the ``.npy`` header).
+
+    ``numpy.lib.format.read_array`` allocates the whole array before reading a stream, so a
+    member whose header lies about its shape (and whose archive lies about its size) makes
+    it allocate whatever the header says. Here the buffer grows with the data actually
+    decompressed, and the array is a view of it (no second copy).
+    """
+    buffer = bytearray()
+    while len(buffer) < info.nbytes:
+        chunk = fp.read(min(_CHUNK, info.nbytes - len(buffer)))
+        if not chunk:
+            raise FileFormatError(
+                f"member '{info.name}{_NPY_SUFFIX}' of .npz file '{info.file}' is truncated: "
+                f"its header promises {info.nbytes} bytes of {info.dtype} data of shape "
+                f"{info.shape}, but only {len(buffer)} bytes follow the header"
+            )
+        buffer += chunk
+    flat = np.frombuffer(buffer, dtype=dtype, count=math.prod(info.shape))
+    return flat.reshape(info.shape, order="F" if fortran else "C")
 
 
 def list_npy(path: str | os.PathLike[str]) -> tuple[TensorInfo]:
@@ -72,19 +137,21 @@ def list_npy(path: str | os.PathLike[str]) -> tuple[TensorInfo]:
     ------
     MissingFileError
         ``path`` does not exist.
+    InputError
+        ``path`` is not a regular file (a directory, a named pipe, a device).
     FileFormatError
         The file is not a ``.npy`` file, or is shorter than its header says.
     """
     file = Path(os.path.abspath(os.fspath(path)))
-    _exists(file, ".npy")
-    try:
-        with open(file, "rb") as fp:
-            shape, dtype = _read_npy_header(fp)
-            offset = fp.tell()
-    except _READ_ERRORS as exc:
-        raise FileFormatError(f".npy file '{file}' has an unreadable header: {exc}") from None
+    with open_regular(file, ".npy file") as fp:
+        try:
+            shape, _, dtype = _read_npy_header(fp)
+        except _READ_ERRORS as exc:
+            raise FileFormatError(f".npy file '{file}' has an unreadable header: {exc}") from None
+        offset = fp.tell()
+        size = os.fstat(fp.fileno()).st_size
     info = _info(file.name[: -len(_NPY_SUFFIX)], shape, dtype, file, "npy")
-    _check_size(f".npy file '{file}'", info, dtype, file.stat().st_size - offset)
+    _check_size(f".npy file '{file}'", info, dtype, size - offset)
     return (info,)
 
 
@@ -98,35 +165,42 @@ def list_npz(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
     ------
     MissingFileError
         ``path`` does not exist.
+    InputError
+        ``path`` is not a regular file (a directory, a named pipe, a device).
     FileFormatError
-        The archive is truncated or corrupt, holds a member name twice, or a member is
-        shorter than its header says.
+        The archive is truncated or corrupt, encrypted or compressed by a method Python
+        cannot read, holds a member name twice, or a member is shorter than its header
+        says (or claims a size its compressed data cannot hold).
     """
     file = Path(os.path.abspath(os.fspath(path)))
-    _exists(file, ".npz")
     infos: list[TensorInfo] = []
     seen: set[str] = set()
     member = duplicate = ""
-    try:
-        with zipfile.ZipFile(file) as archive:
-            for zinfo in archive.infolist():
-                member = zinfo.filename
-                if not member.endswith(_NPY_SUFFIX):
-                    continue
-                if member in seen:
-                    duplicate = member
-                    break
-                seen.add(member)
-                with archive.open(zinfo) as fp:
-                    shape, dtype = _read_npy_header(fp)
-                    offset = fp.tell()
-                info = _info(member[: -len(_NPY_SUFFIX)], shape, dtype, file, "npz")
-                where = f"member '{member}' of .npz file '{file}'"
-                _check_size(where, info, dtype, zinfo.file_size - offset)
-                infos.append(info)
-    except _READ_ERRORS as exc:
-        where = f"member '{member}' of " if member else ""
-        raise FileFormatError(f"{where}.npz file '{file}' is unreadable: {exc}") from None
+    with open_regular(file, ".npz file") as handle:
+        archive_size = os.fstat(handle.fileno()).st_size
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                for zinfo in archive.infolist():
+                    member = zinfo.filename
+                    if not member.endswith(_NPY_SUFFIX):
+                        continue
+                    if member in seen:
+                        duplicate = member
+                        break
+                    seen.add(member)
+                    where = f"member '{member}' of .npz file '{file}'"
+                    _check_member_size(where, zinfo, archive_size)
+                    with archive.open(zinfo) as fp:
+                        shape, _, dtype = _read_npy_header(fp)
+                        offset = fp.tell()
+                    info = _info(member[: -len(_NPY_SUFFIX)], shape, dtype, file, "npz")
+                    _check_size(where, info, dtype, zinfo.file_size - offset)
+                    infos.append(info)
+        except FileFormatError:
+            raise
+        except _READ_ERRORS as exc:
+            where = f"member '{member}' of " if member else ""
+            raise FileFormatError(f"{where}.npz file '{file}' is unreadable: {exc}") from None
     if duplicate:
         # numpy.load silently uses the last one, and loading by name cannot tell them apart.
         raise FileFormatError(
@@ -145,6 +219,16 @@ def _check_loaded(info: TensorInfo, array: Array) -> Array:
     return array
 
 
+def _check_header(info: TensorInfo, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    # Checked before any data are read, so that a replaced file's header cannot make the
+    # reader allocate what it says.
+    if (shape, dtype.name) != (info.shape, info.dtype):
+        raise FileFormatError(
+            f"'{info.file}' holds array '{info.name}' as {dtype.name} {shape}, not "
+            f"{info.dtype} {info.shape} as listed; the file was replaced"
+        )
+
+
 def _refuse_objects(info: TensorInfo) -> None:
     if info.dtype == "object":
         raise DTypeError(
@@ -160,46 +244,69 @@ def load_npy_tensor(info: TensorInfo) -> Array:
     ------
     MissingFileError
         The file no longer exists.
+    InputError
+        The path is no longer a regular file.
     DTypeError
         The array holds Python objects.
     FileFormatError
         The file is corrupt or no longer matches ``info``.
     """
-    _exists(info.file, ".npy")
-    _refuse_objects(info)
-    try:
-        with open(info.file, "rb") as fp:
+    with open_regular(info.file, ".npy file") as fp:
+        _refuse_objects(info)
+        try:
+            shape, _, dtype = _read_npy_header(fp)
+            _check_header(info, shape, dtype)
+            available = os.fstat(fp.fileno()).st_size - fp.tell()
+            _check_size(f".npy file '{info.file}'", info, dtype, available)
+            fp.seek(0)
             array: Array = np.lib.format.read_array(fp, allow_pickle=False)
-    except _READ_ERRORS as exc:
-        raise FileFormatError(f".npy file '{info.file}' could not be read: {exc}") from None
+        except FileFormatError:
+            raise
+        except _READ_ERRORS as exc:
+            raise FileFormatError(f".npy file '{info.file}' could not be read: {exc}") from None
     return _check_loaded(info, array)
 
 
 def load_npz_tensor(info: TensorInfo) -> Array:
     """Load one array of a ``.npz`` archive, decompressing only its member.
 
+    Memory: the array's buffer grows with the data decompressed, so a member that lies
+    about its size cannot make the reader allocate what it claims.
+
     Raises
     ------
     MissingFileError
         The file no longer exists.
+    InputError
+        The path is no longer a regular file.
     DTypeError
         The array holds Python objects.
     FileFormatError
         The archive is corrupt (including a CRC mismatch), lacks the member, or the member
         no longer matches ``info``.
     """
-    _exists(info.file, ".npz")
-    _refuse_objects(info)
     member = info.name + _NPY_SUFFIX
-    try:
-        with zipfile.ZipFile(info.file) as archive, archive.open(member) as fp:
-            array: Array = np.lib.format.read_array(fp, allow_pickle=False)
-    except KeyError:
-        raise FileFormatError(
-            f".npz file '{info.file}' has no member '{member}' (was it replaced after listing?)"
-        ) from None
-    except _READ_ERRORS as exc:
-        raise FileFormatError(
-            f"member '{member}' of .npz file '{info.file}' could not be read: {exc}"
-        ) from None
+    with open_regular(info.file, ".npz file") as handle:
+        _refuse_objects(info)
+        archive_size = os.fstat(handle.fileno()).st_size
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                zinfo = archive.getinfo(member)
+                where = f"member '{member}' of .npz file '{info.file}'"
+                _check_member_size(where, zinfo, archive_size)
+                with archive.open(zinfo) as fp:
+                    shape, fortran, dtype = _read_npy_header(fp)
+                    _check_header(info, shape, dtype)
+                    _check_size(where, info, dtype, zinfo.file_size - fp.tell())
+                    array = _read_member_data(fp, info, dtype, fortran)
+        except KeyError:
+            raise FileFormatError(
+                f".npz file '{info.file}' has no member '{member}' (was it replaced after listing?)"
+            ) from None
+        except FileFormatError:
+            raise
+        except _READ_ERRORS as exc:
+            raise FileFormatError(
+                f"member '{member}' of .npz file '{info.file}' could not be read: {exc}"
+            ) from None
     return _check_loaded(info, array)

@@ -37,7 +37,11 @@ Labelled = Sequence[tuple[str, "str | os.PathLike[str] | None"]]
 def _shards(index: Path) -> list[Path]:
     """The shard files an index names, or none if it cannot be read: the reader reports that
     with its own message; here it is only a question of which files must not be replaced."""
-    with contextlib.suppress(OSError, ValueError):
+    # RecursionError: json's decoder recurses once per nested array or object. A FIFO is
+    # not read: open() would wait for a writer forever.
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        if not index.is_file():
+            return []
         parsed = json.loads(index.read_text(encoding="utf-8"))
         weight_map = parsed.get("weight_map") if isinstance(parsed, dict) else None
         if isinstance(weight_map, dict):

@@ -1,33 +1,42 @@
 """Reading and writing ``.safetensors`` files.
 
 Listing uses the header validated by :mod:`lowrank.io._safetensors_header`, so corrupt files
-are reported before the ``safetensors`` library sees them.
+are reported before any data are read.
 
-Tensor data are loaded through the library's NumPy interface
-(``safe_open(path, framework="np").get_tensor(name)``), one tensor at a time. With
-safetensors 0.8 that path returns BF16 tensors as ``ml_dtypes.bfloat16`` arrays once
-``ml_dtypes`` is imported (it registers the dtype name the library asks NumPy for; without
-it the library raises ``TypeError: data type 'bfloat16' not understood``), so ``ml_dtypes``
-is imported first. The same path fails for the FP8 codes (it looks for
-``numpy.float8_e4m3fn``, which does not exist), so those are read directly from the
-validated byte range with :func:`numpy.fromfile` as ``ml_dtypes`` float8 arrays.
+Tensor data are read by lowrank itself, one tensor at a time, from the byte range the
+validated header gives: the file is opened, checked to be the very version the header was
+read from (device, inode, size, mtime, ctime) and to hold the whole range, and the bytes
+are read with ``readinto`` straight into the new array, as the little-endian NumPy (or
+``ml_dtypes`` for bfloat16 and the float8 codes) dtype of the code. The ``safetensors``
+library is not used for reading: it memory-maps the file, and a file truncated in place
+while a tensor is copied out of the map kills the process with ``SIGBUS``; ``read`` instead
+returns fewer bytes, which is reported as a :class:`~lowrank.errors.FileFormatError`.
+The library writes files (``save_file``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from lowrank._typing import Array
 from lowrank._validation import check_path
-from lowrank.errors import DTypeError, FileFormatError, InputError, MissingFileError
+from lowrank.errors import (
+    DTypeError,
+    FileFormatError,
+    InputError,
+    LowRankError,
+    MissingFileError,
+)
 from lowrank.io._atomic import _replace, _target
 from lowrank.io._dtypes import SAFETENSORS_CODES, SAFETENSORS_SAVABLE
+from lowrank.io._files import open_regular
 from lowrank.io._info import TensorInfo
 from lowrank.io._safetensors_header import METADATA_KEY, file_stamp, read_header
 
@@ -84,7 +93,8 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     Raises
     ------
     InputError
-        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is a directory.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is not a regular file
+        (a directory, a named pipe, a device).
     MissingFileError
         ``path`` does not exist.
     FileFormatError
@@ -112,44 +122,70 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(read_header(file).metadata)
 
 
+# Bytes asked of one read() call: Linux returns at most about 2 GiB per call anyway.
+_READ_CHUNK = 1 << 30
+
+
+def _ended(path: Path, done: int, nbytes: int, offset: int) -> NoReturn:
+    raise FileFormatError(
+        f"safetensors file '{path}' ended after {done} of the {nbytes} bytes at offset "
+        f"{offset} its header promises; the file was truncated or replaced"
+    )
+
+
 def _read_raw(
     path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...], stamp: tuple[int, ...]
 ) -> Array:
+    """Read the array of ``dtype`` and ``shape`` stored at ``offset`` of ``path``.
+
+    ``stamp`` is the ``file_stamp`` of the file version the header (and ``offset``) came
+    from; an empty stamp skips that check. The bytes are read into the new array itself,
+    with ``read`` calls, never through a memory map.
+    """
     count = math.prod(shape)
-    with open(path, "rb") as fh:
+    nbytes = count * dtype.itemsize
+    with open_regular(path, "safetensors file") as fh:
+        st = os.fstat(fh.fileno())
         # The header gave the offsets; they hold only for the file version it was read from.
-        if stamp and file_stamp(os.fstat(fh.fileno())) != stamp:
+        if stamp and file_stamp(st) != stamp:
             raise FileFormatError(
                 f"safetensors file '{path}' was replaced while tensors were being read from it"
             )
+        if st.st_size < offset + nbytes:  # checked before the array is allocated
+            _ended(path, max(0, st.st_size - offset), nbytes, offset)
         fh.seek(offset)
-        flat = np.fromfile(fh, dtype=dtype, count=count)
-    if flat.size != count:
-        raise FileFormatError(
-            f"safetensors file '{path}' ended after {flat.size * dtype.itemsize} of the "
-            f"{count * dtype.itemsize} bytes at offset {offset} its header promises; the "
-            "file was truncated or replaced"
-        )
+        flat = np.empty(count, dtype=dtype)
+        view = flat.reshape(-1).view(np.uint8).data
+        done = 0
+        while done < nbytes:
+            # A file truncated meanwhile makes read() return short (then 0): no SIGBUS.
+            got = fh.readinto(view[done : done + _READ_CHUNK])
+            if not got:
+                _ended(path, done, nbytes, offset)
+            done += got
     return flat.reshape(shape)
 
 
 def load_safetensors_tensor(info: TensorInfo) -> Array:
     """Load one tensor of a ``.safetensors`` file in its stored dtype.
 
-    Memory: the library memory-maps the file and copies out this tensor, so peak use is
-    about the tensor's size (plus the page cache of its byte range), not the file's.
+    Memory: only this tensor's bytes are read, straight into the returned array, so peak
+    use is the tensor's size, not the file's. No memory map is used, so a file truncated
+    while it is read gives an error, not a crash.
 
     The header is cached by the file's device, inode, size, mtime and ctime (a file
-    replaced by a same-size copy with the same mtime is read again), and the loaded array
-    is checked against the header: its shape and dtype, and for the float8 codes read by
-    offset, that the file is the one the header came from and holds all the bytes.
+    replaced by a same-size copy with the same mtime is read again), and the data are read
+    only from the file version the header was read from, after checking that it holds the
+    whole byte range.
 
     Raises
     ------
     MissingFileError
         The file no longer exists.
+    InputError
+        The path is no longer a regular file (a directory, a named pipe, a device).
     FileFormatError
-        The file no longer holds the tensor as listed, or the library cannot read it.
+        The file no longer holds the tensor as listed, or was truncated or replaced.
     DTypeError
         The tensor has a packed sub-byte dtype (F4, F6_*), which NumPy cannot hold.
     OSError
@@ -173,33 +209,22 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
             f"tensor '{info.name}' in '{info.file}' has the packed sub-byte dtype {entry.code}, "
             "which cannot be loaded as a NumPy array"
         )
-    import ml_dtypes  # registers bfloat16 and the float8 types with NumPy
-    from safetensors import SafetensorError, safe_open
+    if stored.dtype == "bfloat16" or stored.dtype.startswith("float8"):
+        import ml_dtypes
 
+        dtype = np.dtype(getattr(ml_dtypes, stored.dtype))
+    else:
+        dtype = np.dtype(stored.dtype)
+    # safetensors stores little-endian data; on a little-endian machine this is native.
+    dtype = dtype.newbyteorder("<")
     try:
-        if entry.code.startswith("F8_"):
-            array = _read_raw(
-                info.file,
-                entry.begin,
-                np.dtype(getattr(ml_dtypes, stored.dtype)),
-                stored.shape,
-                header.stamp,
-            )
-        else:
-            with safe_open(os.fspath(info.file), framework="np") as fh:
-                array = fh.get_tensor(info.name)
-    except (SafetensorError, OSError, ValueError, TypeError, AttributeError) as exc:
+        return _read_raw(info.file, entry.begin, dtype, stored.shape, header.stamp)
+    except LowRankError:
+        raise
+    except ValueError as exc:  # e.g. more dimensions than NumPy allows
         raise FileFormatError(
             f"could not read tensor '{info.name}' from safetensors file '{info.file}': {exc}"
-        ) from exc
-    # The library reads its own header: a file replaced since ours was read shows here.
-    if (array.shape, array.dtype.name) != (stored.shape, stored.dtype):
-        raise FileFormatError(
-            f"safetensors file '{info.file}' gave tensor '{info.name}' as {array.dtype.name} "
-            f"{array.shape}, not {stored.dtype} {stored.shape} as its header was read; the "
-            "file was replaced while it was being read"
-        )
-    return array
+        ) from None
 
 
 def _prepare(tensors: Mapping[str, Array]) -> dict[str, Array]:
@@ -285,7 +310,26 @@ def save_safetensors(
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise InputError(f"metadata must map strings to strings; got {metadata!r}")
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
-    with _replace(_target(file)) as temp:
-        save_file(prepared, temp, metadata=dict(metadata) if metadata is not None else None)
+    target = _target(file)
+    with _replace(target) as temp:
+        try:
+            save_file(prepared, temp, metadata=dict(metadata) if metadata is not None else None)
+        except SafetensorError as exc:
+            raise _write_error(exc, target) from exc
+
+
+def _write_error(exc: Exception, target: Path) -> Exception:
+    """The documented error for the library's ``SafetensorError`` while writing ``target``.
+
+    The library reports an I/O failure (a full disk, a file-size limit) as text ending in
+    "(os error N)", not as an ``OSError``: that becomes ``OSError(N, ...)`` naming the
+    file. Anything else is a tensor the library refused.
+    """
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found:
+        errno = int(found.group(1))
+        return OSError(errno, os.strerror(errno), os.fspath(target))
+    return InputError(f"could not write safetensors file '{target}': {exc}")

@@ -14,23 +14,27 @@ accepted here opens there).
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from lowrank.errors import FileFormatError, MissingFileError
+from lowrank.errors import FileFormatError
 from lowrank.io._dtypes import SAFETENSORS_CODES
+from lowrank.io._files import open_regular
 from lowrank.io._info import TensorInfo
 
 __all__ = ["METADATA_KEY", "Entry", "Header", "file_stamp", "read_header"]
 
 # The library's own limit; a larger "header" is a corrupt length field.
 _MAX_HEADER_BYTES = 100_000_000
+# NumPy's limit for a dimension and for an array's byte size (intp); a shape beyond it can
+# be neither held nor loaded, even when a zero dimension makes the tensor empty.
+_MAX_INTP = 2**63 - 1
 METADATA_KEY = "__metadata__"
 
 
@@ -90,6 +94,7 @@ def _parse_entry(
         raise FileFormatError(
             f"{where} shape must be a list of non-negative integers; got {shape!r}"
         )
+    _check_shape_size(where, shape, SAFETENSORS_CODES[code].bits)
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -100,7 +105,10 @@ def _parse_entry(
             f"{where} data_offsets must be [begin, end] with 0 <= begin <= end; got {offsets!r}"
         )
     begin, end = offsets
-    bits = math.prod(shape) * SAFETENSORS_CODES[code].bits
+    elements = 1
+    for d in shape:
+        elements *= d  # bounded by _check_shape_size
+    bits = elements * SAFETENSORS_CODES[code].bits
     if bits % 8:
         raise FileFormatError(f"{where} shape {shape} of dtype {code} does not fill whole bytes")
     if end > data_size:
@@ -114,6 +122,25 @@ def _parse_entry(
             f"{shape} of dtype {code} needs {bits // 8} bytes"
         )
     return code, shape, begin, end
+
+
+def _check_shape_size(where: str, shape: list[int], bits: int) -> None:
+    # The library refuses a shape whose element count overflows (it computes it in usize),
+    # and NumPy one with a dimension or a byte size (zero dimensions left out) beyond intp.
+    # Refused here, at listing, rather than when the file is read: the library then refuses
+    # the whole file, the valid tensors in it too.
+    size = -(-bits // 8)
+    for d in shape:
+        if d > _MAX_INTP:
+            raise FileFormatError(
+                f"{where} has the impossible shape {shape}: dimension {d} exceeds 2**63 - 1"
+            )
+        if d:
+            size *= d
+            if size > _MAX_INTP:
+                raise FileFormatError(
+                    f"{where} has the impossible shape {shape}: its size overflows 64 bits"
+                )
 
 
 def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int) -> None:
@@ -138,26 +165,31 @@ def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int)
         )
 
 
-def _read_header_uncached(path: Path, file_size: int) -> Header:
-    with open(path, "rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) < 8:
-            raise FileFormatError(
-                f"safetensors file '{path}' is truncated: it holds {len(prefix)} bytes, "
-                "fewer than the 8-byte header length"
-            )
-        (length,) = struct.unpack("<Q", prefix)
-        if length > file_size - 8:
-            raise FileFormatError(
-                f"safetensors file '{path}' is truncated or not a safetensors file: its header "
-                f"length field says {length} bytes, but only {file_size - 8} bytes follow it"
-            )
-        if length > _MAX_HEADER_BYTES:
-            raise FileFormatError(
-                f"safetensors file '{path}' has a header length of {length} bytes, more than "
-                f"the format's limit of {_MAX_HEADER_BYTES}; the file is corrupt"
-            )
-        raw = fh.read(length)
+def _read_header_uncached(fh: BinaryIO, path: Path, file_size: int) -> Header:
+    fh.seek(0)
+    prefix = fh.read(8)
+    if len(prefix) < 8:
+        raise FileFormatError(
+            f"safetensors file '{path}' is truncated: it holds {len(prefix)} bytes, "
+            "fewer than the 8-byte header length"
+        )
+    (length,) = struct.unpack("<Q", prefix)
+    if length > file_size - 8:
+        raise FileFormatError(
+            f"safetensors file '{path}' is truncated or not a safetensors file: its header "
+            f"length field says {length} bytes, but only {file_size - 8} bytes follow it"
+        )
+    if length > _MAX_HEADER_BYTES:
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header length of {length} bytes, more than "
+            f"the format's limit of {_MAX_HEADER_BYTES}; the file is corrupt"
+        )
+    raw = fh.read(length)
+    if len(raw) < length:
+        raise FileFormatError(
+            f"safetensors file '{path}' ended after {8 + len(raw)} bytes, inside its "
+            f"{length}-byte header; the file was truncated while it was being read"
+        )
     try:
         parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError as exc:
@@ -173,6 +205,16 @@ def _read_header_uncached(path: Path, file_size: int) -> Header:
     except _DuplicateKeyError as exc:
         raise FileFormatError(
             f"safetensors file '{path}' has a header that names '{exc.args[0]}' twice"
+        ) from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header that nests JSON arrays or objects too "
+            "deeply to be read; the file is corrupt or not a safetensors file"
+        ) from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise FileFormatError(
+            f"safetensors file '{path}' has a header that is not valid JSON ({exc}); the "
+            "file is corrupt or not a safetensors file"
         ) from None
     if not isinstance(parsed, dict):
         raise FileFormatError(
@@ -218,29 +260,41 @@ def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-@functools.lru_cache(maxsize=32)
-def _read_header_cached(path: Path, stamp: tuple[int, int, int, int, int]) -> Header:
-    # Keyed by the file's stamp so that a replaced or rewritten file is parsed again; a
-    # worker that loads many tensors of one shard parses its (possibly megabyte-sized)
-    # header once.
-    header = _read_header_uncached(path, stamp[2])
-    return Header(entries=header.entries, metadata=header.metadata, stamp=stamp)
+_CACHE_SIZE = 32
+_cache: OrderedDict[tuple[Path, tuple[int, ...]], Header] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def read_header(path: Path) -> Header:
     """The validated header of the safetensors file at the absolute ``path``.
 
+    Headers are cached by the file's stamp (see ``file_stamp``), so that a replaced or
+    rewritten file is parsed again, while a worker that loads many tensors of one shard
+    parses its (possibly megabyte-sized) header once.
+
     Raises
     ------
     MissingFileError
         ``path`` does not exist.
+    InputError
+        ``path`` is not a regular file (a directory, a FIFO, a device).
     FileFormatError
         The header is truncated, not JSON, or inconsistent (see the module docstring).
     OSError
         The file cannot be read (permissions, I/O error).
     """
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise MissingFileError(f"safetensors file '{path}' does not exist") from None
-    return _read_header_cached(path, file_stamp(st))
+    with open_regular(path, "safetensors file") as fh:
+        stamp = file_stamp(os.fstat(fh.fileno()))
+        key = (path, stamp)
+        with _cache_lock:
+            cached = _cache.get(key)
+            if cached is not None:
+                _cache.move_to_end(key)
+                return cached
+        parsed = _read_header_uncached(fh, path, stamp[2])
+    header = Header(entries=parsed.entries, metadata=parsed.metadata, stamp=stamp)
+    with _cache_lock:
+        _cache[key] = header
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return header

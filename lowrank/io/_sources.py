@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from lowrank._typing import Array
 from lowrank._validation import check_path
 from lowrank.errors import FileFormatError, InputError, MissingFileError
+from lowrank.io._files import describe_mode, open_regular
 from lowrank.io._info import TensorInfo
 from lowrank.io._npy import list_npy, list_npz, load_npy_tensor, load_npz_tensor
 from lowrank.io._safetensors import list_safetensors, load_safetensors_tensor
@@ -37,11 +40,18 @@ _LOADERS: dict[str, Callable[[TensorInfo], Array]] = {
 _FILE_LISTERS = {".safetensors": list_safetensors, ".npz": list_npz, ".npy": list_npy}
 
 
+def _leaves_directory(shard: str) -> bool:
+    # Shards are files of the index's directory (or below it): an absolute name, a drive,
+    # or a ".." component would let a downloaded index read any file of the machine.
+    parts = shard.replace("\\", "/").split("/")
+    return os.path.isabs(shard) or bool(os.path.splitdrive(shard)[0]) or ".." in parts
+
+
 def _list_index(index: Path) -> tuple[TensorInfo, ...]:
+    with open_regular(index, "index file") as fh:
+        raw = fh.read()
     try:
-        parsed = json.loads(index.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"index file '{index}' is not valid JSON: {exc}") from None
+        parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except _DuplicateKeyError as exc:
         # json keeps the last of repeated keys; a weight_map naming a tensor twice is
         # ambiguous about its shard.
@@ -49,6 +59,13 @@ def _list_index(index: Path) -> tuple[TensorInfo, ...]:
             f"index file '{index}' names '{exc.args[0]}' twice; each key (each tensor of "
             "the weight_map) must appear once"
         ) from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise FileFormatError(
+            f"index file '{index}' nests JSON arrays or objects too deeply to be read; it is "
+            "not a sharded checkpoint's index"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits
+        raise FileFormatError(f"index file '{index}' is not valid JSON: {exc}") from None
     weight_map = parsed.get("weight_map") if isinstance(parsed, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise FileFormatError(
@@ -60,12 +77,12 @@ def _list_index(index: Path) -> tuple[TensorInfo, ...]:
     for name, shard in weight_map.items():
         if shard not in shards:
             shard_path = index.parent / shard
-            if not shard.endswith(".safetensors") or os.path.isabs(shard):
+            if not shard.endswith(".safetensors") or _leaves_directory(shard):
                 raise FileFormatError(
                     f"index file '{index}' maps tensor '{name}' to '{shard}'; shards must be "
-                    ".safetensors files named relative to the index's directory"
+                    ".safetensors files named relative to the index's directory, inside it"
                 )
-            if not shard_path.is_file():
+            if not shard_path.exists():
                 raise MissingFileError(
                     f"index file '{index}' maps tensor '{name}' to shard '{shard}', "
                     f"but '{shard_path}' does not exist"
@@ -132,11 +149,12 @@ def list_tensors(path: str | os.PathLike[str]) -> tuple[TensorInfo, ...]:
         supported file.
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, has an unsupported suffix,
-        or is a directory that holds several index files.
+        is neither a regular file nor a directory (a named pipe, a device), or is a
+        directory that holds several index files.
     FileFormatError
-        A file is truncated or corrupt, an index is malformed, names a tensor twice or
-        names a tensor its shard lacks, an ``.npz`` holds a member twice, or two files of a
-        directory hold the same tensor name.
+        A file is truncated or corrupt, an index is malformed, names a tensor twice,
+        names a tensor its shard lacks or a shard outside its directory, an ``.npz``
+        holds a member twice, or two files of a directory hold the same tensor name.
     OSError
         A file cannot be read (permissions, I/O error).
 
@@ -170,11 +188,24 @@ def _list_tensors(path: Path, *, name: str = "path") -> tuple[TensorInfo, ...]:
     that is the sentence the command line shows for a missing checkpoint.
     """
     file = Path(os.path.abspath(path))
-    if not file.exists():
-        given = "" if name == "path" else f" as {name}"
-        raise MissingFileError(f"path must be an existing file or directory; got '{file}'{given}")
-    if file.is_dir():
+    given = "" if name == "path" else f" as {name}"
+    try:
+        mode = file.stat().st_mode
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise
+        loop = " (a symbolic link loop)" if exc.errno == errno.ELOOP else ""
+        raise MissingFileError(
+            f"path must be an existing file or directory; got '{file}'{given}{loop}"
+        ) from None
+    if stat.S_ISDIR(mode):
         return _list_directory(file)
+    if not stat.S_ISREG(mode):
+        # open() on a named pipe would wait for a writer forever.
+        raise InputError(
+            f"path must be a regular file or a directory; got '{file}'{given}, which is "
+            f"{describe_mode(mode)}"
+        )
     if file.name.endswith(_INDEX_SUFFIX):
         return _list_index(file)
     lister = _FILE_LISTERS.get(file.suffix)

@@ -971,6 +971,15 @@ def _write_folder(path: Path, tensors: dict[str, Array], config_text: str, overw
     try:
         _write_pair(staging, tensors, config_text)
         os.rename(staging, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        # A write error (a full disk) names the file in the hidden staging folder, which
+        # is gone now; the caller asked for the file in ``path``.
+        filename = None if exc.filename is None else os.fspath(exc.filename)
+        if exc.errno is None or filename is None or Path(filename).parent != staging:
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path / Path(filename).name)) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
