@@ -3,23 +3,30 @@
 Listing uses the header validated by :mod:`lowrank.io._safetensors_header`, so corrupt files
 are reported before any data are read.
 
-Tensor data are read by lowrank itself, one tensor at a time, from the byte range the
-validated header gives: the file is opened, checked to be the very version the header was
-read from (device, inode, size, mtime, ctime) and to hold the whole range, and the bytes
-are read with ``readinto`` straight into the new array, as the little-endian NumPy (or
-``ml_dtypes`` for bfloat16 and the float8 codes) dtype of the code. The ``safetensors``
-library is not used for reading: it memory-maps the file, and a file truncated in place
-while a tensor is copied out of the map kills the process with ``SIGBUS``; ``read`` instead
-returns fewer bytes, which is reported as a :class:`~lowrank.errors.FileFormatError`.
-The library writes files (``save_file``).
+Tensor data are loaded one tensor at a time. First the file is opened and checked to be a
+regular file, the very version the header was read from (device, inode, size, mtime,
+ctime), and long enough for the tensor's byte range, so that a file replaced or truncated
+since it was listed is a :class:`~lowrank.errors.FileFormatError`. Then the library reads
+it through its NumPy interface (``safe_open(path, framework="np").get_tensor(name)``). With
+safetensors 0.8 that path returns BF16 tensors as ``ml_dtypes.bfloat16`` arrays once
+``ml_dtypes`` is imported (it registers the dtype name the library asks NumPy for), so
+``ml_dtypes`` is imported first. The same path fails for the FP8 codes (it looks for
+``numpy.float8_e4m3fn``, which does not exist), so those are read from the validated byte
+range with ``readinto`` as ``ml_dtypes`` float8 arrays.
+
+The library memory-maps the file: a file truncated in place *while* a tensor is copied out
+of the map kills the process with ``SIGBUS``, as it does every reader of the format that
+maps files (PyTorch's and Hugging Face's included). Only that window remains; truncation or
+replacement before the read is caught by the checks above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,7 +38,6 @@ from lowrank.errors import (
     DTypeError,
     FileFormatError,
     InputError,
-    LowRankError,
     MissingFileError,
 )
 from lowrank.io._atomic import _replace, _target
@@ -133,6 +139,22 @@ def _ended(path: Path, done: int, nbytes: int, offset: int) -> NoReturn:
     )
 
 
+@contextlib.contextmanager
+def _checked_file(path: Path, offset: int, nbytes: int, stamp: tuple[int, ...]) -> Iterator[Any]:
+    """``path`` opened, a regular file, the version ``stamp`` describes (an empty stamp
+    skips that check), and holding ``nbytes`` bytes at ``offset``."""
+    with open_regular(path, "safetensors file") as fh:
+        st = os.fstat(fh.fileno())
+        # The header gave the offsets; they hold only for the file version it was read from.
+        if stamp and file_stamp(st) != stamp:
+            raise FileFormatError(
+                f"safetensors file '{path}' was replaced while tensors were being read from it"
+            )
+        if st.st_size < offset + nbytes:  # checked before anything is allocated or mapped
+            _ended(path, max(0, st.st_size - offset), nbytes, offset)
+        yield fh
+
+
 def _read_raw(
     path: Path, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...], stamp: tuple[int, ...]
 ) -> Array:
@@ -144,15 +166,7 @@ def _read_raw(
     """
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
-    with open_regular(path, "safetensors file") as fh:
-        st = os.fstat(fh.fileno())
-        # The header gave the offsets; they hold only for the file version it was read from.
-        if stamp and file_stamp(st) != stamp:
-            raise FileFormatError(
-                f"safetensors file '{path}' was replaced while tensors were being read from it"
-            )
-        if st.st_size < offset + nbytes:  # checked before the array is allocated
-            _ended(path, max(0, st.st_size - offset), nbytes, offset)
+    with _checked_file(path, offset, nbytes, stamp) as fh:
         fh.seek(offset)
         flat = np.empty(count, dtype=dtype)
         view = flat.reshape(-1).view(np.uint8).data
@@ -169,9 +183,9 @@ def _read_raw(
 def load_safetensors_tensor(info: TensorInfo) -> Array:
     """Load one tensor of a ``.safetensors`` file in its stored dtype.
 
-    Memory: only this tensor's bytes are read, straight into the returned array, so peak
-    use is the tensor's size, not the file's. No memory map is used, so a file truncated
-    while it is read gives an error, not a crash.
+    Memory: the library memory-maps the file and copies out this tensor (float8 tensors
+    are read straight into their array), so peak use is about the tensor's size (plus the
+    page cache of its byte range), not the file's.
 
     The header is cached by the file's device, inode, size, mtime and ctime (a file
     replaced by a same-size copy with the same mtime is read again), and the data are read
@@ -209,22 +223,36 @@ def load_safetensors_tensor(info: TensorInfo) -> Array:
             f"tensor '{info.name}' in '{info.file}' has the packed sub-byte dtype {entry.code}, "
             "which cannot be loaded as a NumPy array"
         )
-    if stored.dtype == "bfloat16" or stored.dtype.startswith("float8"):
-        import ml_dtypes
+    import ml_dtypes  # registers bfloat16 and the float8 types with NumPy
 
-        dtype = np.dtype(getattr(ml_dtypes, stored.dtype))
-    else:
-        dtype = np.dtype(stored.dtype)
-    # safetensors stores little-endian data; on a little-endian machine this is native.
-    dtype = dtype.newbyteorder("<")
-    try:
-        return _read_raw(info.file, entry.begin, dtype, stored.shape, header.stamp)
-    except LowRankError:
-        raise
-    except ValueError as exc:  # e.g. more dimensions than NumPy allows
+    if entry.code.startswith("F8_"):
+        # safetensors stores little-endian data; on a little-endian machine this is native.
+        dtype = np.dtype(getattr(ml_dtypes, stored.dtype)).newbyteorder("<")
+        try:
+            return _read_raw(info.file, entry.begin, dtype, stored.shape, header.stamp)
+        except ValueError as exc:  # e.g. more dimensions than NumPy allows
+            raise FileFormatError(
+                f"could not read tensor '{info.name}' from safetensors file '{info.file}': {exc}"
+            ) from None
+    from safetensors import SafetensorError, safe_open
+
+    nbytes = math.prod(stored.shape) * SAFETENSORS_CODES[entry.code].bits // 8
+    with _checked_file(info.file, entry.begin, nbytes, header.stamp):
+        try:
+            with safe_open(os.fspath(info.file), framework="np") as fh:
+                array: Array = fh.get_tensor(info.name)
+        except (SafetensorError, OSError, ValueError, TypeError, AttributeError) as exc:
+            raise FileFormatError(
+                f"could not read tensor '{info.name}' from safetensors file '{info.file}': {exc}"
+            ) from None
+    # The library reads its own header: a file replaced since ours was read shows here.
+    if (array.shape, array.dtype.name) != (stored.shape, stored.dtype):
         raise FileFormatError(
-            f"could not read tensor '{info.name}' from safetensors file '{info.file}': {exc}"
-        ) from None
+            f"safetensors file '{info.file}' gave tensor '{info.name}' as {array.dtype.name} "
+            f"{array.shape}, not {stored.dtype} {stored.shape} as its header was read; the "
+            "file was replaced while it was being read"
+        )
+    return array
 
 
 def _prepare(tensors: Mapping[str, Array]) -> dict[str, Array]:
