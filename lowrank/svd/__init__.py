@@ -404,11 +404,18 @@ def truncated_svd(
     :math:`j > i`; a value that converged quickly to the edge of a close pair across it
     looks converged by its own growth). The iteration stops when that is below
     ``value_tol`` — if the previous check's estimate was not exceeded by the growth since
-    (a rate fitted across a change of convergence phase is too optimistic), and if no run
+    (a rate fitted across a change of convergence phase is too optimistic), if the
+    residuals :math:`\|Av_i - \tilde\sigma_i u_i\|` of the top triplets (from the next
+    step's first product, :math:`A^H u_i = \tilde\sigma_i v_i` holds exactly) bound the
+    errors within ``value_tol`` by the linear and Kato–Temple quadratic residual bounds,
+    the gaps taken to the neighbouring Ritz values (an unresolved cluster has large
+    residuals and small gaps), and if no run
     of nearly equal Ritz values may hide further copies of a repeated singular value (a
     block Krylov space holds at most one direction per start vector of each singular
     subspace: a plateau longer than the block — counting values still climbing into it —
-    is widened with fresh random directions and converged again). With
+    is widened with fresh random directions and converged again, at least once even
+    when its values agree within ``value_tol``, since a value just above it emerges
+    slowly). With
     ``excess_tol`` the same is done for the captured energy :math:`\sum_{i\le r}
     \tilde\sigma_i^2`, value by value; a value whose growth does not shrink yet (near the
     rank of a flat spectrum) is capped by the extrapolated end of the values above it,
@@ -435,7 +442,11 @@ def truncated_svd(
     ``value_tol``). For example, in float32 with values from 3 to 1 followed by values
     near 1e-4 inside the top 20, the 19th value came out 1.9 % off with ``converged=True``
     (float32 LAPACK: 0.6 % off; in float64 the same call is off by 3e-13). The same holds
-    for ``excess_tol`` when the optimal residual is near :math:`\varepsilon\|A\|_F`.
+    for ``excess_tol`` when the optimal residual is at the rounding level of the captured
+    energy, about :math:`(\varepsilon\sigma_1\sum_{i\le r}\sigma_i)^{1/2}` (a matrix of
+    rank below ``rank``); above that, energy that stops moving at its rounding level is
+    not taken for convergence (``excess_estimate`` reports the residual's uncertainty it
+    leaves, and the space grows on).
     Where such values matter, compute in float64.
 
     **The svds methods** (``"arpack"``, ``"propack"``, ``"lobpcg"``). SciPy's result is

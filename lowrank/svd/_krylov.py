@@ -14,7 +14,12 @@ from lowrank._operator import MatrixInput
 from lowrank._typing import Array
 from lowrank.errors import InputError
 from lowrank.svd._banded import banded_ritz_values
-from lowrank.svd._convergence import NOISE_EPS, Progress, hidden_multiplicity
+from lowrank.svd._convergence import (
+    NOISE_EPS,
+    Progress,
+    hidden_multiplicity,
+    residual_value_bounds,
+)
 from lowrank.svd._lapack import empty_result, exact_svd, lapack_svd
 from lowrank.svd._numpy_lapack import Tridiagonal, tridiagonalize
 from lowrank.svd._orthogonalize import Basis, gaussian, orthonormalize, wide_dtype
@@ -258,6 +263,8 @@ class _Recurrence:
         self.L: Array | None = None  # A^H Q_{k-1} = ... + P_k L: A P_k has Q_{k-1} L^H
         self.capacity = first.shape[1]  # random start directions (see hidden_multiplicity)
         self.steps = self.passes = 0
+        # (Q_{k+1}, R_{k+1}) of the next step's first half, computed ahead by peek().
+        self.ahead: tuple[Array, Array] | None = None
         self.flop_cost = 8.0 if mat.dtype.kind == "c" else 2.0
 
     @property
@@ -269,9 +276,9 @@ class _Recurrence:
         """One step (two passes over ``A``); returns its modelled seconds."""
         mat, P, Q = self.mat, self.P, self.Q
         m, n = mat.shape
-        Y = mat.matmat(self.newest)
-        local = None if self.L is None else (Q.size - self.L.shape[1], self.L.conj().T)
-        Qk, _, Rk = orthonormalize(Y, Q.view, Q.room, self.rng, local=local)
+        width = self.newest.shape[1]
+        Qk, Rk = self.peek()
+        self.ahead = None
         Q.append(Qk)
         Z = mat.rmatmat(Qk)
         lp = P.size
@@ -281,14 +288,28 @@ class _Recurrence:
         P.append(self.newest)
         self.rows.append((D.conj().T, self.L.conj().T))
         self.steps += 1
-        self.passes += 2
+        self.passes += 1
         cost = self.flop_cost
-        basis_flops = m * Q.size * Y.shape[1] + n * lp * Qk.shape[1]
+        basis_flops = m * Q.size * width + n * lp * Qk.shape[1]
         return float(
-            _pass_seconds(m, n, Y.shape[1], cost)
+            _pass_seconds(m, n, width, cost)
             + _pass_seconds(m, n, Qk.shape[1], cost)
             + cost * 4.0 * basis_flops / _GEMM_FLOPS_PER_SECOND
         )
+
+    def peek(self) -> tuple[Array, Array]:
+        r"""The first half of the next step, done now and kept for it: :math:`AP_{k+1}`
+        orthonormalised against :math:`Q`, :math:`(I - QQ^H)AP_{k+1} = Q_{k+1}R_{k+1}` (one
+        pass over ``A``). :math:`R_{k+1}` gives the residuals of the Ritz triplets
+        (:func:`_residuals`)."""
+        if self.ahead is None:
+            Q = self.Q
+            Y = self.mat.matmat(self.newest)
+            local = None if self.L is None else (Q.size - self.L.shape[1], self.L.conj().T)
+            Qk, _, Rk = orthonormalize(Y, Q.view, Q.room, self.rng, local=local)
+            self.ahead = (Qk, Rk)
+            self.passes += 1
+        return self.ahead
 
     def widen(self, width: int) -> None:
         """Add ``width`` fresh random directions to the newest block (see
@@ -297,6 +318,7 @@ class _Recurrence:
         fresh = _fresh_directions(self.P, min(width, self.P.room), self.rng)
         if not fresh.shape[1]:
             return
+        self.ahead = None  # the newest block changes: its product is no longer the next one
         self.P.append(fresh)
         self.newest = np.concatenate([self.newest, fresh], axis=1)
         Dh, Lh = self.rows[-1]
@@ -385,13 +407,14 @@ def _block_krylov(
     eps = compute_eps(mat.dtype)
     rec = _Recurrence(mat, block, max_steps, rng)
     norm_fro = mat.frobenius_norm()
-    progress = Progress(rank, eps, norm_fro, criterion)
+    progress = Progress(rank, eps, norm_fro, criterion, size=max(mat.shape))
     schedule = _CheckSchedule()
     converged = False
     # Ritz values for the checks need only a fraction of the target's accuracy.
     check_accuracy = max(eps / 16.0, (tol or 0.0) / 100.0)
     # step, B, values, the Gram matrix's reduction
     checked: tuple[int, Array, Array, _Reduced | None] | None = None
+    claimed: tuple[Array, Array, Array, Array] | None = None  # the triplets of the claim
     previous: Array | None = None  # all Ritz values at the check before
     while rec.steps < max_steps:
         step_seconds = rec.step()
@@ -421,15 +444,68 @@ def _block_krylov(
         check_cost = seconds / max(step_seconds, 1e-12)
         schedule.plan(rec.steps, progress.steps_to(tol), check_cost, rec.Q.size, block)
         if progress.reached(tol):
-            if not hidden_multiplicity(values, rank, rec.capacity, eps, tol, previous):
-                converged = True
-                break
-            rec.widen(block)
-            checked = None  # the widened space has more columns than the checked projection
-            progress.restart()
-            schedule.next_check = None
+            widened = rec.capacity > block
+            if hidden_multiplicity(values, rank, rec.capacity, eps, tol, previous, widened):
+                rec.widen(block)
+                checked = None  # the widened space has more columns than the projection
+                progress.restart()
+                schedule.next_check = None
+            else:
+                if B is None:
+                    B = rec.projection()
+                    reduced = None
+                known = None if reduced is None else (values, reduced)
+                triplets = _ritz_triplets(B, rank, eps / 16.0, known)
+                checked = None
+                if criterion != "values" or _residuals_confirm(
+                    rec, triplets, tol, eps, previous, progress
+                ):
+                    claimed = triplets
+                    converged = True
+                    break
+                # Not converged: check again when the growth model's rate would bring the
+                # residual bound down to the target (the bound is the value estimate now).
+                schedule.next_check = rec.steps + progress.steps_to(tol)
+                if progress.steps_to(tol) >= (1 << 30):
+                    schedule.next_check = None
         previous = values
-    return _krylov_result(mat, rank, rec, progress, checked, converged, tol, criterion, block)
+    return _krylov_result(
+        mat, rank, rec, progress, checked, converged, tol, criterion, block, claimed
+    )
+
+
+def _residuals_confirm(
+    rec: _Recurrence,
+    triplets: tuple[Array, Array, Array, Array],
+    tol: float,
+    eps: float,
+    previous: Array | None,
+    progress: Progress,
+) -> bool:
+    r"""Whether the residuals of the top Ritz triplets confirm a claim that the top values
+    are within ``tol`` (relative, plus the rounding level :math:`\varepsilon\sqrt{\max(m,
+    n)}\,\sigma_1`): :func:`residual_value_bounds`, with :math:`\eta_i = \|(I - QQ^H)
+    AP_{k+1}y_i\| = \|R_{k+1}y_i\|` for :math:`y_i` the rows of :math:`v_i` on the newest
+    block (:math:`A^H u_i = \tilde\sigma_i v_i` exactly, and :math:`AP_1..AP_k` lie in the
+    span of :math:`Q`). The product :math:`AP_{k+1}` is the next step's first half
+    (:meth:`_Recurrence.peek`), so continuing loses nothing. Growth-based estimates can
+    be fooled by growth that slows down when a cluster has separated from the rest before
+    it is resolved inside; the residuals of its unresolved values stay large. When the
+    check fails the bound becomes the value estimate."""
+    _, S, Vb, all_values = triplets
+    width = rec.newest.shape[1]
+    Qk, Rk = rec.peek()
+    if Qk.shape[1] < width or S.size == 0:
+        return False  # the next step exhausts the space: finish it instead
+    eta = np.linalg.norm(Rk @ Vb[Vb.shape[0] - width :, :], axis=0)
+    bounds = residual_value_bounds(all_values, eta, previous)
+    allowed = tol * S + eps * math.sqrt(max(rec.mat.shape)) * float(all_values[0])
+    if bool(np.all(bounds <= allowed)):
+        return True
+    safe = np.where(S > 0.0, S, 1.0)
+    progress.value_estimate = max(progress.value_estimate, float(np.max(bounds / safe)))
+    progress.values_at_noise = False
+    return False
 
 
 def _krylov_result(
@@ -442,8 +518,10 @@ def _krylov_result(
     tol: float | None,
     criterion: str,
     block: int,
+    claimed: tuple[Array, Array, Array, Array] | None = None,
 ) -> TruncatedSVDResult:
-    """The final Rayleigh–Ritz step of :func:`_block_krylov` and its result."""
+    """The final Rayleigh–Ritz step of :func:`_block_krylov` and its result (``claimed``:
+    the triplets a claim of convergence at the last step rests on)."""
     adaptive = tol is not None
     complete = rec.exhausted
     diagnostics = RandomizedDiagnostics(
@@ -475,11 +553,15 @@ def _krylov_result(
         Ub, S, Vb = Ub[:, :rank], all_values[:rank], Vbh[:rank].conj().T
     else:
         # A check at this step has the projection, its Gram matrix and its values already.
-        if checked is not None and checked[0] == rec.steps and checked[3] is not None:
-            B, known = checked[1], (checked[2], checked[3])
+        if claimed is not None:
+            Ub, S, Vb, all_values = claimed
         else:
-            B, known = rec.projection(), None
-        Ub, S, Vb, all_values = _ritz_triplets(B, rank, compute_eps(mat.dtype) / 16.0, known)
+            if checked is not None and checked[0] == rec.steps and checked[3] is not None:
+                B, known = checked[1], (checked[2], checked[3])
+            else:
+                B, known = rec.projection(), None
+            triplets = _ritz_triplets(B, rank, compute_eps(mat.dtype) / 16.0, known)
+            Ub, S, Vb, all_values = triplets
         unchecked = len(progress.values) >= 2 and progress.steps[-1] != rec.steps
         if adaptive and not converged and unchecked:
             progress.update(rec.steps, all_values)
