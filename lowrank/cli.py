@@ -33,7 +33,17 @@ This is the only place where exceptions become text and exit statuses:
     output of the same command (checked before any work, so nothing is replaced); a
     malformed ``--scheduler`` address.
 130
-    Interrupted by Ctrl-C (the partial report is written).
+    Interrupted by Ctrl-C (SIGINT). Once a checkpoint's analysis has started (not for an
+    adapter folder, analysed in process), the partial report is written to every
+    requested report file (JSON marked partial, CSV, Markdown, spectra; no figure) and
+    the line says where; before, nothing is written.
+143
+    Stopped by SIGTERM (``timeout``, ``kill``, ``docker stop``...): as Ctrl-C.
+
+Whatever stops the command, no temporary file is left behind and no output is half
+written. Outputs are replaced only if they are regular files: an existing symbolic link,
+device (``/dev/null``), FIFO or socket is refused (exit 2), and so is ``-`` (there is no
+output to stdout but the table).
 
 Every error is ONE line on stderr, without a traceback. The library raises; the commands
 here tell the input checks (exit 2) from the work (exit 1) by where the error arises.
@@ -42,9 +52,14 @@ here tell the input checks (exit 2) from the work (exit 1) by where the error ar
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
+import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +75,21 @@ from lowrank.errors import (
     NonFiniteError,
 )
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 _EXAMPLES = """\
 examples:
@@ -92,6 +116,99 @@ class _WorkFailed(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that the same cleanup runs."""
+
+
+def _stopped(exc: BaseException) -> tuple[str, int]:
+    """What stopped the command (for its line), and the exit status."""
+    if isinstance(exc, _Terminated):
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
+
+
+class _Signals:
+    """SIGINT and SIGTERM as exceptions in the main thread, held back in critical sections.
+
+    Inside :meth:`deferred` a signal is only noted, and raised when the section ends: an
+    interrupt then never lands inside an import (which could leave a module lock that a
+    worker thread waits for forever) nor between starting a run and taking charge of it.
+    """
+
+    def __init__(self) -> None:
+        self._deferring = 0
+        self._pending: int | None = None
+
+    def install(self) -> Callable[[], None]:
+        """Handle both signals (main thread only); return what restores the handlers."""
+        self._deferring, self._pending = 0, None
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous: dict[int, Any] = {}
+        for signum, default in (
+            (signal.SIGINT, signal.default_int_handler),
+            (signal.SIGTERM, signal.SIG_DFL),
+        ):
+            # An ignored signal (nohup, a shell's background job) stays ignored.
+            if signal.getsignal(signum) is default:
+                previous[signum] = signal.signal(signum, self._handle)
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._deferring:
+            if self._pending != signal.SIGTERM:
+                self._pending = signum
+            return
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold the signals back while the block runs; raise the one that came after it."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+_SIGNALS = _Signals()
+
+
+def _tolerant_streams() -> None:
+    """Let stdout and stderr print what their encoding cannot (the table's ‖, σ, α on an
+    ASCII or cp1252 console) as backslash escapes instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        reconfigure = getattr(stream, "reconfigure", None)
+        if not isinstance(encoding, str) or not callable(reconfigure):
+            continue
+        with contextlib.suppress(LookupError, ValueError, OSError):
+            if codecs.lookup(encoding).name != "utf-8":
+                reconfigure(errors="backslashreplace")
+
+
+# Single characters for single characters: the table's columns stay aligned.
+_ASCII = str.maketrans({"‖": "|", "σ": "s", "α": "a", "–": "-", "—": "-", "×": "x", "…": "~"})
+
+
+def _printable(text: str) -> str:
+    """``text``, with ASCII for the table's symbols if stdout cannot encode it (what is
+    left is escaped by :func:`_tolerant_streams`)."""
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return text.translate(_ASCII)
+    return text
 
 
 def _one_line(text: str) -> str:
@@ -298,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--cache",
         metavar="DIR",
-        help="cache directory for --example (default $LOWRANK_CACHE or ~/.cache/lowrank)",
+        help="cache directory for --example (default $LOWRANK_CACHE, else "
+        "$XDG_CACHE_HOME/lowrank, else ~/.cache/lowrank)",
     )
     _add_analysis_options(analyze)
     out = analyze.add_argument_group("outputs (written atomically)")
@@ -480,7 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output directory, created if needed (default lowrank-demo)",
     )
-    demo.add_argument("--cache", metavar="DIR", help="download cache (default ~/.cache/lowrank)")
+    demo.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="download cache (default $LOWRANK_CACHE, else $XDG_CACHE_HOME/lowrank, else "
+        "~/.cache/lowrank)",
+    )
     demo.add_argument(
         "--workers",
         type=_positive_int,
@@ -564,6 +687,8 @@ def _check_outputs(outputs: _Outputs, inputs: Sequence[tuple[str, str | None]]) 
     from lowrank.io._paths import check_distinct_paths
     from lowrank.plot import FIGURE_FORMATS
 
+    for label, path in outputs.labelled():
+        _refuse_stdout(label, path)
     for path in outputs.paths():
         if path.is_dir():
             raise InputError(f"output must be a file, not a directory; got '{path}'")
@@ -576,6 +701,73 @@ def _check_outputs(outputs: _Outputs, inputs: Sequence[tuple[str, str | None]]) 
     # Here, not when writing: the JSON report is first written as the run starts, and an
     # atomic write replaces an input checkpoint as readily as any other file.
     check_distinct_paths(outputs.labelled(), inputs)
+    _check_replaceable(outputs.labelled())
+
+
+def _refuse_stdout(label: str, path: str | os.PathLike[str]) -> None:
+    if os.fspath(path) == "-":
+        raise InputError(
+            f"{label} '-': the command writes no report to standard output (only the "
+            "table); give a file name (./- for a file called '-')"
+        )
+
+
+def _check_replaceable(outputs: Sequence[tuple[str, str | os.PathLike[str]]]) -> None:
+    """Refuse outputs that are not regular files (links, devices, FIFOs): the atomic
+    write's rename would replace them with regular files."""
+    from lowrank.io._atomic import check_replaceable
+
+    for label, path in outputs:
+        check_replaceable(path, name=label)
+
+
+@contextlib.contextmanager
+def _reading_inputs(
+    inputs: Sequence[str | os.PathLike[str] | None],
+    outputs: Sequence[str | os.PathLike[str]] = (),
+) -> Iterator[None]:
+    """An input the command may not read is an input error (exit 2), as a missing one is,
+    when it is found before any work (its header is listed). A refused output stays an
+    I/O error (exit 1)."""
+    try:
+        yield
+    except PermissionError as exc:
+        if not _names_an_input(exc.filename, inputs, outputs):
+            raise
+        raise InputError(f"an input cannot be read: {_os_error(exc)}") from None
+
+
+def _names_an_input(
+    filename: object,
+    inputs: Sequence[str | os.PathLike[str] | None],
+    outputs: Sequence[str | os.PathLike[str]],
+) -> bool:
+    """Whether ``filename`` is an input, a file of one (a shard) or in an input directory."""
+    from lowrank.io._paths import input_files
+
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        return False
+    real = os.path.realpath(os.fsdecode(filename))
+    if any(os.path.realpath(out) == real for out in outputs):
+        return False
+    for value in inputs:
+        if value is None:
+            continue
+        root = os.path.realpath(value)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+        if any(os.path.realpath(part) == real for part in input_files(value)):
+            return True
+    return False
+
+
+def _import_task_modules() -> None:
+    """Import, in the main thread and before any worker starts, what the analysis tasks
+    import on first use: a worker importing a module while an interrupt stops the main
+    thread's import of it could wait for its lock forever."""
+    for name in ("ml_dtypes", "safetensors", "safetensors.numpy", "scipy.sparse.linalg"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> tuple[list[Path], list[str]]:
@@ -616,11 +808,12 @@ def _write_outputs(report: Any, outputs: _Outputs, *, plots: bool) -> tuple[list
     return written, missing
 
 
-def _say_missing(missing: Sequence[str]) -> int:
-    """One error line per figure not written; the exit code that follows from them."""
-    for line in missing:
-        _say(f"lowrank: error: {line}")
-    return EXIT_FAILURE if missing else EXIT_OK
+def _say_problems(problems: Sequence[str]) -> int:
+    """One error line for all the problems (figures not drawn, matrices that failed); the
+    exit code that follows from them."""
+    if problems:
+        _say(f"lowrank: error: {'; '.join(problems)}")
+    return EXIT_FAILURE if problems else EXIT_OK
 
 
 def _progress_bar(enabled: bool | None, total: int) -> Any:
@@ -645,9 +838,12 @@ def _run_analysis(
     *,
     base: str | None = None,
     source_label: str = "PATH",
+    problems: list[str] | None = None,
 ) -> int:
     """Run ``analyze`` on ``source``, or on the update ``source - base`` when ``base``;
-    ``source_label`` names ``source`` in messages."""
+    ``source_label`` names ``source`` in messages. The problems of a finished run (figures
+    not drawn, matrices that failed) are said in one error line, or, with ``problems``,
+    appended to it for the caller to say."""
     from lowrank.analysis import (
         DEFAULT_ENERGIES,
         DEFAULT_RANKS,
@@ -659,60 +855,77 @@ def _run_analysis(
 
     _check_outputs(outputs, [(source_label, os.fspath(source)), ("--base", base)])
     nd_policy: Literal["skip", "flatten"] = "flatten" if request.flatten else "skip"
+    inputs = (source,) if base is None else (source, base)
+    # An input we may not read is found when its header is listed, before any work: an
+    # input error, as a missing one.
+    reading = _reading_inputs(inputs, outputs.paths())
     if request.include or request.exclude:
         from lowrank.io import select
 
         # Headers only: patterns that select no matrix fail here, naming close names,
         # instead of giving an empty run.
-        for path in (source,) if base is None else (source, base):
-            select(
-                path,
-                include=request.include,
-                exclude=request.exclude,
-                regex=request.regex,
-                nd_policy=nd_policy,
-                require_match=True,
-            )
+        with _reading_inputs(inputs, outputs.paths()):
+            for path in inputs:
+                select(
+                    path,
+                    include=request.include,
+                    exclude=request.exclude,
+                    regex=request.regex,
+                    nd_policy=nd_policy,
+                    require_match=True,
+                )
+    run: Any = None
+    bar: Any = None
     with ExitStack() as stack:
-        executor = (
-            stack.enter_context(dask_executor(request.scheduler, timeout=request.connect_timeout))
-            if request.scheduler
-            else None
-        )
-        options: dict[str, Any] = {
-            "include": request.include,
-            "exclude": request.exclude,
-            "regex": request.regex,
-            "nd_policy": nd_policy,
-            "ranks": DEFAULT_RANKS if request.ranks is None else request.ranks,
-            "energies": DEFAULT_ENERGIES if request.energies is None else request.energies,
-            "executor": executor,
-            "workers": request.workers,
-            "threads_per_worker": request.threads_per_worker,
-            "checkpoint": outputs.json,
-            "checkpoint_interval": 2.0,
-        }
-        run = (
-            start_analysis(source, **options)
-            if base is None
-            else start_update_analysis(source, base, **options)
-        )
-        if base is not None:
-            _say_unpaired(run.report().skipped)
-        stack.enter_context(run)
-        bar = stack.enter_context(_progress_bar(request.progress, run.total))
         try:
+            # Ctrl-C and SIGTERM wait until the run is started and in our hands (a fraction
+            # of a second); from then on they end it with the partial report.
+            with _SIGNALS.deferred():
+                _import_task_modules()
+                executor = (
+                    stack.enter_context(
+                        dask_executor(request.scheduler, timeout=request.connect_timeout)
+                    )
+                    if request.scheduler
+                    else None
+                )
+                options: dict[str, Any] = {
+                    "include": request.include,
+                    "exclude": request.exclude,
+                    "regex": request.regex,
+                    "nd_policy": nd_policy,
+                    "ranks": DEFAULT_RANKS if request.ranks is None else request.ranks,
+                    "energies": DEFAULT_ENERGIES if request.energies is None else request.energies,
+                    "executor": executor,
+                    "workers": request.workers,
+                    "threads_per_worker": request.threads_per_worker,
+                    "checkpoint": outputs.json,
+                    "checkpoint_interval": 2.0,
+                }
+                with reading:
+                    run = stack.enter_context(
+                        start_analysis(source, **options)
+                        if base is None
+                        else start_update_analysis(source, base, **options)
+                    )
+                if base is not None:
+                    _say_unpaired(run.report().skipped)
+                bar = stack.enter_context(_progress_bar(request.progress, run.total))
             for outcome in run:
                 bar.set_postfix_str(outcome.name[-40:], refresh=False)
                 bar.update(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if run is None:  # nothing started, nothing written
+                raise
             run.close()
-            bar.close()
+            if bar is not None:
+                bar.close()
             report = run.report()
             written, _ = _write_outputs(report, outputs, plots=False)
             where = f"; partial report in {', '.join(map(str, written))}" if written else ""
-            _say(f"lowrank: interrupted after {run.done} of {run.total} matrices{where}")
-            return EXIT_INTERRUPTED
+            what, status = _stopped(exc)
+            _say(f"lowrank: {what} after {run.done} of {run.total} matrices{where}")
+            return status
         except AnalysisError as exc:
             bar.close()
             written, _ = _write_outputs(exc.report, outputs, plots=False)
@@ -723,15 +936,16 @@ def _run_analysis(
     written, missing = _write_outputs(report, outputs, plots=True)
     update = "" if report.run.base is None else f" - {report.run.base} (update)"
     print(f"# {report.run.source}{update}")
-    print(report.to_text(), end="")
+    print(_printable(report.to_text()), end="")
     for path in written:
         _say(f"wrote {path}")
-    status = _say_missing(missing)
     failed = [s for s in report.skipped if s.code == "error"]
     if failed:
-        _say(f"lowrank: error: {_failures(failed, run.total)}")
-        return EXIT_FAILURE
-    return status
+        missing.append(_failures(failed, run.total))
+    if problems is not None:
+        problems += missing
+        return EXIT_FAILURE if missing else EXIT_OK
+    return _say_problems(missing)
 
 
 _NAMED_FAILURES = 5
@@ -860,15 +1074,13 @@ def _run_adapter_analysis(args: argparse.Namespace, outputs: _Outputs) -> int:
     what = "merged with" if args.merged else "update of"
     update = "" if args.base is None else f", {what} {os.path.abspath(args.base)}"
     print(f"# {report.run.source} (adapter{update})")
-    print(report.to_text(), end="")
+    print(_printable(report.to_text()), end="")
     for path in written:
         _say(f"wrote {path}")
-    status = _say_missing(missing)
     failed = [s for s in report.skipped if s.code == "error"]
     if failed:
-        _say(f"lowrank: error: {_failures(failed, len(failed) + len(report.matrices))}")
-        return EXIT_FAILURE
-    return status
+        missing.append(_failures(failed, len(failed) + len(report.matrices)))
+    return _say_problems(missing)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -888,21 +1100,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             (kind, out / f"minilm-{kind}.png") for kind in ("curves", "spectra", "heatmap", "alpha")
         ],
     )
+    problems: list[str] = []
     code = _run_analysis(
         source,
         _Request(workers=args.workers, progress=args.progress),
         outputs,
         source_label="the example",
+        problems=problems,
     )
-    return max(code, _demo_digits(out, workers=args.workers))
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):  # said already; no second part
+        return code
+    _demo_digits(out, workers=args.workers, problems=problems)
+    return _say_problems(problems)
 
 
-def _demo_digits(out: Path, *, workers: int | None) -> int:
+def _demo_digits(out: Path, *, workers: int | None, problems: list[str]) -> None:
     """The demo's second part: a real fine-tune the toolkit makes on scikit-learn's digits.
 
     No real base/fine-tuned pair can be fetched offline, so
     :func:`lowrank.examples_digits.make_digits_finetune` trains one (a second of CPU) into
     ``out/digits``; its full fine-tune's update and its LoRA adapter are then analysed.
+    What went wrong is appended to ``problems``.
     """
     from lowrank.analysis import UpdateResult, analyze_adapter, analyze_update
 
@@ -911,8 +1129,8 @@ def _demo_digits(out: Path, *, workers: int | None) -> int:
 
         made = make_digits_finetune(out / "digits")
     except ImportError as exc:
-        _say(f"lowrank: warning: no digits fine-tune: {exc}")
-        return EXIT_FAILURE
+        problems.append(f"no digits fine-tune: {exc}")
+        return
     update = analyze_update(made.tuned_full, made.base, workers=workers)
     adapter = analyze_adapter(made.adapter, base=made.base)
     written: list[Path] = []
@@ -942,9 +1160,11 @@ def _demo_digits(out: Path, *, workers: int | None) -> int:
     for path in written:
         _say(f"wrote {path}")
     _say(f"wrote {out / 'digits'} (base.safetensors, tuned_full.safetensors, adapter_lora)")
-    status = _say_missing(missing)
-    failed = [s for r in (update, adapter) for s in r.skipped if s.code == "error"]
-    return EXIT_FAILURE if failed else status
+    problems += missing
+    for report in (update, adapter):
+        failed = [s for s in report.skipped if s.code == "error"]
+        if failed:
+            problems.append(_failures(failed, len(failed) + len(report.matrices)))
 
 
 def _existing_adapter(folder: Path) -> list[str]:
@@ -998,8 +1218,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     exclude = args.exclude if args.exclude is not None else ["*embed*"]
     # The inputs are checked before the work (headers only): a missing or corrupt file or
     # patterns that select nothing are usage errors (exit 2); what fails later is the work.
-    for path in (args.base, args.tuned):
-        select(path, include=args.include, exclude=exclude, regex=args.regex, require_match=True)
+    with _reading_inputs((args.base, args.tuned)):
+        for path in (args.base, args.tuned):
+            select(
+                path, include=args.include, exclude=exclude, regex=args.regex, require_match=True
+            )
     try:
         result = extract_checkpoint(
             args.base,
@@ -1086,7 +1309,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise _UsageError("lowrank plot: error: --relative applies to --kind curves or heatmap")
     from lowrank.io._paths import check_distinct_paths
 
+    _refuse_stdout("-o", args.output)
     check_distinct_paths([("-o", args.output)], [("REPORT", args.report)])
+    _check_replaceable([("-o", args.output)])
     report = Report.read_json(args.report)
     if args.kind == "update-spectra" and not _is_update_report(report):
         if report.matrices:
@@ -1162,6 +1387,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from lowrank.examples import FetchError
 
+    _tolerant_streams()
+    restore = _SIGNALS.install()
+    try:
+        return _main(argv, FetchError)
+    except KeyboardInterrupt as exc:  # before the analysis started, or while writing
+        what, code = _stopped(exc)
+        _say(f"lowrank: {what}")
+        return code
+    finally:
+        restore()
+
+
+def _main(argv: Sequence[str] | None, fetch_error: type[Exception]) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -1178,7 +1416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _WorkFailed as exc:
         _say(f"lowrank: error: {exc}")
         return EXIT_FAILURE
-    except (FetchError, ConvergenceError) as exc:
+    except (fetch_error, ConvergenceError) as exc:
         _say(f"lowrank: error: {exc}")
         return EXIT_FAILURE
     except ConnectionError as exc:  # a Dask scheduler that cannot be reached: the network
@@ -1201,9 +1439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "missing): pip install -e '.[cli]' in the clone of lowrank"
         )
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        _say("lowrank: interrupted")
-        return EXIT_INTERRUPTED
+    except UnicodeError as exc:  # a name the file system or a stream cannot encode
+        _say(f"lowrank: error: {exc}")
+        return EXIT_FAILURE
     return status
 
 

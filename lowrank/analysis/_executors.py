@@ -7,8 +7,8 @@ helpers set up the usual ones well:
   ``spawn`` (no fork of a process that may hold threads), ignore Ctrl-C (the parent
   handles it and stops them), and limit their BLAS/OpenMP thread pools with
   ``threadpoolctl`` so that workers × threads does not exceed the cores.
-* :func:`thread_executor`: threads of this process, with the BLAS thread pools limited
-  the same way while the pool lives: no processes to start, which is what small
+* :func:`thread_executor`: daemon threads of this process, with the BLAS thread pools
+  limited the same way while the pool lives: no processes to start, which is what small
   checkpoints spend most of their time on.
 * :func:`dask_executor`: a ``dask.distributed`` client's executor. Dask's nanny starts
   workers with ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``, so each worker
@@ -20,12 +20,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import queue
 import signal
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from lowrank._validation import check_int, check_positive_float
 from lowrank.errors import InputError, LowRankError
@@ -38,6 +40,8 @@ __all__ = [
     "local_executor",
     "thread_executor",
 ]
+
+T = TypeVar("T")
 
 # The threadpoolctl limiter of a worker process, kept alive for the worker's lifetime.
 _WORKER_LIMITS: list[Any] = []
@@ -112,13 +116,46 @@ def local_executor(
     )
 
 
-class BLASLimitedThreadPool(ThreadPoolExecutor):
-    """A thread pool that limits the process's BLAS/OpenMP threads while it lives (made by
-    :func:`thread_executor`); :meth:`shutdown` restores them."""
+_Task = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def _work(tasks: queue.SimpleQueue[_Task | None]) -> None:
+    """A thread of :class:`BLASLimitedThreadPool`: run tasks until told to stop (None)."""
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        future, fn, args, kwargs = task
+        del task
+        if future.set_running_or_notify_cancel():
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # as ThreadPoolExecutor: the future carries it
+                future.set_exception(exc)
+                del exc
+            else:
+                future.set_result(result)
+                del result
+        del future, fn, args, kwargs
+
+
+class BLASLimitedThreadPool(Executor):
+    """A pool of daemon threads that limits the process's BLAS/OpenMP threads while it
+    lives (made by :func:`thread_executor`); :meth:`shutdown` restores them.
+
+    Unlike a ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, its
+    threads are daemon threads: a task left running after ``shutdown(wait=False)`` (a run
+    stopped by Ctrl-C) cannot keep the process alive, even one that can never finish (a
+    thread waiting for an import that an interrupt left unfinished in the main thread).
+    """
 
     def __init__(self, workers: int, blas_threads: int) -> None:
-        super().__init__(max_workers=workers, thread_name_prefix="lowrank-analysis")
+        self._max_workers = workers  # read by describe_executor, as a ThreadPoolExecutor's
         self.blas_threads = blas_threads
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._shutdown = False
         self._limits: Any = None
         try:
             from threadpoolctl import threadpool_limits
@@ -126,8 +163,44 @@ class BLASLimitedThreadPool(ThreadPoolExecutor):
             return
         self._limits = threadpool_limits(limits=blas_threads)
 
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future: Future[T] = Future()
+            self._tasks.put((future, fn, args, kwargs))
+            if len(self._threads) < self._max_workers:
+                thread = threading.Thread(
+                    target=_work,
+                    args=(self._tasks,),
+                    name=f"lowrank-analysis_{len(self._threads)}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        with self._lock:
+            first = not self._shutdown
+            self._shutdown = True
+            stops = len(self._threads) if first else 0
+            if cancel_futures:
+                while True:
+                    try:
+                        task = self._tasks.get_nowait()
+                    except queue.Empty:
+                        break
+                    if task is None:  # the stop of an earlier shutdown: put back below
+                        stops += 1
+                    else:
+                        task[0].cancel()
+            for _ in range(stops):
+                self._tasks.put(None)
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                thread.join()
         limits, self._limits = self._limits, None
         if limits is not None:
             limits.restore_original_limits()

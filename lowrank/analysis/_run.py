@@ -175,26 +175,38 @@ class AnalysisRun:
             order = sorted(
                 range(len(selection.matrices)), key=lambda i: -selection.matrices[i].size
             )
-            with _children_ignore_sigint(executor):
-                for i in order:
-                    future: Future[Outcome] = (
-                        executor.submit(
-                            analyze_tensor,
-                            selection.matrices[i],
-                            nd_policy=selection.nd_policy,
-                            options=options,
-                        )
-                        if bases is None
-                        else executor.submit(
-                            _analyze_update_pair,
-                            selection.matrices[i],
-                            bases[i],
-                            nd_policy=selection.nd_policy,
-                            options=options,
-                        )
+            try:
+                self._submit(executor, order, bases)
+            except BaseException:
+                # Ctrl-C while submitting: what was submitted is cancelled, the checkpoint
+                # says partial, and the interrupt goes on to the caller.
+                self.close()
+                raise
+
+    def _submit(
+        self, executor: Executor, order: Sequence[int], bases: Sequence[TensorInfo] | None
+    ) -> None:
+        selection, options = self.selection, self.options
+        with _children_ignore_sigint(executor):
+            for i in order:
+                future: Future[Outcome] = (
+                    executor.submit(
+                        analyze_tensor,
+                        selection.matrices[i],
+                        nd_policy=selection.nd_policy,
+                        options=options,
                     )
-                    self._futures[future] = i
-                    self._pending.add(future)
+                    if bases is None
+                    else executor.submit(
+                        _analyze_update_pair,
+                        selection.matrices[i],
+                        bases[i],
+                        nd_policy=selection.nd_policy,
+                        options=options,
+                    )
+                )
+                self._futures[future] = i
+                self._pending.add(future)
 
     # -- progress -------------------------------------------------------------------------
 

@@ -17,22 +17,67 @@ from pathlib import Path
 from lowrank._validation import check_path, check_str
 from lowrank.errors import InputError, MissingFileError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_replaceable"]
 
 _TEMP_ATTEMPTS = 16
 
 
-def _target(path: Path) -> Path:
-    # abspath rather than resolve(): a symlinked target is replaced as a link, and messages
-    # keep the name the caller gave instead of a content-addressed cache path.
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_replaceable(path: str | os.PathLike[str], *, name: str = "path") -> Path:
+    """``path`` as an absolute path, if an atomic write may replace what it names.
+
+    Refused: an existing directory, symbolic link, device (``/dev/null``), FIFO or socket.
+    The rename that ends an atomic write would replace any of them with a regular file:
+    ``/dev/null`` or the link ``/dev/stdout`` would be gone for every program. A link is
+    not written through either: its target may be shared (a cache's blob). ``name`` is the
+    argument named in messages (``"--json"``...).
+
+    Raises
+    ------
+    InputError
+        ``path`` names one of the above.
+    MissingFileError
+        The directory of ``path`` does not exist.
+    """
+    # abspath rather than resolve(): messages keep the name the caller gave.
     target = Path(os.path.abspath(path))
-    if target.is_dir():
-        raise InputError(f"path must name a file, not a directory; got '{target}'")
+    try:
+        info = os.lstat(target)
+    except OSError:  # absent (the usual case), or not reachable: creating it will tell
+        info = None
+    if info is not None:
+        mode = info.st_mode
+        if stat.S_ISLNK(mode):
+            if target.is_dir():
+                raise InputError(f"{name} must name a file, not a directory; got '{target}'")
+            raise InputError(
+                f"{name} '{target}' is a symbolic link (to '{os.readlink(target)}'); it is not "
+                "replaced nor written through: give the file itself, or remove the link"
+            )
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{name} must name a file, not a directory; got '{target}'")
+        for test, kind in _KINDS:
+            if test(mode):
+                raise InputError(
+                    f"{name} '{target}' is {kind}, not a regular file; it would be replaced "
+                    "by one: give the name of a regular file"
+                )
     if not target.parent.is_dir():
         raise MissingFileError(
-            f"the directory of path must exist; '{target.parent}' does not (path '{target}')"
+            f"the directory of {name} must exist; '{target.parent}' does not ({name} '{target}')"
         )
     return target
+
+
+def _target(path: Path) -> Path:
+    return check_replaceable(path)
 
 
 def _create_temp(target: Path) -> tuple[Path, int]:
@@ -107,7 +152,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     MissingFileError
         The directory of ``path`` does not exist.
     InputError
-        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is an existing directory.
+        ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is an existing directory,
+        symbolic link, device, FIFO or socket (:func:`check_replaceable`).
     OSError
         Creating, writing (if the block's writes raise it), syncing or renaming the
         temporary file failed (disk full, permission denied...). An error that named no
@@ -115,12 +161,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Notes
     -----
-    A symbolic link at ``path`` is replaced by a regular file (the link's target is not
-    touched). A replaced file keeps its permission bits; a new one gets those of a plain
-    ``open(path, "w")``, 0o666 less the umask, whatever the block's writer did to the
-    temporary file's mode (``safetensors`` writes its files with mode 0o600). Only a hard
-    kill between creating and renaming the temporary file can leave it behind; it never
-    leaves a partial ``path``.
+    Only a regular file is replaced: a symbolic link, a device such as ``/dev/null``, a FIFO
+    or a socket at ``path`` is refused (the rename would replace it with a regular file, and
+    writing through a link could change a file other links share). A replaced file keeps
+    its permission bits; a new one gets those of a plain ``open(path, "w")``, 0o666 less
+    the umask, whatever the block's writer did to the temporary file's mode
+    (``safetensors`` writes its files with mode 0o600). Only a hard kill between creating
+    and renaming the temporary file can leave it behind; it never leaves a partial
+    ``path``.
 
     Examples
     --------
@@ -195,7 +243,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     ------
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``data`` is not bytes-like,
-        or ``path`` is a directory.
+        or ``path`` is not a regular file (:func:`check_replaceable`).
     MissingFileError
         The directory of ``path`` does not exist.
 
@@ -236,7 +284,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``text`` is not a ``str``,
         ``encoding`` is not the name of a text encoding or cannot encode ``text``, or
-        ``path`` is a directory.
+        ``path`` is not a regular file (:func:`check_replaceable`).
     MissingFileError
         The directory of ``path`` does not exist.
 

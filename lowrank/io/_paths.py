@@ -88,6 +88,15 @@ def input_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     return tuple(found)
 
 
+def _read_from_directory(name: str) -> bool:
+    """Whether reading a directory reads a file called ``name`` in it (:func:`input_files`)."""
+    return (
+        name.endswith(_INDEX_SUFFIX)
+        or name == _ADAPTER_CONFIG
+        or Path(name).suffix.lower() in _WEIGHT_SUFFIXES
+    )
+
+
 def _same(a: Path, b: Path) -> bool:
     if os.path.realpath(a) == os.path.realpath(b):
         return True
@@ -124,8 +133,10 @@ def check_distinct_paths(
     ------
     InputError
         An output resolves (through symbolic links or hard links) to a file of an input,
-        or two outputs resolve to one file, or a folder is an input directory. The
-        message names both arguments and the file.
+        or two outputs resolve to one file, or a folder is an input directory, or an
+        output is a new file directly in an input directory that reading the directory
+        would read (a weight file, an index, ``adapter_config.json``). The message names
+        both arguments and the file.
     """
     files = [
         (label, Path(os.path.abspath(check_path(p, name=label))))
@@ -158,4 +169,14 @@ def check_distinct_paths(
                 raise InputError(
                     f"{_quoted(label)} would overwrite the input {_quoted(in_label)}{which}: "
                     f"both name '{os.path.realpath(file)}'; write the output elsewhere"
+                )
+        if not given.is_dir():
+            continue
+        for label, file in files:
+            if _read_from_directory(file.name) and _same(file.parent, given):
+                raise InputError(
+                    f"{_quoted(label)} would add '{file.name}' to the input directory "
+                    f"{_quoted(in_label)} ('{os.path.realpath(given)}'): reading that "
+                    "directory would then read it as part of the checkpoint; write the "
+                    "output elsewhere"
                 )
