@@ -153,7 +153,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         The directory of ``path`` does not exist.
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, or is an existing directory,
-        symbolic link, device, FIFO or socket (:func:`check_replaceable`).
+        symbolic link, device, FIFO or socket (``check_replaceable``).
     OSError
         Creating, writing (if the block's writes raise it), syncing or renaming the
         temporary file failed (disk full, permission denied...). An error that named no
@@ -243,7 +243,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     ------
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``data`` is not bytes-like,
-        or ``path`` is not a regular file (:func:`check_replaceable`).
+        or ``path`` is not a regular file (``check_replaceable``).
     MissingFileError
         The directory of ``path`` does not exist.
 
@@ -284,7 +284,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     InputError
         ``path`` is not a non-empty ``str`` or ``os.PathLike``, ``text`` is not a ``str``,
         ``encoding`` is not the name of a text encoding or cannot encode ``text``, or
-        ``path`` is not a regular file (:func:`check_replaceable`).
+        ``path`` is not a regular file (``check_replaceable``).
     MissingFileError
         The directory of ``path`` does not exist.
 
